@@ -1,0 +1,1 @@
+"""One module of CLI commands per stage; each exposes ``register(app)``."""
