@@ -100,20 +100,276 @@ class IngestConfig(StrictModel):
 # Each stage owns its section below; keys are documented in default_config.yaml.
 
 
+class LinkageComparison(StrictModel):
+    """One comparison: a named preset over a column, or explicit levels (null and else implicit).
+
+    Level dicts are ``{type: exact|jaro_winkler|one_char_off|nickname|token_overlap|name_swap|
+    initial|day_month_swapped|same_year|same_prefix, ...parameters}``; linkage.settings checks
+    them.
+    """
+
+    column: str = Field(min_length=1)
+    preset: (
+        Literal[
+            "name",
+            "first_name",
+            "last_name",
+            "dob",
+            "exact",
+            "string",
+            "initial",
+            "digits",
+            "agency_id",
+        ]
+        | None
+    ) = None
+    thresholds: list[float] = Field(default_factory=lambda: [0.92, 0.8])
+    tf: bool = False
+    levels: list[dict[str, Any]] | None = None
+
+    @field_validator("thresholds")
+    @classmethod
+    def _descending(cls, values: list[float]) -> list[float]:
+        if any(not 0 < value <= 1 for value in values) or values != sorted(values, reverse=True):
+            raise ValueError("thresholds must lie in (0, 1] and descend")
+        return values
+
+
+class LinkageClusterConfig(StrictModel):
+    """Clustering that resists chaining (see linkage.cluster)."""
+
+    min_average_probability: float = Field(0.5, gt=0, lt=1)
+    strong_identifiers: list[str] = Field(default_factory=lambda: ["ssn_last4", "dob"])
+    exclusive_identifiers: list[str] = Field(default_factory=lambda: ["suffix"])
+
+
+class LinkageSupervisedConfig(StrictModel):
+    """The supervised option: logistic regression trained on clerical decisions."""
+
+    enabled: bool = False
+    min_labels_per_class: int = Field(20, ge=1)
+    C: float = Field(1.0, gt=0)
+
+
 class LinkageConfig(StrictModel):
-    model_config = ConfigDict(extra="allow")
+    """Comparisons, blocking rules and thresholds of the linker (linkage.settings reads it)."""
+
+    comparisons: list[LinkageComparison] = Field(default_factory=list)
+    blocking_rules: list[list[str]] = Field(default_factory=list)
+    max_block_size: int = Field(300, ge=2)
+    link_threshold: float = Field(0.5, gt=0, lt=1)
+    review_lower: float = Field(0.2, gt=0, lt=1)
+    review_upper: float = Field(0.8, gt=0, lt=1)
+    random_pairs: int = Field(200_000, ge=1000)
+    em_max_iterations: int = Field(100, ge=1)
+    em_tolerance: float = Field(1e-5, gt=0)
+    cluster: LinkageClusterConfig = LinkageClusterConfig()
+    supervised: LinkageSupervisedConfig = LinkageSupervisedConfig()
+    person_id_prefix: str = Field("P", min_length=1, max_length=8)
+    lock_timeout_seconds: float = Field(0.0, ge=0)
+    seed: int = 0
+
+
+class TierRule(StrictModel):
+    """One rule tier rule: ``tier`` when every ``all`` and at least one ``any`` condition holds.
+
+    A condition is ``[feature, op, value]`` over the shared feature definitions
+    (:mod:`training.features`); features are checked when the rules are loaded by training.
+    """
+
+    tier: Literal["A", "B", "C", "D"]
+    all: list[tuple[str, Literal[">=", ">", "<=", "<", "==", "!="], float]] = Field(
+        default_factory=list
+    )
+    any: list[tuple[str, Literal[">=", ">", "<=", "<", "==", "!="], float]] = Field(
+        default_factory=list
+    )
+    reason: str = Field(min_length=1)
+
+
+class TierConfig(StrictModel):
+    """Ordered tier rules (first match wins; the last must match everyone) and charge counting."""
+
+    count_charges: Literal["all", "pending_or_convicted", "convicted"] = "pending_or_convicted"
+    confirm_threshold: float = Field(0.9, gt=0, le=1)
+    dual_arrest_days: int = Field(30, ge=0)
+    rules: list[TierRule]
+
+    @field_validator("rules")
+    @classmethod
+    def _catch_all_last(cls, rules: list[TierRule]) -> list[TierRule]:
+        if not rules:
+            raise ValueError("at least one tier rule is required")
+        if rules[-1].all or rules[-1].any:
+            raise ValueError("the last tier rule must have no conditions (it catches everyone)")
+        return rules
+
+
+class BandConfig(StrictModel):
+    """One risk band: probabilities from ``lower`` (inclusive) up to the next band's ``lower``."""
+
+    name: str
+    lower: float = Field(ge=0, lt=1)
+    use: Literal["outreach", "punitive", "none"] = "none"
+
+    @field_validator("name")
+    @classmethod
+    def _not_risk(cls, name: str) -> str:
+        if "risk" in name.lower() or "safe" in name.lower():
+            raise ValueError("band names describe the likelihood of a recorded re-offence")
+        return name
+
+
+class LethalityFlag(StrictModel):
+    """A rule-based lethality marker shown with every score: ``[feature, op, value]``."""
+
+    name: str
+    any: list[tuple[str, Literal[">=", ">", "<=", "<", "==", "!="], float]]
+    wording: str
+
+
+class SplitConfig(StrictModel):
+    """Time split: test = index dates from ``test_start`` (or the ``test_fraction`` quantile)."""
+
+    test_start: str | None = None
+    test_fraction: float = Field(0.35, gt=0, lt=1)
+    validation_fraction: float = Field(0.15, gt=0, lt=0.5)
+    calibration_fraction: float = Field(0.2, gt=0, lt=0.5)
+
+
+class ModelParams(StrictModel):
+    """LightGBM settings and calibration."""
+
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    num_leaves: int = Field(15, ge=2)
+    min_child_samples: int = Field(50, ge=1)
+    max_rounds: int = Field(600, ge=1)
+    early_stopping_rounds: int = Field(40, ge=1)
+    reg_lambda: float = Field(1.0, ge=0)
+    feature_fraction: float = Field(0.9, gt=0, le=1)
+    calibration: Literal["isotonic", "sigmoid"] = "isotonic"
+    monotone: bool = True
+    num_threads: int = Field(2, ge=1)
+    seed: int = 20240501
 
 
 class TrainingConfig(StrictModel):
-    model_config = ConfigDict(extra="allow")
+    """Training: offences, labels, as-of features, rule tiers, models, bands, evaluation."""
+
+    decision_lag_days: int = Field(3, ge=0)
+    offence_window_days: int = Field(2, ge=0)
+    followup_days: int = Field(365, ge=1)
+    recording_days: int = Field(90, ge=0)
+    extract_date: str | None = None
+    protective_order_days: int = Field(365, ge=1)
+    probation_days: int = Field(730, ge=1)
+    excluded_features: list[str] = Field(default_factory=lambda: ["sex", "zip", "neighbourhood"])
+    tiers: TierConfig
+    bands: list[BandConfig]
+    lethality: list[LethalityFlag]
+    split: SplitConfig = SplitConfig()
+    model: ModelParams = ModelParams()
+    scorecard_items: int = Field(10, ge=1, le=12)
+    reason_codes: int = Field(4, ge=3, le=5)
+    n_bootstrap: int = Field(200, ge=10, le=5000)
+    calibration_bins: int = Field(10, ge=2, le=50)
+    registry_alias: str = "challenger"
+    list_dir: str = ".ipvi/lists"
+
+    @field_validator("bands")
+    @classmethod
+    def _bands_ordered(cls, bands: list[BandConfig]) -> list[BandConfig]:
+        if not bands or bands[0].lower != 0:
+            raise ValueError("the first band must start at 0")
+        if any(b.lower <= a.lower for a, b in zip(bands, bands[1:], strict=False)):
+            raise ValueError("band lower cut-points must be strictly increasing")
+        return bands
+
+
+class FairnessTolerance(StrictModel):
+    """The ratio band inside which a group's rate counts as on a par with the reference's."""
+
+    low: float = Field(0.8, gt=0, le=1)
+    high: float = Field(1.25, ge=1)
+
+
+class FairnessGate(StrictModel):
+    """Which measures block promotion; the others are reported only."""
+
+    fpr_at_punitive: bool = True
+    fnr_at_outreach: bool = True
+    calibration: bool = True
+    calibration_tolerance: float = Field(0.05, gt=0, lt=1)
 
 
 class FairnessPolicy(StrictModel):
-    model_config = ConfigDict(extra="allow")
+    """The fairness policy: hashed into every audit, and what ``ipvi promote`` enforces."""
+
+    attributes: list[str] = Field(default_factory=lambda: ["race", "ethnicity", "sex"])
+    report_only_attributes: list[str] = Field(default_factory=lambda: ["age_band"])
+    intersections: bool = True
+    age_band_edges: list[int] = Field(default_factory=lambda: [25, 35, 45, 55])
+    reference: dict[str, str] = Field(default_factory=dict)
+    tolerance: FairnessTolerance = FairnessTolerance()
+    min_difference: float = Field(0.05, ge=0, lt=1)
+    decide_by: Literal["interval", "point"] = "interval"
+    min_positives: int = Field(30, ge=0)
+    min_negatives: int = Field(30, ge=0)
+    required_groups: dict[str, list[str]] = Field(default_factory=dict)
+    public_min_cell: int = Field(11, ge=1)
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    n_bootstrap: int = Field(200, ge=20, le=10000)
+    seed: int = 20240501
+    gate: FairnessGate = FairnessGate()
+    punitive_tiers: list[str] = Field(default_factory=lambda: ["A", "B"])
+    gated_instruments: list[Literal["model", "scorecard", "tiers"]] = Field(
+        default_factory=lambda: ["model"]
+    )
+
+    @field_validator("age_band_edges")
+    @classmethod
+    def _increasing(cls, edges: list[int]) -> list[int]:
+        if any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+            raise ValueError("age band edges must be strictly increasing")
+        return edges
+
+
+class DecisionAction(StrictModel):
+    """One action staff may record; ``notifies_offender`` actions need advocate contact first."""
+
+    notifies_offender: bool = False
 
 
 class ServingConfig(StrictModel):
-    model_config = ConfigDict(extra="allow")
+    """The decision-support service: model, limits, keys, rate limits, faults, audit spool."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(3000, ge=1, le=65535)
+    workers: int = Field(2, ge=1, le=64)
+    request_timeout_seconds: float = Field(30.0, gt=0)
+    model_alias: str = "champion"
+    model_version: str | None = None
+    max_batch: int = Field(1000, ge=1)
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    key_cache_seconds: float = Field(10.0, gt=0, le=30)
+    link_rate_per_second: float = Field(20.0, gt=0)
+    link_burst: int = Field(40, ge=1)
+    link_refresh_seconds: float = Field(30.0, gt=0, le=60)
+    db_timeout_seconds: float = Field(1.5, gt=0, le=2)
+    retry_after_seconds: int = Field(2, ge=1)
+    db_probe_seconds: float = Field(1.0, gt=0)
+    readyz_requires_database: bool = False
+    audit_spool_dir: str = ".ipvi/audit_spool"
+    audit_flush_seconds: float = Field(0.5, gt=0, le=1)
+    roles: dict[str, list[Literal["scoring", "advocate", "admin"]]] = Field(
+        default_factory=lambda: {
+            "/v1/score": ["scoring", "admin"],
+            "/v1/tier": ["scoring", "advocate", "admin"],
+            "/v1/link": ["scoring", "advocate", "admin"],
+            "/v1/decision": ["scoring", "advocate", "admin"],
+        }
+    )
+    decision_actions: dict[str, DecisionAction] = Field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- root
@@ -125,7 +381,7 @@ class Config(StrictModel):
     paths: PathsConfig = PathsConfig()
     ingest: IngestConfig
     linkage: LinkageConfig = LinkageConfig()
-    training: TrainingConfig = TrainingConfig()
+    training: TrainingConfig
     fairness_policy: FairnessPolicy = FairnessPolicy()
     serving: ServingConfig = ServingConfig()
 

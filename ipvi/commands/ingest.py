@@ -1,0 +1,163 @@
+"""CLI commands ``ipvi ingest`` and ``ipvi purge``.
+
+``purge`` is built from each stage's step (see :mod:`ipvi.purge`): later stages append theirs to
+:func:`purge_steps` and :func:`purge_resolvers` below.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ipvi.commands.context import emit_json, get_config, get_engine, info
+
+
+def purge_steps() -> list:
+    """Every stage's purge step, run in this order in one transaction."""
+    from ipvi.ingest.purge import purge_step as ingest_step
+
+    return [ingest_step]
+
+
+def purge_resolvers() -> list:
+    """Resolvers that widen a purge target (e.g. a person id to its record ids)."""
+    return []
+
+
+class _Progress:
+    """Progress of long work on standard error: a rich bar on a terminal, else plain lines.
+
+    Plain lines (one per written chunk) let a log, or a test, see how far an ingest got.
+    """
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.bar = None
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self) -> _Progress:
+        if self.console.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def __call__(self, description: str, done: int, total: int) -> None:
+        if self.bar is None:
+            if done:
+                info(f"{description} {done}/{total} rows")
+            return
+        agency = description.split(":")[0]
+        if agency not in self.tasks:
+            self.tasks[agency] = self.bar.add_task(description, total=total)
+        self.bar.update(self.tasks[agency], description=description, completed=done, total=total)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``ingest`` and ``purge`` to the ``ipvi`` app."""
+
+    @app.command(
+        "ingest",
+        help="Map each agency extract to canonical mentions and events in the registry. "
+        "Unusable rows are quarantined with a reason; bad DOB, SSN-4, phone or zip values are "
+        "nulled and kept as field issues. Re-ingesting the same files changes nothing; changed "
+        "records get a new version. Each file is one transaction.",
+    )
+    def ingest(
+        folder: Path = typer.Argument(
+            ...,
+            help="Folder holding the agency extracts named in the config (ingest.agencies.*.file).",
+        ),
+        json_output: bool = typer.Option(
+            False,
+            "--json",
+            help="Print one JSON line: rows_in, accepted, accepted_with_issues, quarantined, "
+            "by_reason, and the same per agency.",
+        ),
+    ) -> None:
+        """Ingest a folder of agency extracts (see the command's help)."""
+        from ipvi.ingest.load import ingest_directory
+
+        config = get_config()
+        engine = get_engine()
+        try:
+            with _Progress() as progress:
+                report = ingest_directory(engine, folder, config.ingest, progress=progress)
+        finally:
+            engine.dispose()
+        for warning in report.warnings:
+            info(f"warning: {warning}")
+        if json_output:
+            emit_json(report.summary())
+            return
+        info(
+            f"ingest run {report.run_id}: {report.rows_in} rows in, {report.accepted} accepted "
+            f"({report.accepted_with_issues} with field issues), {report.quarantined} quarantined"
+        )
+        for reason, count in report.by_reason.items():
+            info(f"  quarantined {reason}: {count}")
+
+    @app.command(
+        "purge",
+        help="Remove records from the registry (expunction, correction), keeping only a "
+        "tombstone without identifiers. Their mentions, versions, field issues, quarantined rows "
+        "and the events only they refer to are deleted in one transaction, and a purged record "
+        "is never ingested again.",
+    )
+    def purge(
+        record_id: list[str] = typer.Option(
+            ..., "--record-id", help="Source record id to purge (repeat for several)."
+        ),
+        reason: str = typer.Option(
+            ...,
+            "--reason",
+            help="Why (court order, expunction, correction); kept in the tombstone.",
+        ),
+        json_output: bool = typer.Option(False, "--json", help="Print one JSON line of counts."),
+    ) -> None:
+        """Purge records from every stage (see the command's help)."""
+        from ipvi.db import session_scope
+        from ipvi.ingest.lock import registry_lock
+        from ipvi.purge import Purge, PurgeTarget
+
+        engine = get_engine()
+        purge = Purge(steps=purge_steps(), resolvers=purge_resolvers())
+        try:
+            # Under the ingest lock, so a concurrent ingest cannot store a record being purged.
+            with (
+                registry_lock(engine, timeout=get_config().ingest.lock_timeout_seconds),
+                session_scope(engine) as session,
+            ):
+                result = purge.run(session, PurgeTarget(record_ids=tuple(record_id)), reason=reason)
+        finally:
+            engine.dispose()
+        payload = {
+            "tombstone_id": result.tombstone_id,
+            "records": result.record_count,
+            "removed": result.removed,
+            "counts": result.counts,
+        }
+        if json_output:
+            emit_json(payload)
+            return
+        if not result.removed:
+            info("warning: the registry held no rows for the given record id(s)")
+        counts = ", ".join(f"{table} {rows}" for table, rows in result.counts.items() if rows)
+        info(
+            f"purged {result.record_count} record(s): {counts or 'nothing stored'}; "
+            f"tombstone {result.tombstone_id}"
+        )

@@ -1,0 +1,64 @@
+"""The registry database: one alembic head, an upgrade from empty on both engines, and the
+ingest migration in step with the table definitions the code queries."""
+
+from __future__ import annotations
+
+from alembic import command
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
+
+from ipvi.db import alembic_config, make_engine, open_registry
+from ipvi.migrations.check import main as check_main
+from ipvi.tables import ingest as ingest_tables
+from ipvi.tables import metadata
+
+
+def test_migrations_have_a_single_head_and_a_fixed_chain():
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    assert script.get_heads() == ["0005"]
+    chain = [revision.revision for revision in script.walk_revisions()]
+    assert chain == ["0005", "0004", "0003", "0002", "0001"]
+    assert script.get_revision("0001").down_revision is None
+
+
+def test_upgrade_from_empty_creates_the_ingest_tables_as_declared(db_url):
+    engine = open_registry(db_url)
+    inspector = inspect(engine)
+    tables = set(inspector.get_table_names())
+    declared = {name: metadata.tables[name] for name in _ingest_names()}
+    assert set(declared) <= tables
+    for name, table in declared.items():
+        columns = {column["name"]: column for column in inspector.get_columns(name)}
+        assert list(columns) == [column.name for column in table.columns], name
+        for column in table.columns:
+            assert columns[column.name]["nullable"] == column.nullable, f"{name}.{column.name}"
+        primary = inspector.get_pk_constraint(name)["constrained_columns"]
+        assert primary == [column.name for column in table.primary_key.columns], name
+        indexes = {tuple(index["column_names"]) for index in inspector.get_indexes(name)}
+        assert indexes == {tuple(c.name for c in index.columns) for index in table.indexes}, name
+    # Opening it again is a no-op at the head.
+    open_registry(db_url).dispose()
+    engine.dispose()
+
+
+def _ingest_names() -> set[str]:
+    return {
+        table.name
+        for table in vars(ingest_tables).values()
+        if getattr(table, "metadata", None) is metadata
+    }
+
+
+def test_ingest_migration_downgrades_to_empty(sqlite_url):
+    engine = make_engine(sqlite_url)
+    config = alembic_config(sqlite_url)
+    command.upgrade(config, "0001")
+    assert _ingest_names() <= set(inspect(engine).get_table_names())
+    command.downgrade(config, "base")
+    assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+    engine.dispose()
+
+
+def test_ci_check_upgrades_sqlite_from_empty(capsys):
+    assert check_main([]) == 0
+    assert "sqlite upgraded to 0005" in capsys.readouterr().out
