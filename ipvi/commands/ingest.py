@@ -16,13 +16,17 @@ from ipvi.commands.context import emit_json, get_config, get_engine, info
 def purge_steps() -> list:
     """Every stage's purge step, run in this order in one transaction."""
     from ipvi.ingest.purge import purge_step as ingest_step
+    from linkage.purge import purge_step as linkage_step
 
-    return [ingest_step]
+    # Downstream stages first: their rows refer to the records and persons purged upstream.
+    return [linkage_step, ingest_step]
 
 
 def purge_resolvers() -> list:
     """Resolvers that widen a purge target (e.g. a person id to its record ids)."""
-    return []
+    from linkage.purge import person_records
+
+    return [person_records]
 
 
 class _Progress:
@@ -120,7 +124,13 @@ def register(app: typer.Typer) -> None:
     )
     def purge(
         record_id: list[str] = typer.Option(
-            ..., "--record-id", help="Source record id to purge (repeat for several)."
+            None, "--record-id", help="Source record id to purge (repeat for several)."
+        ),
+        person_id: str = typer.Option(
+            None,
+            "--person-id",
+            help="Linked person id: purge every record of that person, and the person's "
+            "crosswalk, review and id-change rows.",
         ),
         reason: str = typer.Option(
             ...,
@@ -131,9 +141,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Purge records from every stage (see the command's help)."""
         from ipvi.db import session_scope
+        from ipvi.errors import IpviError
         from ipvi.ingest.lock import registry_lock
         from ipvi.purge import Purge, PurgeTarget
 
+        if not record_id and not person_id:
+            raise IpviError("purge needs --record-id ID (repeatable) or --person-id ID")
         engine = get_engine()
         purge = Purge(steps=purge_steps(), resolvers=purge_resolvers())
         try:
@@ -142,7 +155,8 @@ def register(app: typer.Typer) -> None:
                 registry_lock(engine, timeout=get_config().ingest.lock_timeout_seconds),
                 session_scope(engine) as session,
             ):
-                result = purge.run(session, PurgeTarget(record_ids=tuple(record_id)), reason=reason)
+                target = PurgeTarget(record_ids=tuple(record_id or ()), person_id=person_id)
+                result = purge.run(session, target, reason=reason)
         finally:
             engine.dispose()
         payload = {

@@ -1,7 +1,122 @@
-"""CLI commands of the linkage stage."""
+"""CLI commands of the linkage stage: link, dedupe, review export/import, link-eval.
+
+Each command parses options, loads the configuration, calls one library function and reports;
+the linkage library is imported inside the commands so ``ipvi dedupe`` loads no mlflow,
+bentoml or lightgbm.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
+
+from ipvi.commands.context import emit_json, get_config, get_engine, info
+
+review_app = typer.Typer(help="Clerical review of uncertain record pairs.", no_args_is_help=True)
+
+
+def _settings():
+    from linkage.settings import LinkageSettings
+
+    return LinkageSettings.from_config(get_config().linkage)
+
+
+def dedupe(
+    inputs: list[Path] = typer.Argument(..., help="one CSV/Parquet file, or two to link"),
+    id_column: str = typer.Option(..., "--id", help="the column identifying a row"),
+    mapping: str = typer.Option(
+        ..., "--map", help="canonical field=column pairs, e.g. first_name=FN,dob=BIRTH"
+    ),
+    out: Path = typer.Option(..., "--out", help="output CSV: id, cluster_id, confidence"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON line"),
+) -> None:
+    """Deduplicate one file, or link two, learning every parameter from the files."""
+    from linkage.dedupe import dedupe as run_dedupe
+    from linkage.review import write_csv
+
+    result = run_dedupe(list(inputs), id_column, mapping, _settings())
+    for warning in result.warnings:
+        info(f"warning: {warning}")
+    write_csv(result.output, out)
+    result.summary["out"] = str(out)
+    if as_json:
+        emit_json(result.summary)
+    else:
+        info(
+            f"{result.summary['records']} rows -> {result.summary['clusters']} clusters "
+            f"({result.summary['candidate_pairs']} candidate pairs); wrote {out}"
+        )
+
+
+def link(
+    truth: Path = typer.Option(None, "--truth", help="truth folder: evaluate the run against it"),
+    as_json: bool = typer.Option(False, "--json", help="print the run summary as one JSON line"),
+) -> None:
+    """Link the registry's mentions into persons: crosswalk, review queue, run log."""
+    from linkage.run import link_registry
+
+    summary = link_registry(get_engine(), get_config().linkage, truth_dir=truth)
+    if as_json:
+        emit_json(summary)
+    else:
+        info(
+            f"linkage run {summary['run_id']}: {summary['mentions']} mentions -> "
+            f"{summary['persons']} persons, {summary['review_pairs']} pairs queued for review"
+        )
+        if "metrics" in summary:
+            metrics = summary["metrics"]
+            info(f"pairwise F1 {metrics['pairwise_f1']:.4f}, B-cubed F1 {metrics['bcubed_f1']:.4f}")
+
+
+def link_eval(
+    truth: Path = typer.Option(..., "--truth", help="truth folder (record_id -> person_id)"),
+    as_json: bool = typer.Option(False, "--json", help="print the metrics as one JSON line"),
+) -> None:
+    """Evaluate the current crosswalk against the truth, overall and by race and ethnicity."""
+    from linkage.run import evaluate_crosswalk
+
+    metrics = evaluate_crosswalk(get_engine(), truth)
+    if as_json:
+        emit_json(metrics)
+    else:
+        for key, value in metrics.items():
+            if not isinstance(value, dict):
+                info(f"{key}: {value}")
+
+
+@review_app.command("export")
+def review_export(
+    out: Path = typer.Option(..., "--out", help="CSV file to write"),
+    limit: int = typer.Option(None, "--limit", min=1, help="at most this many pairs"),
+) -> None:
+    """Write pending review pairs: by priority, then the most uncertain first."""
+    from ipvi.db import session_scope
+    from linkage.review import export_pending
+
+    with session_scope(get_engine()) as session:
+        count = export_pending(session, out, limit=limit)
+    info(f"wrote {count} pending pair(s) to {out}")
+
+
+@review_app.command("import")
+def review_import(
+    file: Path = typer.Argument(
+        ..., help="CSV of decisions: pair_id, decision, reviewer, decided_at"
+    ),
+) -> None:
+    """Load clerical decisions (match / non-match / unsure); they bind the next linkage run."""
+    from ipvi.db import session_scope
+    from linkage.review import import_decisions
+
+    with session_scope(get_engine()) as session:
+        count = import_decisions(session, file)
+    info(f"recorded {count} decision(s) from {file}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the ipvi app."""
+    app.command("dedupe")(dedupe)
+    app.command("link")(link)
+    app.command("link-eval")(link_eval)
+    app.add_typer(review_app, name="review")

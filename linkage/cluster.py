@@ -1,0 +1,204 @@
+"""Clustering that resists chaining.
+
+Connected components over links merge whole populations through a few weak or wrong links.
+Here components are only a first cut:
+
+* a component is accepted as is when every scored pair inside it links and no two of its
+  records hold conflicting strong identifiers;
+* otherwise it is rebuilt by average-link merging: links in decreasing probability, two groups
+  merge only if the mean probability over all their scored cross pairs reaches
+  ``min_average_probability``, no cannot-link separates them, and no record of one conflicts
+  with a record of the other on every strong identifier (different SSN-4 *and* different DOB).
+  Links refused for a conflict are returned for clerical review.
+
+Review decisions bind: a "match" is a must-link, a "non-match" a cannot-link.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from linkage.blocking import sorted_unique
+from linkage.standardize import MISSING
+
+
+@dataclass
+class Clusters:
+    """Cluster label per record, the links used, and links refused for conflicts."""
+
+    labels: np.ndarray
+    refused: list[tuple[int, int]]
+    n_rebuilt_components: int
+
+
+def conflicts(
+    strong: np.ndarray, left: np.ndarray, right: np.ndarray, exclusive: np.ndarray | None = None
+) -> np.ndarray:
+    """True where two records disagree on every strong identifier (each present on both
+    sides), or on any exclusive one (a JR and a SR).
+
+    ``strong`` and ``exclusive`` are (records, identifiers) of standardised strings (``""``
+    missing).
+    """
+    out = np.zeros(len(left), dtype=bool)
+    if strong.shape[1]:
+        a, b = strong[left], strong[right]
+        out |= ((a != MISSING) & (b != MISSING) & (a != b)).all(axis=1)
+    if exclusive is not None and exclusive.shape[1]:
+        a, b = exclusive[left], exclusive[right]
+        out |= ((a != MISSING) & (b != MISSING) & (a != b)).any(axis=1)
+    return out
+
+
+def cluster_records(
+    n_records: int,
+    left: np.ndarray,
+    right: np.ndarray,
+    probability: np.ndarray,
+    *,
+    link_threshold: float,
+    min_average_probability: float,
+    strong: np.ndarray,
+    must_link: list[tuple[int, int]] = (),
+    cannot_link: list[tuple[int, int]] = (),
+    exclusive: np.ndarray | None = None,
+) -> Clusters:
+    """Cluster ``n_records`` from scored candidate pairs (positions ``left`` / ``right``).
+
+    Returns
+    -------
+    Clusters
+        ``labels[i]`` is the cluster of record ``i`` (0 .. n_clusters - 1).
+    """
+    left = np.asarray(left, dtype=np.int64)
+    right = np.asarray(right, dtype=np.int64)
+    probability = np.asarray(probability, dtype=float).copy()
+    decided = _decision_overrides(left, right, must_link, cannot_link)
+    probability = np.where(decided == 1, 1.0, np.where(decided == -1, 0.0, probability))
+    extra = list(must_link)
+    link = probability >= link_threshold
+    edge_left = np.r_[left[link], [a for a, _ in extra]].astype(np.int64)
+    edge_right = np.r_[right[link], [b for _, b in extra]].astype(np.int64)
+    graph = coo_matrix((np.ones(len(edge_left)), (edge_left, edge_right)), shape=(n_records,) * 2)
+    _, components = connected_components(graph, directed=False)
+
+    # Components needing a rebuild: a scored pair inside that does not link, or a conflict.
+    same = components[left] == components[right]
+    dirty = same & ~link
+    dirty |= same & conflicts(strong, left, right, exclusive) & (decided != 1)
+    dirty_components = sorted_unique(components[left[dirty]])
+    labels = components.copy()
+    refused: list[tuple[int, int]] = []
+    if len(dirty_components):
+        next_label = components.max() + 1
+        inside = np.flatnonzero(np.isin(components[left], dirty_components) & same)
+        order = inside[np.lexsort((-probability[inside], components[left[inside]]))]
+        component_of = components[left[order]]
+        bounds = np.flatnonzero(np.r_[True, component_of[1:] != component_of[:-1], True])
+        if exclusive is None:
+            exclusive = np.empty((n_records, 0), dtype=object)
+        strong_rows = None
+        if strong.shape[1] or exclusive.shape[1]:
+            strong_rows = list(zip(map(tuple, strong), map(tuple, exclusive), strict=True))
+        for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+            rows = order[start:stop]
+            parts, refused_here = _average_link(
+                left[rows].tolist(),
+                right[rows].tolist(),
+                probability[rows].tolist(),
+                decided[rows].tolist(),
+                strong_rows,
+                link_threshold,
+                min_average_probability,
+            )
+            refused += refused_here
+            for members in parts[1:]:
+                labels[members] = next_label
+                next_label += 1
+    labels = pd.factorize(labels)[0]
+    return Clusters(labels=labels, refused=refused, n_rebuilt_components=len(dirty_components))
+
+
+def _decision_overrides(left, right, must_link, cannot_link) -> np.ndarray:
+    """+1 for pairs decided "match", -1 for "non-match", 0 otherwise."""
+    decided = np.zeros(len(left), dtype=np.int8)
+    if len(left) == 0 or (not must_link and not cannot_link):
+        return decided
+    keys = pd.Series(np.arange(len(left)), index=pd.MultiIndex.from_arrays([left, right]))
+    for pairs, value in ((must_link, 1), (cannot_link, -1)):
+        for a, b in pairs:
+            for key in ((a, b), (b, a)):
+                if key in keys.index:
+                    decided[keys.loc[[key]].to_numpy()] = value
+    return decided
+
+
+def _differ(a: str, b: str) -> bool:
+    return a != MISSING and b != MISSING and a != b
+
+
+def _conflict(x: tuple, y: tuple) -> bool:
+    """Scalar :func:`conflicts` for (strong, exclusive) tuples of two records."""
+    strong = bool(x[0]) and all(_differ(a, b) for a, b in zip(x[0], y[0], strict=True))
+    return strong or any(_differ(a, b) for a, b in zip(x[1], y[1], strict=True))
+
+
+def _average_link(lefts, rights, ps, decisions, strong_rows, threshold, min_average):
+    """Greedy average-link merging inside one component (pairs sorted by probability, desc).
+
+    Two groups merge when their scored cross pairs average at least ``min_average``, no
+    cannot-link lies between them, and no two of their records conflict on every strong
+    identifier (a reviewer's "match" overrides the last two checks for its own pair). Each
+    group keeps its distinct identifier tuples and each record its scored neighbours, so a
+    check costs the smaller group's links, not the product of the two groups' sizes.
+    """
+    members: dict[int, list[int]] = {}
+    owner: dict[int, int] = {}
+    neighbours: dict[int, list[tuple[int, float, int]]] = {}
+    identifiers: dict[int, set] = {}
+    for a, b, p, d in zip(lefts, rights, ps, decisions, strict=True):
+        for record in (a, b):
+            if record not in owner:
+                owner[record] = record
+                members[record] = [record]
+                neighbours[record] = []
+                identifiers[record] = {strong_rows[record]} if strong_rows is not None else set()
+        neighbours[a].append((b, p, d))
+        neighbours[b].append((a, p, d))
+    refused = []
+    rejected: set[tuple[int, int, int, int]] = set()
+    for a, b, p, d in zip(lefts, rights, ps, decisions, strict=True):
+        if p < threshold:
+            break
+        ga, gb = owner[a], owner[b]
+        if ga == gb:
+            continue
+        state = (min(ga, gb), max(ga, gb), len(members[ga]), len(members[gb]))
+        if d != 1 and state in rejected:
+            continue
+        conflict = any(_conflict(x, y) for x in identifiers[ga] for y in identifiers[gb])
+        if d != 1 and conflict:
+            refused.append((a, b))
+            rejected.add(state)
+            continue
+        small, large = sorted((ga, gb), key=lambda g: len(members[g]))
+        total, count, blocked = 0.0, 0, False
+        for record in members[small]:
+            for other, score, decision in neighbours[record]:
+                if owner[other] == large:
+                    total += score
+                    count += 1
+                    blocked |= decision == -1
+        if blocked or (d != 1 and total / max(count, 1) < min_average):
+            rejected.add(state)
+            continue
+        for record in members[small]:
+            owner[record] = large
+        members[large] += members.pop(small)
+        identifiers[large] |= identifiers.pop(small)
+    return [np.array(group) for group in members.values()], refused

@@ -1,0 +1,519 @@
+"""Multi-level comparisons with vectorised kernels, usable as recordlinkage compare features.
+
+A :class:`Comparison` is an ordered list of levels (Splink's idea): "missing" first, the most
+specific agreement next, "else" last; a pair takes the first level whose condition holds.
+Each level is a small class with two jobs, its vectorised condition and its human label.
+A comparison has recordlinkage's compare-feature interface (``labels_left``, ``labels_right``,
+``_compute_vectorized``): :func:`linkage.rl.compare_with_recordlinkage` runs the same objects
+inside ``recordlinkage.Compare``. The production path (:func:`compare_pairs`) gathers the pair
+values with numpy ``take`` instead, and never imports recordlinkage (which loads scikit-learn,
+seconds of start-up for ``ipvi dedupe``). String similarity uses ``rapidfuzz.process.cpdist``
+(C++, once per distinct value pair) instead of recordlinkage's per-pair Python loops.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from rapidfuzz import process
+from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler
+
+from ipvi.errors import IpviError
+from linkage.standardize import MISSING
+
+NULL_LEVEL = 0
+MISSING_CODE = 0  # the code of "" in every Vocabulary
+
+
+class Vocabulary:
+    """Every distinct standardised string of the compared columns, ``""`` (missing) at code 0.
+
+    Pairs are compared on integer codes: equality is code equality, and a string kernel runs
+    once per distinct (left value, right value) pair, not once per record pair.
+    """
+
+    def __init__(self, values: np.ndarray):
+        self.values = values
+        self._derived: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def encode(cls, frames: list[pd.DataFrame], columns: list[str]):
+        """Codes of ``columns`` in each frame (a list of code frames) and their vocabulary."""
+        stacked = np.concatenate(
+            [np.array([MISSING], dtype=object)]
+            + [frame[c].to_numpy(dtype=object) for frame in frames for c in columns]
+        )
+        codes, uniques = pd.factorize(stacked)
+        codes = codes.astype(np.int32)
+        out, position = [], 1
+        for frame in frames:
+            coded = {}
+            for column in columns:
+                coded[column] = codes[position : position + len(frame)]
+                position += len(frame)
+            out.append(pd.DataFrame(coded))
+        return out, cls(np.asarray(uniques, dtype=object))
+
+    @classmethod
+    def encode_arrays(cls, left: dict[str, np.ndarray], right: dict[str, np.ndarray]):
+        """The vocabulary of two dicts of aligned value arrays, and their code dicts."""
+        columns = list(left)
+        stacked = np.concatenate(
+            [np.array([MISSING], dtype=object)]
+            + [left[c] for c in columns]
+            + [right[c] for c in columns]
+        )
+        codes, uniques = pd.factorize(stacked)
+        n = len(left[columns[0]]) if columns else 0
+        m = len(right[columns[0]]) if columns else 0
+        out_left, out_right, position = {}, {}, 1
+        for column in columns:
+            out_left[column] = codes[position : position + n]
+            position += n
+        for column in columns:
+            out_right[column] = codes[position : position + m]
+            position += m
+        return cls(np.asarray(uniques, dtype=object)), out_left, out_right
+
+    def derived(self, name: str, function, codes: np.ndarray) -> np.ndarray:
+        """A per-value array (e.g. the year of a date), filled in for ``codes`` as needed.
+
+        Computed only for the values some pair asks about, each once per vocabulary.
+        """
+        if name not in self._derived:
+            self._derived[name] = (
+                np.zeros(len(self.values), dtype=object),
+                np.zeros(len(self.values), bool),
+            )
+        values, done = self._derived[name]
+        wanted = np.unique(codes)
+        todo = wanted[~done[wanted]]
+        if len(todo):
+            values[todo] = list(function(pd.Series(self.values[todo])))
+            done[todo] = True
+        return values
+
+
+class PairValues:
+    """The codes of one comparison's columns on both sides of some pairs, with cached kernels."""
+
+    def __init__(self, left: dict, right: dict, column: str, vocabulary: Vocabulary):
+        self.left = left
+        self.right = right
+        self.column = column
+        self.vocabulary = vocabulary
+        self._cache: dict[Any, np.ndarray] = {}
+
+    @property
+    def a(self) -> np.ndarray:
+        return self.left[self.column]
+
+    @property
+    def b(self) -> np.ndarray:
+        return self.right[self.column]
+
+    def values(self, codes: np.ndarray) -> np.ndarray:
+        return self.vocabulary.values[codes]
+
+    def similarity(self, scorer, a: np.ndarray | None = None, b: np.ndarray | None = None):
+        """``scorer`` over aligned pairs, once per distinct (a, b) value pair."""
+        a = self.a if a is None else a
+        b = self.b if b is None else b
+        key = (scorer.__module__, scorer.__qualname__, id(a), id(b))
+        if key not in self._cache:
+            self._cache[key] = self.on_distinct_pairs(
+                a,
+                b,
+                lambda ua, ub: process.cpdist(ua, ub, scorer=scorer, workers=-1, dtype=np.float32),
+            )
+        return self._cache[key]
+
+    def on_distinct_pairs(self, a: np.ndarray, b: np.ndarray, function) -> np.ndarray:
+        """``function(values_a, values_b)`` evaluated once per distinct code pair."""
+        if len(a) == 0:
+            return np.zeros(0)
+        joint = a.astype(np.int64) * len(self.vocabulary.values) + b
+        codes, uniques = pd.factorize(joint)
+        width = len(self.vocabulary.values)
+        ua = list(self.vocabulary.values[uniques // width])
+        ub = list(self.vocabulary.values[uniques % width])
+        return np.asarray(function(ua, ub))[codes]
+
+
+class Level:
+    """One agreement level: a vectorised condition over :class:`PairValues` and a label."""
+
+    kind: ClassVar[str] = ""
+    tf: bool = False
+
+    def mask(self, values: PairValues) -> np.ndarray:
+        raise NotImplementedError
+
+    def label(self, column: str) -> str:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.__dict__})"
+
+
+class Exact(Level):
+    """Equal values; with ``tf`` the weight is adjusted by how common the value is."""
+
+    kind = "exact"
+
+    def __init__(self, tf: bool = False):
+        self.tf = tf
+
+    def mask(self, values):
+        return values.a == values.b
+
+    def label(self, column):
+        return f"{column}: exact"
+
+
+class JaroWinklerAtLeast(Level):
+    """Jaro-Winkler similarity at least ``threshold``."""
+
+    kind = "jaro_winkler"
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+
+    def mask(self, values):
+        return values.similarity(JaroWinkler.normalized_similarity) >= self.threshold
+
+    def label(self, column):
+        return f"{column}: Jaro-Winkler >= {self.threshold}"
+
+
+class OneCharOff(Level):
+    """At most one edit (substitution, insertion, deletion or adjacent transposition)."""
+
+    kind = "one_char_off"
+
+    def mask(self, values):
+        return values.similarity(DamerauLevenshtein.distance) <= 1
+
+    def label(self, column):
+        return f"{column}: one character off"
+
+
+class Nickname(Level):
+    """The two first names are nickname equivalents (Bob / Robert), from ``nicknames``."""
+
+    kind = "nickname"
+
+    def mask(self, values):
+        related = nickname_pairs()
+        return values.on_distinct_pairs(
+            values.a,
+            values.b,
+            lambda ua, ub: [f"{x}|{y}" in related for x, y in zip(ua, ub, strict=True)],
+        ).astype(bool)
+
+    def label(self, column):
+        return f"{column}: nickname"
+
+
+class TokenOverlap(Level):
+    """A compound surname shares its first or last token with the other (Garcia / Garcia Lopez)."""
+
+    kind = "token_overlap"
+
+    def mask(self, values):
+        left_first, left_last = values.left["ln_first"], values.left["ln_last"]
+        right_first, right_last = values.right["ln_first"], values.right["ln_last"]
+        compound = (left_first != left_last) | (right_first != right_last)
+        shared = (
+            (left_first == right_first)
+            | (left_first == right_last)
+            | (left_last == right_first)
+            | (left_last == right_last)
+        )
+        return compound & shared & (left_first != MISSING_CODE) & (right_first != MISSING_CODE)
+
+    def label(self, column):
+        return f"{column}: shares a surname token"
+
+
+class NameSwap(Level):
+    """First and last names written the other way round."""
+
+    kind = "name_swap"
+
+    def mask(self, values):
+        left, right = values.left, values.right
+        first_last = values.similarity(
+            JaroWinkler.normalized_similarity, left["first_name"], right["last_name"]
+        )
+        last_first = values.similarity(
+            JaroWinkler.normalized_similarity, left["last_name"], right["first_name"]
+        )
+        return (first_last >= 0.92) & (last_first >= 0.92)
+
+    def label(self, column):
+        return f"{column}: first and last names swapped"
+
+
+class Initial(Level):
+    """One value is the initial of the other (middle name "A" / "Ann")."""
+
+    kind = "initial"
+
+    def mask(self, values):
+        vocabulary = values.vocabulary
+        a, b = values.a, values.b
+        codes = np.r_[a, b]
+        initial = vocabulary.derived("initial", lambda v: v.str[:1], codes)
+        short = vocabulary.derived("short", lambda v: v.str.len() == 1, codes).astype(bool)
+        return (short[a] | short[b]) & (initial[a] == initial[b])
+
+    def label(self, column):
+        return f"{column}: initial agrees"
+
+
+class DayMonthSwapped(Level):
+    """Dates with the same year and day and month exchanged."""
+
+    kind = "day_month_swapped"
+
+    def mask(self, values):
+        a, b = values.a, values.b
+        year, month, day = _date_parts(values.vocabulary, np.r_[a, b])
+        return (year[a] >= 0) & (year[a] == year[b]) & (month[a] == day[b]) & (day[a] == month[b])
+
+    def label(self, column):
+        return f"{column}: day and month swapped"
+
+
+class SameYear(Level):
+    """Dates in the same year."""
+
+    kind = "same_year"
+
+    def mask(self, values):
+        year, _, _ = _date_parts(values.vocabulary, np.r_[values.a, values.b])
+        return (year[values.a] >= 0) & (year[values.a] == year[values.b])
+
+    def label(self, column):
+        return f"{column}: same year only"
+
+
+class SamePrefix(Level):
+    """Different values with the same prefix before ``separator`` (same agency, other id)."""
+
+    kind = "same_prefix"
+
+    def __init__(self, separator: str = " "):
+        self.separator = separator
+
+    def mask(self, values):
+        separator = self.separator
+        prefix = values.vocabulary.derived(
+            f"prefix{separator}",
+            lambda v: v.str.split(separator, n=1).str[0],
+            np.r_[values.a, values.b],
+        )
+        return prefix[values.a] == prefix[values.b]
+
+    def label(self, column):
+        return f"{column}: same agency, different id"
+
+
+def _date_parts(vocabulary: Vocabulary, codes: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Year, month and day of each vocabulary value that is a ``YYYY-MM-DD`` date (else -1)."""
+
+    def part(start: int, stop: int):
+        def compute(values: pd.Series) -> np.ndarray:
+            is_date = values.str.fullmatch(r"\d{4}-\d{2}-\d{2}").fillna(False).to_numpy(bool)
+            number = pd.to_numeric(values.str[start:stop], errors="coerce").fillna(-1)
+            return np.where(is_date, number.to_numpy(np.int64), -1)
+
+        return compute
+
+    return tuple(
+        vocabulary.derived(name, part(start, stop), codes).astype(np.int64)
+        for name, start, stop in (("year", 0, 4), ("month", 5, 7), ("day", 8, 10))
+    )
+
+
+LEVEL_TYPES: dict[str, type[Level]] = {
+    cls.kind: cls
+    for cls in (
+        Exact,
+        JaroWinklerAtLeast,
+        OneCharOff,
+        Nickname,
+        TokenOverlap,
+        NameSwap,
+        Initial,
+        DayMonthSwapped,
+        SameYear,
+        SamePrefix,
+    )
+}
+# Extra columns a level reads beyond the comparison's own.
+LEVEL_COLUMNS: dict[str, tuple[str, ...]] = {
+    "token_overlap": ("ln_first", "ln_last"),
+    "name_swap": ("first_name", "last_name"),
+}
+
+
+def make_level(spec: dict[str, Any]) -> Level:
+    """A level from its plain-dict form, e.g. ``{"type": "jaro_winkler", "threshold": 0.9}``."""
+    spec = dict(spec)
+    kind = spec.pop("type", None)
+    if kind not in LEVEL_TYPES:
+        raise IpviError(f"unknown comparison level type {kind!r}; known: {sorted(LEVEL_TYPES)}")
+    try:
+        return LEVEL_TYPES[kind](**spec)
+    except TypeError as error:
+        raise IpviError(f"comparison level {kind!r}: {error}") from None
+
+
+@cache
+def nickname_pairs() -> frozenset[str]:
+    """``"a|b"`` for every pair of names the ``nicknames`` package relates (both directions).
+
+    Names sharing a canonical form (Bob and Rob, both Robert) are related too.
+    """
+    from nicknames import NickNamer
+
+    namer = NickNamer()
+    groups: dict[str, set[str]] = {}
+    for name in list(namer._nickname_lookup) + list(namer._canonical_lookup):
+        for canonical in namer.canonicals_of(name) | {name}:
+            groups.setdefault(canonical, {canonical}).add(name)
+    related: set[str] = set()
+    for members in groups.values():
+        for a in members:
+            for b in members:
+                if a != b:
+                    related.add(f"{a}|{b}")
+    return frozenset(related)
+
+
+class Comparison:
+    """An ordered list of levels over one column: missing, then ``levels`` in order, then else.
+
+    Parameters
+    ----------
+    column : str
+        The standardised column compared.
+    levels : list of Level
+        The agreement levels, most specific first (missing and else are implicit).
+    name : str, optional
+        The name of the comparison (default: the column).
+
+    Examples
+    --------
+    >>> left = pd.DataFrame({"dob": ["1980-03-04", "1980-03-04", ""]})
+    >>> right = pd.DataFrame({"dob": ["1980-04-03", "1980-03-04", "1980-01-01"]})
+    >>> dob = Comparison("dob", [Exact(), DayMonthSwapped()])
+    >>> dob.levels_of(left, right).tolist()
+    [2, 1, 0]
+    >>> dob.level_labels()
+    ['dob: missing', 'dob: exact', 'dob: day and month swapped', 'dob: else']
+    """
+
+    def __init__(self, column: str, levels: list[Level], name: str | None = None):
+        self.column = column
+        self.levels = levels
+        self.name = name or column
+        columns = [column]
+        for level in levels:
+            columns += [c for c in LEVEL_COLUMNS.get(level.kind, ()) if c not in columns]
+        self.columns = columns
+        # recordlinkage's compare-feature interface (see linkage.rl)
+        self.labels_left = self.labels_right = columns
+        self.label = self.name
+
+    @property
+    def n_levels(self) -> int:
+        """Missing + the declared levels + else."""
+        return len(self.levels) + 2
+
+    def level_labels(self) -> list[str]:
+        return (
+            [f"{self.name}: missing"]
+            + [level.label(self.name) for level in self.levels]
+            + [f"{self.name}: else"]
+        )
+
+    def tf_level(self) -> int | None:
+        """Index of the exact level adjusted by term frequency, if any."""
+        for index, level in enumerate(self.levels, start=1):
+            if level.tf:
+                return index
+        return None
+
+    def _compute_vectorized(self, *series: pd.Series) -> np.ndarray:
+        half = len(series) // 2
+        left = {c: s.to_numpy() for c, s in zip(self.columns, series[:half], strict=True)}
+        right = {c: s.to_numpy() for c, s in zip(self.columns, series[half:], strict=True)}
+        return self.levels_from_codes(left, right, self.vocabulary_)
+
+    def levels_from_codes(self, left: dict, right: dict, vocabulary: Vocabulary) -> np.ndarray:
+        """The level of every aligned pair (int8: 0 missing ... n_levels - 1 else)."""
+        a, b = left[self.column], right[self.column]
+        result = np.full(len(a), self.n_levels - 1, dtype=np.int8)
+        undecided = (a != MISSING_CODE) & (b != MISSING_CODE)
+        result[~undecided] = NULL_LEVEL
+        for index, level in enumerate(self.levels, start=1):
+            rows = np.flatnonzero(undecided)
+            if len(rows) == 0:
+                break
+            sub = PairValues(
+                {c: v[rows] for c, v in left.items()},
+                {c: v[rows] for c, v in right.items()},
+                self.column,
+                vocabulary,
+            )
+            hit = np.asarray(level.mask(sub), dtype=bool)
+            result[rows[hit]] = index
+            undecided[rows[hit]] = False
+        return result
+
+    def levels_of(self, left: pd.DataFrame, right: pd.DataFrame) -> np.ndarray:
+        """Levels of row-aligned standardised frames ``left`` and ``right``."""
+        (coded_left, coded_right), vocabulary = Vocabulary.encode([left, right], self.columns)
+        return self.levels_from_codes(
+            {c: coded_left[c].to_numpy() for c in self.columns},
+            {c: coded_right[c].to_numpy() for c in self.columns},
+            vocabulary,
+        )
+
+
+def encode_for(comparisons: list[Comparison], frames: list[pd.DataFrame]):
+    """Code frames of every column the ``comparisons`` read, and their shared vocabulary."""
+    columns: list[str] = []
+    for comparison in comparisons:
+        columns += [c for c in comparison.columns if c not in columns]
+    return Vocabulary.encode(frames, columns)
+
+
+def compare_pairs(
+    comparisons: list[Comparison],
+    left_index: np.ndarray,
+    right_index: np.ndarray,
+    coded: pd.DataFrame,
+    coded_other: pd.DataFrame | None,
+    vocabulary: Vocabulary,
+) -> np.ndarray:
+    """The level matrix (pairs x comparisons, int8) of candidate pairs.
+
+    ``coded`` (and ``coded_other`` when linking two files) are code frames from
+    :func:`encode_for`; the pair values are gathered by position.
+    """
+    levels = np.zeros((len(left_index), len(comparisons)), dtype=np.int8)
+    if len(left_index) == 0:
+        return levels
+    other = coded if coded_other is None else coded_other
+    for k, comparison in enumerate(comparisons):
+        left = {c: coded[c].to_numpy()[left_index] for c in comparison.columns}
+        right = {c: other[c].to_numpy()[right_index] for c in comparison.columns}
+        levels[:, k] = comparison.levels_from_codes(left, right, vocabulary)
+    return levels

@@ -1,0 +1,196 @@
+"""Deduplicate one file, or link two, with nothing but a column mapping (``ipvi dedupe``).
+
+For agencies whose data is not in the registry. Fields are compared as what they are, not
+validated as a US registry would: a postal code is any code, a date any calendar date (an
+unparseable one compared as a string), sex any string. Parameters are learned from the file
+itself (u from random pairs, m by EM); no threshold is tuned on any truth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ipvi.errors import IpviError
+from linkage.linker import Linker
+from linkage.settings import LinkageSettings
+
+# Canonical fields a mapping may name; any other column mapped to itself is a generic string.
+DEDUPE_FIELDS: tuple[str, ...] = (
+    "first_name",
+    "middle_name",
+    "last_name",
+    "suffix",
+    "full_name",
+    "dob",
+    "sex",
+    "street",
+    "city",
+    "zip",
+    "phone",
+    "ssn_last4",
+    "email",
+)
+
+
+@dataclass
+class DedupeResult:
+    """One output row per input row, and what happened on the way."""
+
+    output: pd.DataFrame
+    warnings: list[str] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+
+def parse_mapping(text: str) -> tuple[dict[str, str], list[str]]:
+    """``first_name=COL,dob=COL,...`` -> ({canonical field: column}, [generic columns]).
+
+    A column mapped to itself (``soc_sec_id=soc_sec_id``) or named alone is compared as a
+    generic string; any other key must be a canonical field.
+
+    >>> parse_mapping("first_name=given, dob=birth, ssn7")
+    ({'first_name': 'given', 'dob': 'birth'}, ['ssn7'])
+    """
+    fields: dict[str, str] = {}
+    generic: list[str] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        key, _, column = item.partition("=")
+        key, column = key.strip(), (column.strip() or key.strip())
+        if key in DEDUPE_FIELDS:
+            if key in fields:
+                raise IpviError(f"--map names the field {key!r} twice")
+            fields[key] = column
+        elif key == column:
+            generic.append(column)
+        else:
+            raise IpviError(
+                f"--map: unknown canonical field {key!r} (known: {', '.join(DEDUPE_FIELDS)}; "
+                f"to compare another column as a string, map it to itself: {column}={column})"
+            )
+    if not fields and not generic:
+        raise IpviError("--map is empty: name at least one field, e.g. last_name=SURNAME")
+    return fields, generic
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A CSV or Parquet file as strings; unreadable, empty or non-UTF-8 files are clear errors."""
+    file = Path(path)
+    if not file.is_file():
+        raise IpviError(f"input file not found: {file}")
+    try:
+        if file.suffix.lower() in (".parquet", ".pq"):
+            frame = pd.read_parquet(file)
+            frame = frame.astype(object).where(frame.notna(), None)
+        else:
+            frame = pd.read_csv(file, dtype=str, encoding="utf-8", encoding_errors="strict")
+    except UnicodeDecodeError as error:
+        raise IpviError(
+            f"input file {file} is not UTF-8 text (bad byte at position {error.start}); "
+            "convert it, e.g. iconv -f latin1 -t utf-8"
+        ) from None
+    except pd.errors.EmptyDataError:
+        raise IpviError(f"input file {file} is empty") from None
+    except pd.errors.ParserError as error:
+        raise IpviError(
+            f"input file {file} is not valid CSV: {str(error).splitlines()[0]}"
+        ) from None
+    except (OSError, ValueError) as error:
+        kind = type(error).__name__
+        raise IpviError(f"cannot read input file {file}: {kind}: {str(error)[:200]}") from None
+    if frame.empty:
+        raise IpviError(f"input file {file} has no data rows")
+    return frame
+
+
+def _canonical(
+    frame: pd.DataFrame, file: str, id_column: str, fields: dict[str, str], generic: list[str]
+) -> tuple[pd.DataFrame, list[str]]:
+    needed = [id_column, *fields.values(), *generic]
+    missing = [column for column in dict.fromkeys(needed) if column not in frame.columns]
+    if missing:
+        raise IpviError(
+            f"{file}: column(s) not found: {', '.join(missing)} "
+            f"(columns are: {', '.join(map(str, frame.columns[:30]))})"
+        )
+    warnings = []
+    ids = frame[id_column]
+    if ids.isna().any():
+        warnings.append(f"{file}: {int(ids.isna().sum())} row(s) have an empty id column")
+    if ids.duplicated().any():
+        warnings.append(
+            f"{file}: id column {id_column} has {int(ids.duplicated().sum())} duplicates"
+        )
+    canonical = pd.DataFrame({field: frame[column] for field, column in fields.items()})
+    for column in generic:
+        canonical[column] = frame[column]
+    for name in canonical.columns:
+        values = canonical[name]
+        if values.isna().all() or (values.astype(str).str.strip() == "").all():
+            warnings.append(f"{file}: column for {name} is empty in every row: not compared")
+    return canonical.reset_index(drop=True), warnings
+
+
+def dedupe(
+    inputs: list[str | Path],
+    id_column: str,
+    mapping: str,
+    settings: LinkageSettings,
+) -> DedupeResult:
+    """Deduplicate ``inputs[0]``, or link it to ``inputs[1]``.
+
+    Returns
+    -------
+    DedupeResult
+        ``output`` has the id column, ``cluster_id`` and ``confidence`` (the probability of the
+        row's strongest link inside its cluster, 0 for a row alone), plus ``source`` (1 or 2)
+        when linking two files.
+    """
+    if not 1 <= len(inputs) <= 2:
+        raise IpviError("dedupe takes one input (deduplicate) or two (link)")
+    fields, generic = parse_mapping(mapping)
+    frames, canonical, warnings = [], [], []
+    for path in inputs:
+        frame = read_table(path)
+        table, notes = _canonical(frame, str(path), id_column, fields, generic)
+        frames.append(frame)
+        canonical.append(table)
+        warnings += notes
+    usable = [
+        name
+        for name in canonical[0].columns
+        if all(table[name].notna().any() for table in canonical)
+    ]
+    if not usable:
+        raise IpviError("every mapped column is empty: nothing to compare")
+    compared_fields = [f for f in fields if f in usable]
+    if "full_name" in compared_fields:
+        compared_fields = [f for f in compared_fields if f != "full_name"]
+        compared_fields += [
+            f for f in ("first_name", "middle_name", "last_name") if f not in compared_fields
+        ]
+    run_settings = settings.for_fields(compared_fields, [g for g in generic if g in usable])
+    keep = [name for name in canonical[0].columns if name in usable]
+    linker = Linker(run_settings)
+    other = canonical[1][keep] if len(canonical) == 2 else None
+    result = linker.run(canonical[0][keep], other)
+    confidence = result.link_confidence(run_settings.config.link_threshold)
+    ids = pd.concat([frame[id_column] for frame in frames], ignore_index=True)
+    output = pd.DataFrame(
+        {id_column: ids, "cluster_id": result.labels, "confidence": np.round(confidence, 6)}
+    )
+    if len(inputs) == 2:
+        output.insert(1, "source", np.repeat([1, 2], [len(frames[0]), len(frames[1])]))
+    summary = {
+        "records": int(len(output)),
+        "clusters": int(result.labels.max() + 1),
+        "candidate_pairs": int(len(result.pairs)),
+        "links": int((result.probability >= run_settings.config.link_threshold).sum()),
+        "timings": {k: round(v, 3) for k, v in result.timings.items()},
+        "compared": [c.name for c in run_settings.comparisons],
+    }
+    return DedupeResult(output=output, warnings=warnings, summary=summary)

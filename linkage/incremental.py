@@ -1,0 +1,234 @@
+"""Stable person ids across runs, and linking one new record in memory.
+
+Stable ids (:func:`assign_person_ids`): each new cluster inherits the person id its records
+had. A cluster holding records of several old persons is a *merge*: the oldest id (smallest
+``seq``) survives and the others retire, pointing to it. An old person whose records now lie
+in several clusters is a *split*: its id retires and every part gets an id of its own (a new
+one, unless the part also holds another surviving person). Ids are minted from one counter
+(``seq``) under the run lock, so they never collide.
+
+One record (:class:`LinkIndex`): an in-memory index of every current mention (standardised
+values, blocking keys sorted for binary search, the fitted model) links one new record against
+all of them without re-running anything: look up its blocking keys, compare with the few
+candidates, score, and return the best person above the link threshold.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ipvi.errors import IpviError
+from linkage.compare import Vocabulary
+from linkage.fellegi_sunter import FellegiSunter, probability
+from linkage.settings import LinkageSettings
+from linkage.standardize import MISSING, standardize_record
+
+
+def format_person_id(prefix: str, seq: int) -> str:
+    """``P00000042``: the prefix and the zero-padded mint counter."""
+    return f"{prefix}{seq:08d}"
+
+
+@dataclass
+class IdAssignment:
+    """Person id per record, and what changed: new, merged and split ids."""
+
+    person_ids: np.ndarray
+    minted: list[tuple[str, int]] = field(default_factory=list)  # (person_id, seq)
+    changes: list[tuple[str, str, str]] = field(default_factory=list)  # (retired, successor, kind)
+
+    @property
+    def retired(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for retired, successor, _ in self.changes:
+            out.setdefault(retired, []).append(successor)
+        return out
+
+
+def assign_person_ids(
+    record_ids: np.ndarray,
+    labels: np.ndarray,
+    previous: pd.Series,
+    seq_of: pd.Series,
+    next_seq: int,
+    prefix: str,
+) -> IdAssignment:
+    """Person id of each record from its cluster label and the previous crosswalk.
+
+    Parameters
+    ----------
+    record_ids, labels : array
+        Each record and its new cluster.
+    previous : Series
+        record_id -> person id of the last crosswalk (records absent there are new).
+    seq_of : Series
+        active person id -> its mint counter (smaller is older).
+    next_seq : int
+        The next free counter value.
+    prefix : str
+        Prefix of minted ids.
+
+    Examples
+    --------
+    >>> previous = pd.Series({"a": "P1", "b": "P2", "c": "P3", "d": "P3"})
+    >>> seq_of = pd.Series({"P1": 1, "P2": 2, "P3": 3})
+    >>> out = assign_person_ids(np.array(["a", "b", "c", "d", "e"]), np.array([0, 0, 1, 2, 2]),
+    ...                         previous, seq_of, next_seq=4, prefix="P")
+    >>> out.person_ids.tolist()
+    ['P1', 'P1', 'P00000004', 'P00000005', 'P00000005']
+    >>> sorted(out.changes)
+    [('P2', 'P1', 'merge'), ('P3', 'P00000004', 'split'), ('P3', 'P00000005', 'split')]
+    """
+    frame = pd.DataFrame(
+        {"record": record_ids, "label": labels, "old": previous.reindex(record_ids).to_numpy()}
+    )
+    frame["old"] = frame["old"].where(frame["old"].isin(seq_of.index))
+    known = frame.dropna(subset=["old"])
+    parts = known.groupby("old")["label"].nunique()
+    split_ids = set(parts.index[parts > 1])
+    # Surviving candidates per cluster: its old ids that were not split, oldest first.
+    candidates = known[~known["old"].isin(split_ids)][["label", "old"]].drop_duplicates()
+    candidates = candidates.assign(seq=candidates["old"].map(seq_of)).sort_values(["label", "seq"])
+    keeper = candidates.drop_duplicates("label").set_index("label")["old"]
+    changes: list[tuple[str, str, str]] = []
+    for label, old in candidates[["label", "old"]].itertuples(index=False):
+        if keeper[label] != old:
+            changes.append((old, keeper[label], "merge"))
+    minted: list[tuple[str, int]] = []
+    cluster_ids = keeper.to_dict()
+    for label in pd.unique(frame["label"]):
+        if label not in cluster_ids:
+            cluster_ids[label] = format_person_id(prefix, next_seq)
+            minted.append((cluster_ids[label], next_seq))
+            next_seq += 1
+    for old in sorted(split_ids):
+        for label in pd.unique(known.loc[known["old"] == old, "label"]):
+            changes.append((old, cluster_ids[label], "split"))
+    person_ids = frame["label"].map(cluster_ids).to_numpy(dtype=object)
+    return IdAssignment(person_ids=person_ids, minted=minted, changes=changes)
+
+
+@dataclass
+class LinkMatch:
+    """The answer for one record: the best person, its probability, and the candidates."""
+
+    person_id: str | None
+    probability: float
+    candidates: list[dict]
+    elapsed_ms: float
+
+
+class LinkIndex:
+    """In-memory index of current mentions for linking one record at a time.
+
+    Parameters
+    ----------
+    settings : LinkageSettings
+        Comparisons, blocking rules and link threshold (the same as the batch run).
+    prepare : callable, optional
+        ``prepare(mention: dict) -> dict`` adds the linker's input fields to a new mention
+        (the registry passes :func:`linkage.run.registry_record_keys`).
+
+    Attributes
+    ----------
+    values_ : dict of str -> ndarray
+        Standardised values of every indexed mention, per compared column.
+    keys_ : list of (ndarray, ndarray)
+        Per blocking rule: the sorted joint keys and the mention position of each.
+    person_ids_ : ndarray
+        Person id of each indexed mention.
+    model_ : FellegiSunter
+        The fitted model.
+    """
+
+    def __init__(self, settings: LinkageSettings, prepare=None):
+        self.settings = settings
+        self.prepare = prepare
+
+    def fit(
+        self, standardized: pd.DataFrame, record_ids, person_ids, model: FellegiSunter
+    ) -> LinkIndex:
+        """Index ``standardized`` mentions (from :meth:`Linker.standardize`) and their persons."""
+        standardized = standardized.reset_index(drop=True)
+        rules = self.settings.config.blocking_rules
+        needed = set(self.settings.columns) | {c for rule in rules for c in rule}
+        self.values_ = {
+            column: (
+                standardized[column].to_numpy(dtype=object)
+                if column in standardized
+                else np.full(len(standardized), MISSING, dtype=object)
+            )
+            for column in needed
+        }
+        self.record_ids_ = np.asarray(record_ids, dtype=object)
+        self.person_ids_ = np.asarray(person_ids, dtype=object)
+        self.keys_ = [self._sorted_keys(rule) for rule in rules]
+        self.model_ = model
+        return self
+
+    def _sorted_keys(self, rule: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        parts = [pd.Series(self.values_[column]) for column in rule]
+        key = parts[0].astype(str)
+        valid = parts[0] != MISSING
+        for part in parts[1:]:
+            key = key + "\x1f" + part.astype(str)
+            valid &= part != MISSING
+        present = np.flatnonzero(valid.to_numpy())
+        keys = key.to_numpy(dtype=object)[present].astype(str)
+        order = np.argsort(keys, kind="stable")
+        return keys[order], present[order]
+
+    def candidates(self, record: dict[str, str]) -> np.ndarray:
+        """Positions of indexed mentions sharing a blocking key with the one ``record``."""
+        found = []
+        limit = self.settings.config.max_block_size
+        for rule, (keys, order) in zip(
+            self.settings.config.blocking_rules, self.keys_, strict=True
+        ):
+            parts = [record.get(column, MISSING) for column in rule]
+            if not all(parts):
+                continue
+            key = "\x1f".join(parts)
+            low = np.searchsorted(keys, key, side="left")
+            high = np.searchsorted(keys, key, side="right")
+            if 0 < high - low <= limit:
+                found.append(order[low:high])
+        if not found:
+            return np.zeros(0, dtype=np.int64)
+        return np.unique(np.concatenate(found))
+
+    def link(self, mention: dict) -> LinkMatch:
+        """Link one canonical mention (a dict of canonical fields) to the indexed persons."""
+        if not hasattr(self, "model_"):
+            raise IpviError("the link index is not fitted: call fit() first")
+        start = time.perf_counter()
+        if self.prepare is not None:
+            mention = self.prepare(dict(mention))
+        record = standardize_record(mention, self.settings.columns)
+        positions = self.candidates(record)
+        if len(positions) == 0:
+            return LinkMatch(None, 0.0, [], (time.perf_counter() - start) * 1000)
+        comparisons = self.settings.comparisons
+        n = len(positions)
+        columns = self.settings.columns
+        old = {c: self.values_[c][positions] for c in columns}
+        new = {c: np.full(n, record.get(c, MISSING), dtype=object) for c in columns}
+        vocabulary, codes_new, codes_old = Vocabulary.encode_arrays(new, old)
+        levels = np.column_stack(
+            [c.levels_from_codes(codes_new, codes_old, vocabulary) for c in comparisons]
+        )
+        tf_left = {c.column: new[c.column] for c in comparisons if c.tf_level() is not None}
+        match = probability(self.model_.match_weight(levels, tf_left))
+        best = pd.Series(match).groupby(self.person_ids_[positions]).max()
+        best = best.sort_values(ascending=False)
+        top = [
+            {"person_id": person, "probability": round(float(p), 6)}
+            for person, p in best.head(5).items()
+        ]
+        threshold = self.settings.config.link_threshold
+        person = best.index[0] if best.iloc[0] >= threshold else None
+        return LinkMatch(person, float(best.iloc[0]), top, (time.perf_counter() - start) * 1000)

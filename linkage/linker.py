@@ -1,0 +1,206 @@
+"""The whole linkage process on DataFrames: standardise, block, compare, score, cluster.
+
+:class:`Linker` is what ``ipvi link``, ``ipvi dedupe``, the benchmarks and the incremental
+index share; it knows nothing of files or the database.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ipvi.errors import IpviError
+from linkage.blocking import CandidatePairs, candidate_pairs
+from linkage.cluster import Clusters, cluster_records
+from linkage.compare import compare_pairs, encode_for
+from linkage.fellegi_sunter import FellegiSunter
+from linkage.settings import LinkageSettings
+from linkage.standardize import standardize_frame
+
+
+@dataclass
+class LinkResult:
+    """Everything one linkage pass produced (positions refer to the concatenated records)."""
+
+    records: pd.DataFrame
+    pairs: CandidatePairs
+    levels: np.ndarray
+    weight: np.ndarray
+    probability: np.ndarray
+    clusters: Clusters
+    model: FellegiSunter
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.clusters.labels
+
+    def link_confidence(self, link_threshold: float) -> np.ndarray:
+        """Per record: the highest probability of a link inside its cluster (0 if alone)."""
+        confidence = np.zeros(len(self.records))
+        same = self.labels[self.pairs.left] == self.labels[self.pairs.right]
+        linked = same & (self.probability >= link_threshold)
+        for side in (self.pairs.left, self.pairs.right):
+            np.maximum.at(confidence, side[linked], self.probability[linked])
+        return confidence
+
+
+class Linker:
+    """Link or deduplicate canonical mention frames with Fellegi-Sunter and anti-chaining.
+
+    Parameters
+    ----------
+    settings : LinkageSettings
+        Comparisons, blocking rules and thresholds.
+
+    Attributes
+    ----------
+    model_ : FellegiSunter
+        The fitted model of the last run.
+    """
+
+    def __init__(self, settings: LinkageSettings):
+        self.settings = settings
+
+    def standardize(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Standardised comparison columns and blocking keys of canonical ``frame``."""
+        fields = [c for c in frame.columns if c not in ("record_id",)]
+        return standardize_frame(frame[fields].reset_index(drop=True))
+
+    def run(
+        self,
+        frame: pd.DataFrame,
+        other: pd.DataFrame | None = None,
+        must_link: list[tuple[int, int]] = (),
+        cannot_link: list[tuple[int, int]] = (),
+        standardized: bool = False,
+        rescore=None,
+    ) -> LinkResult:
+        """Link ``frame`` to itself, or to ``other`` (pairs only across the two).
+
+        ``must_link`` / ``cannot_link`` are position pairs (into ``frame`` followed by
+        ``other``) from clerical decisions. Positions in the result follow the same order.
+        ``rescore(levels, weight, left, right) -> probability`` replaces the Fellegi-Sunter
+        probability (the supervised option) before clustering.
+        """
+        config = self.settings.config
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        data = frame if standardized else self.standardize(frame)
+        data = self._ensure_columns(data)
+        right = None
+        if other is not None:
+            right = other if standardized else self.standardize(other)
+            right = self._ensure_columns(right)
+        timings["standardize"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        pairs = candidate_pairs(config.blocking_rules, data, right, config.max_block_size)
+        timings["block"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        comparisons = self.settings.comparisons
+        frames = [data] if right is None else [data, right]
+        coded, vocabulary = encode_for(comparisons, frames)
+        coded_right = coded[1] if right is not None else None
+        levels = compare_pairs(
+            comparisons, pairs.left, pairs.right, coded[0], coded_right, vocabulary
+        )
+        rng = np.random.default_rng(config.seed)
+        n_left = len(data)
+        n_right = len(right) if right is not None else n_left
+        # Enough random pairs for stable u; small files need far fewer than the cap.
+        n_random = int(min(config.random_pairs, max(100_000, 50 * (n_left + n_right))))
+        random_left = rng.integers(0, n_left, n_random)
+        random_right = rng.integers(0, n_right, n_random)
+        if right is None:
+            distinct = random_left != random_right
+            random_left, random_right = random_left[distinct], random_right[distinct]
+        random_levels = compare_pairs(
+            comparisons, random_left, random_right, coded[0], coded_right, vocabulary
+        )
+        timings["compare"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        excluded = [
+            {
+                k
+                for k, comparison in enumerate(comparisons)
+                if comparison.column in self.settings.rule_sources(rule)
+            }
+            for rule in config.blocking_rules
+        ]
+        n_total = n_left * (n_left - 1) / 2 if right is None else float(n_left * n_right)
+        all_records = data if right is None else pd.concat([data, right], ignore_index=True)
+        tf_columns = [c.column for c in comparisons if c.tf_level() is not None]
+        model = FellegiSunter(comparisons, config.em_max_iterations, config.em_tolerance).fit(
+            levels,
+            random_levels,
+            pairs.rule_pairs,
+            excluded,
+            n_total,
+            tf_values={c: all_records[c] for c in tf_columns},
+        )
+        tf_left = {c: data[c].to_numpy(dtype=object)[pairs.left] for c in tf_columns}
+        weight = model.match_weight(levels, tf_left)
+        probability = 1.0 / (1.0 + np.exp2(-np.clip(weight, -1000, 1000)))
+        if rescore is not None:
+            offset_right = pairs.right + (0 if right is None else n_left)
+            probability = rescore(levels, weight, pairs.left, offset_right)
+        timings["score"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        offset = 0 if right is None else n_left
+        # A conflict needs every strong identifier; with one of them unmapped there is none.
+        strong_columns = list(config.cluster.strong_identifiers)
+        if not all(c in self.compared_columns_ for c in strong_columns):
+            strong_columns = []
+        strong = all_records[strong_columns].to_numpy(dtype=object)
+        exclusive_columns = [
+            c for c in config.cluster.exclusive_identifiers if c in self.compared_columns_
+        ]
+        exclusive = all_records[exclusive_columns].to_numpy(dtype=object)
+        clusters = cluster_records(
+            len(all_records),
+            pairs.left,
+            pairs.right + offset,
+            probability,
+            link_threshold=config.link_threshold,
+            min_average_probability=config.cluster.min_average_probability,
+            strong=strong,
+            exclusive=exclusive,
+            must_link=list(must_link),
+            cannot_link=list(cannot_link),
+        )
+        timings["cluster"] = time.perf_counter() - start
+        self.model_ = model
+        global_pairs = CandidatePairs(
+            left=pairs.left,
+            right=pairs.right + offset,
+            rule_pairs=pairs.rule_pairs,
+            skipped_blocks=pairs.skipped_blocks,
+        )
+        return LinkResult(
+            records=all_records,
+            pairs=global_pairs,
+            levels=levels,
+            weight=weight,
+            probability=probability,
+            clusters=clusters,
+            model=model,
+            timings=timings,
+        )
+
+    def _ensure_columns(self, data: pd.DataFrame) -> pd.DataFrame:
+        self.compared_columns_ = [
+            c for c in data.columns if c in self.settings.columns and (data[c] != "").any()
+        ]
+        missing = [c for c in self.settings.columns if c not in data.columns]
+        if len(data) == 0:
+            raise IpviError("no records to link")
+        for column in missing:
+            data[column] = ""
+        return data

@@ -1,0 +1,552 @@
+"""Link the registry: mentions in, persons / crosswalk / review queue / run log out.
+
+A run holds the linkage lock (a second concurrent run fails at once, naming the holder), links
+every current mention (offenders and victims alike), gives clusters stable person ids, and
+switches the crosswalk, persons, id changes and review queue in ONE transaction: a reader sees
+the old crosswalk or the new one, never a mixture.
+
+Readers (training, serving) use :func:`read_crosswalk` and :func:`load_link_index`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ipvi.config import LinkageConfig
+from ipvi.db import session_scope
+from ipvi.errors import IpviError
+from ipvi.tables.ingest import events, mentions
+from ipvi.tables.linkage import (
+    crosswalk,
+    linkage_lock,
+    linkage_runs,
+    person_id_changes,
+    persons,
+    review_pairs,
+)
+from linkage.evaluate import blocking_metrics, cluster_metrics, metrics_by_group
+from linkage.incremental import LinkIndex, assign_person_ids
+from linkage.linker import Linker, LinkResult
+from linkage.review import decided_pairs, evidence_for, pair_id
+from linkage.settings import LinkageSettings
+
+LOCK_NAME = "linkage"
+# Mention columns the linker reads (race / ethnicity are read for evaluation only).
+LINK_FIELDS: tuple[str, ...] = (
+    "first_name",
+    "middle_name",
+    "last_name",
+    "suffix",
+    "dob",
+    "dob_raw",
+    "sex",
+    "street",
+    "city",
+    "zip",
+    "phone",
+    "ssn_last4",
+)
+# Registry-only evidence built from the mention's agency, event and role (see registry_keys).
+REGISTRY_KEYS: tuple[str, ...] = ("agency_pid", "case_key")
+INSERT_CHUNK = 20_000
+
+
+def new_run_id() -> str:
+    return f"LR-{datetime.now():%Y%m%d%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+def registry_record_keys(mention: dict) -> dict:
+    """Add ``agency_pid`` and ``case_key`` to one mention: evidence only the registry has.
+
+    ``agency_pid`` is the agency's own person id, qualified by the agency (ids of two agencies
+    never agree by chance). ``case_key`` is the cross-agency case number (digits only, so
+    ``19CR004512``, ``19cr004512`` and ``19-004512`` agree) plus the side, offender or victim:
+    the offender mentions of one case are very likely one person, its victim another.
+
+    >>> registry_record_keys({"agency": "court", "agency_person_id": "77", "case_ref": "19CR0045",
+    ...                       "role": "defendant"})["case_key"]
+    '190045o'
+    """
+
+    def text(key: str) -> str:
+        value = mention.get(key)
+        return "" if value is None or value != value else str(value).strip()
+
+    agency, person, case = text("agency"), text("agency_person_id"), text("case_ref")
+    digits = "".join(ch for ch in case if ch.isdigit())
+    side = "v" if text("role") == "victim" else "o"
+    return {
+        **mention,
+        "agency_pid": f"{agency}:{person}" if agency and person else "",
+        "case_key": digits + side if len(digits) >= 4 else "",
+    }
+
+
+def registry_keys(frame: pd.DataFrame) -> pd.DataFrame:
+    """:func:`registry_record_keys` for every row of ``frame``."""
+    columns = [c for c in ("agency", "agency_person_id", "case_ref", "role") if c in frame]
+    rows = [
+        registry_record_keys(dict(zip(columns, values, strict=True)))
+        for values in zip(*(frame[c].tolist() for c in columns), strict=True)
+    ]
+    out = frame.copy()
+    out["agency_pid"] = [row["agency_pid"] for row in rows]
+    out["case_key"] = [row["case_key"] for row in rows]
+    return out
+
+
+def read_mentions(engine: Engine, extra: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Current mentions with the fields the linker reads and the registry keys, by record id."""
+    columns = [
+        mentions.c.record_id,
+        *(mentions.c[c] for c in LINK_FIELDS + ("agency", "agency_person_id", "role") + extra),
+        events.c.case_ref,
+    ]
+    query = (
+        select(*columns)
+        .select_from(mentions.outerjoin(events, events.c.event_id == mentions.c.event_id))
+        .order_by(mentions.c.record_id)
+    )
+    with engine.connect() as connection:
+        frame = pd.read_sql(query, connection)
+    return registry_keys(frame)
+
+
+def acquire_lock(engine: Engine, run_id: str, timeout: float = 0.0) -> None:
+    """Take the linkage lock or fail naming the run that holds it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with engine.begin() as connection:
+                connection.execute(
+                    insert(linkage_lock).values(
+                        name=LOCK_NAME, run_id=run_id, acquired_at=datetime.now()
+                    )
+                )
+            return
+        except IntegrityError:
+            if time.monotonic() >= deadline:
+                with engine.connect() as connection:
+                    holder = connection.execute(select(linkage_lock)).mappings().first()
+                since = f" since {holder['acquired_at']:%Y-%m-%d %H:%M:%S}" if holder else ""
+                who = holder["run_id"] if holder else "another run"
+                raise IpviError(
+                    f"linkage run {who} is in progress{since}; wait for it to finish "
+                    "(if it crashed, delete the row of table linkage_lock)"
+                ) from None
+            time.sleep(0.2)
+
+
+def release_lock(engine: Engine, run_id: str) -> None:
+    with engine.begin() as connection:
+        connection.execute(delete(linkage_lock).where(linkage_lock.c.run_id == run_id))
+
+
+def _constraints(session, record_ids: pd.Index) -> tuple[list, list, pd.DataFrame]:
+    decided = decided_pairs(session)
+    must, cannot = [], []
+    if decided.empty:
+        return must, cannot, decided
+    a = record_ids.get_indexer(decided["record_id_a"])
+    b = record_ids.get_indexer(decided["record_id_b"])
+    for i, j, decision in zip(a, b, decided["decision"], strict=True):
+        if i < 0 or j < 0:
+            continue
+        if decision == "match":
+            must.append((int(min(i, j)), int(max(i, j))))
+        elif decision == "non-match":
+            cannot.append((int(min(i, j)), int(max(i, j))))
+    return must, cannot, decided
+
+
+def _supervised_rescorer(settings: LinkageSettings, must: list, cannot: list):
+    """A rescoring hook training :class:`SupervisedScorer` on the decided candidate pairs."""
+    from linkage.supervised import SupervisedScorer
+
+    config = settings.config.supervised
+    labels = {pair: 1 for pair in must} | {pair: 0 for pair in cannot}
+
+    def rescore(levels, weight, left, right):
+        keys = pd.MultiIndex.from_arrays([np.minimum(left, right), np.maximum(left, right)])
+        labelled = pd.Series(labels, dtype=float)
+        y = labelled.reindex(keys).to_numpy()
+        known = ~np.isnan(y)
+        scorer = SupervisedScorer(
+            n_levels=[c.n_levels for c in settings.comparisons],
+            C=config.C,
+            min_labels_per_class=config.min_labels_per_class,
+        )
+        scorer.fit(levels[known], weight[known], y[known].astype(int))
+        return scorer.predict_proba(levels, weight)
+
+    return rescore
+
+
+def _review_rows(
+    result: LinkResult, frame: pd.DataFrame, config: LinkageConfig, decided: pd.DataFrame, run_id
+) -> list[dict]:
+    """Pairs between the review thresholds, and links refused for conflicts, not yet decided."""
+    p = result.probability
+    band = (p >= config.review_lower) & (p < config.review_upper)
+    rows = np.flatnonzero(band)
+    if result.clusters.refused:
+        refused = pd.MultiIndex.from_tuples(result.clusters.refused)
+        all_pairs = pd.MultiIndex.from_arrays([result.pairs.left, result.pairs.right])
+        rows = np.union1d(rows, np.flatnonzero(all_pairs.isin(refused)))
+    if len(rows) == 0:
+        return []
+    ids = frame["record_id"].to_numpy(dtype=object)
+    left, right = result.pairs.left[rows], result.pairs.right[rows]
+    decided_ids = {
+        pair_id(a, b) for a, b in zip(decided["record_id_a"], decided["record_id_b"], strict=True)
+    }
+    tf_columns = [c.column for c in result.model.comparisons if c.tf_level() is not None]
+    tf_left = {c: result.records[c].to_numpy(dtype=object)[left] for c in tf_columns}
+    contributions = result.model.contributions(result.levels[rows], tf_left)
+    confidential = frame["address_confidential"].fillna(False).astype(bool).to_numpy()
+    evidence = evidence_for(contributions, pd.Series(confidential[left] | confidential[right]))
+    out = []
+    for k, (i, j) in enumerate(zip(left, right, strict=True)):
+        key = pair_id(ids[i], ids[j])
+        if key in decided_ids:
+            continue
+        out.append(
+            {
+                "pair_id": key,
+                "record_id_a": ids[i],
+                "record_id_b": ids[j],
+                "match_probability": float(p[rows[k]]),
+                "match_weight": float(result.weight[rows[k]]),
+                "evidence": evidence[k],
+                "priority": None,
+                "status": "pending",
+                "decision": None,
+                "reviewer": None,
+                "decided_at": None,
+                "linkage_run_id": run_id,
+            }
+        )
+    return out
+
+
+def _chunks(rows: list[dict]):
+    for start in range(0, len(rows), INSERT_CHUNK):
+        yield rows[start : start + INSERT_CHUNK]
+
+
+def link_registry(engine: Engine, config: LinkageConfig, truth_dir: Path | None = None) -> dict:
+    """Run linkage over the registry's current mentions and record the run.
+
+    Returns
+    -------
+    dict
+        ``run_id``, counts, timings, id changes, and with ``truth_dir`` the metrics.
+    """
+    settings = LinkageSettings.from_config(config)
+    run_id = new_run_id()
+    acquire_lock(engine, run_id, config.lock_timeout_seconds)
+    started = datetime.now()
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                insert(linkage_runs).values(run_id=run_id, started_at=started, status="running")
+            )
+        summary = _link(engine, settings, run_id, truth_dir)
+    except BaseException:
+        with engine.begin() as connection:
+            connection.execute(
+                update(linkage_runs)
+                .where(linkage_runs.c.run_id == run_id)
+                .values(status="failed", finished_at=datetime.now())
+            )
+        raise
+    finally:
+        release_lock(engine, run_id)
+    return summary
+
+
+def _link(engine: Engine, settings: LinkageSettings, run_id: str, truth_dir) -> dict:
+    config = settings.config
+    start = time.perf_counter()
+    frame = read_mentions(engine, extra=("address_confidential",))
+    read_seconds = time.perf_counter() - start
+    if frame.empty:
+        raise IpviError("no mentions in the registry: run `ipvi ingest` first")
+    record_ids = pd.Index(frame["record_id"])
+    with session_scope(engine) as session:
+        must, cannot, decided = _constraints(session, record_ids)
+    linker = Linker(settings)
+    rescore = _supervised_rescorer(settings, must, cannot) if config.supervised.enabled else None
+    result = linker.run(
+        frame[list(LINK_FIELDS + REGISTRY_KEYS)],
+        must_link=must,
+        cannot_link=cannot,
+        rescore=rescore,
+    )
+    confidence = result.link_confidence(config.link_threshold)
+    start = time.perf_counter()
+    with session_scope(engine) as session:
+        previous = pd.Series(
+            dict(session.execute(select(crosswalk.c.record_id, crosswalk.c.person_id)).all()),
+            dtype=object,
+        )
+        active = session.execute(
+            select(persons.c.person_id, persons.c.seq).where(persons.c.status == "active")
+        ).all()
+        seq_of = pd.Series({person: seq for person, seq in active}, dtype="int64")
+        next_seq = (session.execute(select(func.max(persons.c.seq))).scalar() or 0) + 1
+        ids = assign_person_ids(
+            frame["record_id"].to_numpy(dtype=object),
+            result.labels,
+            previous,
+            seq_of,
+            next_seq,
+            config.person_id_prefix,
+        )
+        review = _review_rows(result, frame, config, decided, run_id)
+        # --- the switch: one transaction (this session) for everything below
+        if ids.minted:
+            for chunk in _chunks(
+                [
+                    {
+                        "person_id": person,
+                        "seq": seq,
+                        "status": "active",
+                        "successor_ids": None,
+                        "created_run_id": run_id,
+                        "retired_run_id": None,
+                    }
+                    for person, seq in ids.minted
+                ]
+            ):
+                session.execute(insert(persons), chunk)
+        for retired, successors in ids.retired.items():
+            session.execute(
+                update(persons)
+                .where(persons.c.person_id == retired)
+                .values(status="retired", successor_ids=successors, retired_run_id=run_id)
+            )
+        if ids.changes:
+            session.execute(
+                insert(person_id_changes),
+                [
+                    {"run_id": run_id, "retired_id": r, "successor_id": s, "kind": k}
+                    for r, s, k in ids.changes
+                ],
+            )
+        session.execute(delete(crosswalk))
+        rows = [
+            {
+                "record_id": record,
+                "person_id": person,
+                "link_probability": float(p),
+                "linkage_run_id": run_id,
+            }
+            for record, person, p in zip(
+                frame["record_id"], ids.person_ids, confidence, strict=True
+            )
+        ]
+        for chunk in _chunks(rows):
+            session.execute(insert(crosswalk), chunk)
+        session.execute(
+            update(review_pairs)
+            .where(review_pairs.c.status == "pending")
+            .values(status="superseded")
+        )
+        if review:
+            keep = {row["pair_id"] for row in review}
+            existing = set()
+            for chunk_ids in _chunks([{"id": k} for k in keep]):
+                existing |= set(
+                    session.execute(
+                        select(review_pairs.c.pair_id, review_pairs.c.priority).where(
+                            review_pairs.c.pair_id.in_([c["id"] for c in chunk_ids])
+                        )
+                    ).all()
+                )
+            priority = dict(existing)
+            fresh = [row for row in review if row["pair_id"] not in priority]
+            for row in review:
+                if row["pair_id"] in priority:
+                    values = {k: v for k, v in row.items() if k not in ("pair_id", "priority")}
+                    session.execute(
+                        update(review_pairs)
+                        .where(review_pairs.c.pair_id == row["pair_id"])
+                        .values(**values)
+                    )
+            for chunk in _chunks(fresh):
+                session.execute(insert(review_pairs), chunk)
+        n_persons = len(pd.unique(ids.person_ids))
+        timings = {k: round(v, 3) for k, v in result.timings.items()}
+        timings["read"] = round(read_seconds, 3)
+        timings["write"] = round(time.perf_counter() - start, 3)
+        metrics = None
+        if truth_dir is not None:
+            truth = read_truth(truth_dir)
+            metrics = evaluate_result(frame, result, ids.person_ids, truth, engine)
+        parameters = {
+            "settings": config.model_dump(mode="json"),
+            "model": result.model.parameters(),
+            "skipped_blocks": dict(
+                zip(
+                    ["+".join(r) for r in config.blocking_rules],
+                    result.pairs.skipped_blocks,
+                    strict=True,
+                )
+            ),
+        }
+        session.execute(
+            update(linkage_runs)
+            .where(linkage_runs.c.run_id == run_id)
+            .values(
+                status="succeeded",
+                finished_at=datetime.now(),
+                parameters=parameters,
+                timings=timings,
+                metrics=metrics,
+                n_mentions=len(frame),
+                n_persons=n_persons,
+                n_review=len(review),
+            )
+        )
+    summary = {
+        "run_id": run_id,
+        "mentions": len(frame),
+        "persons": n_persons,
+        "candidate_pairs": len(result.pairs),
+        "review_pairs": len(review),
+        "minted": len(ids.minted),
+        "merged": sum(1 for c in ids.changes if c[2] == "merge"),
+        "split": len({c[0] for c in ids.changes if c[2] == "split"}),
+        "timings": timings,
+    }
+    if metrics is not None:
+        summary["metrics"] = metrics
+    return summary
+
+
+# ------------------------------------------------------------------ truth and evaluation
+
+
+def read_truth(truth_dir: str | Path) -> pd.Series:
+    """record_id -> true person id from the truth folder (any CSV holding both columns)."""
+    folder = Path(truth_dir)
+    if not folder.is_dir():
+        raise IpviError(f"truth folder not found: {folder}")
+    # records.csv is the generator's record -> person file; any other CSV with both columns too.
+    files = sorted(folder.glob("*.csv"), key=lambda f: (f.name != "records.csv", f.name))
+    for file in files:
+        header = pd.read_csv(file, nrows=0).columns
+        if "record_id" in header and "person_id" in header:
+            table = pd.read_csv(file, usecols=["record_id", "person_id"], dtype=str)
+            return table.drop_duplicates("record_id").set_index("record_id")["person_id"]
+    raise IpviError(f"truth folder {folder}: no CSV with record_id and person_id columns")
+
+
+def evaluate_result(frame, result: LinkResult, person_ids, truth: pd.Series, engine) -> dict:
+    """Metrics of a fresh run against the truth, overall and by race and ethnicity."""
+    true_ids = truth.reindex(frame["record_id"]).to_numpy(dtype=object)
+    known = pd.notna(true_ids)
+    metrics = cluster_metrics(np.asarray(person_ids)[known], true_ids[known])
+    n = len(frame)
+    metrics.update(
+        blocking_metrics(result.pairs.left, result.pairs.right, _codes(true_ids), n * (n - 1) / 2)
+    )
+    metrics["records_without_truth"] = int((~known).sum())
+    groups = _groups(engine, frame["record_id"])
+    metrics["by_group"] = metrics_by_group(
+        np.asarray(person_ids)[known], true_ids[known], groups[known].reset_index(drop=True), 200
+    )
+    return metrics
+
+
+def _codes(true_ids: np.ndarray) -> np.ndarray:
+    """Truth labels with unknown records made singletons (they then count no true pair)."""
+    codes = pd.factorize(pd.Series(true_ids))[0]
+    unknown = codes < 0
+    codes[unknown] = codes.max() + 1 + np.arange(unknown.sum())
+    return codes
+
+
+def _groups(engine: Engine, record_ids: pd.Series) -> pd.DataFrame:
+    """Race and ethnicity of each record, read for the audit only (never for linking)."""
+    with engine.connect() as connection:
+        table = pd.read_sql(
+            select(mentions.c.record_id, mentions.c.race, mentions.c.ethnicity), connection
+        )
+    return (
+        table.set_index("record_id")
+        .reindex(record_ids)[["race", "ethnicity"]]
+        .reset_index(drop=True)
+    )
+
+
+def evaluate_crosswalk(engine: Engine, truth_dir: str | Path) -> dict:
+    """Metrics of the current crosswalk against the truth (``ipvi link-eval``)."""
+    walk = read_crosswalk(engine)
+    if walk.empty:
+        raise IpviError("the crosswalk is empty: run `ipvi link` first")
+    truth = read_truth(truth_dir)
+    true_ids = truth.reindex(walk["record_id"]).to_numpy(dtype=object)
+    known = pd.notna(true_ids)
+    predicted = walk["person_id"].to_numpy(dtype=object)
+    metrics = cluster_metrics(predicted[known], true_ids[known])
+    groups = _groups(engine, walk["record_id"])[known].reset_index(drop=True)
+    metrics["by_group"] = metrics_by_group(predicted[known], true_ids[known], groups, 200)
+    return metrics
+
+
+# ------------------------------------------------------------------ readers for later stages
+
+
+def read_crosswalk(engine: Engine) -> pd.DataFrame:
+    """The current crosswalk: record_id, person_id, link_probability, linkage_run_id."""
+    with engine.connect() as connection:
+        return pd.read_sql(select(crosswalk).order_by(crosswalk.c.record_id), connection)
+
+
+def resolve_person_id(engine: Engine, person_id: str) -> list[str]:
+    """The active id(s) a possibly retired ``person_id`` now goes by (following successors)."""
+    with engine.connect() as connection:
+        table = dict(connection.execute(select(persons.c.person_id, persons.c.successor_ids)).all())
+    if person_id not in table:
+        raise IpviError(f"unknown person id {person_id}")
+    current, seen, out = [person_id], set(), []
+    while current:
+        person = current.pop()
+        if person in seen:
+            continue
+        seen.add(person)
+        successors = table.get(person)
+        if successors:
+            current += list(successors)
+        else:
+            out.append(person)
+    return sorted(out)
+
+
+def load_link_index(engine: Engine, config: LinkageConfig) -> LinkIndex:
+    """A :class:`LinkIndex` over the registry's current mentions and crosswalk.
+
+    The model is refitted on the current mentions (unsupervised, seconds); the service builds
+    this once at start-up and then links each new record in milliseconds.
+    """
+    settings = LinkageSettings.from_config(config)
+    frame = read_mentions(engine)
+    walk = read_crosswalk(engine).set_index("record_id")["person_id"]
+    if frame.empty or walk.empty:
+        raise IpviError("no linked mentions in the registry: run `ipvi ingest` and `ipvi link`")
+    linker = Linker(settings)
+    standardized = linker.standardize(frame[list(LINK_FIELDS + REGISTRY_KEYS)])
+    result = linker.run(standardized, standardized=True)
+    person_ids = walk.reindex(frame["record_id"]).to_numpy(dtype=object)
+    index = LinkIndex(settings, prepare=registry_record_keys)
+    return index.fit(standardized, frame["record_id"], person_ids, result.model)

@@ -1,0 +1,179 @@
+"""The one settings object the linker reads: comparisons, blocking rules and thresholds.
+
+Built from the ``linkage`` section of the configuration (or a plain dict, or a YAML file) and
+validated once; presets expand to ordered levels so YAML and Python say the same thing:
+``{column: last_name, preset: last_name, thresholds: [0.92, 0.8], tf: true}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from ipvi.config import LinkageComparison, LinkageConfig
+from ipvi.errors import ConfigError, IpviError
+from linkage.compare import (
+    Comparison,
+    DayMonthSwapped,
+    Exact,
+    Initial,
+    JaroWinklerAtLeast,
+    Level,
+    NameSwap,
+    Nickname,
+    OneCharOff,
+    SamePrefix,
+    SameYear,
+    TokenOverlap,
+    make_level,
+)
+
+# The canonical field each derived blocking key is computed from (see standardize_frame).
+KEY_SOURCES: dict[str, tuple[str, ...]] = {
+    "fn_phon": ("first_name",),
+    "ln_phon": ("last_name",),
+    "ln_nysiis": ("last_name",),
+    "fn_init": ("first_name",),
+    "ln_init": ("last_name",),
+    "name_key": ("first_name", "last_name"),
+    "ln_first": ("last_name",),
+    "ln_last": ("last_name",),
+    "dob_year": ("dob",),
+    "dob_md": ("dob",),
+}
+
+
+def _preset_levels(spec: LinkageComparison) -> list[Level]:
+    t = spec.thresholds
+    if spec.preset == "first_name":
+        levels: list[Level] = [Exact(tf=spec.tf), Nickname(), JaroWinklerAtLeast(t[0]), NameSwap()]
+        return levels + [JaroWinklerAtLeast(x) for x in t[1:]]
+    if spec.preset == "last_name":
+        levels = [Exact(tf=spec.tf), JaroWinklerAtLeast(t[0]), TokenOverlap()]
+        return levels + [JaroWinklerAtLeast(x) for x in t[1:]]
+    if spec.preset == "name":
+        return [Exact(tf=spec.tf)] + [JaroWinklerAtLeast(x) for x in t]
+    if spec.preset == "dob":
+        return [Exact(), OneCharOff(), DayMonthSwapped(), SameYear()]
+    if spec.preset == "exact":
+        return [Exact(tf=spec.tf)]
+    if spec.preset == "string":
+        return [Exact(tf=spec.tf)] + [JaroWinklerAtLeast(x) for x in t]
+    if spec.preset == "initial":
+        return [Exact(), Initial()]
+    if spec.preset == "agency_id":
+        # Values are "agency id" (standardised "agency:id"): ids of one agency that differ
+        # speak against a match; ids of two agencies say nothing.
+        return [Exact(), SamePrefix(" ")]
+    if spec.preset == "digits":
+        return [Exact(), OneCharOff()]
+    raise ConfigError(f"config key 'linkage.comparisons': unknown preset {spec.preset!r}")
+
+
+def build_comparison(spec: LinkageComparison | dict[str, Any]) -> Comparison:
+    """A :class:`Comparison` from its config form (a preset or explicit level dicts)."""
+    if isinstance(spec, dict):
+        spec = LinkageComparison.model_validate(spec)
+    if spec.levels is not None:
+        try:
+            levels = [make_level(level) for level in spec.levels]
+        except IpviError as error:
+            raise ConfigError(f"config key 'linkage.comparisons.{spec.column}': {error}") from None
+    elif spec.preset is not None:
+        levels = _preset_levels(spec)
+    else:
+        raise ConfigError(
+            f"config key 'linkage.comparisons.{spec.column}': give a preset or levels"
+        )
+    return Comparison(spec.column, levels)
+
+
+@dataclass
+class LinkageSettings:
+    """Validated linkage settings: the comparisons, blocking rules and thresholds.
+
+    Attributes
+    ----------
+    config : LinkageConfig
+        The validated configuration section.
+    comparisons : list of Comparison
+        Built once from ``config.comparisons``.
+    """
+
+    config: LinkageConfig
+    comparisons: list[Comparison]
+
+    @classmethod
+    def from_config(cls, config: LinkageConfig) -> LinkageSettings:
+        if not config.comparisons:
+            raise ConfigError("config key 'linkage.comparisons': at least one comparison needed")
+        if not config.review_lower <= config.link_threshold <= config.review_upper:
+            raise ConfigError(
+                "config key 'linkage.link_threshold': must lie between review_lower and "
+                "review_upper"
+            )
+        columns = [spec.column for spec in config.comparisons]
+        duplicated = sorted({c for c in columns if columns.count(c) > 1})
+        if duplicated:
+            raise ConfigError(f"config key 'linkage.comparisons': {duplicated} compared twice")
+        return cls(config=config, comparisons=[build_comparison(s) for s in config.comparisons])
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LinkageSettings:
+        """Settings from a plain ``linkage`` dict (unknown keys are errors naming the key)."""
+        try:
+            config = LinkageConfig.model_validate(data)
+        except ValidationError as error:
+            first = error.errors()[0]
+            key = ".".join(str(part) for part in first["loc"])
+            raise ConfigError(f"config key 'linkage.{key}': {first['msg']}") from None
+        return cls.from_config(config)
+
+    @classmethod
+    def from_path(cls, path: str | Path) -> LinkageSettings:
+        """Settings from a YAML file holding a ``linkage`` section (or the section itself)."""
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"linkage settings file not found: {file}")
+        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        return cls.from_dict(data.get("linkage", data))
+
+    def for_fields(self, fields: list[str], generic: list[str] = ()) -> LinkageSettings:
+        """The settings restricted to ``fields`` (canonical) plus ``generic`` string columns.
+
+        Used by ``ipvi dedupe``: a mapped canonical field keeps its configured comparison, a
+        generic column is compared as a string and blocks on its own value; rules naming an
+        absent field are dropped.
+        """
+        present = set(fields) | set(generic)
+        specs = [spec for spec in self.config.comparisons if spec.column in present]
+        specs += [
+            LinkageComparison(column=column, preset="string", thresholds=[0.9], tf=True)
+            for column in generic
+        ]
+        rules = [
+            rule
+            for rule in self.config.blocking_rules
+            if all(set(KEY_SOURCES.get(key, (key,))) <= present for key in rule)
+        ]
+        rules += [[column] for column in generic]
+        config = self.config.model_copy(
+            update={"comparisons": specs, "blocking_rules": rules}, deep=True
+        )
+        return LinkageSettings.from_config(config)
+
+    def rule_sources(self, rule: list[str]) -> set[str]:
+        """The fields a blocking rule reads (so EM does not learn m for them from its pairs)."""
+        return {source for key in rule for source in KEY_SOURCES.get(key, (key,))}
+
+    @property
+    def columns(self) -> list[str]:
+        """Every standardised column the comparisons read."""
+        seen: list[str] = []
+        for comparison in self.comparisons:
+            seen += [c for c in comparison.columns if c not in seen]
+        return seen

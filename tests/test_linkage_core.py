@@ -1,0 +1,279 @@
+"""Comparison levels, blocking, Fellegi-Sunter, clustering, evaluation, settings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ipvi.config import load_config
+from ipvi.errors import ConfigError, IpviError
+from linkage.blocking import candidate_pairs
+from linkage.cluster import cluster_records
+from linkage.compare import (
+    Comparison,
+    DayMonthSwapped,
+    Exact,
+    JaroWinklerAtLeast,
+    NameSwap,
+    Nickname,
+    OneCharOff,
+    SameYear,
+    TokenOverlap,
+)
+from linkage.evaluate import blocking_metrics, cluster_metrics, metrics_by_group
+from linkage.fellegi_sunter import NOT_FITTED, FellegiSunter
+from linkage.linker import Linker
+from linkage.rl import UnionBlocker, compare_with_recordlinkage
+from linkage.settings import LinkageSettings
+from linkage.standardize import standardize_frame
+from linkage.synthetic import generate_mentions
+
+
+def frames(left: dict, right: dict):
+    return standardize_frame(pd.DataFrame(left)), standardize_frame(pd.DataFrame(right))
+
+
+def test_dob_levels_in_order_and_missing_is_not_disagreement():
+    left, right = frames(
+        {"dob": ["1980-03-04", "1980-03-04", "1980-03-04", "1980-03-04", "", "1980-03-04"]},
+        {
+            "dob": [
+                "1980-03-04",
+                "1980-03-05",
+                "1980-04-03",
+                "1980-11-30",
+                "1980-01-01",
+                "1990-01-01",
+            ]
+        },
+    )
+    dob = Comparison("dob", [Exact(), OneCharOff(), DayMonthSwapped(), SameYear()])
+    assert dob.levels_of(left, right).tolist() == [1, 2, 3, 4, 0, 5]
+
+
+def test_first_name_levels_nickname_and_swap():
+    left, right = frames(
+        {
+            "first_name": ["robert", "robert", "maria", "jon"],
+            "last_name": ["smith", "smith", "garcia", "doe"],
+        },
+        {
+            "first_name": ["robert", "bob", "garcia", "zed"],
+            "last_name": ["smith", "smith", "maria", "doe"],
+        },
+    )
+    first = Comparison("first_name", [Exact(), Nickname(), JaroWinklerAtLeast(0.92), NameSwap()])
+    assert first.levels_of(left, right).tolist() == [1, 2, 4, 5]
+
+
+def test_compound_surname_shares_a_token():
+    left, right = frames(
+        {"last_name": ["Garcia Lopez", "Garcia-Lopez", "Smith"]},
+        {"last_name": ["Lopez", "garcia lopez", "Smithers"]},
+    )
+    last = Comparison("last_name", [Exact(), TokenOverlap()])
+    assert last.levels_of(left, right).tolist() == [2, 1, 3]
+
+
+def test_blocking_union_dedup_and_link_and_block_cap():
+    frame = pd.DataFrame(
+        {"dob": ["d1", "d1", "d2", "d2", "d2"], "ln_phon": ["A", "B", "B", "C", ""]}
+    )
+    pairs = candidate_pairs([["dob"], ["ln_phon"]], frame, max_block_size=10)
+    assert sorted(zip(pairs.left.tolist(), pairs.right.tolist(), strict=True)) == [
+        (0, 1),
+        (1, 2),
+        (2, 3),
+        (2, 4),
+        (3, 4),
+    ]
+    capped = candidate_pairs([["dob"]], frame, max_block_size=2)
+    assert list(zip(capped.left, capped.right, strict=True)) == [(0, 1)]
+    assert capped.skipped_blocks == [1]
+    other = pd.DataFrame({"dob": ["d2", "d9"], "ln_phon": ["A", "A"]})
+    linked = candidate_pairs([["dob"], ["ln_phon"]], frame, other, max_block_size=10)
+    assert sorted(zip(linked.left.tolist(), linked.right.tolist(), strict=True)) == [
+        (0, 0),
+        (0, 1),
+        (2, 0),
+        (3, 0),
+        (4, 0),
+    ]
+    index = UnionBlocker(rules=[["dob"]]).index(frame)
+    assert len(index) == 4
+
+
+def test_model_not_fitted_is_a_clear_error():
+    with pytest.raises(IpviError, match="not fitted"):
+        FellegiSunter(comparisons=[]).predict_proba(np.zeros((1, 0), dtype=np.int8))
+    assert "fit()" in NOT_FITTED
+
+
+def test_fit_returns_self_and_learns_sensible_weights():
+    mentions, truth = generate_mentions(3000, seed=3)
+    settings = LinkageSettings.from_config(load_config().linkage)
+    result = Linker(settings).run(mentions.drop(columns=["record_id", "race", "ethnicity"]))
+    model = result.model
+    weights = {c.name: w for c, w in zip(model.comparisons, model.level_weights(), strict=True)}
+    assert weights["dob"][1] > 5 > weights["dob"][-1]  # exact dob strong, else against
+    assert weights["first_name"][0] == 0  # missing: no evidence either way
+    assert 0 < model.prior_ < 0.01
+    metrics = cluster_metrics(result.labels, truth.to_numpy())
+    assert metrics["pairwise_f1"] > 0.97 and metrics["bcubed_f1"] > 0.97
+    contributions = model.contributions(result.levels[:3])
+    assert {"dob_level", "dob_weight"} <= set(contributions.columns)
+
+
+def test_term_frequency_makes_rare_surnames_stronger():
+    mentions, _ = generate_mentions(3000, seed=4)
+    settings = LinkageSettings.from_config(load_config().linkage)
+    result = Linker(settings).run(mentions.drop(columns=["record_id", "race", "ethnicity"]))
+    model = result.model
+    k = [c.name for c in model.comparisons].index("last_name")
+    levels = np.zeros((2, len(model.comparisons)), dtype=np.int8)
+    levels[:, k] = 1
+    frequencies = model.tf_["last_name"]
+    common, rare = frequencies.index[0], frequencies.index[-1]
+    adjusted = model.tf_adjustments(levels, {"last_name": np.array([common, rare], dtype=object)})
+    assert adjusted[1, k] > adjusted[0, k]
+
+
+def test_clustering_does_not_chain_through_weak_links():
+    # two tight groups joined by one link that passes the threshold
+    left = np.array([0, 0, 1, 3, 3, 4, 2, 0, 1])
+    right = np.array([1, 2, 2, 4, 5, 5, 3, 3, 4])
+    p = np.array([0.99, 0.99, 0.99, 0.99, 0.99, 0.99, 0.6, 0.01, 0.02])
+    clusters = cluster_records(
+        6,
+        left,
+        right,
+        p,
+        link_threshold=0.5,
+        min_average_probability=0.5,
+        strong=np.empty((6, 0), dtype=object),
+    )
+    assert len(set(clusters.labels[:3])) == 1 and len(set(clusters.labels[3:])) == 1
+    assert clusters.labels[0] != clusters.labels[3]
+
+
+def test_conflicting_strong_identifiers_are_refused_and_queued():
+    strong = np.array([["1111", "1980-01-01"], ["2222", "1975-05-05"]], dtype=object)
+    clusters = cluster_records(
+        2,
+        np.array([0]),
+        np.array([1]),
+        np.array([0.97]),
+        link_threshold=0.5,
+        min_average_probability=0.5,
+        strong=strong,
+    )
+    assert clusters.labels[0] != clusters.labels[1]
+    assert clusters.refused == [(0, 1)]
+    # a reviewer's "match" overrides
+    forced = cluster_records(
+        2,
+        np.array([0]),
+        np.array([1]),
+        np.array([0.97]),
+        link_threshold=0.5,
+        min_average_probability=0.5,
+        strong=strong,
+        must_link=[(0, 1)],
+    )
+    assert forced.labels[0] == forced.labels[1]
+
+
+def test_cannot_link_separates_a_confident_pair():
+    clusters = cluster_records(
+        2,
+        np.array([0]),
+        np.array([1]),
+        np.array([0.99]),
+        link_threshold=0.5,
+        min_average_probability=0.5,
+        strong=np.empty((2, 0), dtype=object),
+        cannot_link=[(0, 1)],
+    )
+    assert clusters.labels[0] != clusters.labels[1]
+
+
+def test_cluster_metrics_counts_splits_and_merges():
+    predicted = np.array([0, 0, 1, 2, 2])
+    truth = np.array(["a", "a", "a", "b", "c"])
+    m = cluster_metrics(predicted, truth)
+    assert m["pairwise_precision"] == 0.5 and m["pairwise_recall"] == pytest.approx(1 / 3)
+    assert m["split_rate"] == 1.0 and m["false_merge_rate"] == 0.5
+    groups = pd.DataFrame({"race": ["x", "x", "x", "y", "y"]})
+    by = metrics_by_group(predicted, truth, groups)
+    assert by["race"]["x"]["pairwise_precision"] == 1.0
+    assert by["race"]["y"]["pairwise_precision"] == 0.0
+    b = blocking_metrics(np.array([0, 1]), np.array([1, 2]), truth, 10)
+    assert b["pair_completeness"] == pytest.approx(2 / 3) and b["reduction_ratio"] == 0.8
+
+
+def test_settings_validate_once_and_name_the_key():
+    base = load_config().linkage.model_dump()
+    with pytest.raises(ConfigError, match="linkage.link_threshold"):
+        LinkageSettings.from_dict({**base, "link_threshold": 0.95})
+    with pytest.raises(ConfigError, match="unknown comparison level type 'sounds_like'"):
+        LinkageSettings.from_dict(
+            {**base, "comparisons": [{"column": "x", "levels": [{"type": "sounds_like"}]}]}
+        )
+    with pytest.raises(ConfigError, match="linkage.bogus"):
+        LinkageSettings.from_dict({**base, "bogus": 1})
+    custom = LinkageSettings.from_dict(
+        {
+            **base,
+            "comparisons": [
+                {"column": "zip", "levels": [{"type": "jaro_winkler", "threshold": 0.9}]}
+            ],
+        }
+    )
+    assert custom.comparisons[0].level_labels()[1] == "zip: Jaro-Winkler >= 0.9"
+
+
+def test_settings_from_path(tmp_path):
+    path = tmp_path / "linkage.yaml"
+    path.write_text(
+        "linkage:\n  comparisons:\n    - {column: dob, preset: dob}\n  blocking_rules: [[dob]]\n"
+    )
+    settings = LinkageSettings.from_path(path)
+    assert [c.name for c in settings.comparisons] == ["dob"]
+
+
+def test_recordlinkage_framework_gives_the_same_levels_as_the_fast_path():
+    from linkage.compare import compare_pairs, encode_for
+
+    mentions, _ = generate_mentions(400, seed=5)
+    settings = LinkageSettings.from_config(load_config().linkage)
+    linker = Linker(settings)
+    data = linker._ensure_columns(linker.standardize(mentions.drop(columns=["record_id"])))
+    pairs = UnionBlocker(rules=settings.config.blocking_rules).index(data)
+    (coded,), vocabulary = encode_for(settings.comparisons, [data])
+    left = pairs.get_level_values(0).to_numpy()
+    right = pairs.get_level_values(1).to_numpy()
+    fast = compare_pairs(settings.comparisons, left, right, coded, None, vocabulary)
+    framework = compare_with_recordlinkage(settings.comparisons, pairs, coded, None, vocabulary)
+    assert len(pairs) > 100
+    assert np.array_equal(fast, framework.to_numpy())
+
+
+def test_supervised_scorer_learns_from_labels_and_refuses_too_few():
+    from linkage.supervised import SupervisedScorer
+
+    mentions, truth = generate_mentions(2000, seed=9)
+    settings = LinkageSettings.from_config(load_config().linkage)
+    result = Linker(settings).run(mentions.drop(columns=["record_id", "race", "ethnicity"]))
+    t = truth.to_numpy()
+    y = (t[result.pairs.left] == t[result.pairs.right]).astype(int)
+    n_levels = [c.n_levels for c in settings.comparisons]
+    with pytest.raises(IpviError, match="at least 5000 of each"):
+        SupervisedScorer(n_levels, min_labels_per_class=5000).fit(result.levels, result.weight, y)
+    scorer = SupervisedScorer(n_levels, min_labels_per_class=20)
+    fitted = scorer.fit(result.levels[::2], result.weight[::2], y[::2])
+    assert fitted is scorer and set(scorer.n_labels_) == {"match", "non-match"}
+    p = scorer.predict_proba(result.levels[1::2], result.weight[1::2])
+    assert ((p >= 0.5) == y[1::2]).mean() > 0.97
+    with pytest.raises(IpviError, match="not fitted"):
+        SupervisedScorer(n_levels).predict_proba(result.levels, result.weight)
