@@ -1,7 +1,289 @@
-"""CLI commands of the fairness stage."""
+"""CLI commands of the fairness stage: ``ipvi audit`` and ``ipvi promote``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import typer
 
+from ipvi.commands.context import emit_json, get_config, get_engine, info
+from ipvi.errors import IpviError
+
+AUDIT_HELP = """Audit a model version, or any scored file, for fairness by group.
+
+Two forms:
+
+  ipvi audit --model-version V [--truth DIR]
+
+audits the evaluation predictions of version V (written by `ipvi train`) at its band
+cut-points, next to the scorecard and the rule tiers, by race, ethnicity, sex, their
+intersections and age band; stores the audit and writes JSON and HTML reports.
+
+  ipvi audit --data FILE --label COL (--score COL --threshold T | --prediction COL
+  --positive VALUE[,VALUE]) --group COL [--group COL ...] [--reference GROUP | ATTR=GROUP]
+  [--policy FILE] [--person COL] [--json OUT] [--html OUT] [--public]
+
+audits any scored CSV or Parquet file; it is gated only when given --policy.
+
+Exits 0 whenever it wrote its outputs, whatever the verdict (promotion is `ipvi promote`).
+"""
+
+
+def _policy(policy_file: Path | None):
+    from fairness.policy import load_policy, policy_changes, policy_hash
+
+    config = get_config()
+    if policy_file is None:
+        policy = config.fairness_policy
+        digest = config.section_hash("fairness_policy")
+    else:
+        policy = load_policy(policy_file)
+        digest = policy_hash(policy)
+    return policy, digest, policy_changes(policy)
+
+
+def _write_outputs(payload: dict, json_out: Path | None, html_out: Path | None) -> dict:
+    from fairness.report import write_report
+
+    written = {}
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+        written["json"] = str(json_out)
+    if html_out is not None:
+        written["html"] = str(write_report(payload, html_out))
+    return written
+
+
+def _model_bands(model_version: str) -> list[dict] | None:
+    """The version's frozen bands from the MLflow registry, or None if it is not there."""
+    from mlflow.exceptions import MlflowException
+
+    from training.registry import version_info
+
+    config = get_config()
+    try:
+        return version_info(config.tracking_uri, config.mlflow.model_name, model_version)["bands"]
+    except (IpviError, MlflowException, OSError) as error:
+        info(f"band cut-points read off the predictions ({str(error).splitlines()[0]})")
+        return None
+
 
 def register(app: typer.Typer) -> None:
-    """Add this stage's commands to the ipvi app."""
+    """Add ``audit`` and ``promote`` to the ipvi app."""
+
+    @app.command("audit", help=AUDIT_HELP)
+    def audit(
+        model_version: str = typer.Option(
+            None, "--model-version", help="Audit this registered model version."
+        ),
+        truth: Path = typer.Option(
+            None,
+            "--truth",
+            help="Synthetic-data truth folder: adds the label-bias and linkage sections "
+            "(from evaluation_truth, written by `ipvi train --truth DIR`).",
+        ),
+        data: Path = typer.Option(None, "--data", help="A scored CSV or Parquet file."),
+        label: str = typer.Option(None, "--label", help="Outcome column (0/1)."),
+        score: str = typer.Option(None, "--score", help="Score column."),
+        threshold: float = typer.Option(
+            None, "--threshold", help="Cases with score >= T are selected."
+        ),
+        prediction: str = typer.Option(None, "--prediction", help="Decision column."),
+        positive: str = typer.Option(
+            None, "--positive", help="Comma-separated values of --prediction meaning selected."
+        ),
+        group: list[str] = typer.Option(
+            None, "--group", help="Protected-attribute column (repeat for several)."
+        ),
+        reference: list[str] = typer.Option(
+            None,
+            "--reference",
+            help="Reference group: GROUP (every attribute holding it) or ATTR=GROUP; "
+            "default: the largest group.",
+        ),
+        policy_file: Path = typer.Option(
+            None, "--policy", help="Fairness policy YAML (generic form: gates the audit)."
+        ),
+        person: str = typer.Option(
+            None, "--person", help="Person id column: resample persons, not rows."
+        ),
+        json_out: Path = typer.Option(None, "--json", help="Write the audit JSON here."),
+        html_out: Path = typer.Option(None, "--html", help="Write the HTML report here."),
+        public: bool = typer.Option(
+            False, "--public", help="Suppress every cell with fewer than 11 cases."
+        ),
+    ) -> None:
+        from fairness.report import public_view
+
+        if (model_version is None) == (data is None):
+            raise IpviError("give either --model-version V or --data FILE")
+        if model_version is not None:
+            payload = _audit_model_version(model_version, truth, policy_file)
+            reports = Path(get_config().paths.reports_dir)
+            stem = f"audit-v{model_version}-{payload['audit_id'][:8]}"
+            json_out = json_out or reports / f"{stem}.json"
+            html_out = html_out or reports / f"{stem}.html"
+        else:
+            payload = _audit_file(
+                data,
+                label=label,
+                score=score,
+                threshold=threshold,
+                prediction=prediction,
+                positive=positive,
+                groups=group or [],
+                references=reference or [],
+                policy_file=policy_file,
+                person=person,
+            )
+        if public:
+            payload = public_view(payload, payload["policy"]["values"]["public_min_cell"])
+        written = _write_outputs(payload, json_out, html_out)
+        gate = payload.get("gate")
+        if not written:
+            print(json.dumps(payload, indent=2))
+            return
+        for reason in gate["reasons"] if gate else []:
+            info(f"  {reason}")
+        emit_json(
+            {
+                "audit_id": payload["audit_id"],
+                "status": gate["status"] if gate else None,
+                "excluded_rows": payload["excluded_rows"]["total"],
+                **written,
+            }
+        )
+
+    def _audit_file(data: Path, *, policy_file: Path | None, **options) -> dict:
+        from fairness.audit import run_audit
+        from fairness.inputs import scored_file_input
+
+        if options["label"] is None:
+            raise IpviError("--data needs --label COL")
+        policy, digest, changes = _policy(policy_file)
+        positive = options.pop("positive")
+        inp = scored_file_input(
+            data,
+            positive=[v for v in (positive or "").split(",") if v.strip()],
+            gated=policy_file is not None,
+            **options,
+        )
+        result = run_audit(
+            inp, policy, policy_digest=digest, changes=changes, gated=policy_file is not None
+        )
+        return result.to_dict()
+
+    def _audit_model_version(model_version: str, truth: Path | None, policy_file) -> dict:
+        from fairness.model_version import audit_model_version
+        from ipvi.db import session_scope
+
+        if policy_file is not None:
+            raise IpviError(
+                "--policy is for a generic audit; a model version is audited under the "
+                "fairness_policy section of the configuration (--config FILE)"
+            )
+        if truth is not None and not truth.is_dir():
+            raise IpviError(f"truth folder not found: {truth}")
+        config = get_config()
+        policy, digest, changes = _policy(None)
+        bands = _model_bands(model_version)
+        with session_scope(get_engine()) as session:
+            result = audit_model_version(
+                session,
+                model_version,
+                policy=policy,
+                digest=digest,
+                changes=changes,
+                model_name=config.mlflow.model_name,
+                bands=bands,
+                with_truth=truth is not None,
+            )
+        return result.to_dict()
+
+    @app.command(
+        "promote",
+        help="Make model version V the champion, only if its latest fairness audit passed "
+        "the gate and still matches the data and the policy. A refusal leaves the champion "
+        "where it is, says why and exits non-zero. --force --reason TEXT overrides, recorded.",
+    )
+    def promote(
+        version: str = typer.Argument(..., help="The model version to promote."),
+        force: bool = typer.Option(False, "--force", help="Promote without a passing audit."),
+        reason: str = typer.Option(None, "--reason", help="Why (required with --force)."),
+    ) -> None:
+        from fairness import store
+        from fairness.promotion import check_promotion, log_audit_to_run, version_run_id
+        from ipvi.db import session_scope
+        from training.registry import set_champion
+
+        if force and not (reason and reason.strip()):
+            raise IpviError("--force requires --reason TEXT")
+        config = get_config()
+        model_name = config.mlflow.model_name
+        digest = config.section_hash("fairness_policy")
+        engine = get_engine()
+        with session_scope(engine) as session:
+            check = check_promotion(
+                session,
+                version,
+                policy=config.fairness_policy,
+                digest=digest,
+                model_name=model_name,
+            )
+        if not check.allowed and not force:
+            with session_scope(engine) as session:
+                store.record_promotion(
+                    session,
+                    model_version=version,
+                    audit_id=check.audit_id,
+                    outcome="refused",
+                    reason="; ".join(check.reasons),
+                    previous_champion=None,
+                )
+            for line in check.reasons:
+                info(line)
+            raise IpviError(
+                f"version {version} not promoted; champion unchanged: {check.reasons[0]}"
+            )
+        run_id = version_run_id(config.tracking_uri, model_name, version)
+        artifacts = (
+            log_audit_to_run(config.tracking_uri, run_id, check.audit["audit_json"])
+            if check.audit and run_id
+            else []
+        )
+        forced = not check.allowed
+        moved = set_champion(
+            model_name,
+            version,
+            reason=reason,
+            forced=forced,
+            audit_id=check.audit_id,
+            audit_status="forced" if forced else check.audit["status"],
+            tracking_uri=config.tracking_uri,
+        )
+        with session_scope(engine) as session:
+            store.record_promotion(
+                session,
+                model_version=version,
+                audit_id=check.audit_id,
+                outcome="forced" if forced else "promoted",
+                reason=reason,
+                previous_champion=moved["previous"],
+            )
+        if forced:
+            info(f"forced promotion of version {version}: {reason}")
+            for line in check.reasons:
+                info(f"  overridden: {line}")
+        emit_json(
+            {
+                "model_name": model_name,
+                "version": str(version),
+                "previous": moved["previous"],
+                "audit_id": check.audit_id,
+                "audit_status": "forced" if forced else check.audit["status"],
+                "forced": forced,
+                "artifacts": artifacts,
+            }
+        )
