@@ -221,6 +221,8 @@ def generated(folder: Path, size: int, use_splink: bool) -> dict:
     result["mentions"] = size
     if "candidate_pairs" in result["ours"]:
         result["ours"]["pairs_per_record"] = round(result["ours"]["candidate_pairs"] / size, 2)
+        all_pairs = size * (size - 1) / 2
+        result["ours"]["reduction_ratio"] = 1 - result["ours"]["candidate_pairs"] / all_pairs
     return result
 
 

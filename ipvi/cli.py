@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from ipvi.commands import context, data, fairness, linkage, serving, training
+from ipvi.commands import context, demo, fairness, generate, ingest, linkage, serving, training
 
 app = typer.Typer(
     name="ipvi",
@@ -34,7 +34,7 @@ def _root(
     context.set_config_path(config)
 
 
-for module in (data, linkage, training, fairness, serving):
+for module in (generate, ingest, linkage, training, fairness, serving, demo):
     module.register(app)
 
 

@@ -157,9 +157,11 @@ class LinkageConfig(StrictModel):
     comparisons: list[LinkageComparison] = Field(default_factory=list)
     blocking_rules: list[list[str]] = Field(default_factory=list)
     max_block_size: int = Field(300, ge=2)
+    expand_linked_components: bool = True
     link_threshold: float = Field(0.5, gt=0, lt=1)
     review_lower: float = Field(0.2, gt=0, lt=1)
     review_upper: float = Field(0.8, gt=0, lt=1)
+    review_per_decision: bool = True
     random_pairs: int = Field(200_000, ge=1000)
     em_max_iterations: int = Field(100, ge=1)
     em_tolerance: float = Field(1e-5, gt=0)

@@ -8,7 +8,7 @@ import pytest
 
 from ipvi.config import load_config
 from ipvi.errors import ConfigError, IpviError
-from linkage.blocking import candidate_pairs
+from linkage.blocking import candidate_pairs, linked_component_pairs
 from linkage.cluster import cluster_records
 from linkage.compare import (
     Comparison,
@@ -102,6 +102,36 @@ def test_blocking_union_dedup_and_link_and_block_cap():
     ]
     index = UnionBlocker(rules=[["dob"]]).index(frame)
     assert len(index) == 4
+
+
+def test_linked_components_add_pairs_no_rule_found_and_only_across_files():
+    # 0-1 and 1-2 link, 3-4 does not: 0-2 is compared through 1; 3-4 adds nothing
+    left, right = np.array([0, 1, 3]), np.array([1, 2, 4])
+    linked = np.array([True, True, False])
+    new = linked_component_pairs(5, left, right, linked, max_block_size=10)
+    assert [p.tolist() for p in new] == [[0], [2]]
+    assert [p.tolist() for p in linked_component_pairs(5, left, right, linked, 2)] == [[], []]
+    # two files (positions below 2 are the first): 0-1 would be a pair inside the first file
+    both = (np.array([0, 1]), np.array([2, 2]), np.ones(2, bool))
+    assert [p.tolist() for p in linked_component_pairs(3, *both, 10)] == [[0], [1]]
+    assert [p.tolist() for p in linked_component_pairs(3, *both, 10, n_left=2)] == [[], []]
+
+
+def test_iterative_blocking_raises_pair_completeness_on_generated_data():
+    mentions, truth = generate_mentions(3000, seed=5)
+    config = load_config().linkage
+    fields = mentions.drop(columns=["record_id", "race", "ethnicity"])
+    codes = pd.factorize(truth.to_numpy())[0]
+    n_pairs = len(mentions) * (len(mentions) - 1) / 2
+    completeness = {}
+    for expand in (False, True):
+        settings = LinkageSettings.from_config(
+            config.model_copy(update={"expand_linked_components": expand})
+        )
+        result = Linker(settings).run(fields)
+        metrics = blocking_metrics(result.pairs.left, result.pairs.right, codes, n_pairs)
+        completeness[expand] = metrics["pair_completeness"]
+    assert completeness[True] > completeness[False]
 
 
 def test_model_not_fitted_is_a_clear_error():

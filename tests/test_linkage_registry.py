@@ -14,14 +14,23 @@ from ipvi.db import open_registry, session_scope
 from ipvi.errors import IpviError
 from ipvi.purge import PurgeTarget
 from ipvi.tables.ingest import mentions
-from ipvi.tables.linkage import crosswalk, person_id_changes, persons, review_pairs
+from ipvi.tables.linkage import (
+    crosswalk,
+    linkage_models,
+    person_id_changes,
+    persons,
+    review_pairs,
+)
 from linkage import person_records, purge_step
+from linkage.linker import Linker
 from linkage.review import export_pending, import_decisions, pair_id
 from linkage.run import (
     acquire_lock,
     link_registry,
     load_link_index,
     read_crosswalk,
+    registry_keys,
+    registry_record_keys,
     release_lock,
     resolve_person_id,
 )
@@ -286,6 +295,66 @@ def test_link_index_links_one_new_record(registry):
         index.link({"first_name": "zzyzx", "last_name": "qwerty", "dob": "1901-01-01"}).person_id
         is None
     )
+
+
+def test_link_index_uses_the_stored_model_without_refitting(registry, monkeypatch):
+    engine, frame, _ = registry
+    summary = link_registry(engine, CONFIG)
+    with engine.connect() as connection:
+        stored = connection.execute(select(linkage_models)).mappings().one()
+    assert stored["run_id"] == summary["run_id"]
+
+    def no_refit(*args, **kwargs):
+        raise AssertionError("load_link_index must not run the linker")
+
+    monkeypatch.setattr(Linker, "run", no_refit)
+    index = load_link_index(engine, CONFIG)
+    assert index.run_id_ == summary["run_id"]
+    assert index.model_.prior_ == pytest.approx(stored["model"]["prior"])
+    assert set(index.model_.tf_) == {"first_name", "last_name"}
+    changed = CONFIG.model_copy(update={"comparisons": CONFIG.comparisons[:-1]})
+    with pytest.raises(IpviError, match="linkage.comparisons"):
+        load_link_index(engine, changed)
+    with engine.begin() as connection:
+        connection.execute(delete(linkage_models))
+    with pytest.raises(IpviError, match="stored no model"):
+        load_link_index(engine, CONFIG)
+
+
+def test_review_queue_asks_one_pair_per_cluster_decision(registry):
+    engine, _, _ = registry
+    summary = link_registry(engine, CONFIG)
+    walk = read_crosswalk(engine).set_index("record_id")["person_id"]
+    with engine.connect() as connection:
+        pending = pd.read_sql(
+            select(review_pairs).where(review_pairs.c.status == "pending"), connection
+        )
+    assert summary["review_pairs"] == len(pending) > 0
+    a = walk.reindex(pending["record_id_a"]).to_numpy()
+    b = walk.reindex(pending["record_id_b"]).to_numpy()
+    questions = pd.Series([tuple(sorted(pair)) for pair in zip(a, b, strict=True)])
+    assert not questions.duplicated().any()
+    # queueing every uncertain pair asks the same questions several times over
+    every = CONFIG.model_copy(update={"review_per_decision": False})
+    assert link_registry(engine, every)["review_pairs"] > len(pending)
+
+
+def test_registry_keys_vectorised_agree_with_one_record():
+    frame = pd.DataFrame(
+        {
+            "agency": ["court", "jail", None, "police"],
+            "agency_person_id": ["77", None, "5", " 9 "],
+            "case_ref": ["19CR0045", "19-004512", "12", None],
+            "role": ["defendant", "victim", "suspect", None],
+        }
+    )
+    vectorised = registry_keys(frame)
+    for i, row in enumerate(frame.to_dict("records")):
+        one = registry_record_keys(row)
+        assert vectorised.loc[i, ["agency_pid", "case_key"]].tolist() == [
+            one["agency_pid"],
+            one["case_key"],
+        ]
 
 
 def test_link_without_mentions_is_a_clear_error(sqlite_url):

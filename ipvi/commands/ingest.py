@@ -17,9 +17,12 @@ def purge_steps() -> list:
     """Every stage's purge step, run in this order in one transaction."""
     from ipvi.ingest.purge import purge_step as ingest_step
     from linkage.purge import purge_step as linkage_step
+    from serving.audit_log import purge_step as serving_step
+    from training.store import purge_step as training_step
 
     # Downstream stages first: their rows refer to the records and persons purged upstream.
-    return [linkage_step, ingest_step]
+    # The serving step removes nothing: it appends a chained tombstone to the audit log.
+    return [serving_step, training_step, linkage_step, ingest_step]
 
 
 def purge_resolvers() -> list:

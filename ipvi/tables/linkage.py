@@ -4,8 +4,10 @@
 merge); a retired id lists its successor(s). ``crosswalk`` maps each current mention to its
 person; a run replaces it in one transaction. ``person_id_changes`` logs merges and splits per
 run. ``review_pairs`` is the clerical queue: ``pair_id`` is stable for a pair of records, so a
-decision survives later runs and binds them. ``linkage_runs`` logs each run; ``linkage_lock``
-holds the one running linkage (a second run fails fast instead of interleaving).
+decision survives later runs and binds them. ``linkage_runs`` logs each run; ``linkage_models``
+keeps what a run learned (m / u, prior, term frequencies and the hash of the settings they fit),
+so the service builds its link index without refitting; ``linkage_lock`` holds the one running
+linkage (a second run fails fast instead of interleaving).
 """
 
 from __future__ import annotations
@@ -29,6 +31,17 @@ linkage_runs = Table(
     Column("n_mentions", Integer),
     Column("n_persons", Integer),
     Column("n_review", Integer),
+    # The service polls "newest succeeded run" every few seconds: keep that an index lookup.
+    Index("ix_linkage_runs_status_finished_at", "status", "finished_at"),
+)
+
+# Term frequencies hold standardised name values, so they live here, not in the run log.
+linkage_models = Table(
+    "linkage_models",
+    metadata,
+    Column("run_id", String(40), primary_key=True),
+    Column("settings_hash", String(64), nullable=False),
+    Column("model", JSON, nullable=False),
 )
 
 persons = Table(

@@ -1,4 +1,4 @@
-"""Tables of the linkage stage: persons, crosswalk, review queue and linkage runs.
+"""Tables of the linkage stage: persons, crosswalk, review queue, linkage runs and models.
 
 Revision ID: 0002
 Revises: 0001
@@ -28,6 +28,13 @@ def upgrade() -> None:
         sa.Column("n_mentions", sa.Integer),
         sa.Column("n_persons", sa.Integer),
         sa.Column("n_review", sa.Integer),
+    )
+    op.create_index("ix_linkage_runs_status_finished_at", "linkage_runs", ["status", "finished_at"])
+    op.create_table(
+        "linkage_models",
+        sa.Column("run_id", sa.String(40), primary_key=True),
+        sa.Column("settings_hash", sa.String(64), nullable=False),
+        sa.Column("model", sa.JSON, nullable=False),
     )
     op.create_table(
         "persons",
@@ -92,4 +99,6 @@ def downgrade() -> None:
     op.drop_index("ix_crosswalk_person_id", table_name="crosswalk")
     op.drop_table("crosswalk")
     op.drop_table("persons")
+    op.drop_table("linkage_models")
+    op.drop_index("ix_linkage_runs_status_finished_at", table_name="linkage_runs")
     op.drop_table("linkage_runs")

@@ -1,0 +1,254 @@
+"""Serving benchmark: latency and throughput of the real service over HTTP, and its overhead.
+
+Prints one JSON line. The client is one asyncio process with one keep-alive ``httpx`` client
+per concurrency level (connection pool as large as the concurrency); the server is
+``bentoml serve`` with ``serving.workers`` workers (default 2) on loopback. Figures:
+
+- single-person score with an inline history: p50/p95/p99 latency (ms), throughput (requests/s)
+  and error count at 1, 8 and 32 concurrent clients, each for ``--seconds``;
+- a 1000-person batch with inline histories (``--batch``), wall ms;
+- person-id requests (registry on SQLite), p50/p95/p99 at 1 client, when the registry holds
+  linked persons (``--registry``, built by ``ipvi ingest`` and ``ipvi link``);
+- ``/v1/link`` p95 against the registry's mentions, and the service's start-up time and RSS;
+- in-process prediction of the same single-person input, so serving overhead is a ratio.
+
+The model is a small one trained on :func:`training.examples.toy_history` and registered in a
+throw-away MLflow store (or ``--tracking-uri`` with a champion). ``--quick`` shortens everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ipvi.db import open_registry, session_scope  # noqa: E402
+from serving.auth import add_key  # noqa: E402
+from serving.launch import ServerProcess  # noqa: E402
+from serving.schemas import SCORE_EXAMPLE  # noqa: E402
+
+
+def percentiles(samples: list[float]) -> dict[str, float | None]:
+    if not samples:
+        return {"p50_ms": None, "p95_ms": None, "p99_ms": None}
+    values = np.array(samples) * 1000
+    return {f"p{q}_ms": round(float(np.percentile(values, q)), 2) for q in (50, 95, 99)}
+
+
+async def load(url: str, body: dict, headers: dict, clients: int, seconds: float) -> dict:
+    """``clients`` coroutines posting ``body`` back to back for ``seconds``."""
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(limits=limits, timeout=30, headers=headers) as client:
+        deadline = time.perf_counter() + seconds
+
+        async def worker():
+            nonlocal errors
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                try:
+                    response = await client.post(url, json=body)
+                    ok = response.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    latencies.append(time.perf_counter() - started)
+                else:
+                    errors += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        wall = time.perf_counter() - started
+    return {
+        **percentiles(latencies),
+        "requests_per_s": round(len(latencies) / wall, 1),
+        "errors": errors,
+        "requests": len(latencies),
+    }
+
+
+def batch_body(n: int) -> dict:
+    """``n`` copies of the example person, with distinct person and event ids."""
+    history = SCORE_EXAMPLE["histories"][0]
+    return {
+        "as_of": SCORE_EXAMPLE["as_of"],
+        "histories": [
+            {
+                **history,
+                "person_id": f"bench-{i}",
+                "events": [{**e, "event_id": f"{e['event_id']}-{i}"} for e in history["events"]],
+            }
+            for i in range(n)
+        ],
+    }
+
+
+def toy_champion(folder: Path) -> str:
+    """A throw-away MLflow store with a toy model promoted to champion; its tracking URI."""
+    from ipvi.config import load_config
+    from training.examples import toy_history
+    from training.pipeline import summary, train
+    from training.registry import log_training_run, set_champion
+
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    result = train(*toy_history(400, seed=0), load_config().training)
+    info = log_training_run(
+        result,
+        tracking_uri=uri,
+        artifact_location=str(folder / "artifacts"),
+        model_name="ipvi-risk",
+        summary=summary(result),
+        params={"source": "toy_history"},
+    )
+    set_champion(
+        "ipvi-risk", info["model_version"], reason="benchmark", forced=True, tracking_uri=uri
+    )
+    return uri
+
+
+def in_process_ms(tracking_uri: str, repeats: int) -> float:
+    """Median ms of the same single-person score computed in process (no HTTP, no auth)."""
+    from serving.schemas import ScoreRequest
+    from serving.scoring import history_frames, load_scorer, resolve_as_of
+
+    scorer, _ = load_scorer(tracking_uri, "ipvi-risk", "champion")
+    request = ScoreRequest.model_validate_json(json.dumps(SCORE_EXAMPLE))
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        frames = history_frames(request.histories)
+        scorer.score_many(*frames, as_of=resolve_as_of(request.as_of))
+        times.append(time.perf_counter() - started)
+    return round(statistics.median(times) * 1000, 2)
+
+
+def server_rss_mb(server: ServerProcess) -> float:
+    parent = psutil.Process(server.process.pid)
+    processes = [parent, *parent.children(recursive=True)]
+    return round(sum(p.memory_info().rss for p in processes if p.is_running()) / 2**20, 1)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--tracking-uri", help="MLflow store with a champion (default: toy)")
+    parser.add_argument("--registry", help="registry URL with linked persons (person ids, link)")
+    args = parser.parse_args()
+    seconds = 5.0 if args.quick else args.seconds
+    batch = 100 if args.quick else args.batch
+    figures: dict = {
+        "client": "one asyncio process, httpx.AsyncClient with keep-alive",
+        "server_workers": args.workers,
+        "seconds_per_level": seconds,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        uri = args.tracking_uri or toy_champion(folder)
+        registry = args.registry or f"sqlite:///{folder / 'registry.sqlite'}"
+        engine = open_registry(registry)
+        with session_scope(engine) as session:
+            key = add_key(session, name=f"bench-{os.getpid()}", role="admin")
+        engine.dispose()
+        config = folder / "config.yaml"
+        config.write_text(
+            json.dumps(
+                {
+                    "serving": {
+                        "workers": args.workers,
+                        "audit_spool_dir": str(folder / "spool"),
+                        "link_rate_per_second": 100000,
+                        "link_burst": 100000,
+                    }
+                }
+            )
+        )
+        env = {
+            "IPVI_CONFIG": str(config),
+            "IPVI_DATABASE_URL": registry,
+            "MLFLOW_TRACKING_URI": uri,
+        }
+        headers = {"Authorization": f"Bearer {key}"}
+        with ServerProcess(env=env, log_path=folder / "server.log", start_timeout=300) as server:
+            figures["startup_s"] = round(server.started_seconds, 1)
+            score = f"{server.url}/v1/score"
+            # warm-up
+            asyncio.run(load(score, SCORE_EXAMPLE, headers, 1, 1.0))
+            for clients in (1, 8, 32):
+                figures[f"score_c{clients}"] = asyncio.run(
+                    load(score, SCORE_EXAMPLE, headers, clients, seconds)
+                )
+            body = batch_body(batch)
+            with httpx.Client(timeout=120, headers=headers) as client:
+                times = []
+                for _ in range(3):
+                    started = time.perf_counter()
+                    response = client.post(score, json=body)
+                    times.append(time.perf_counter() - started)
+                    response.raise_for_status()
+            figures[f"batch_{batch}_ms"] = round(min(times) * 1000, 1)
+            if args.registry:
+                figures.update(registry_figures(server, headers, registry, seconds))
+            figures["server_rss_mb"] = server_rss_mb(server)
+        figures["in_process_score_ms"] = in_process_ms(uri, 20 if args.quick else 50)
+    p50 = figures["score_c1"]["p50_ms"]
+    if p50:
+        figures["http_over_in_process"] = round(p50 / figures["in_process_score_ms"], 2)
+    print(json.dumps(figures, sort_keys=True))
+    return 0
+
+
+def registry_figures(server: ServerProcess, headers: dict, registry: str, seconds: float) -> dict:
+    """Person-id score latency and link latency against the registry's persons and mentions."""
+    from sqlalchemy import func, select
+
+    from ipvi.db import make_engine
+    from ipvi.tables.ingest import mentions
+    from ipvi.tables.linkage import crosswalk
+
+    engine = make_engine(registry)
+    with engine.connect() as connection:
+        person = connection.scalar(select(crosswalk.c.person_id).limit(1))
+        n_mentions = connection.scalar(select(func.count()).select_from(mentions))
+        sample = connection.execute(
+            select(mentions.c.first_name, mentions.c.last_name, mentions.c.dob_raw).limit(1)
+        ).first()
+    engine.dispose()
+    out = {"registry_mentions": n_mentions}
+    body = {"person_ids": [person]}
+    out["score_person_id_c1"] = asyncio.run(
+        load(f"{server.url}/v1/score", body, headers, 1, seconds)
+    )
+    deadline = time.monotonic() + 300
+    link_body = {
+        "first_name": sample.first_name,
+        "last_name": sample.last_name,
+        "dob": sample.dob_raw,
+    }
+    while time.monotonic() < deadline:  # the index is built in the background after start-up
+        if httpx.post(f"{server.url}/v1/link", json=link_body, headers=headers).status_code == 200:
+            break
+        time.sleep(1)
+    out["link_index_wait_s"] = round(300 - (deadline - time.monotonic()), 1)
+    out["link_c1"] = asyncio.run(load(f"{server.url}/v1/link", link_body, headers, 1, seconds))
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

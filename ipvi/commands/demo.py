@@ -1,0 +1,119 @@
+"""``ipvi demo``: the whole pipeline on the shipped sample, one stage command after another.
+
+The demo only wires the stage commands together, each run as its own ``ipvi`` process with its
+``--json`` figures, so what it shows is exactly what an analyst would get by typing the same
+commands. It never starts a server: it ends by printing the command that does.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+from ipvi.commands.context import get_config, get_engine, info
+from ipvi.errors import IpviError
+
+
+def _run_stage(title: str, args: list[str], json_lines: bool = True) -> dict:
+    """Run one ``ipvi`` sub-command; return its last JSON line (if any); fail loudly."""
+    info(f"\n== {title}: ipvi {' '.join(args)}")
+    started = time.perf_counter()
+    completed = subprocess.run(
+        [sys.executable, "-m", "ipvi.cli", *args], stdout=subprocess.PIPE, text=True
+    )
+    seconds = time.perf_counter() - started
+    lines = [line for line in completed.stdout.splitlines() if line.strip()]
+    if completed.returncode != 0:
+        raise IpviError(f"demo stopped: 'ipvi {args[0]}' exited {completed.returncode}")
+    figures = json.loads(lines[-1]) if json_lines and lines and lines[-1].startswith("{") else {}
+    info(f"   done in {seconds:.1f} s")
+    return figures
+
+
+def _latest_recorded_date() -> str:
+    """The extract date of the registry: the last day any agency recorded an event."""
+    from sqlalchemy import func, select
+
+    from ipvi.tables.ingest import events
+
+    with get_engine().connect() as connection:
+        latest = connection.execute(select(func.max(events.c.recorded_at))).scalar()
+    if latest is None:
+        raise IpviError("demo: the registry holds no events after ingest")
+    return str(latest)[:10]
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``ipvi demo`` to the app."""
+
+    @app.command()
+    def demo(
+        sample: Path = typer.Option(
+            None, help="Folder of agency extracts (default: the shipped data_samples/)."
+        ),
+        truth: bool = typer.Option(
+            True,
+            help="Also evaluate against the sample's truth folder (evaluation only; "
+            "the pipeline's own results do not depend on it).",
+        ),
+    ) -> None:
+        """Run ingest -> link -> train -> audit -> promote -> tier list on the sample."""
+        config = get_config()
+        sample = sample or Path(config.paths.sample_dir)
+        if not sample.is_dir():
+            raise IpviError(f"sample folder not found: {sample} (run from the project root)")
+        truth_args = ["--truth", str(sample / "truth")] if truth else []
+        reports = Path(config.paths.reports_dir)
+        reports.mkdir(parents=True, exist_ok=True)
+
+        ingested = _run_stage("1/6 ingest", ["ingest", str(sample), "--json"])
+        linked = _run_stage("2/6 link", ["link", *truth_args, "--json"])
+        trained = _run_stage("3/6 train", ["train", *truth_args, "--json"])
+        version = str(trained["model_version"])
+        audit_json = reports / f"audit_v{version}.json"
+        audit_html = reports / f"audit_v{version}.html"
+        _run_stage(
+            "4/6 fairness audit",
+            ["audit", "--model-version", version, *truth_args, "--json", str(audit_json)]
+            + ["--html", str(audit_html)],
+            json_lines=False,
+        )
+        _run_stage("5/6 promote (fairness gate)", ["promote", version], json_lines=False)
+        as_of = _latest_recorded_date()
+        scored = _run_stage("6/6 tier list", ["score", "--all", "--as-of", as_of, "--json"])
+
+        audit = json.loads(audit_json.read_text()) if audit_json.is_file() else {}
+        summary = {
+            "rows_in": ingested.get("rows_in"),
+            "accepted": ingested.get("accepted"),
+            "quarantined": ingested.get("quarantined"),
+            "persons": linked.get("persons"),
+            "model_version": version,
+            "auc": trained.get("auc"),
+            "auc_ceiling": trained.get("auc_ceiling"),
+            "gate": (audit.get("gate") or {}).get("status"),
+            "scored_persons": scored.get("n_scored", scored.get("persons")),
+        }
+        info("\n== summary")
+        for key, value in summary.items():
+            info(f"   {key:<15} {value}")
+        info(f"   registry        {config.database_url}")
+        info(f"   mlflow          {config.tracking_uri}")
+        info(f"   fairness report {audit_html}")
+        for key in ("list_csv", "list_html"):
+            if scored.get(key):
+                info(f"   tier list       {scored[key]}")
+        info(
+            "\nStart the decision-support service (it needs an API key):\n"
+            "   .venv/bin/ipvi keys add demo --role scoring    # prints the key once\n"
+            "   .venv/bin/ipvi serve                          # http://127.0.0.1:3000\n"
+            "Then score a sample person (see README 'For the case-management system'):\n"
+            "   curl -s -X POST http://127.0.0.1:3000/v1/score \\\n"
+            '     -H "Authorization: Bearer $KEY" -H "Content-Type: application/json" \\\n'
+            "     -d @serving/examples/score_request.json"
+        )

@@ -1,0 +1,280 @@
+"""API keys: creation, revocation, a refreshing cache, and the ASGI middleware that checks them.
+
+A key is 256 random bits shown once when created; the registry stores only its SHA-256, and a
+presented key is compared against every stored hash in constant time. Each key has a name (what
+the audit log records) and a role (``scoring``, ``advocate`` or ``admin``) that decides which
+endpoints it may call. Workers re-read the keys every ``serving.key_cache_seconds``, so a
+revocation takes effect within that time without a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from ipvi.errors import IpviError
+from ipvi.tables.serving import api_keys
+from serving.http import json_response
+
+logger = logging.getLogger(__name__)
+
+ROLES: tuple[str, ...] = ("scoring", "advocate", "admin")
+KEY_BYTES = 32  # 256 bits
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+# Paths anyone may call: health probes, metrics and the OpenAPI document with its viewer.
+PUBLIC_PATHS: frozenset[str] = frozenset(
+    {"/livez", "/healthz", "/readyz", "/metrics", "/docs", "/docs.json", "/"}
+)
+PUBLIC_PREFIXES: tuple[str, ...] = ("/static_content/", "/assets/")
+
+MISSING_KEY = "missing API key: send 'Authorization: Bearer KEY'"
+UNKNOWN_KEY = "invalid or revoked API key"
+KEYS_UNAVAILABLE = "API keys cannot be read yet: the registry database is unreachable"
+
+
+def generate_key() -> str:
+    """A new random key: 256 bits, URL-safe text."""
+    return secrets.token_urlsafe(KEY_BYTES)
+
+
+def hash_key(key: str) -> str:
+    """The SHA-256 hex digest stored in place of ``key``."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def add_key(session: Session, *, name: str, role: str) -> str:
+    """Create a key called ``name`` with ``role`` and return it (it is never shown again)."""
+    if not NAME_PATTERN.match(name):
+        raise IpviError(f"key name {name!r} is invalid: use 1-100 letters, digits, '.', '_' or '-'")
+    if role not in ROLES:
+        raise IpviError(f"key role {role!r} is invalid: choose one of {', '.join(ROLES)}")
+    if session.execute(select(api_keys.c.name).where(api_keys.c.name == name)).first():
+        raise IpviError(f"a key named {name!r} already exists (revoked names are not reused)")
+    key = generate_key()
+    session.execute(
+        insert(api_keys).values(name=name, role=role, key_hash=hash_key(key), created_at=_now())
+    )
+    return key
+
+
+def list_keys(session: Session) -> list[dict[str, object]]:
+    """Every key's name, role, creation and revocation time (never the hash)."""
+    rows = session.execute(
+        select(
+            api_keys.c.name, api_keys.c.role, api_keys.c.created_at, api_keys.c.revoked_at
+        ).order_by(api_keys.c.name)
+    )
+    return [dict(row._mapping) for row in rows]
+
+
+def revoke_key(session: Session, *, name: str) -> None:
+    """Revoke the key called ``name``; serving workers drop it within the cache time."""
+    result = session.execute(
+        update(api_keys)
+        .where(api_keys.c.name == name, api_keys.c.revoked_at.is_(None))
+        .values(revoked_at=_now())
+    )
+    if result.rowcount == 0:
+        raise IpviError(f"no active key named {name!r}")
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """An active key as the service knows it."""
+
+    name: str
+    role: str
+    key_hash: str
+
+
+def active_keys(session: Session) -> list[ApiKey]:
+    """The keys that are not revoked."""
+    rows = session.execute(
+        select(api_keys.c.name, api_keys.c.role, api_keys.c.key_hash).where(
+            api_keys.c.revoked_at.is_(None)
+        )
+    )
+    return [ApiKey(name=row.name, role=row.role, key_hash=row.key_hash) for row in rows]
+
+
+class KeyCache:
+    """The active keys, re-read by a background thread every ``refresh_seconds``.
+
+    Parameters
+    ----------
+    load : callable
+        Returns the active keys; raising keeps the previous set (the database may be down).
+    refresh_seconds : float
+        How stale the set may get; a revoked key is refused at most this long after revocation.
+    """
+
+    def __init__(self, load: Callable[[], list[ApiKey]], refresh_seconds: float) -> None:
+        self.load = load
+        self.refresh_seconds = refresh_seconds
+        self._keys: list[ApiKey] | None = None
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def refresh(self) -> bool:
+        """Re-read the keys now; False when they could not be read."""
+        try:
+            keys = self.load()
+        except Exception as error:  # any driver error: keep serving with the last known keys
+            logger.warning("API keys not refreshed: %s", type(error).__name__)
+            return False
+        with self._lock:
+            self._keys = keys
+        return True
+
+    def start(self) -> None:
+        """Load once and keep refreshing in a daemon thread."""
+        if self._thread is not None:
+            return
+        self.refresh()
+        self._thread = threading.Thread(target=self._run, name="ipvi-key-cache", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.refresh_seconds)
+            self.refresh()
+
+    @property
+    def loaded(self) -> bool:
+        return self._keys is not None
+
+    def identify(self, key: str) -> ApiKey | None:
+        """The active key matching ``key``, comparing against every hash in constant time."""
+        digest = hash_key(key)
+        with self._lock:
+            keys = self._keys or []
+        found = None
+        for candidate in keys:  # no early exit: the time taken does not depend on the match
+            if hmac.compare_digest(candidate.key_hash, digest):
+                found = candidate
+        return found
+
+
+class TokenBucket:
+    """Per-key rate limit: ``rate`` requests a second on average, bursts up to ``burst``."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._state: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, name: str) -> float:
+        """0 when a request by ``name`` may go ahead, else the seconds until it may."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._state.get(name, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+            if tokens >= 1.0:
+                self._state[name] = (tokens - 1.0, now)
+                return 0.0
+            self._state[name] = (tokens, now)
+            return (1.0 - tokens) / self.rate
+
+
+def is_public(path: str) -> bool:
+    """Whether ``path`` is served without a key (probes, metrics, the OpenAPI document)."""
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+class AuthMiddleware:
+    """ASGI middleware: ``Authorization: Bearer KEY`` on every non-public path.
+
+    401 without a valid key, 403 when the key's role may not call the path, 429 when a key goes
+    over its rate limit on a limited path. The key's name and role are put in the request state
+    (``api_key_name``, ``api_key_role``) for the endpoints and the audit log.
+
+    Parameters
+    ----------
+    app : ASGI app
+        The application behind the check.
+    keys : callable
+        Returns the process's :class:`KeyCache` (built lazily, once per worker).
+    roles : mapping
+        Path -> roles allowed to call it; other paths accept any valid key (and usually 404).
+    rate_limits : mapping
+        Path -> :class:`TokenBucket` applied per key name.
+    """
+
+    def __init__(
+        self,
+        app,
+        *,
+        keys: Callable[[], KeyCache],
+        roles: Mapping[str, Sequence[str]],
+        rate_limits: Callable[[], Mapping[str, TokenBucket]],
+    ) -> None:
+        self.app = app
+        self.keys = keys
+        self.roles = roles
+        self.rate_limits = rate_limits
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or is_public(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        cache = self.keys()
+        presented = _bearer_token(scope)
+        if presented is None:
+            await _refuse(send, 401, MISSING_KEY)
+            return
+        if not cache.loaded:
+            await json_response(send, 503, {"error": KEYS_UNAVAILABLE}, retry_after=2)
+            return
+        key = cache.identify(presented)
+        if key is None:
+            await _refuse(send, 401, UNKNOWN_KEY)
+            return
+        state = scope.setdefault("state", {})
+        state["api_key_name"] = key.name
+        state["api_key_role"] = key.role
+        allowed = self.roles.get(path)
+        if allowed is not None and key.role not in allowed:
+            message = f"role '{key.role}' may not call {path}: needs one of {', '.join(allowed)}"
+            await json_response(send, 403, {"error": message})
+            return
+        bucket = self.rate_limits().get(path)
+        if bucket is not None and (wait := bucket.take(key.name)) > 0:
+            message = f"rate limit of {path} exceeded for key '{key.name}'"
+            await json_response(send, 429, {"error": message}, retry_after=max(1, round(wait)))
+            return
+        await self.app(scope, receive, send)
+
+
+def _bearer_token(scope) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            token = token.strip()
+            if scheme.lower() == "bearer" and token:
+                return token
+            return None
+    return None
+
+
+async def _refuse(send, status: int, message: str) -> None:
+    await json_response(
+        send, status, {"error": message}, extra_headers=[(b"www-authenticate", b"Bearer")]
+    )

@@ -1,0 +1,133 @@
+"""Intake linking: a new record's identifiers against the registry's persons, in memory.
+
+Wraps :class:`linkage.incremental.LinkIndex` (built by :func:`linkage.run.load_link_index`) with
+what the service owes its callers: candidates carry probabilities and per-field agreement levels
+but never stored values, so no victim's identifiers or confidential address can leave; persons
+known only as victims are left out unless the caller's key has the ``advocate`` role; and a new
+linkage run is picked up by a background rebuild (checked every ``serving.link_refresh_seconds``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy import case, desc, func, select
+
+from ipvi.tables.ingest import mentions
+from ipvi.tables.linkage import crosswalk, linkage_runs
+from serving.http import ApiError
+from serving.schemas import LinkCandidate, LinkRequest
+
+logger = logging.getLogger(__name__)
+
+INDEX_NOT_READY = "the link index is still being built; retry shortly"
+
+
+def latest_run_id(session) -> str | None:
+    """The newest successful linkage run."""
+    return session.scalar(
+        select(linkage_runs.c.run_id)
+        .where(linkage_runs.c.status == "succeeded")
+        .order_by(desc(linkage_runs.c.finished_at), desc(linkage_runs.c.run_id))
+        .limit(1)
+    )
+
+
+def victim_only_persons(session) -> frozenset[str]:
+    """Persons every one of whose mentions has the role ``victim``."""
+    offender = func.sum(case((mentions.c.role != "victim", 1), else_=0))
+    rows = session.execute(
+        select(crosswalk.c.person_id)
+        .join(mentions, mentions.c.record_id == crosswalk.c.record_id)
+        .group_by(crosswalk.c.person_id)
+        .having(offender == 0)
+    )
+    return frozenset(row.person_id for row in rows)
+
+
+class IntakeLinker:
+    """The current link index of one worker, rebuilt in the background after a new run.
+
+    Parameters
+    ----------
+    engine : Engine
+        The registry.
+    linkage_config : LinkageConfig
+        Comparisons, blocking and thresholds (the batch run's).
+    refresh_seconds : float
+        How often the latest linkage run is checked.
+    """
+
+    def __init__(self, engine, linkage_config, refresh_seconds: float) -> None:
+        self.engine = engine
+        self.linkage_config = linkage_config
+        self.refresh_seconds = refresh_seconds
+        self._state: tuple | None = None  # (index, victim_only, run_id)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Build the index in a daemon thread and keep it current."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="ipvi-link", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.refresh()
+            except Exception as error:  # no linked data yet, or database down: try again later
+                logger.warning("link index not (re)built: %s: %s", type(error).__name__, error)
+            if self._stop.wait(self.refresh_seconds):
+                return
+
+    def refresh(self) -> bool:
+        """Rebuild when the latest linkage run differs from the indexed one."""
+        from ipvi.db import session_scope
+        from linkage.run import load_link_index
+
+        with session_scope(self.engine) as session:
+            run_id = latest_run_id(session)
+        if run_id is None or (self._state is not None and self._state[2] == run_id):
+            return False
+        index = load_link_index(self.engine, self.linkage_config)
+        with session_scope(self.engine) as session:
+            victims = victim_only_persons(session)
+        self._state = (index, victims, run_id)
+        logger.info("link index built for linkage run %s", run_id)
+        return True
+
+    @property
+    def run_id(self) -> str | None:
+        return self._state[2] if self._state else None
+
+    def link(self, request: LinkRequest, *, advocate: bool) -> dict:
+        """Candidate persons for ``request``; victim-only persons only for advocates.
+
+        Returns the fields of :class:`~serving.schemas.LinkResponse` but the model version.
+        """
+        if self._state is None:
+            raise ApiError(503, INDEX_NOT_READY, retry_after=5)
+        index, victims, run_id = self._state
+        mention = request.model_dump()
+        match = index.link(mention)
+        candidates = [
+            LinkCandidate(
+                person_id=c["person_id"],
+                match_probability=c["probability"],
+                agreement=c.get("agreement", {}),
+            )
+            for c in match.candidates
+            if advocate or c["person_id"] not in victims
+        ]
+        threshold = index.settings.config.link_threshold
+        best = (
+            candidates[0].person_id
+            if candidates and candidates[0].match_probability >= threshold
+            else None
+        )
+        return {"person_id": best, "candidates": candidates, "linkage_run_id": run_id}
+
+    def close(self) -> None:
+        self._stop.set()

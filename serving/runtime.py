@@ -1,0 +1,243 @@
+"""What one service worker holds: configuration, registry engine, keys, audit spool, model.
+
+One :class:`Runtime` per worker process, built on first use by :func:`get_runtime` and shared
+by the middlewares and the BentoML service class. Database work goes through
+:class:`DatabaseGuard`, which answers 503 with ``Retry-After`` within
+``serving.db_timeout_seconds`` when the registry is unreachable, instead of hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, exc, text
+from sqlalchemy.engine import make_url
+
+from ipvi.config import Config, load_config
+from ipvi.db import make_engine, session_scope, upgrade_to_head
+from serving.audit_log import AuditSpool
+from serving.auth import KeyCache, TokenBucket, active_keys
+from serving.http import ApiError
+from serving.linking import IntakeLinker
+from serving.scoring import load_scorer
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+MODEL_VERSION_ENV = "IPVI_SERVING_MODEL_VERSION"
+DB_UNREACHABLE = "the registry database is unreachable; retry later"
+# Errors meaning "cannot talk to the database", as opposed to a bad query.
+_UNREACHABLE_ERRORS = (exc.OperationalError, exc.InterfaceError, exc.TimeoutError)
+
+
+def registry_engine(url: str) -> Engine:
+    """The registry engine; on PostgreSQL a connect timeout keeps a dead server from hanging."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        parsed = parsed.update_query_dict({"connect_timeout": "2"})
+    return make_engine(parsed.render_as_string(hide_password=False))
+
+
+class DatabaseGuard:
+    """Runs database calls off the event loop with a deadline and a circuit breaker.
+
+    After a call times out or cannot connect, the database is marked unreachable: calls fail at
+    once with 503 until a background probe (every ``probe_seconds``) reaches it again.
+
+    Parameters
+    ----------
+    engine : Engine
+        The registry engine.
+    timeout_seconds : float
+        Deadline of one call.
+    retry_after_seconds : int
+        ``Retry-After`` of the 503 answers.
+    probe_seconds : float
+        Probe interval while unreachable.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        timeout_seconds: float,
+        retry_after_seconds: int,
+        probe_seconds: float,
+    ) -> None:
+        self.engine = engine
+        self.timeout_seconds = timeout_seconds
+        self.retry_after_seconds = retry_after_seconds
+        self.probe_seconds = probe_seconds
+        self._available = True
+        self._lock = threading.Lock()
+        self._prober: threading.Thread | None = None
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ipvi-db")
+
+    @property
+    def available(self) -> bool:
+        return self._available
+
+    def unavailable(self) -> ApiError:
+        return ApiError(503, DB_UNREACHABLE, retry_after=self.retry_after_seconds)
+
+    async def run(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``func(*args, **kwargs)`` in a worker thread, or :class:`ApiError` 503."""
+        if not self._available:
+            raise self.unavailable()
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._pool, functools.partial(func, *args, **kwargs))
+        try:
+            return await asyncio.wait_for(future, self.timeout_seconds)
+        except (TimeoutError, *_UNREACHABLE_ERRORS) as error:
+            logger.warning("registry database unreachable: %s", type(error).__name__)
+            self.mark_unreachable()
+            raise self.unavailable() from None
+
+    def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Synchronous variant for background threads: marks the database down on failure."""
+        try:
+            return func(*args, **kwargs)
+        except _UNREACHABLE_ERRORS:
+            self.mark_unreachable()
+            raise
+
+    def mark_unreachable(self) -> None:
+        with self._lock:
+            self._available = False
+            if self._prober is None or not self._prober.is_alive():
+                self._prober = threading.Thread(
+                    target=self._probe, name="ipvi-db-probe", daemon=True
+                )
+                self._prober.start()
+
+    def ping(self) -> bool:
+        """Whether a trivial query succeeds now."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            return True
+        except Exception:  # any failure means "not reachable" to a probe
+            return False
+
+    def _probe(self) -> None:
+        while not self.ping():
+            threading.Event().wait(self.probe_seconds)
+        logger.info("registry database reachable again")
+        self._available = True
+
+
+class Runtime:
+    """Per-worker state of the service, built from the configuration.
+
+    Parameters
+    ----------
+    config : Config
+        The validated configuration.
+    model_version : str, optional
+        A model version to serve instead of the configured alias.
+    """
+
+    def __init__(self, config: Config, model_version: str | None = None) -> None:
+        self.config = config
+        self.model_version = model_version
+        self.settings = config.serving
+        self.engine: Engine | None = None
+        self.guard: DatabaseGuard | None = None
+        self.keys: KeyCache | None = None
+        self.spool: AuditSpool | None = None
+        self.rate_limits: dict[str, TokenBucket] = {}
+        self.scorer = None
+        self.linker: IntakeLinker | None = None
+        self.audit: dict[str, str | None] = {}
+        self._started = False
+
+    def start(self) -> Runtime:
+        """Open the registry (migrating it when reachable) and start the background threads."""
+        if self._started:
+            return self
+        settings = self.settings
+        # First the model: without it the service refuses to start, whatever else works.
+        self.scorer, self.audit = load_scorer(
+            self.config.tracking_uri,
+            self.config.mlflow.model_name,
+            self.model_version or settings.model_alias,
+        )
+        self.engine = registry_engine(self.config.database_url)
+        self.guard = DatabaseGuard(
+            self.engine,
+            timeout_seconds=settings.db_timeout_seconds,
+            retry_after_seconds=settings.retry_after_seconds,
+            probe_seconds=settings.db_probe_seconds,
+        )
+        try:
+            upgrade_to_head(self.engine)
+        except Exception as error:  # the service starts anyway; inline scoring needs no database
+            logger.error("registry database not reachable at start: %s", type(error).__name__)
+            self.guard.mark_unreachable()
+        self.keys = KeyCache(self._load_keys, refresh_seconds=settings.key_cache_seconds)
+        self.keys.start()
+        self.spool = AuditSpool(
+            settings.audit_spool_dir,
+            engine_getter=lambda: self.engine,
+            flush_seconds=settings.audit_flush_seconds,
+        )
+        self.spool.start()
+        self.linker = IntakeLinker(
+            self.engine, self.config.linkage, refresh_seconds=settings.link_refresh_seconds
+        )
+        self.linker.start()
+        self.rate_limits = {
+            "/v1/link": TokenBucket(rate=settings.link_rate_per_second, burst=settings.link_burst)
+        }
+        self._started = True
+        return self
+
+    def in_session(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``func(session, *args, **kwargs)`` in one committed transaction."""
+        with session_scope(self.engine) as session:
+            return func(session, *args, **kwargs)
+
+    def _load_keys(self):
+        return self.guard.call(self.in_session, active_keys)
+
+    def close(self) -> None:
+        """Flush the audit spool; rows stay spooled when the database is down."""
+        if self.linker is not None:
+            self.linker.close()
+        if self.spool is not None:
+            self.spool.close()
+        if self.engine is not None:
+            self.engine.dispose()
+
+    def database_state(self) -> str:
+        """``ok`` or ``unreachable``, as /readyz reports it."""
+        return "ok" if self.guard is not None and self.guard.available else "unreachable"
+
+    def readiness(self) -> tuple[bool, dict]:
+        """Whether this worker is ready, and the report /readyz shows."""
+        database = self.database_state()
+        ready = self._started and (database == "ok" or not self.settings.readyz_requires_database)
+        report = {
+            "status": "ready" if ready else "not ready",
+            "database": database,
+            "api_keys_loaded": bool(self.keys and self.keys.loaded),
+            "model_name": self.scorer.model_name if self.scorer else None,
+            "model_version": self.scorer.model_version if self.scorer else None,
+            "linkage_run_id": self.linker.run_id if self.linker else None,
+            "audit_rows_spooled": self.spool.pending_rows() if self.spool else 0,
+        }
+        return ready, report
+
+
+@functools.cache
+def get_runtime() -> Runtime:
+    """This worker's runtime, started on first use."""
+    config = load_config()
+    version = os.environ.get(MODEL_VERSION_ENV) or config.serving.model_version
+    return Runtime(config, model_version=version).start()

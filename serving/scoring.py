@@ -1,0 +1,407 @@
+"""Requests to canonical frames and scores back to responses, around :mod:`training.scoring`.
+
+The model, the tier rules and the band cut-points all come from the served model version
+(:class:`training.scoring.RiskScorer`); this module only translates. An inline history becomes
+canonical ``events``, ``mentions`` and a ``crosswalk`` (the caller vouches for the identity, so
+links have probability 1); registry persons are read with :func:`training.data.load_history`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import pandas as pd
+from sqlalchemy import column, table
+
+from ipvi.errors import IpviError
+from ipvi.schema import EVENT_COLUMNS, MENTION_COLUMNS
+from serving.http import ApiError
+from serving.schemas import History, NotAssessed, ScoreResult, TierResult
+
+FUTURE_AS_OF = "as_of {as_of} is in the future: a score can only use what is known now"
+NO_OFFENCE = "no IPV offence known as of this date"
+NO_CHAMPION = (
+    "no model version '{ref}' of '{name}' in the MLflow registry at {uri}: train one with "
+    "`ipvi train`, audit it with `ipvi audit` and promote it to champion "
+    "(or serve a given version with `ipvi serve --model-version V`)"
+)
+VERSION_MISMATCH = (
+    "model version {version} was trained with ipvi {trained}, this is ipvi {installed}: "
+    "retrain, or install the matching package version"
+)
+
+
+def utc_naive(value: datetime | pd.Timestamp) -> pd.Timestamp:
+    """A timestamp in naive UTC, the registry's convention."""
+    stamp = pd.Timestamp(value)
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return stamp
+
+
+def resolve_as_of(as_of: datetime | None, now: datetime | None = None) -> pd.Timestamp:
+    """The decision date: ``as_of`` or now; a future date is a 422 naming ``as_of``."""
+    current = utc_naive(now or datetime.now(UTC))
+    if as_of is None:
+        return current
+    stamp = utc_naive(as_of)
+    if stamp > current:
+        raise ApiError(422, FUTURE_AS_OF.format(as_of=stamp.isoformat()), field="as_of")
+    return stamp
+
+
+def check_batch(size: int, limit: int, field: str) -> None:
+    """Refuse more than ``serving.max_batch`` people in one request."""
+    if size > limit:
+        raise ApiError(422, f"{size} people in one request; at most {limit}", field=field)
+
+
+def history_frames(
+    histories: Sequence[History],
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Canonical ``events``, ``mentions`` and ``crosswalk`` of inline histories.
+
+    The caller's event ids are the subject's record ids, so tier reasons and reason codes cite
+    them. A ``victim_id`` becomes a victim mention linked to that id: the same id is the same
+    victim, and a victim id that is also a history's person id is that person (dual arrests).
+    """
+    seen: dict[str, tuple[int, int]] = {}
+    persons = set()
+    events, mentions, links = [], [], []
+    for i, history in enumerate(histories):
+        if history.person_id in persons:
+            raise ApiError(
+                422, "person_id repeated in this request", field=f"histories.{i}.person_id"
+            )
+        persons.add(history.person_id)
+        dob = utc_naive(history.dob).date() if history.dob is not None else None
+        for j, event in enumerate(history.events):
+            if event.event_id in seen:
+                raise ApiError(
+                    422,
+                    f"event_id {event.event_id!r} repeated in this request",
+                    field=f"histories.{i}.events.{j}.event_id",
+                )
+            seen[event.event_id] = (i, j)
+            victim_record = f"{event.event_id}#victim" if event.victim_id else None
+            row = event.model_dump(exclude={"role", "victim_id"})
+            row["offense_date"] = utc_naive(event.offense_date)
+            row["recorded_at"] = utc_naive(event.recorded_at)
+            row["victim_record_id"] = victim_record
+            events.append(row)
+            mentions.append(
+                {
+                    "record_id": event.event_id,
+                    "agency": event.agency,
+                    "dob": dob,
+                    "event_id": event.event_id,
+                    "role": event.role,
+                }
+            )
+            links.append({"record_id": event.event_id, "person_id": history.person_id})
+            if victim_record is not None:
+                mentions.append(
+                    {
+                        "record_id": victim_record,
+                        "agency": event.agency,
+                        "event_id": event.event_id,
+                        "role": "victim",
+                    }
+                )
+                links.append({"record_id": victim_record, "person_id": event.victim_id})
+    events_frame = pd.DataFrame(events).reindex(columns=list(EVENT_COLUMNS))
+    mentions_frame = pd.DataFrame(mentions).reindex(columns=list(MENTION_COLUMNS))
+    crosswalk = pd.DataFrame(links).assign(link_probability=1.0, linkage_run_id=None)
+    return events_frame, mentions_frame, crosswalk
+
+
+def score_id(person_id: str, as_of: pd.Timestamp, model_version: str) -> str:
+    """An id that is the same whenever (person, as-of date, model version) is."""
+    key = f"{person_id}|{as_of.isoformat()}|{model_version}"
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+
+
+def not_assessed(requested: Sequence[str], assessed: set[str]) -> list[NotAssessed]:
+    """Requested people with no result (no IPV offence known as of the date)."""
+    return [NotAssessed(person_id=p, reason=NO_OFFENCE) for p in requested if p not in assessed]
+
+
+def _records(scored: pd.DataFrame) -> list[dict]:
+    frame = scored.astype(object).where(scored.notna(), None)
+    return frame.to_dict("records")
+
+
+def score_results(
+    scored: pd.DataFrame,
+    *,
+    requested: dict[str, tuple[str, str]],
+    audit: dict[str, str | None],
+) -> list[ScoreResult]:
+    """One :class:`ScoreResult` per scored row.
+
+    ``requested`` maps each scored person id to (the id the caller sent, its id status).
+    """
+    results = []
+    for row in _records(scored):
+        requested_id, status = requested[row["person_id"]]
+        as_of = pd.Timestamp(row["as_of"])
+        results.append(
+            ScoreResult(
+                **row,
+                requested_id=requested_id,
+                id_status=status,
+                score_id=score_id(row["person_id"], as_of, str(row["model_version"])),
+                audit_id=audit.get("audit_id"),
+                audit_status=audit.get("audit_status"),
+            )
+        )
+    return results
+
+
+def tier_results(
+    tiered: pd.DataFrame, *, requested: dict[str, tuple[str, str]], model_version: str
+) -> list[TierResult]:
+    """One :class:`TierResult` per tiered row."""
+    results = []
+    for row in _records(tiered):
+        requested_id, status = requested[row["person_id"]]
+        results.append(
+            TierResult(
+                **row, requested_id=requested_id, id_status=status, model_version=model_version
+            )
+        )
+    return results
+
+
+def check_registered(tracking_uri: str, model_name: str, reference: str) -> str:
+    """The version ``reference`` names, if registered for this package version; else IpviError.
+
+    A quick look at the registry (no download), so a server refuses to start at once.
+    """
+    from mlflow import MlflowClient
+
+    from training.bundle import package_version
+
+    try:
+        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        if str(reference).isdigit():
+            version = client.get_model_version(model_name, str(reference))
+        else:
+            version = client.get_model_version_by_alias(model_name, reference)
+    except Exception:  # MLflow's "not found" errors differ by store; all mean the same here
+        raise IpviError(
+            NO_CHAMPION.format(ref=reference, name=model_name, uri=tracking_uri)
+        ) from None
+    trained = version.tags.get("package_version")
+    if trained is not None and trained != package_version():
+        raise IpviError(
+            VERSION_MISMATCH.format(
+                version=version.version, trained=trained, installed=package_version()
+            )
+        )
+    return str(version.version)
+
+
+def load_scorer(tracking_uri: str, model_name: str, reference: str):
+    """The served model version, refusing a missing version or a package-version mismatch.
+
+    Returns
+    -------
+    (RiskScorer, dict)
+        The scorer and the fairness audit that cleared the version: ``audit_id`` and
+        ``audit_status`` (``forced`` when it was promoted over the gate), from the version's
+        registry tags.
+
+    Raises
+    ------
+    IpviError
+        Saying how to train and promote a champion, or which versions disagree.
+    """
+    from mlflow import MlflowClient
+
+    from training.bundle import package_version
+    from training.scoring import RiskScorer
+
+    try:
+        scorer = RiskScorer.from_registry(tracking_uri, model_name, reference)
+    except Exception:  # MLflow's "not found" errors differ by store; all mean the same here
+        raise IpviError(
+            NO_CHAMPION.format(ref=reference, name=model_name, uri=tracking_uri)
+        ) from None
+    trained = scorer.bundle.settings.get("package_version")
+    if trained != package_version():
+        raise IpviError(
+            VERSION_MISMATCH.format(
+                version=scorer.model_version, trained=trained, installed=package_version()
+            )
+        )
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    tags = client.get_model_version(model_name, scorer.model_version).tags
+    forced = tags.get("promotion_forced") == "true"
+    audit = {
+        "audit_id": tags.get("audit_id") or None,
+        "audit_status": "forced" if forced else (tags.get("audit_status") or None),
+    }
+    return scorer, audit
+
+
+_persons = table("persons", column("person_id"), column("status"))
+_changes = table(
+    "person_id_changes",
+    column("retired_id"),
+    column("successor_id"),
+    column("kind"),
+    column("run_id"),
+)
+MAX_MERGE_HOPS = 20
+
+
+def resolve_persons(session, person_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """Map each requested id to (the current person id, ``current`` or ``merged``).
+
+    A merged id answers for its survivor (following later merges too); a split id has no
+    single successor and is a 409 listing the new ids; an id the registry never had is a 404.
+    """
+    from sqlalchemy import inspect, select
+
+    inspector = inspect(session.connection())
+    if not inspector.has_table("persons") or not inspector.has_table("person_id_changes"):
+        raise ApiError(
+            404, "the registry has no linked persons yet (run `ipvi link`)", field="person_ids"
+        )
+    wanted = list(dict.fromkeys(person_ids))
+    status = dict(
+        session.execute(
+            select(_persons.c.person_id, _persons.c.status).where(_persons.c.person_id.in_(wanted))
+        ).all()
+    )
+    resolved: dict[str, tuple[str, str]] = {}
+    for position, requested in enumerate(person_ids):
+        if requested not in status:
+            raise ApiError(404, f"unknown person id {requested!r}", field=f"person_ids.{position}")
+        current, hops = requested, 0
+        while status.get(current) == "retired":
+            changes = session.execute(
+                select(_changes.c.successor_id, _changes.c.kind).where(
+                    _changes.c.retired_id == current
+                )
+            ).all()
+            if not changes:
+                break
+            if any(kind == "split" for _, kind in changes):
+                raise ApiError(
+                    409,
+                    f"person id {requested!r} was split; ask again with one of the new ids",
+                    field=f"person_ids.{position}",
+                    extra={"successor_ids": sorted({successor for successor, _ in changes})},
+                )
+            current = changes[0].successor_id
+            hops += 1
+            if hops > MAX_MERGE_HOPS:
+                break
+            if current not in status:
+                status.update(
+                    session.execute(
+                        select(_persons.c.person_id, _persons.c.status).where(
+                            _persons.c.person_id == current
+                        )
+                    ).all()
+                )
+        resolved[requested] = (current, "current" if current == requested else "merged")
+    return resolved
+
+
+def tier_frame(bundle, events, mentions, crosswalk, *, as_of) -> pd.DataFrame:
+    """Rule tiers (and lethality markers) of each person's latest IPV offence, without the model.
+
+    Uses the tier rules, charge counting and markers frozen in the served model version.
+    """
+    from ipvi.config import LethalityFlag
+    from training.features import compute_features, persons_table
+    from training.lethality import lethality_flags
+    from training.offences import assign_offences, person_events
+    from training.scoring import _linkage_run, latest_index
+    from training.tiers import assign_tiers, possible_dual_arrests
+
+    settings = bundle.settings
+    tier_config = bundle.tier_config
+    by_person = assign_offences(
+        person_events(events, mentions, crosswalk), window_days=settings["offence_window_days"]
+    )
+    index = latest_index(by_person, as_of, settings["decision_lag_days"])
+    if index.empty:
+        return pd.DataFrame()
+    features = compute_features(
+        index,
+        by_person,
+        persons=persons_table(mentions, crosswalk),
+        count_charges=tier_config.count_charges,
+        protective_order_days=settings["protective_order_days"],
+        probation_days=settings["probation_days"],
+    )
+    dual = possible_dual_arrests(index, by_person, days=tier_config.dual_arrest_days)
+    tiers = assign_tiers(features, tier_config, dual_arrest=dual)
+    flags = [LethalityFlag.model_validate(flag) for flag in settings["lethality"]]
+    out = tiers[
+        ["tier", "provisional", "identity_review_required", "possible_dual_arrest", "tier_reasons"]
+    ].assign(
+        index_event_id=index["index_event_id"].to_numpy(),
+        person_id=index["person_id"].to_numpy(),
+        as_of=index["as_of"].to_numpy(),
+        lethality_flags=lethality_flags(features.X, flags),
+    )
+    return out.assign(linkage_run_id=_linkage_run(crosswalk, out["person_id"]))
+
+
+async def assess(runtime, request, *, with_model: bool):
+    """Tier (and, ``with_model``, score) the people of a request.
+
+    Inline histories need no database; person ids are resolved (merged ids answer for their
+    survivor, split ids are a 409) and read from the registry through the runtime's guard, so
+    an unreachable database is a quick 503.
+
+    Returns
+    -------
+    (list of results, list of NotAssessed, list of person ids)
+        The person ids are those the audit log records.
+    """
+    from training.data import load_history
+
+    as_of = resolve_as_of(request.as_of)
+    if (request.histories is None) == (request.person_ids is None):
+        raise ApiError(422, "send either histories or person_ids (exactly one)", field="histories")
+    limit = runtime.settings.max_batch
+    if request.histories is not None:
+        check_batch(len(request.histories), limit, "histories")
+        frames = history_frames(request.histories)
+        requested = {h.person_id: (h.person_id, "inline") for h in request.histories}
+        asked = list(requested)
+    else:
+        check_batch(len(request.person_ids), limit, "person_ids")
+        resolved = await runtime.guard.run(runtime.in_session, resolve_persons, request.person_ids)
+        requested = {current: (asked, status) for asked, (current, status) in resolved.items()}
+        try:
+            frames = await runtime.guard.run(
+                load_history, runtime.engine, person_ids=list(requested)
+            )
+        except IpviError as error:
+            raise ApiError(404, str(error), field="person_ids") from None
+        asked = list(request.person_ids)
+    scorer = runtime.scorer
+    if with_model:
+        scored = scorer.score_many(*frames, as_of=as_of, person_ids=list(requested))
+        results = (
+            score_results(scored, requested=requested, audit=runtime.audit) if len(scored) else []
+        )
+    else:
+        tiered = tier_frame(scorer.bundle, *frames, as_of=as_of)
+        tiered = tiered[tiered["person_id"].isin(list(requested))] if len(tiered) else tiered
+        results = (
+            tier_results(tiered, requested=requested, model_version=scorer.model_version)
+            if len(tiered)
+            else []
+        )
+    done = {requested[result.person_id][0] for result in results}
+    return results, not_assessed(asked, done), sorted(requested)

@@ -1,0 +1,234 @@
+"""The service on a registry built by the real pipeline: generate, ingest, link, train, promote.
+
+Covers what needs linked persons: scoring by person id (merged and split ids), parity with the
+training run's ``evaluation_predictions``, and intake linking (victims, rate limit, a new
+linkage run picked up while serving). Slow: the pipeline takes a few minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+from sqlalchemy import case, func, insert, select
+
+from ipvi.db import make_engine, session_scope
+from ipvi.tables.ingest import mentions
+from ipvi.tables.linkage import crosswalk, person_id_changes, persons
+from tests.serving_support import add_keys, running_server
+
+pytestmark = [pytest.mark.service, pytest.mark.slow]
+
+PERSONS = 1500
+PARITY_ROWS = 200
+
+
+def _ipvi(args: list[str], env: dict) -> str:
+    run = subprocess.run(
+        [sys.executable, "-m", "ipvi.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=900,
+    )
+    assert run.returncode == 0, f"ipvi {' '.join(args)}: {run.stderr[-2000:]}"
+    return run.stdout
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pipeline")
+    env = {
+        "IPVI_DATABASE_URL": f"sqlite:///{folder / 'registry.sqlite'}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
+    }
+    _ipvi(
+        ["generate", "--persons", str(PERSONS), "--seed", "3", "--out", str(folder / "data")], env
+    )
+    _ipvi(["ingest", str(folder / "data")], env)
+    _ipvi(["link"], env)
+    trained = json.loads(_ipvi(["train", "--json"], env).splitlines()[-1])
+    _ipvi(
+        ["promote", trained["model_version"], "--force", "--reason", "serving pipeline test"],
+        env,
+    )
+    store = {"tracking_uri": env["MLFLOW_TRACKING_URI"], **trained}
+    return {"folder": folder, "env": env, "store": store, "url": env["IPVI_DATABASE_URL"]}
+
+
+@pytest.fixture(scope="module")
+def server(pipeline):
+    with running_server(
+        pipeline["folder"],
+        pipeline["store"],
+        pipeline["url"],
+        link_refresh_seconds=3,
+        link_rate_per_second=0.5,
+        link_burst=3,
+    ) as process:
+        deadline = time.monotonic() + 300
+        while httpx.get(f"{process.url}/readyz").json()["linkage_run_id"] is None:
+            assert time.monotonic() < deadline, process.tail()
+            time.sleep(1)
+        yield process
+
+
+@pytest.fixture(scope="module")
+def keys(pipeline, server):
+    found = add_keys(pipeline["url"], ["scoring", "advocate", "admin"])
+    time.sleep(1.5)
+    return {role: {"Authorization": f"Bearer {key}"} for role, key in found.items()}
+
+
+def test_person_id_scores_match_the_training_runs_predictions(pipeline, server, keys):
+    engine = make_engine(pipeline["url"])
+    with engine.connect() as connection:
+        expected = pd.read_sql(
+            "SELECT * FROM evaluation_predictions ORDER BY index_event_id", connection
+        )
+    engine.dispose()
+    compared = 0
+    with httpx.Client(timeout=60, headers=keys["admin"]) as client:
+        for row in expected.itertuples():
+            as_of = pd.Timestamp(row.as_of).isoformat() + "Z"
+            answer = client.post(
+                f"{server.url}/v1/score", json={"person_ids": [row.person_id], "as_of": as_of}
+            )
+            assert answer.status_code == 200, answer.text
+            [result] = answer.json()["results"]
+            # The service scores the latest IPV offence known at the date; compare only where
+            # that is the evaluation's index offence (a later one may fall in the decision lag).
+            if result["index_event_id"] != row.index_event_id:
+                continue
+            assert abs(result["probability"] - row.probability) <= 1e-9
+            assert (result["band"], result["tier"]) == (row.band, row.tier)
+            assert result["tier_reasons"] == json.loads(row.tier_reasons)
+            assert result["reason_codes"] == json.loads(row.reason_codes)
+            assert result["model_version"] == pipeline["store"]["model_version"]
+            assert result["mlflow_run_id"] == pipeline["store"]["run_id"]
+            assert result["linkage_run_id"] and result["id_status"] == "current"
+            assert result["audit_status"] == "forced"
+            compared += 1
+            if compared == PARITY_ROWS:
+                break
+    assert compared == PARITY_ROWS
+
+
+def test_merged_ids_answer_for_their_survivor_and_split_ids_are_409(pipeline, server, keys):
+    engine = make_engine(pipeline["url"])
+    with engine.connect() as connection:
+        survivor = connection.scalar(select(crosswalk.c.person_id).limit(1))
+        parts = connection.execute(select(crosswalk.c.person_id).distinct().limit(3)).scalars()
+        parts = list(parts)[1:]
+        top = connection.scalar(select(func.max(persons.c.seq)))
+    with session_scope(engine) as session:
+        for offset, (retired, successors, kind) in enumerate(
+            [("PMERGED001", [survivor], "merge"), ("PSPLIT0001", parts, "split")], start=1
+        ):
+            session.execute(
+                insert(persons).values(
+                    person_id=retired,
+                    seq=top + offset,
+                    status="retired",
+                    successor_ids=successors,
+                    created_run_id="test",
+                    retired_run_id="test",
+                )
+            )
+            for successor in successors:
+                session.execute(
+                    insert(person_id_changes).values(
+                        run_id="test", retired_id=retired, successor_id=successor, kind=kind
+                    )
+                )
+    engine.dispose()
+    merged = httpx.post(
+        f"{server.url}/v1/tier", json={"person_ids": ["PMERGED001"]}, headers=keys["scoring"]
+    )
+    assert merged.status_code == 200, merged.text
+    [result] = merged.json()["results"] or [None]
+    if result is not None:
+        assert (result["person_id"], result["id_status"]) == (survivor, "merged")
+        assert result["requested_id"] == "PMERGED001"
+    split = httpx.post(
+        f"{server.url}/v1/score", json={"person_ids": ["PSPLIT0001"]}, headers=keys["scoring"]
+    )
+    assert split.status_code == 409
+    assert split.json()["successor_ids"] == sorted(parts)
+    unknown = httpx.post(
+        f"{server.url}/v1/score", json={"person_ids": ["PNOBODY"]}, headers=keys["scoring"]
+    )
+    assert unknown.status_code == 404 and unknown.json()["field"] == "person_ids.0"
+
+
+def _identifiers(engine, role_filter) -> tuple[str, dict]:
+    """A person and the identifiers of one of its mentions, as intake would send them."""
+    with engine.connect() as connection:
+        row = connection.execute(
+            select(crosswalk.c.person_id, mentions)
+            .join(mentions, mentions.c.record_id == crosswalk.c.record_id)
+            .where(role_filter, mentions.c.first_name.is_not(None), mentions.c.dob_raw.is_not(None))
+            .limit(1)
+        ).first()
+    fields = ("first_name", "last_name", "dob_raw", "sex", "zip")
+    body = {name if name != "dob_raw" else "dob": getattr(row, name) for name in fields}
+    return row.person_id, {k: v for k, v in body.items() if v is not None}
+
+
+def test_link_finds_the_person_without_revealing_stored_values(pipeline, server, keys):
+    engine = make_engine(pipeline["url"])
+    person, body = _identifiers(engine, mentions.c.role != "victim")
+    engine.dispose()
+    answer = httpx.post(f"{server.url}/v1/link", json=body, headers=keys["scoring"])
+    assert answer.status_code == 200, answer.text
+    found = answer.json()
+    assert person in [c["person_id"] for c in found["candidates"]]
+    assert found["linkage_run_id"]
+    text = answer.text.lower()
+    assert body["last_name"].lower() not in text and body["dob"] not in answer.text
+
+
+def test_victim_only_persons_are_shown_to_advocates_only(pipeline, server, keys):
+    engine = make_engine(pipeline["url"])
+    with engine.connect() as connection:
+        offender_mentions = func.sum(case((mentions.c.role != "victim", 1), else_=0))
+        victims_only = (
+            select(crosswalk.c.person_id)
+            .join(mentions, mentions.c.record_id == crosswalk.c.record_id)
+            .group_by(crosswalk.c.person_id)
+            .having(offender_mentions == 0)
+        )
+        victim = connection.scalar(victims_only.limit(1))
+    person, body = _identifiers(engine, crosswalk.c.person_id == victim)
+    engine.dispose()
+    for_advocate = httpx.post(f"{server.url}/v1/link", json=body, headers=keys["advocate"])
+    for_others = httpx.post(f"{server.url}/v1/link", json=body, headers=keys["admin"])
+    assert person in [c["person_id"] for c in for_advocate.json()["candidates"]]
+    assert person not in [c["person_id"] for c in for_others.json()["candidates"]]
+
+
+def test_link_is_rate_limited_per_key(pipeline, server, keys):
+    codes = [
+        httpx.post(f"{server.url}/v1/link", json={"last_name": "x"}, headers=keys["scoring"])
+        for _ in range(6)
+    ]
+    assert 429 in [c.status_code for c in codes]
+    limited = next(c for c in codes if c.status_code == 429)
+    assert int(limited.headers["retry-after"]) >= 1
+
+
+def test_a_new_linkage_run_is_picked_up_within_60_s(pipeline, server):
+    before = httpx.get(f"{server.url}/readyz").json()["linkage_run_id"]
+    _ipvi(["link"], pipeline["env"])
+    finished = time.monotonic()
+    while httpx.get(f"{server.url}/readyz").json()["linkage_run_id"] == before:
+        assert time.monotonic() - finished < 60, server.tail()
+        time.sleep(1)
+    assert Path(pipeline["folder"] / "server.log").exists()

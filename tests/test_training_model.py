@@ -1,0 +1,183 @@
+"""Model, scorecard, evaluation, reason codes, tier list and a whole training run (no MLflow)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ipvi.config import load_config
+from ipvi.errors import IpviError
+from training.evaluate import PersonBootstrap, auc, ece
+from training.examples import toy_history
+from training.models import RiskModel
+from training.pipeline import summary, train
+from training.scorecard import MAX_ITEMS, Scorecard
+from training.tier_list import build_list, escape_formula, write_list
+
+
+def _config(**changes):
+    config = load_config().training.model_copy(deep=True)
+    config.n_bootstrap = 20
+    for key, value in changes.items():
+        setattr(config, key, value)
+    return config
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return toy_history(700, seed=3)
+
+
+@pytest.fixture(scope="module")
+def trained(toy):
+    return train(*toy, _config())
+
+
+def _xy(n=900, seed=0):
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(
+        {
+            "prior_ipv_offences": rng.poisson(1.0, n).astype(float),
+            "age": rng.uniform(18, 60, n),
+            "index_children_present": rng.integers(0, 2, n).astype(float),
+        }
+    )
+    logit = -1.5 + 0.8 * X["prior_ipv_offences"] - 0.03 * (X["age"] - 35)
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int).to_numpy()
+    return X, y
+
+
+def test_risk_model_is_monotone_calibrated_and_checks_input():
+    X, y = _xy()
+    with pytest.raises(IpviError, match="not fitted"):
+        RiskModel().predict_proba(X)
+    model = RiskModel(max_rounds=60, min_child_samples=20, seed=1).fit(
+        X[:500], y[:500], eval_set=(X[500:700], y[500:700]), calibration_set=(X[700:], y[700:])
+    )
+    grid = pd.DataFrame(
+        {"prior_ipv_offences": np.arange(8.0), "age": 30.0, "index_children_present": 0.0}
+    )
+    raw = model.raw_score(grid)
+    assert np.all(np.diff(raw) >= -1e-12)  # more prior offences never lowers the score
+    p = model.predict_proba(X)
+    assert p.min() >= 0 and p.max() <= 1 and auc(y, p) > 0.65
+    contributions = model.contributions(X[:5])
+    assert list(contributions.columns) == list(X.columns)
+    with pytest.raises(IpviError, match="one class"):
+        RiskModel().fit(X, np.zeros(len(X)), eval_set=(X, y), calibration_set=(X, y))
+    constant = X.assign(age=40.0)
+    with pytest.raises(IpviError, match="feature 'age' is constant"):
+        RiskModel().fit(constant, y, eval_set=(X, y), calibration_set=(X, y))
+    with pytest.raises(IpviError, match="protected"):
+        RiskModel().fit(X.assign(race=1.0), y, eval_set=(X, y), calibration_set=(X, y))
+
+
+def test_scorecard_has_few_integer_items():
+    X, y = _xy()
+    card = Scorecard(max_items=12).fit(X, y)
+    table = card.table()
+    assert 1 <= len(table) <= MAX_ITEMS
+    assert table["points"].dtype.kind == "i" and (table["points"] > 0).all()
+    points = card.score(X)
+    assert points.dtype.kind == "i" and auc(y, points) > 0.6
+
+
+def test_metrics_and_person_bootstrap():
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 1, 4000)
+    y = (rng.random(4000) < p).astype(int)
+    assert ece(y, p) < 0.03
+    assert ece(y, np.clip(p + 0.2, 0, 1)) > 0.1
+    persons = np.repeat(np.arange(2000), 2)
+    low, high = PersonBootstrap(persons, n=50, seed=1).interval(lambda w: auc(y, p, w))
+    assert low < auc(y, p) < high
+
+
+def test_training_run_reproducible_and_complete(toy, trained):
+    figures = summary(trained)
+    again = summary(train(*toy, _config()))
+    for key in ("auc", "brier", "ece", "auc_tiers", "auc_odara", "auc_scorecard"):
+        assert round(figures[key], 6) == round(again[key], 6)
+    assert figures["auc_ci"] == again["auc_ci"]
+    assert figures["auc_ceiling"] is None and figures["auc_no_linkage"] is None
+    assert figures["auc"] > 0.6 and figures["n_test"] == len(trained.predictions)
+    assert set(figures["tier_shares"]) == {"A", "B", "C", "D"}
+    predictions = trained.predictions
+    assert not {"race", "ethnicity", "sex"} & set(predictions.columns)
+    codes = predictions["reason_codes"].iloc[0]
+    assert 3 <= len(codes) <= 5 and all("text" in c and "record_ids" in c for c in codes)
+    assert any(c["record_ids"] for row in predictions["reason_codes"] for c in row)
+    assert predictions["tier_reasons"].map(lambda r: bool(r[0]["record_ids"])).all()
+    assert set(predictions["band"]) <= {b.name for b in _config().bands}
+
+
+def test_time_split_has_a_gap(toy, trained):
+    counts = trained.counts
+    assert counts["n_gap"] > 0 and counts["n_train"] > 0 and counts["n_calibration"] > 0
+
+
+def test_bad_input_is_a_clear_error(toy):
+    events, mentions, crosswalk = toy
+    with pytest.raises(IpviError, match="no index offences with full follow-up"):
+        train(events, mentions, crosswalk, _config(extract_date="2015-06-01"))
+    with pytest.raises(IpviError, match="no linked persons"):
+        train(events, mentions, crosswalk.assign(record_id="x"), _config())
+    no_ipv = events.assign(ipv=False)
+    with pytest.raises(IpviError, match="no index offences"):
+        train(no_ipv, mentions, crosswalk, _config())
+
+
+def test_tier_list_escapes_formulas_and_reports_changes(trained, tmp_path):
+    scored = trained.predictions.drop_duplicates("person_id").head(20).reset_index(drop=True)
+    first = build_list(scored, None)
+    assert set(first["change"]) == {"new"}
+    previous = scored[["person_id", "tier", "band"]].copy()
+    previous.loc[0, "tier"] = "A" if scored.loc[0, "tier"] != "A" else "D"
+    previous = pd.concat(
+        [previous, pd.DataFrame([{"person_id": "gone", "tier": "B", "band": "x"}])]
+    )
+    rows = build_list(scored.assign(person_id=scored["person_id"]), previous)
+    assert "left the list" in set(rows["change"])
+    assert rows["change"].str.startswith("tier").sum() == 1
+    assert escape_formula("=HYPERLINK(1)") == "'=HYPERLINK(1)" and escape_formula("B") == "B"
+    rows.loc[0, "reason_codes"] = "=cmd|' /C calc'!A0"
+    csv_path, html_path = write_list(rows, tmp_path, stem="list", title="<b>list</b>")
+    text = csv_path.read_text()
+    assert "'=cmd" in text and "\n=cmd" not in text and ",=cmd" not in text
+    assert "&lt;b&gt;list&lt;/b&gt;" in html_path.read_text()
+
+
+def test_truth_metrics_and_variants(toy, tmp_path):
+    from training.data import load_truth
+    from training.offences import assign_offences, index_offences, person_events
+
+    events, mentions, crosswalk = toy
+    # Agencies' own person ids (the no-linkage variant treats each as a separate person).
+    owner = mentions["record_id"].map(crosswalk.set_index("record_id")["person_id"])
+    mentions = mentions.assign(agency_person_id=owner + "@" + mentions["agency"])
+    folder = tmp_path / "truth"
+    folder.mkdir()
+    crosswalk[["record_id", "person_id"]].to_csv(folder / "records.csv", index=False)
+    by_person = assign_offences(person_events(events, mentions, crosswalk))
+    index = index_offences(by_person, 3)
+    event_lists = by_person.groupby("offence_id")["event_id"].agg(";".join)
+    rng = np.random.default_rng(0)
+    pd.DataFrame(
+        {
+            "event_ids": index["offence_id"].map(event_lists),
+            "person_id": index["person_id"],
+            "p_recorded": rng.uniform(0.2, 0.8, len(index)),
+            "true_reoffense": rng.random(len(index)) < 0.5,
+        }
+    ).to_csv(folder / "index_offences.csv", index=False)
+    result = train(events, mentions, crosswalk, _config(), truth=load_truth(folder))
+    figures = summary(result)
+    for key in ("auc_ceiling", "ece_ceiling", "mae_vs_truth", "auc_truth_crosswalk"):
+        assert figures[key] is not None
+    assert figures["auc_no_linkage"] is not None, result.metrics["no_linkage"]
+    # The truth crosswalk here is the one trained on: the variant must reproduce the model.
+    assert abs(figures["auc_truth_crosswalk"] - figures["auc"]) < 1e-9
+    assert len(result.truth) == len(result.predictions)
+    assert result.truth["p_recorded"].notna().mean() > 0.95
+    assert set(result.truth["truth_tier"].dropna()) <= {"A", "B", "C", "D"}

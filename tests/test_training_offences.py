@@ -1,0 +1,326 @@
+"""Offences, labels, as-of features, tiers and bands on small hand-made histories."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ipvi.config import ConfigError, load_config
+from ipvi.errors import IpviError
+from ipvi.schema import EVENT_COLUMNS, MENTION_COLUMNS
+from training.bands import assign_bands, bands_payload
+from training.features import compute_features, model_features, persons_table
+from training.labels import label_index
+from training.lethality import lethality_flags
+from training.offences import assign_offences, index_offences, person_events
+from training.tiers import assign_tiers, possible_dual_arrests
+
+CONFIG = load_config().training
+
+
+class History:
+    """Builds canonical events, mentions and a crosswalk one event at a time."""
+
+    def __init__(self) -> None:
+        self.events: list[dict] = []
+        self.mentions: list[dict] = []
+        self.links: dict[str, tuple[str, float]] = {}
+
+    def add(
+        self,
+        person: str,
+        event_type: str,
+        day: str,
+        *,
+        recorded: str | None = None,
+        role: str = "suspect",
+        victim: str | None = None,
+        link: float = 1.0,
+        **fields,
+    ) -> str:
+        number = len(self.events)
+        event_id = f"E{number}"
+        row = dict.fromkeys(EVENT_COLUMNS)
+        row.update(
+            event_id=event_id,
+            agency="PD",
+            event_type=event_type,
+            offense_date=pd.Timestamp(day),
+            recorded_at=pd.Timestamp(recorded or day) + pd.Timedelta(hours=2),
+            ipv=True,
+            weapon=False,
+            strangulation=False,
+            injury=False,
+            threat_to_kill=False,
+            children_present=False,
+        )
+        row.update(fields)
+        self.events.append(row)
+        self._mention(f"R{number}", person, event_id, role, link)
+        if victim:
+            self._mention(f"R{number}v", victim, event_id, "victim", 1.0)
+        return f"R{number}"
+
+    def _mention(self, record_id, person, event_id, role, link) -> None:
+        mention = dict.fromkeys(MENTION_COLUMNS)
+        mention.update(
+            record_id=record_id,
+            agency="PD",
+            event_id=event_id,
+            role=role,
+            dob=pd.Timestamp("1990-01-01").date(),
+            sex="male",
+        )
+        self.mentions.append(mention)
+        self.links[record_id] = (person, link)
+
+    def frames(self):
+        crosswalk = pd.DataFrame(
+            [
+                {"record_id": r, "person_id": p, "link_probability": q, "linkage_run_id": "t"}
+                for r, (p, q) in self.links.items()
+            ]
+        )
+        return pd.DataFrame(self.events), pd.DataFrame(self.mentions), crosswalk
+
+    def build(self, extract: str = "2030-01-01", **feature_options):
+        events, mentions, crosswalk = self.frames()
+        by_person = assign_offences(person_events(events, mentions, crosswalk))
+        index = index_offences(by_person, CONFIG.decision_lag_days)
+        labelled = label_index(index, by_person, extract_date=pd.Timestamp(extract))
+        features = compute_features(
+            labelled,
+            by_person,
+            persons=persons_table(mentions, crosswalk),
+            **feature_options,
+        )
+        return by_person, labelled, features
+
+
+def test_chain_is_one_offence_with_label_zero():
+    h = History()
+    h.add("P", "incident", "2020-03-01", case_ref="C1", victim="V")
+    h.add("P", "arrest", "2020-03-02", role="arrestee")  # no case_ref: joined by date
+    h.add("P", "charge", "2020-03-01", recorded="2020-03-05", case_ref="C1", role="defendant")
+    h.add(
+        "P",
+        "disposition",
+        "2020-03-01",
+        recorded="2020-09-01",
+        case_ref="C1",
+        role="defendant",
+        disposition="convicted",
+    )
+    by_person, labelled, features = h.build()
+    assert by_person.loc[by_person["offence_id"] >= 0, "offence_id"].nunique() == 1
+    assert len(labelled) == 1
+    assert labelled["label"].tolist() == [0]
+    assert features.X.loc[0, "prior_ipv_offences"] == 0
+    # A later offence sees exactly one prior offence (the chain), and a conviction.
+    h.add("P", "incident", "2022-05-01", case_ref="C2", victim="V")
+    _, labelled, features = h.build()
+    assert len(labelled) == 2
+    assert features.X.loc[1, "prior_ipv_offences"] == 1
+    assert features.X.loc[1, "prior_ipv_convictions"] == 1
+    assert features.X.loc[1, "prior_ipv_charges"] == 1
+    assert features.X.loc[1, "days_since_last_ipv"] == pytest.approx(
+        (pd.Timestamp("2022-05-04") - pd.Timestamp("2020-03-01")).days
+    )
+
+
+def test_conviction_recorded_later_is_not_a_conviction_then():
+    h = History()
+    h.add("P", "incident", "2020-01-10", case_ref="C1")
+    h.add("P", "charge", "2020-01-10", case_ref="C1", role="defendant")
+    # The conviction is entered after the next offence's decision date.
+    h.add(
+        "P",
+        "disposition",
+        "2020-01-10",
+        recorded="2020-06-20",
+        case_ref="C1",
+        role="defendant",
+        disposition="convicted",
+    )
+    h.add("P", "incident", "2020-06-01", case_ref="C2")
+    _, labelled, features = h.build()
+    second = labelled.index[labelled["index_date"] == pd.Timestamp("2020-06-01")][0]
+    assert features.X.loc[second, "prior_ipv_charges"] == 1
+    assert features.X.loc[second, "prior_ipv_convictions"] == 0
+    assert labelled.loc[0, "label"] == 1  # the June incident is a new recorded offence
+
+
+def test_count_charges_drops_dismissed_by_default():
+    h = History()
+    h.add("P", "incident", "2019-01-10", case_ref="C1")
+    h.add("P", "charge", "2019-01-10", case_ref="C1", role="defendant")
+    h.add(
+        "P",
+        "disposition",
+        "2019-01-10",
+        recorded="2019-04-01",
+        case_ref="C1",
+        role="defendant",
+        disposition="dismissed",
+    )
+    h.add("P", "incident", "2020-06-01", case_ref="C2")
+    h.add("P", "charge", "2020-06-01", case_ref="C2", role="defendant")
+    _, labelled, default = h.build()
+    _, _, everything = h.build(count_charges="all")
+    assert default.X.loc[1, "ipv_charges"] == 1
+    assert everything.X.loc[1, "ipv_charges"] == 2
+    tiers_default = assign_tiers(default, CONFIG.tiers)
+    tiers_all = assign_tiers(everything, CONFIG.tiers)
+    assert tiers_default.loc[1, "tier"] == "C"
+    assert tiers_all.loc[1, "tier"] == "B"
+
+
+def test_label_window_custody_extension_recording_and_observation():
+    def history(custody: bool, recorded_late: bool = False) -> History:
+        h = History()
+        h.add("P", "incident", "2020-01-01", case_ref="C1")
+        if custody:
+            h.add("P", "custody_start", "2020-02-01", role="arrestee", case_ref="C1")
+            h.add("P", "custody_end", "2020-03-02", role="arrestee", ipv=False)
+        # 380 days after the decision date: inside the window only with 30 custody days.
+        day = (pd.Timestamp("2020-01-04") + pd.Timedelta(days=380)).strftime("%Y-%m-%d")
+        recorded = "2021-12-01" if recorded_late else None
+        h.add("P", "incident", day, case_ref="C2", recorded=recorded)
+        return h
+
+    assert history(custody=True).build()[1].loc[0, "label"] == 1
+    assert history(custody=False).build()[1].loc[0, "label"] == 0
+    assert history(custody=True, recorded_late=True).build()[1].loc[0, "label"] == 0
+    _, labelled, _ = history(custody=False).build(extract="2021-01-01")
+    assert not labelled["observed"].any()
+
+
+def test_index_offence_flags_and_status_features():
+    h = History()
+    h.add("P", "protective_order", "2020-01-01", role="respondent")
+    h.add("P", "order_violation", "2020-02-01", role="respondent")
+    h.add("P", "probation_start", "2020-02-10", role="probationer")
+    h.add("P", "incident", "2020-03-01", strangulation=True, weapon=True, ipv=False)
+    h.add("P", "incident", "2020-05-01", threat_to_kill=True, case_ref="C9", victim="V")
+    _, labelled, features = h.build()
+    row = labelled.index[labelled["index_date"] == pd.Timestamp("2020-05-01")][0]
+    X = features.X.loc[row]
+    assert X["index_threat_to_kill"] == 1 and X["index_strangulation"] == 0
+    assert X["strangulation_ever"] == 1 and X["weapon_ever"] == 1
+    assert X["prior_nonipv_offences"] == 1
+    assert X["protective_order_active"] == 1 and X["on_probation"] == 1
+    assert X["po_violations"] == 1 and X["po_violations_1y"] == 1
+    assert X["age"] == pytest.approx(30.3, abs=0.1)
+    flags = lethality_flags(features.X.loc[[row]].reset_index(drop=True), CONFIG.lethality)
+    assert flags[0] == ["strangulation", "weapon", "threat_to_kill", "protective_order_violation"]
+
+
+def test_tier_reasons_cite_records_and_weak_links_make_provisional():
+    h = History()
+    first = h.add("P", "incident", "2019-01-10", case_ref="C1", link=0.6)
+    h.add("P", "charge", "2019-01-10", case_ref="C1", role="defendant", link=0.6)
+    h.add("P", "incident", "2020-06-01", case_ref="C2", weapon=True)
+    second = h.add("P", "charge", "2020-06-01", case_ref="C2", role="defendant")
+    _, _, features = h.build()
+    tiers = assign_tiers(features, CONFIG.tiers)
+    assert tiers.loc[1, "tier"] == "A"
+    reasons = tiers.loc[1, "tier_reasons"]
+    assert first in reasons[0]["record_ids"] and second in reasons[0]["record_ids"]
+    assert reasons[0]["weakest_link"] == pytest.approx(0.6)
+    assert tiers.loc[1, "identity_review_required"] and tiers.loc[1, "provisional"]
+    assert tiers.loc[0, "tier"] == "C" and not tiers.loc[0, "provisional"]
+
+
+def test_possible_dual_arrest_is_provisional():
+    h = History()
+    h.add("P", "incident", "2020-06-01", case_ref="C1", victim="Q")
+    partner = h.add("Q", "incident", "2020-06-01", case_ref="C1b", victim="P")
+    by_person, labelled, features = h.build()
+    dual = possible_dual_arrests(labelled, by_person, days=CONFIG.tiers.dual_arrest_days)
+    tiers = assign_tiers(features, CONFIG.tiers, dual_arrest=dual)
+    assert tiers["possible_dual_arrest"].all() and tiers["provisional"].all()
+    p_row = labelled.index[labelled["person_id"] == "P"][0]
+    assert partner in tiers.loc[p_row, "tier_reasons"][-1]["record_ids"]
+
+
+def test_invalid_tier_rules_are_clear_errors():
+    data = CONFIG.tiers.model_dump()
+    data["rules"][0]["all"] = [["no_such_feature", ">=", 1]]
+    bad = type(CONFIG.tiers).model_validate(data)
+    h = History()
+    h.add("P", "incident", "2020-06-01")
+    _, _, features = h.build()
+    with pytest.raises(IpviError, match="training.tiers.rules.0.all.*no_such_feature"):
+        assign_tiers(features, bad)
+    from ipvi.config import config_from_dict, default_config_dict
+
+    raw = default_config_dict()
+    raw["training"]["tiers"]["rules"][-1]["all"] = [["ipv_charges", ">=", 1]]
+    with pytest.raises(ConfigError, match="training.tiers.rules"):
+        config_from_dict(raw)
+    raw = default_config_dict()
+    raw["training"]["tiers"]["rules"][0]["all"] = [["ipv_charges", "~", 1]]
+    with pytest.raises(ConfigError, match="training.tiers.rules.0.all"):
+        config_from_dict(raw)
+
+
+def test_bands_are_frozen_cut_points_and_never_risk_names():
+    payload = bands_payload(CONFIG.bands)
+    names, uses = assign_bands(np.array([0.0, 0.149, 0.15, 0.45, 0.99]), payload)
+    assert names.tolist() == [
+        "lower likelihood",
+        "lower likelihood",
+        "moderate likelihood",
+        "higher likelihood",
+        "highest likelihood",
+    ]
+    assert uses.tolist()[-2:] == ["outreach", "punitive"]
+    from ipvi.config import config_from_dict, default_config_dict
+
+    raw = default_config_dict()
+    raw["training"]["bands"][0]["name"] = "low risk"
+    with pytest.raises(ConfigError, match="training.bands"):
+        config_from_dict(raw)
+
+
+def test_protected_and_proxy_features_stay_out():
+    columns = model_features(CONFIG.excluded_features)
+    assert "sex_male" not in columns and "age" in columns
+    assert not {"race", "ethnicity"} & set(columns)
+    assert "sex_male" in model_features([])
+    with pytest.raises(IpviError, match="excluded_features"):
+        model_features(["shoe_size"])
+
+
+def test_no_linked_persons_is_a_clear_error():
+    h = History()
+    h.add("P", "incident", "2020-06-01")
+    events, mentions, crosswalk = h.frames()
+    crosswalk["record_id"] = "nobody"
+    with pytest.raises(IpviError, match="no linked persons"):
+        person_events(events, mentions, crosswalk)
+
+
+def test_overlapping_custody_counts_once_and_missing_release_closes_at_liberty():
+    def label_with(spells: list[tuple[str, str | None]]) -> int:
+        h = History()
+        h.add("P", "incident", "2020-01-01", case_ref="C1")
+        for start, end in spells:
+            h.add("P", "custody_start", start, role="arrestee", ipv=False)
+            if end:
+                h.add("P", "custody_end", end, role="arrestee", ipv=False)
+        day = (pd.Timestamp("2020-01-04") + pd.Timedelta(days=380)).strftime("%Y-%m-%d")
+        h.add("P", "incident", day, case_ref="C2")
+        return int(h.build()[1].loc[0, "label"])
+
+    # Two records of the same 30 days (overlapping) extend the window by 30 days, not 60.
+    assert label_with([("2020-02-01", "2020-03-02"), ("2020-02-05", "2020-03-01")]) == 1
+    day = (pd.Timestamp("2020-01-04") + pd.Timedelta(days=380)).strftime("%Y-%m-%d")
+    h = History()
+    h.add("P", "incident", "2020-01-01", case_ref="C1")
+    h.add("P", "custody_start", "2020-02-01", role="arrestee", ipv=False)  # no release record
+    h.add("P", "incident", "2020-03-02", case_ref="C3", ipv=False)  # seen at liberty again
+    h.add("P", "incident", day, case_ref="C2")
+    _, labelled, _ = h.build()
+    assert labelled.loc[0, "observed"] and labelled.loc[0, "label"] == 1

@@ -1,0 +1,162 @@
+"""Reading the training inputs: registry tables, and (evaluation only) the generator's truth.
+
+Training reads ``events``, ``mentions`` and ``crosswalk`` from the registry database. It reads
+only the mention columns it needs (never names or addresses). The truth folder is opened only
+through an explicit ``--truth DIR`` option, for evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import MetaData, Table, inspect, select
+
+from ipvi.errors import IpviError
+from ipvi.schema import EVENT_COLUMNS
+
+# The mention columns training reads: roles and links, date of birth and sex for age.
+MENTION_READ: tuple[str, ...] = (
+    "record_id",
+    "agency",
+    "agency_person_id",
+    "dob",
+    "sex",
+    "event_id",
+    "role",
+)
+CROSSWALK_READ: tuple[str, ...] = ("record_id", "person_id", "link_probability", "linkage_run_id")
+
+
+def _table(engine, name: str, hint: str) -> Table:
+    if not inspect(engine).has_table(name):
+        raise IpviError(f"registry table '{name}' is missing: {hint}")
+    return Table(name, MetaData(), autoload_with=engine)
+
+
+def _read(engine, table: Table, columns: tuple[str, ...], where=None) -> pd.DataFrame:
+    missing = [c for c in columns if c not in table.c]
+    if missing:
+        raise IpviError(f"registry table '{table.name}' lacks column(s): {', '.join(missing)}")
+    query = select(*[table.c[c] for c in columns])
+    if where is not None:
+        query = query.where(where)
+    with engine.connect() as connection:
+        return pd.DataFrame(connection.execute(query).fetchall(), columns=list(columns))
+
+
+def load_history(
+    engine, person_ids: list[str] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """``events``, ``mentions`` and ``crosswalk`` from the registry, for all or some persons.
+
+    For named persons: their mentions' events, every mention of those events (victims and
+    partners included, for dual arrests) and the crosswalk rows of those mentions.
+    """
+    crosswalk_t = _table(engine, "crosswalk", "run `ipvi link` first")
+    mentions_t = _table(engine, "mentions", "run `ipvi ingest` first")
+    events_t = _table(engine, "events", "run `ipvi ingest` first")
+    if person_ids is None:
+        crosswalk = _read(engine, crosswalk_t, CROSSWALK_READ)
+        mentions = _read(engine, mentions_t, MENTION_READ)
+        events = _read(engine, events_t, EVENT_COLUMNS)
+    else:
+        own = _read(engine, crosswalk_t, CROSSWALK_READ, crosswalk_t.c.person_id.in_(person_ids))
+        own_mentions = _read(
+            engine, mentions_t, MENTION_READ, mentions_t.c.record_id.in_(own["record_id"].tolist())
+        )
+        event_ids = own_mentions["event_id"].dropna().unique().tolist()
+        mentions = _read(engine, mentions_t, MENTION_READ, mentions_t.c.event_id.in_(event_ids))
+        events = _read(engine, events_t, EVENT_COLUMNS, events_t.c.event_id.in_(event_ids))
+        crosswalk = _read(
+            engine,
+            crosswalk_t,
+            CROSSWALK_READ,
+            crosswalk_t.c.record_id.in_(mentions["record_id"].tolist()),
+        )
+    if crosswalk.empty:
+        raise IpviError("no linked persons: the crosswalk is empty (run `ipvi link` first)")
+    return events, mentions, crosswalk
+
+
+def no_linkage_crosswalk(mentions: pd.DataFrame) -> pd.DataFrame:
+    """Each agency's records as separate people: one person per agency person id (or record).
+
+    The baseline that shows what linkage is worth (``auc_no_linkage``).
+    """
+    agency_id = mentions["agency_person_id"].astype("string")
+    person = np.where(
+        agency_id.notna() & (agency_id.str.len() > 0),
+        mentions["agency"].astype(str) + ":" + agency_id.fillna(""),
+        "rec:" + mentions["record_id"].astype(str),
+    )
+    return pd.DataFrame(
+        {
+            "record_id": mentions["record_id"].to_numpy(),
+            "person_id": person,
+            "link_probability": 1.0,
+            "linkage_run_id": "no-linkage",
+        }
+    )
+
+
+def _find(folder: Path, required: set[str], preferred: str) -> pd.DataFrame:
+    candidates = sorted(folder.glob("*.csv")) + sorted(folder.glob("*.parquet"))
+    candidates.sort(key=lambda path: path.name != preferred)
+    for path in candidates:
+        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype=str)
+        if required <= set(frame.columns):
+            return frame
+    raise IpviError(f"truth folder {folder} has no file with columns {', '.join(sorted(required))}")
+
+
+def _event_list(value) -> list[str]:
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    text = str(value).strip()
+    if text.startswith("["):
+        return [str(v) for v in json.loads(text)]
+    for separator in ("|", ";", ","):
+        if separator in text:
+            return [part.strip() for part in text.split(separator) if part.strip()]
+    return [text] if text else []
+
+
+def load_truth(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The truth crosswalk (``record_id``, ``person_id``) and index offences (exploded).
+
+    Returns
+    -------
+    crosswalk : DataFrame
+        ``record_id``, ``person_id``, ``link_probability`` (1), ``linkage_run_id`` ("truth").
+    offences : DataFrame
+        One row per (truth index offence, event id): ``truth_row``, ``true_person_id``,
+        ``event_id``, ``p_recorded``, ``true_reoffense``.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise IpviError(f"truth folder not found: {folder}")
+    links = _find(folder, {"record_id", "person_id"}, "records.csv")
+    crosswalk = links[["record_id", "person_id"]].assign(
+        link_probability=1.0, linkage_run_id="truth"
+    )
+    offences = _find(
+        folder, {"event_ids", "person_id", "p_recorded", "true_reoffense"}, "index_offences.csv"
+    )
+    exploded = pd.DataFrame(
+        {
+            "truth_row": np.arange(len(offences)),
+            "true_person_id": offences["person_id"].to_numpy(),
+            "event_id": [_event_list(v) for v in offences["event_ids"]],
+            "p_recorded": offences["p_recorded"].astype(float).to_numpy(),
+            "true_reoffense": offences["true_reoffense"]
+            .astype(str)
+            .str.lower()
+            .isin(["true", "1", "1.0"])
+            .astype(int)
+            .to_numpy(),
+        }
+    ).explode("event_id")
+    return crosswalk, exploded

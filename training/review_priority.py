@@ -1,0 +1,61 @@
+"""Review priority: put first the uncertain record pairs whose decision could change a tier.
+
+Linkage's clerical review queue (``review_pairs``) has a nullable ``priority``. After scoring,
+a pending pair touching a record that a tier reason rests on gets a priority: the tier's rank
+(A=4 .. D=1), plus 0.5 when that tier is provisional. A pair whose two records lie in different
+persons could merge their histories (raising a tier); a pair inside one person could split it
+(lowering one). Either way the decision matters more the higher the tier it touches, so
+``ipvi review export`` (which sorts by priority) lists those pairs first. This is a screen, not
+a recomputation: a pair touching no cited record keeps its priority.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from sqlalchemy import MetaData, Table, inspect, select, update
+
+from training.tiers import TIER_ORDINAL
+
+
+def cited_records(scored: pd.DataFrame) -> pd.DataFrame:
+    """``record_id`` -> highest ``priority`` among the tier reasons citing it."""
+    rank = scored["tier"].map(TIER_ORDINAL) + 0.5 * scored["provisional"].astype(float)
+    records = pd.DataFrame(
+        {
+            "record_ids": [
+                sorted({r for reason in reasons for r in reason["record_ids"]})
+                for reasons in scored["tier_reasons"]
+            ],
+            "priority": rank.to_numpy(),
+        }
+    ).explode("record_ids")
+    records = records.dropna(subset=["record_ids"]).rename(columns={"record_ids": "record_id"})
+    return records.groupby("record_id", as_index=False)["priority"].max()
+
+
+def prioritise_review_pairs(session, scored: pd.DataFrame) -> int:
+    """Set ``priority`` on pending review pairs touching cited records; returns how many."""
+    bind = session.get_bind()
+    if scored.empty or not inspect(bind).has_table("review_pairs"):
+        return 0
+    pairs_t = Table("review_pairs", MetaData(), autoload_with=bind)
+    pending = pd.DataFrame(
+        session.execute(
+            select(pairs_t.c.pair_id, pairs_t.c.record_id_a, pairs_t.c.record_id_b).where(
+                pairs_t.c.status == "pending"
+            )
+        ).fetchall(),
+        columns=["pair_id", "record_id_a", "record_id_b"],
+    )
+    if pending.empty:
+        return 0
+    cited = cited_records(scored).set_index("record_id")["priority"]
+    priority = pd.concat(
+        [pending["record_id_a"].map(cited), pending["record_id_b"].map(cited)], axis=1
+    ).max(axis=1)
+    chosen = pending.assign(priority=priority).dropna(subset=["priority"])
+    for pair_id, value in zip(chosen["pair_id"], chosen["priority"], strict=True):
+        session.execute(
+            update(pairs_t).where(pairs_t.c.pair_id == pair_id).values(priority=float(value))
+        )
+    return len(chosen)

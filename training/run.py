@@ -1,0 +1,142 @@
+"""What ``ipvi train`` and ``ipvi score --all`` do, as library functions the CLI wires up.
+
+:func:`train_from_registry` reads events, mentions and the crosswalk from the registry, trains
+(:func:`training.pipeline.train`), logs and registers the model in MLflow, and writes the run's
+``evaluation_predictions`` (and, with the truth, ``evaluation_truth``). :func:`score_all` scores
+every person with an IPV offence as of a date with a registered version, stores the scores and
+writes the coordinators' list with the changes since the last one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import insert, select, update
+
+from ipvi.config import Config
+from ipvi.db import session_scope
+from ipvi.errors import IpviError
+from training.data import load_history, load_truth
+from training.pipeline import summary as summarise
+from training.pipeline import train
+from training.registry import log_training_run
+from training.review_priority import prioritise_review_pairs
+from training.scoring import RiskScorer
+from training.store import write_run, write_scores
+from training.tier_list import build_list, write_list
+
+
+def run_params(config: Config) -> dict:
+    """The settings logged as MLflow parameters (never row values or identifiers)."""
+    training = config.training
+    return {
+        **{f"model_{k}": v for k, v in training.model.model_dump().items()},
+        **{f"split_{k}": v for k, v in training.split.model_dump().items()},
+        "decision_lag_days": training.decision_lag_days,
+        "offence_window_days": training.offence_window_days,
+        "followup_days": training.followup_days,
+        "recording_days": training.recording_days,
+        "count_charges": training.tiers.count_charges,
+        "excluded_features": ",".join(training.excluded_features),
+        "training_config_sha256": config.section_hash("training"),
+    }
+
+
+def train_from_registry(engine, config: Config, *, truth_dir: str | Path | None = None) -> dict:
+    """Train on the registry's linked persons; returns the ``ipvi train --json`` figures."""
+    events, mentions, crosswalk = load_history(engine)
+    truth = load_truth(truth_dir) if truth_dir else None
+    result = train(events, mentions, crosswalk, config.training, truth=truth)
+    figures = summarise(result)
+    run = log_training_run(
+        result,
+        tracking_uri=config.tracking_uri,
+        model_name=config.mlflow.model_name,
+        alias=config.training.registry_alias,
+        artifact_location=config.mlflow.artifact_location,
+        summary=figures,
+        params=run_params(config),
+    )
+    with session_scope(engine) as session:
+        write_run(
+            session,
+            run=run,
+            summary=figures,
+            data_fingerprint=result.data_fingerprint,
+            predictions=result.predictions,
+            truth=result.truth,
+            trained_persons=result.trained_persons,
+        )
+    return {**run, **figures}
+
+
+def score_all(
+    engine,
+    config: Config,
+    *,
+    as_of: str,
+    alias_or_version: str = "champion",
+) -> dict:
+    """Score every person with an IPV offence known at ``as_of`` and write the tier list."""
+    from ipvi.tables.training import scores, tier_lists
+
+    scorer = RiskScorer.from_registry(
+        config.tracking_uri, config.mlflow.model_name, alias_or_version
+    )
+    events, mentions, crosswalk = load_history(engine)
+    scored = scorer.score_many(events, mentions, crosswalk, as_of=pd.Timestamp(as_of))
+    if scored.empty:
+        raise IpviError(f"no linked person has an IPV offence known as of {as_of}")
+    with session_scope(engine) as session:
+        last = session.execute(
+            select(tier_lists.c.list_id).order_by(tier_lists.c.list_id.desc()).limit(1)
+        ).scalar()
+        previous = None
+        if last is not None:
+            found = session.execute(
+                select(scores.c.person_id, scores.c.tier, scores.c.band).where(
+                    scores.c.list_id == last
+                )
+            ).fetchall()
+            previous = pd.DataFrame(found, columns=["person_id", "tier", "band"])
+        list_id = session.execute(
+            insert(tier_lists)
+            .values(
+                as_of=pd.Timestamp(as_of).to_pydatetime(),
+                created_at=datetime.now(),
+                model_name=scorer.model_name,
+                model_version=scorer.model_version,
+                n_persons=len(scored),
+                csv_path="",
+                html_path="",
+            )
+            .returning(tier_lists.c.list_id)
+        ).scalar_one()
+        n = write_scores(session, scored, list_id=list_id)
+        prioritised = prioritise_review_pairs(session, scored)
+        rows = build_list(scored, previous)
+        stem = f"tier_list_{pd.Timestamp(as_of).date()}_{list_id}"
+        csv_path, html_path = write_list(
+            rows,
+            config.training.list_dir,
+            stem=stem,
+            title=f"IPVI tier list as of {pd.Timestamp(as_of).date()}",
+        )
+        session.execute(
+            update(tier_lists)
+            .where(tier_lists.c.list_id == list_id)
+            .values(csv_path=str(csv_path), html_path=str(html_path))
+        )
+    changes = rows["change"].value_counts().to_dict()
+    return {
+        "list_id": list_id,
+        "n_scored": n,
+        "model_version": scorer.model_version,
+        "csv": str(csv_path),
+        "html": str(html_path),
+        "tier_counts": scored["tier"].value_counts().to_dict(),
+        "changes": changes,
+        "review_pairs_prioritised": prioritised,
+    }

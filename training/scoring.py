@@ -1,0 +1,246 @@
+"""Scoring: the one code path from canonical histories to a score, for training and serving.
+
+``ipvi train`` writes ``evaluation_predictions`` with :func:`score_index`; the service and
+``ipvi score`` call the same function through :class:`RiskScorer`, so a score computed by the
+service for an evaluation row equals the stored prediction (parity to 1e-9).
+
+API used by the service
+-----------------------
+>>> scorer = RiskScorer.from_registry(tracking_uri, "ipvi-risk", "champion")  # doctest: +SKIP
+>>> result = scorer.score(events, mentions, crosswalk, person_id="P1",
+...                       as_of="2024-05-01")                                 # doctest: +SKIP
+>>> result = scorer.score_from_db(engine, person_id="P1", as_of="2024-05-01")  # doctest: +SKIP
+
+``events``/``mentions`` are canonical frames (:mod:`ipvi.schema`) holding at least the
+person's events and the mentions of those events (victims included); ``crosswalk`` maps their
+record ids to person ids with link probabilities. ``as_of`` is the decision date: only events
+with ``offense_date < as_of`` and ``recorded_at <= as_of`` count. The index offence is the
+person's latest IPV offence known at ``as_of``; pass ``index_event_id`` to name it (as the
+evaluation does, with ``as_of`` = index date + decision lag). The result is a dict: ``person_id``,
+``as_of``, ``index_event_id``, ``probability``, ``band``, ``band_use``, ``tier``,
+``provisional``, ``identity_review_required``, ``possible_dual_arrest``, ``tier_reasons``,
+``reason_codes``, ``lethality_flags``, ``scorecard_points``, ``odara_count``,
+``prior_ipv_offences``, ``age``, ``model_name``, ``model_version``, ``mlflow_run_id``,
+``linkage_run_id``. :meth:`RiskScorer.score_many` scores many persons at once (a DataFrame).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from ipvi.config import LethalityFlag
+from ipvi.errors import IpviError
+from training.bands import assign_bands
+from training.baselines import odara_count
+from training.bundle import ModelBundle
+from training.features import compute_features, persons_table
+from training.lethality import lethality_flags
+from training.offences import assign_offences, index_offences, person_events
+from training.reasons import reason_codes
+from training.tiers import assign_tiers, possible_dual_arrests
+
+
+def score_index(
+    bundle: ModelBundle,
+    index: pd.DataFrame,
+    events_by_person: pd.DataFrame,
+    persons: pd.DataFrame | None,
+) -> pd.DataFrame:
+    """Score index offences: probability, band, tier with reasons, reason codes, markers.
+
+    Parameters
+    ----------
+    bundle : ModelBundle
+    index : DataFrame
+        ``index_event_id``, ``person_id``, ``offence_id``, ``index_date``, ``as_of``.
+    events_by_person : DataFrame
+        Person events with offence ids (:func:`training.offences.assign_offences`).
+    persons : DataFrame, optional
+        ``person_id``, ``dob``, ``sex`` (:func:`training.features.persons_table`).
+
+    Returns
+    -------
+    DataFrame
+        One row per index row, in order.
+    """
+    settings = bundle.settings
+    tier_config = bundle.tier_config
+    features = compute_features(
+        index,
+        events_by_person,
+        persons=persons,
+        count_charges=tier_config.count_charges,
+        protective_order_days=settings["protective_order_days"],
+        probation_days=settings["probation_days"],
+    )
+    dual = possible_dual_arrests(index, events_by_person, days=tier_config.dual_arrest_days)
+    tiers = assign_tiers(features, tier_config, dual_arrest=dual)
+    X = features.X
+    probability = bundle.model.predict_proba(X[bundle.features])
+    band, band_use = assign_bands(probability, settings["bands"])
+    flags = [LethalityFlag.model_validate(flag) for flag in settings["lethality"]]
+    model_features = replace(features, X=X[bundle.features])
+    out = pd.DataFrame(
+        {
+            "index_event_id": index["index_event_id"].to_numpy(),
+            "person_id": index["person_id"].to_numpy(),
+            "as_of": index["as_of"].to_numpy(),
+            "probability": probability,
+            "band": band,
+            "band_use": band_use,
+            "tier": tiers["tier"].to_numpy(),
+            "provisional": tiers["provisional"].to_numpy(),
+            "identity_review_required": tiers["identity_review_required"].to_numpy(),
+            "possible_dual_arrest": tiers["possible_dual_arrest"].to_numpy(),
+            "tier_reasons": tiers["tier_reasons"].to_numpy(),
+            "reason_codes": reason_codes(bundle.model, model_features, k=settings["reason_codes"]),
+            "lethality_flags": lethality_flags(X, flags),
+            "scorecard_points": bundle.scorecard.score(X),
+            "odara_count": odara_count(X),
+            "prior_ipv_offences": X["prior_ipv_offences"].to_numpy(dtype=int),
+            "age": X["age"].to_numpy(),
+        }
+    )
+    return out
+
+
+def latest_index(
+    events_by_person: pd.DataFrame, as_of: pd.Series | pd.Timestamp, lag_days: int
+) -> pd.DataFrame:
+    """Each person's latest IPV offence known at ``as_of`` (the index of a score on a date)."""
+    candidates = index_offences(events_by_person, lag_days)
+    as_of = pd.Timestamp(as_of)
+    known = events_by_person[
+        (events_by_person["offence_id"] >= 0)
+        & (events_by_person["offense_date"] < as_of)
+        & (events_by_person["recorded_at"] <= as_of)
+    ]["offence_id"].unique()
+    latest = (
+        candidates[candidates["offence_id"].isin(known)]
+        .sort_values(["index_date", "index_event_id"], kind="stable")
+        .drop_duplicates("person_id", keep="last")
+        .assign(as_of=as_of)
+    )
+    return latest.sort_values("person_id").reset_index(drop=True)
+
+
+class RiskScorer:
+    """A registered model version, ready to score canonical histories.
+
+    Parameters
+    ----------
+    bundle : ModelBundle
+    model_name, model_version, mlflow_run_id : str
+        Stamped on every score.
+    """
+
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        *,
+        model_name: str,
+        model_version: str,
+        mlflow_run_id: str | None = None,
+    ) -> None:
+        self.bundle = bundle
+        self.model_name = model_name
+        self.model_version = model_version
+        self.mlflow_run_id = mlflow_run_id
+
+    @classmethod
+    def from_registry(cls, tracking_uri: str, name: str, alias_or_version: str) -> RiskScorer:
+        """Load a registered version by alias (``champion``, ``challenger``) or number."""
+        from training.registry import load_bundle
+
+        bundle, info = load_bundle(tracking_uri, name, alias_or_version)
+        return cls(
+            bundle,
+            model_name=name,
+            model_version=info["version"],
+            mlflow_run_id=info["run_id"],
+        )
+
+    def score_many(
+        self,
+        events: pd.DataFrame,
+        mentions: pd.DataFrame,
+        crosswalk: pd.DataFrame,
+        *,
+        as_of,
+        person_ids: list[str] | None = None,
+        index_event_ids: list[str] | None = None,
+    ) -> pd.DataFrame:
+        """Score persons as of ``as_of``: by their latest IPV offence, or by named index events.
+
+        Persons with no IPV offence known at ``as_of`` are left out.
+        """
+        lag = self.bundle.settings["decision_lag_days"]
+        by_person = assign_offences(
+            person_events(events, mentions, crosswalk),
+            window_days=self.bundle.settings["offence_window_days"],
+        )
+        if index_event_ids is not None:
+            index = index_offences(by_person, lag)
+            index = index[index["index_event_id"].isin(index_event_ids)].reset_index(drop=True)
+            index["as_of"] = pd.Timestamp(as_of)
+        else:
+            index = latest_index(by_person, as_of, lag)
+        if person_ids is not None:
+            index = index[index["person_id"].isin(person_ids)].reset_index(drop=True)
+        if index.empty:
+            return pd.DataFrame()
+        scored = score_index(self.bundle, index, by_person, persons_table(mentions, crosswalk))
+        return scored.assign(
+            model_name=self.model_name,
+            model_version=self.model_version,
+            mlflow_run_id=self.mlflow_run_id,
+            linkage_run_id=_linkage_run(crosswalk, scored["person_id"]),
+        )
+
+    def score(
+        self,
+        events: pd.DataFrame,
+        mentions: pd.DataFrame,
+        crosswalk: pd.DataFrame,
+        *,
+        person_id: str,
+        as_of,
+        index_event_id: str | None = None,
+    ) -> dict:
+        """Score one person as of ``as_of`` (see the module docstring)."""
+        scored = self.score_many(
+            events,
+            mentions,
+            crosswalk,
+            as_of=as_of,
+            person_ids=[person_id],
+            index_event_ids=None if index_event_id is None else [index_event_id],
+        )
+        if scored.empty:
+            raise IpviError(f"person {person_id} has no IPV offence known as of {as_of}")
+        return scored.iloc[0].to_dict()
+
+    def score_from_db(self, engine, *, person_id: str, as_of, index_event_id=None) -> dict:
+        """Score one person straight from the registry tables (events, mentions, crosswalk)."""
+        from training.data import load_history
+
+        events, mentions, crosswalk = load_history(engine, person_ids=[person_id])
+        return self.score(
+            events,
+            mentions,
+            crosswalk,
+            person_id=person_id,
+            as_of=as_of,
+            index_event_id=index_event_id,
+        )
+
+
+def _linkage_run(crosswalk: pd.DataFrame, persons: pd.Series) -> np.ndarray:
+    """The latest linkage run id among each person's crosswalk rows (None when unknown)."""
+    if "linkage_run_id" not in crosswalk.columns:
+        return np.array([None] * len(persons), dtype=object)
+    runs = crosswalk.groupby("person_id")["linkage_run_id"].max()
+    return persons.map(runs).to_numpy(dtype=object)

@@ -1,0 +1,171 @@
+"""Writing the training stage's tables, and its purge step.
+
+Functions take a SQLAlchemy session (the caller owns the transaction). Rows carry pseudonymous
+person ids and record ids only; no names, dates of birth, addresses or protected attributes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import delete, insert, inspect, select
+from sqlalchemy.orm import Session
+
+from ipvi.tables.training import (
+    evaluation_predictions,
+    evaluation_truth,
+    model_training_persons,
+    scores,
+    training_runs,
+)
+
+PREDICTION_COLUMNS: tuple[str, ...] = tuple(
+    c.name for c in evaluation_predictions.columns if c.name not in ("run_id", "model_version")
+)
+SCORE_COLUMNS: tuple[str, ...] = tuple(
+    c.name for c in scores.columns if c.name not in ("score_id", "list_id", "scored_at")
+)
+
+
+def _records(frame: pd.DataFrame, columns) -> list[dict]:
+    """Plain Python values (no numpy scalars, NaN as None) for a bulk insert."""
+    out = frame[list(columns)].astype(object)
+    out = out.where(pd.notna(out), None)
+    rows = out.to_dict(orient="records")
+    for row in rows:
+        for key, value in row.items():
+            if isinstance(value, np.generic):
+                row[key] = value.item()
+            elif isinstance(value, pd.Timestamp):
+                row[key] = value.to_pydatetime()
+    return rows
+
+
+def write_run(
+    session: Session,
+    *,
+    run: dict,
+    summary: dict,
+    data_fingerprint: str,
+    predictions: pd.DataFrame,
+    truth: pd.DataFrame | None,
+    trained_persons: list[str],
+) -> None:
+    """Store one run: its summary, test predictions, truth rows and trained-person hashes."""
+    run_id, version = run["run_id"], run["model_version"]
+    session.execute(
+        insert(training_runs).values(
+            run_id=run_id,
+            model_name=run["model_name"],
+            model_version=version,
+            created_at=datetime.now(),
+            data_fingerprint=data_fingerprint,
+            n_train=int(summary["n_train"]),
+            n_test=int(summary["n_test"]),
+            summary=summary,
+        )
+    )
+    rows = _records(predictions, PREDICTION_COLUMNS)
+    for row in rows:
+        row.update(run_id=run_id, model_version=version)
+    if rows:
+        session.execute(insert(evaluation_predictions), rows)
+    if truth is not None and len(truth):
+        truth_rows = _records(
+            truth,
+            [
+                "index_event_id",
+                "person_id",
+                "p_recorded",
+                "true_reoffense",
+                "truth_tier",
+                "truth_prior_ipv_offences",
+            ],
+        )
+        for row in truth_rows:
+            row["run_id"] = run_id
+            for key in ("true_reoffense", "truth_prior_ipv_offences"):
+                if row[key] is not None:
+                    row[key] = int(row[key])
+        session.execute(insert(evaluation_truth), truth_rows)
+    if trained_persons:
+        session.execute(
+            insert(model_training_persons),
+            [
+                {
+                    "run_id": run_id,
+                    "person_hash": person_hash,
+                    "model_name": run["model_name"],
+                    "model_version": version,
+                }
+                for person_hash in trained_persons
+            ],
+        )
+
+
+def read_predictions(session: Session, run_id: str) -> pd.DataFrame:
+    """The evaluation predictions of one run."""
+    result = session.execute(
+        select(evaluation_predictions).where(evaluation_predictions.c.run_id == run_id)
+    )
+    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+
+def write_scores(session: Session, scored: pd.DataFrame, *, list_id: int | None) -> int:
+    """Store scores (one row per person); returns how many."""
+    rows = _records(scored, SCORE_COLUMNS)
+    now = datetime.now()
+    for row in rows:
+        row.update(list_id=list_id, scored_at=now)
+    if rows:
+        session.execute(insert(scores), rows)
+    return len(rows)
+
+
+def affected_model_versions(session: Session, person_id: str) -> list[tuple[str, str]]:
+    """``(model_name, model_version)`` of every version trained on ``person_id``."""
+    person_hash = hashlib.sha256(str(person_id).encode()).hexdigest()
+    rows = session.execute(
+        select(model_training_persons.c.model_name, model_training_persons.c.model_version)
+        .where(model_training_persons.c.person_hash == person_hash)
+        .distinct()
+    ).fetchall()
+    return sorted((name, version) for name, version in rows)
+
+
+def _persons_of_records(session: Session, record_ids: tuple[str, ...]) -> set[str]:
+    if not record_ids or not inspect(session.get_bind()).has_table("crosswalk"):
+        return set()
+    from sqlalchemy import MetaData, Table
+
+    crosswalk = Table("crosswalk", MetaData(), autoload_with=session.get_bind())
+    return set(
+        session.execute(
+            select(crosswalk.c.person_id).where(crosswalk.c.record_id.in_(record_ids))
+        ).scalars()
+    )
+
+
+def purge_step(session: Session, target) -> dict[str, int]:
+    """Remove the target person's scores and evaluation rows (the ``ipvi purge`` step).
+
+    A record purge removes the derived rows of the person(s) the records link to, since their
+    scores rest on them. The model versions trained on the person are listed by
+    :func:`affected_model_versions` (their hash rows are kept: they hold no identifier) and
+    counted here under ``model_versions_trained_on_person``.
+    """
+    persons = _persons_of_records(session, tuple(target.record_ids))
+    if target.person_id:
+        persons.add(target.person_id)
+    counts = {"scores": 0, "evaluation_predictions": 0, "evaluation_truth": 0}
+    if not persons:
+        return {**counts, "model_versions_trained_on_person": 0}
+    for table in (scores, evaluation_predictions, evaluation_truth):
+        result = session.execute(delete(table).where(table.c.person_id.in_(persons)))
+        counts[table.name] = int(result.rowcount or 0)
+    versions = {v for person in persons for v in affected_model_versions(session, person)}
+    counts["model_versions_trained_on_person"] = len(versions)
+    return counts
