@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from linkage.standardize import MISSING
 
@@ -124,3 +126,45 @@ def candidate_pairs(
     return CandidatePairs(
         left=union // n_right, right=union % n_right, rule_pairs=positions, skipped_blocks=skipped
     )
+
+
+def linked_component_pairs(
+    n_records: int,
+    left: np.ndarray,
+    right: np.ndarray,
+    linked: np.ndarray,
+    max_block_size: int,
+    n_left: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs inside the components of first-pass links that no blocking rule produced.
+
+    Iterative blocking (Whang et al. 2009): two mentions of one person that share no blocking
+    key (a nickname on one, a missing date of birth on the other) are still joined through a
+    third mention they both match. Treating the component of the links as one more blocking
+    key compares them directly, so clustering judges a cluster on all its pairs, not only on
+    the chain that formed it. Components larger than ``max_block_size`` (chains) are skipped
+    as any oversized block is, so the pairs still grow linearly with the records.
+
+    ``left`` / ``right`` are global positions of the scored pairs and ``linked`` marks those
+    at or above the link threshold. With ``n_left`` (linking two files: positions below it are
+    the first file) only pairs across the files are returned.
+
+    Examples
+    --------
+    >>> left, right = np.array([0, 1, 3]), np.array([1, 2, 4])
+    >>> linked_component_pairs(5, left, right, np.array([True, True, False]), 10)
+    (array([0]), array([2]))
+    """
+    known = sorted_unique(np.minimum(left, right) * n_records + np.maximum(left, right))
+    graph = coo_matrix(
+        (np.ones(int(linked.sum())), (left[linked], right[linked])), shape=(n_records, n_records)
+    )
+    _, labels = connected_components(graph, directed=False)
+    sizes = np.bincount(labels)
+    codes = np.where(sizes[labels] > 1, labels, -1).astype(np.int64)
+    new_left, new_right, _ = _within_block_pairs(codes, max_block_size)
+    if n_left is not None:
+        across = (new_left < n_left) & (new_right >= n_left)
+        new_left, new_right = new_left[across], new_right[across]
+    fresh = ~np.isin(new_left * n_records + new_right, known, assume_unique=False)
+    return new_left[fresh], new_right[fresh]

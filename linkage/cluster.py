@@ -6,7 +6,7 @@ Here components are only a first cut:
 * a component is accepted as is when every scored pair inside it links and no two of its
   records hold conflicting strong identifiers;
 * otherwise it is rebuilt by average-link merging: links in decreasing probability, two groups
-  merge only if the mean probability over all their scored cross pairs reaches
+  merge only if the mean log-odds over all their scored cross pairs reaches the log-odds of
   ``min_average_probability``, no cannot-link separates them, and no record of one conflicts
   with a record of the other on every strong identifier (different SSN-4 *and* different DOB).
   Links refused for a conflict are returned for clerical review.
@@ -105,16 +105,20 @@ def cluster_records(
         strong_rows = None
         if strong.shape[1] or exclusive.shape[1]:
             strong_rows = list(zip(map(tuple, strong), map(tuple, exclusive), strict=True))
+        # Groups are compared on their mean log-odds: n cross pairs weigh as the product of
+        # their odds, so one hopeless pair among several sure ones does not cancel them, as it
+        # does in a mean of probabilities (and pairs added by iterative blocking are many).
+        log_odds = _log_odds(probability)
         for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
             rows = order[start:stop]
             parts, refused_here = _average_link(
                 left[rows].tolist(),
                 right[rows].tolist(),
-                probability[rows].tolist(),
+                log_odds[rows].tolist(),
                 decided[rows].tolist(),
                 strong_rows,
-                link_threshold,
-                min_average_probability,
+                float(_log_odds(link_threshold)),
+                float(_log_odds(min_average_probability)),
             )
             refused += refused_here
             for members in parts[1:]:
@@ -122,6 +126,12 @@ def cluster_records(
                 next_label += 1
     labels = pd.factorize(labels)[0]
     return Clusters(labels=labels, refused=refused, n_rebuilt_components=len(dirty_components))
+
+
+def _log_odds(probability):
+    """Natural log-odds, bounded so that decided pairs (0 or 1) stay finite."""
+    p = np.clip(probability, 1e-12, 1 - 1e-12)
+    return np.log(p) - np.log1p(-p)
 
 
 def _decision_overrides(left, right, must_link, cannot_link) -> np.ndarray:
@@ -149,8 +159,9 @@ def _conflict(x: tuple, y: tuple) -> bool:
 
 
 def _average_link(lefts, rights, ps, decisions, strong_rows, threshold, min_average):
-    """Greedy average-link merging inside one component (pairs sorted by probability, desc).
+    """Greedy average-link merging inside one component (pairs sorted by score, desc).
 
+    ``ps``, ``threshold`` and ``min_average`` are on one monotone scale (log-odds here).
     Two groups merge when their scored cross pairs average at least ``min_average``, no
     cannot-link lies between them, and no two of their records conflict on every strong
     identifier (a reviewer's "match" overrides the last two checks for its own pair). Each

@@ -97,6 +97,14 @@ class Vocabulary:
         return values
 
 
+# Below this many pairs threads cost more than they save (one record's candidates: a few ms).
+PARALLEL_MIN_PAIRS = 20_000
+
+
+def _workers(n_pairs: int) -> int:
+    return -1 if n_pairs >= PARALLEL_MIN_PAIRS else 1
+
+
 class PairValues:
     """The codes of one comparison's columns on both sides of some pairs, with cached kernels."""
 
@@ -127,7 +135,9 @@ class PairValues:
             self._cache[key] = self.on_distinct_pairs(
                 a,
                 b,
-                lambda ua, ub: process.cpdist(ua, ub, scorer=scorer, workers=-1, dtype=np.float32),
+                lambda ua, ub: process.cpdist(
+                    ua, ub, scorer=scorer, workers=_workers(len(ua)), dtype=np.float32
+                ),
             )
         return self._cache[key]
 

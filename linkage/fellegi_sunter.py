@@ -24,6 +24,7 @@ from ipvi.errors import IpviError
 from linkage.compare import NULL_LEVEL, Comparison
 
 NOT_FITTED = "the Fellegi-Sunter model is not fitted: call fit() first"
+MODEL_MISMATCH = "the stored Fellegi-Sunter model does not match the configured comparisons"
 # Bounds keep a level that never occurs in one class from giving an infinite weight.
 PROBABILITY_FLOOR = 1e-6
 
@@ -252,6 +253,54 @@ class FellegiSunter:
             columns[f"{comparison.name}_level"] = labels[levels[:, k]]
             columns[f"{comparison.name}_weight"] = np.round(weights[levels[:, k]] + tf[:, k], 3)
         return pd.DataFrame(columns)
+
+    def to_dict(self) -> dict:
+        """Everything :meth:`from_dict` needs to score without refitting (JSON-safe).
+
+        Holds the term-frequency tables (standardised values), so it is stored apart from the
+        run log, which must carry no personal values.
+        """
+        self._check_fitted()
+        return {
+            "comparisons": [c.name for c in self.comparisons],
+            "prior": float(self.prior_),
+            "m": [m.tolist() for m in self.m_],
+            "u": [u.tolist() for u in self.u_],
+            "m_support": np.asarray(self.m_support_, dtype=float).tolist(),
+            "tf": {
+                column: {"values": f.index.tolist(), "frequencies": f.to_numpy().tolist()}
+                for column, f in self.tf_.items()
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, comparisons: list[Comparison], state: dict) -> FellegiSunter:
+        """A fitted model from :meth:`to_dict` output, checked against ``comparisons``.
+
+        Examples
+        --------
+        >>> from linkage.compare import Exact
+        >>> model = FellegiSunter.from_dict([Comparison("zip", [Exact()])], {
+        ...     "comparisons": ["zip"], "prior": 0.01, "m": [[1.0, 0.9, 0.1]],
+        ...     "u": [[1.0, 0.1, 0.9]], "m_support": [5.0], "tf": {}})
+        >>> model.predict_proba(np.array([[1], [2]], dtype=np.int8)).round(3).tolist()
+        [0.083, 0.001]
+        """
+        names = [c.name for c in comparisons]
+        if state.get("comparisons") != names:
+            raise IpviError(MODEL_MISMATCH)
+        model = cls(comparisons)
+        model.m_ = [np.asarray(m, dtype=float) for m in state["m"]]
+        model.u_ = [np.asarray(u, dtype=float) for u in state["u"]]
+        if any(len(m) != c.n_levels for m, c in zip(model.m_, comparisons, strict=True)):
+            raise IpviError(MODEL_MISMATCH)
+        model.m_support_ = np.asarray(state["m_support"], dtype=float)
+        model.prior_ = float(state["prior"])
+        model.tf_ = {
+            column: pd.Series(tf["frequencies"], index=pd.Index(tf["values"], dtype=object))
+            for column, tf in state["tf"].items()
+        }
+        return model
 
     def parameters(self) -> dict:
         """m, u and weights per level label, for the run log (no personal values)."""

@@ -8,9 +8,10 @@ one, unless the part also holds another surviving person). Ids are minted from o
 (``seq``) under the run lock, so they never collide.
 
 One record (:class:`LinkIndex`): an in-memory index of every current mention (standardised
-values, blocking keys sorted for binary search, the fitted model) links one new record against
-all of them without re-running anything: look up its blocking keys, compare with the few
-candidates, score, and return the best person above the link threshold.
+values, blocking keys as sorted integers for binary search, the model its linkage run stored)
+links one new record against all of them without re-running anything: look up its blocking
+keys, compare with the few candidates, score, and return the best person above the link
+threshold.
 """
 
 from __future__ import annotations
@@ -137,12 +138,16 @@ class LinkIndex:
     ----------
     values_ : dict of str -> ndarray
         Standardised values of every indexed mention, per compared column.
+    codes_ : dict of str -> (ndarray, Index)
+        Per blocking column: each mention's value code (-1 missing) and the distinct values.
     keys_ : list of (ndarray, ndarray)
-        Per blocking rule: the sorted joint keys and the mention position of each.
+        Per blocking rule: the sorted joint keys (integers) and the mention position of each.
     person_ids_ : ndarray
         Person id of each indexed mention.
     model_ : FellegiSunter
         The fitted model.
+    run_id_ : str or None
+        The linkage run whose crosswalk and model the index holds.
     """
 
     def __init__(self, settings: LinkageSettings, prepare=None):
@@ -150,9 +155,19 @@ class LinkIndex:
         self.prepare = prepare
 
     def fit(
-        self, standardized: pd.DataFrame, record_ids, person_ids, model: FellegiSunter
+        self,
+        standardized: pd.DataFrame,
+        record_ids,
+        person_ids,
+        model: FellegiSunter,
+        run_id: str | None = None,
     ) -> LinkIndex:
-        """Index ``standardized`` mentions (from :meth:`Linker.standardize`) and their persons."""
+        """Index ``standardized`` mentions (from :meth:`Linker.standardize`) and their persons.
+
+        ``model`` is already fitted (by the run that made ``person_ids``): nothing is learned
+        here but the lookup structures.
+        """
+        self.run_id_ = run_id
         standardized = standardized.reset_index(drop=True)
         rules = self.settings.config.blocking_rules
         needed = set(self.settings.columns) | {c for rule in rules for c in rule}
@@ -166,21 +181,45 @@ class LinkIndex:
         }
         self.record_ids_ = np.asarray(record_ids, dtype=object)
         self.person_ids_ = np.asarray(person_ids, dtype=object)
+        self.codes_: dict[str, tuple[np.ndarray, pd.Index]] = {}
+        self._check_radix(rules)
         self.keys_ = [self._sorted_keys(rule) for rule in rules]
         self.model_ = model
         return self
 
     def _sorted_keys(self, rule: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        parts = [pd.Series(self.values_[column]) for column in rule]
-        key = parts[0].astype(str)
-        valid = parts[0] != MISSING
-        for part in parts[1:]:
-            key = key + "\x1f" + part.astype(str)
-            valid &= part != MISSING
-        present = np.flatnonzero(valid.to_numpy())
-        keys = key.to_numpy(dtype=object)[present].astype(str)
-        order = np.argsort(keys, kind="stable")
-        return keys[order], present[order]
+        """The rule's joint key of every mention as one integer, sorted, and its positions.
+
+        Each column is factorised once (:meth:`_column_codes`); a joint key is the mixed-radix
+        number of its columns' codes, so sorting and searching work on integers, not strings.
+        """
+        codes = np.zeros(len(self.record_ids_), dtype=np.int64)
+        valid = np.ones(len(codes), dtype=bool)
+        for column in rule:
+            column_codes, uniques = self._column_codes(column)
+            codes = codes * len(uniques) + column_codes
+            valid &= column_codes >= 0
+        present = np.flatnonzero(valid)
+        order = present[np.argsort(codes[present], kind="stable")]
+        return codes[order], order
+
+    def _column_codes(self, column: str) -> tuple[np.ndarray, pd.Index]:
+        if column not in self.codes_:
+            values = self.values_[column]
+            codes, uniques = pd.factorize(np.where(values == MISSING, None, values))
+            self.codes_[column] = (codes.astype(np.int64), pd.Index(uniques, dtype=object))
+        return self.codes_[column]
+
+    def _check_radix(self, rules: list[list[str]]) -> None:
+        for rule in rules:
+            product = 1
+            for column in rule:
+                product *= max(len(self._column_codes(column)[1]), 1)
+            if product >= 2**62:
+                raise IpviError(
+                    f"config key 'linkage.blocking_rules': rule {rule} has too many distinct "
+                    "keys for the link index; use fewer or coarser columns"
+                )
 
     def candidates(self, record: dict[str, str]) -> np.ndarray:
         """Positions of indexed mentions sharing a blocking key with the one ``record``."""
@@ -189,14 +228,18 @@ class LinkIndex:
         for rule, (keys, order) in zip(
             self.settings.config.blocking_rules, self.keys_, strict=True
         ):
-            parts = [record.get(column, MISSING) for column in rule]
-            if not all(parts):
-                continue
-            key = "\x1f".join(parts)
-            low = np.searchsorted(keys, key, side="left")
-            high = np.searchsorted(keys, key, side="right")
-            if 0 < high - low <= limit:
-                found.append(order[low:high])
+            key = 0
+            for column in rule:
+                _, uniques = self.codes_[column]
+                value = record.get(column, MISSING)
+                if value == MISSING or value not in uniques:  # no indexed mention shares it
+                    break
+                key = key * len(uniques) + uniques.get_loc(value)
+            else:
+                low = np.searchsorted(keys, key, side="left")
+                high = np.searchsorted(keys, key, side="right")
+                if 0 < high - low <= limit:
+                    found.append(order[low:high])
         if not found:
             return np.zeros(0, dtype=np.int64)
         return np.unique(np.concatenate(found))

@@ -13,10 +13,11 @@ import numpy as np
 import pandas as pd
 
 from ipvi.errors import IpviError
-from linkage.blocking import CandidatePairs, candidate_pairs
+from linkage.blocking import CandidatePairs, candidate_pairs, linked_component_pairs
 from linkage.cluster import Clusters, cluster_records
 from linkage.compare import compare_pairs, encode_for
 from linkage.fellegi_sunter import FellegiSunter
+from linkage.fellegi_sunter import probability as probability_of
 from linkage.settings import LinkageSettings
 from linkage.standardize import standardize_frame
 
@@ -146,14 +147,17 @@ class Linker:
         )
         tf_left = {c: data[c].to_numpy(dtype=object)[pairs.left] for c in tf_columns}
         weight = model.match_weight(levels, tf_left)
-        probability = 1.0 / (1.0 + np.exp2(-np.clip(weight, -1000, 1000)))
+        offset = 0 if right is None else n_left
+        if config.expand_linked_components:
+            pairs, levels, weight = self._expand(
+                pairs, levels, weight, model, offset, (data, right), (coded, vocabulary)
+            )
+        probability = probability_of(weight)
         if rescore is not None:
-            offset_right = pairs.right + (0 if right is None else n_left)
-            probability = rescore(levels, weight, pairs.left, offset_right)
+            probability = rescore(levels, weight, pairs.left, pairs.right + offset)
         timings["score"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        offset = 0 if right is None else n_left
         # A conflict needs every strong identifier; with one of them unmapped there is none.
         strong_columns = list(config.cluster.strong_identifiers)
         if not all(c in self.compared_columns_ for c in strong_columns):
@@ -192,6 +196,50 @@ class Linker:
             clusters=clusters,
             model=model,
             timings=timings,
+        )
+
+    def _expand(self, pairs, levels, weight, model, offset, frames, encoded):
+        """Add and score the pairs inside first-pass link components (iterative blocking).
+
+        The model is not refitted: the added pairs belong to no blocking rule, so EM, which
+        learns per rule, never sees them.
+        """
+        config = self.settings.config
+        data, right = frames
+        coded, vocabulary = encoded
+        n_records = len(data) + (0 if right is None else len(right))
+        linked = probability_of(weight) >= config.link_threshold
+        extra_left, extra_right = linked_component_pairs(
+            n_records,
+            pairs.left,
+            pairs.right + offset,
+            linked,
+            config.max_block_size,
+            n_left=None if right is None else len(data),
+        )
+        extra_right = extra_right - offset
+        extra_levels = compare_pairs(
+            self.settings.comparisons,
+            extra_left,
+            extra_right,
+            coded[0],
+            coded[1] if right is not None else None,
+            vocabulary,
+        )
+        tf_left = {
+            c: data[c].to_numpy(dtype=object)[extra_left]
+            for c in (c.column for c in self.settings.comparisons if c.tf_level() is not None)
+        }
+        expanded = CandidatePairs(
+            left=np.concatenate([pairs.left, extra_left]),
+            right=np.concatenate([pairs.right, extra_right]),
+            rule_pairs=pairs.rule_pairs,
+            skipped_blocks=pairs.skipped_blocks,
+        )
+        return (
+            expanded,
+            np.concatenate([levels, extra_levels]),
+            np.concatenate([weight, model.match_weight(extra_levels, tf_left)]),
         )
 
     def _ensure_columns(self, data: pd.DataFrame) -> pd.DataFrame:

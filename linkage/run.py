@@ -2,8 +2,9 @@
 
 A run holds the linkage lock (a second concurrent run fails at once, naming the holder), links
 every current mention (offenders and victims alike), gives clusters stable person ids, and
-switches the crosswalk, persons, id changes and review queue in ONE transaction: a reader sees
-the old crosswalk or the new one, never a mixture.
+switches the crosswalk, persons, id changes, review queue and the learned model (m / u, prior,
+term frequencies, settings hash: ``linkage_models``) in ONE transaction: a reader sees the old
+crosswalk or the new one, never a mixture, and the model that made it.
 
 Readers (training, serving) use :func:`read_crosswalk` and :func:`load_link_index`.
 """
@@ -17,7 +18,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import (
+    Engine,
+    String,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from ipvi.config import LinkageConfig
@@ -27,16 +38,19 @@ from ipvi.tables.ingest import events, mentions
 from ipvi.tables.linkage import (
     crosswalk,
     linkage_lock,
+    linkage_models,
     linkage_runs,
     person_id_changes,
     persons,
     review_pairs,
 )
 from linkage.evaluate import blocking_metrics, cluster_metrics, metrics_by_group
+from linkage.fellegi_sunter import FellegiSunter
 from linkage.incremental import LinkIndex, assign_person_ids
 from linkage.linker import Linker, LinkResult
 from linkage.review import decided_pairs, evidence_for, pair_id
 from linkage.settings import LinkageSettings
+from linkage.standardize import on_distinct
 
 LOCK_NAME = "linkage"
 # Mention columns the linker reads (race / ethnicity are read for evaluation only).
@@ -91,25 +105,39 @@ def registry_record_keys(mention: dict) -> dict:
 
 
 def registry_keys(frame: pd.DataFrame) -> pd.DataFrame:
-    """:func:`registry_record_keys` for every row of ``frame``."""
-    columns = [c for c in ("agency", "agency_person_id", "case_ref", "role") if c in frame]
-    rows = [
-        registry_record_keys(dict(zip(columns, values, strict=True)))
-        for values in zip(*(frame[c].tolist() for c in columns), strict=True)
-    ]
+    """:func:`registry_record_keys` for every row of ``frame``, vectorised (same values)."""
+
+    def text(column: str, function=str.strip) -> pd.Series:
+        if column not in frame:
+            return pd.Series("", index=frame.index, dtype=object)
+        return on_distinct(frame[column], function)
+
+    agency, person = text("agency"), text("agency_person_id")
+    digits = text("case_ref", lambda value: "".join(ch for ch in value if ch.isdigit()))
+    side = np.where(text("role") == "victim", "v", "o")
     out = frame.copy()
-    out["agency_pid"] = [row["agency_pid"] for row in rows]
-    out["case_key"] = [row["case_key"] for row in rows]
+    out["agency_pid"] = (agency + ":" + person).where((agency != "") & (person != ""), "")
+    out["case_key"] = (digits + side).where(digits.str.len() >= 4, "")
     return out
+
+
+def _mention_columns(extra: tuple[str, ...] = ()) -> list:
+    """The mention columns the linker reads, and the case number of the mention's event.
+
+    ``dob`` is read as its ISO text (what the standardiser parses): converting a million
+    values to ``date`` objects and back would only cost time.
+    """
+    names = LINK_FIELDS + ("agency", "agency_person_id", "role") + extra
+    return [
+        mentions.c.record_id,
+        *(cast(mentions.c[c], String).label(c) if c == "dob" else mentions.c[c] for c in names),
+        events.c.case_ref,
+    ]
 
 
 def read_mentions(engine: Engine, extra: tuple[str, ...] = ()) -> pd.DataFrame:
     """Current mentions with the fields the linker reads and the registry keys, by record id."""
-    columns = [
-        mentions.c.record_id,
-        *(mentions.c[c] for c in LINK_FIELDS + ("agency", "agency_person_id", "role") + extra),
-        events.c.case_ref,
-    ]
+    columns = _mention_columns(extra)
     query = (
         select(*columns)
         .select_from(mentions.outerjoin(events, events.c.event_id == mentions.c.event_id))
@@ -197,6 +225,8 @@ def _review_rows(
     p = result.probability
     band = (p >= config.review_lower) & (p < config.review_upper)
     rows = np.flatnonzero(band)
+    if config.review_per_decision:
+        rows = _one_pair_per_decision(rows, result)
     if result.clusters.refused:
         refused = pd.MultiIndex.from_tuples(result.clusters.refused)
         all_pairs = pd.MultiIndex.from_arrays([result.pairs.left, result.pairs.right])
@@ -235,6 +265,30 @@ def _review_rows(
             }
         )
     return out
+
+
+def _one_pair_per_decision(rows: np.ndarray, result: LinkResult) -> np.ndarray:
+    """Of the uncertain pairs ``rows``, one per decision a clerk could change.
+
+    A cluster decision is either "are persons X and Y one?" (uncertain pairs across two
+    clusters: the most probable one is asked, and a "match" merges the clusters) or "is
+    cluster X one person?" (uncertain pairs inside a cluster: the least probable one is asked,
+    and a "non-match" splits it). The other pairs of the same question add no decision, so
+    they would only multiply the clerks' work (about nine pairs per question on the sample).
+    """
+    labels = result.labels
+    a, b = labels[result.pairs.left[rows]], labels[result.pairs.right[rows]]
+    frame = pd.DataFrame(
+        {
+            "row": rows,
+            "low": np.minimum(a, b),
+            "high": np.maximum(a, b),
+            # across: highest probability first; inside: lowest first
+            "rank": np.where(a == b, 1.0, -1.0) * result.probability[rows],
+        }
+    )
+    chosen = frame.sort_values("rank", kind="stable").drop_duplicates(["low", "high"])
+    return np.sort(chosen["row"].to_numpy())
 
 
 def _chunks(rows: list[dict]):
@@ -374,14 +428,16 @@ def _link(engine: Engine, settings: LinkageSettings, run_id: str, truth_dir) -> 
                 )
             priority = dict(existing)
             fresh = [row for row in review if row["pair_id"] not in priority]
-            for row in review:
-                if row["pair_id"] in priority:
-                    values = {k: v for k, v in row.items() if k not in ("pair_id", "priority")}
-                    session.execute(
-                        update(review_pairs)
-                        .where(review_pairs.c.pair_id == row["pair_id"])
-                        .values(**values)
-                    )
+            # Pairs queued before keep their priority (set by training); one executemany.
+            again = [
+                {"key": row["pair_id"]}
+                | {k: v for k, v in row.items() if k not in ("pair_id", "priority")}
+                for row in review
+                if row["pair_id"] in priority
+            ]
+            statement = update(review_pairs).where(review_pairs.c.pair_id == bindparam("key"))
+            for chunk in _chunks(again):
+                session.execute(statement, chunk)
             for chunk in _chunks(fresh):
                 session.execute(insert(review_pairs), chunk)
         n_persons = len(pd.unique(ids.person_ids))
@@ -403,6 +459,11 @@ def _link(engine: Engine, settings: LinkageSettings, run_id: str, truth_dir) -> 
                 )
             ),
         }
+        session.execute(
+            insert(linkage_models).values(
+                run_id=run_id, settings_hash=settings.model_hash, model=result.model.to_dict()
+            )
+        )
         session.execute(
             update(linkage_runs)
             .where(linkage_runs.c.run_id == run_id)
@@ -534,19 +595,44 @@ def resolve_person_id(engine: Engine, person_id: str) -> list[str]:
 
 
 def load_link_index(engine: Engine, config: LinkageConfig) -> LinkIndex:
-    """A :class:`LinkIndex` over the registry's current mentions and crosswalk.
+    """A :class:`LinkIndex` over the linked mentions, scored by the model their run stored.
 
-    The model is refitted on the current mentions (unsupervised, seconds); the service builds
-    this once at start-up and then links each new record in milliseconds.
+    Nothing is refitted: the crosswalk names its linkage run, whose m / u, prior and term
+    frequencies were stored with it (``linkage_models``); the mentions are read in one query
+    and standardised column-wise. Mentions ingested after the run are not indexed until the
+    next run links them. ``index.run_id_`` is the run the index reflects.
     """
     settings = LinkageSettings.from_config(config)
-    frame = read_mentions(engine)
-    walk = read_crosswalk(engine).set_index("record_id")["person_id"]
-    if frame.empty or walk.empty:
-        raise IpviError("no linked mentions in the registry: run `ipvi ingest` and `ipvi link`")
-    linker = Linker(settings)
-    standardized = linker.standardize(frame[list(LINK_FIELDS + REGISTRY_KEYS)])
-    result = linker.run(standardized, standardized=True)
-    person_ids = walk.reindex(frame["record_id"]).to_numpy(dtype=object)
+    columns = [*_mention_columns(), crosswalk.c.person_id, crosswalk.c.linkage_run_id]
+    query = (
+        select(*columns)
+        .select_from(
+            crosswalk.join(mentions, mentions.c.record_id == crosswalk.c.record_id).outerjoin(
+                events, events.c.event_id == mentions.c.event_id
+            )
+        )
+        .order_by(crosswalk.c.record_id)
+    )
+    with engine.connect() as connection:
+        frame = pd.read_sql(query, connection)
+        if frame.empty:
+            raise IpviError("no linked mentions in the registry: run `ipvi ingest` and `ipvi link`")
+        # A run replaces the whole crosswalk, so all rows name one run; the newest wins if not.
+        run_id = str(frame["linkage_run_id"].max())
+        stored = (
+            connection.execute(select(linkage_models).where(linkage_models.c.run_id == run_id))
+            .mappings()
+            .first()
+        )
+    if stored is None:
+        raise IpviError(f"linkage run {run_id} stored no model: run `ipvi link` again")
+    if stored["settings_hash"] != settings.model_hash:
+        raise IpviError(
+            f"the linkage comparisons changed since run {run_id} (config key "
+            "'linkage.comparisons'): run `ipvi link` again"
+        )
+    model = FellegiSunter.from_dict(settings.comparisons, stored["model"])
+    frame = registry_keys(frame)
+    standardized = Linker(settings).standardize(frame[list(LINK_FIELDS + REGISTRY_KEYS)])
     index = LinkIndex(settings, prepare=registry_record_keys)
-    return index.fit(standardized, frame["record_id"], person_ids, result.model)
+    return index.fit(standardized, frame["record_id"], frame["person_id"], model, run_id=run_id)

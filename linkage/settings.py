@@ -7,6 +7,8 @@ validated once; presets expand to ordered levels so YAML and Python say the same
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,6 +167,17 @@ class LinkageSettings:
             update={"comparisons": specs, "blocking_rules": rules}, deep=True
         )
         return LinkageSettings.from_config(config)
+
+    @property
+    def model_hash(self) -> str:
+        """SHA-256 of the comparison specs: a stored model fits these settings iff it matches.
+
+        Thresholds and blocking rules may change without refitting (the index reads them from
+        the current settings); a change of comparisons or levels needs a new run.
+        """
+        specs = [spec.model_dump(mode="json") for spec in self.config.comparisons]
+        text = json.dumps(specs, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def rule_sources(self, rule: list[str]) -> set[str]:
         """The fields a blocking rule reads (so EM does not learn m for them from its pairs)."""

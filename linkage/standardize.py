@@ -68,8 +68,10 @@ _NON_DIGIT = re.compile(r"\D+")
 
 def on_distinct(values: pd.Series, function: Callable[[str], str]) -> pd.Series:
     """Apply a scalar ``function`` to each distinct value once and map the results back."""
-    codes, uniques = pd.factorize(values.astype("string").fillna(MISSING), sort=False)
-    mapped = np.array([function(value) for value in uniques] + [MISSING], dtype=object)
+    # Factorising the objects as they are (nulls get code -1) avoids a copy to a string dtype.
+    codes, uniques = pd.factorize(values.to_numpy(dtype=object), sort=False)
+    mapped = [function(value if isinstance(value, str) else str(value)) for value in uniques]
+    mapped = np.array(mapped + [function(MISSING)], dtype=object)
     return pd.Series(mapped[codes], index=values.index, dtype=object)
 
 
