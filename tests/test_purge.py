@@ -172,4 +172,8 @@ def test_cli_purge(db_url, tmp_path, monkeypatch, capsys):
     assert payload["records"] == 2 and payload["counts"]["mentions"] == 2
     assert main(["purge", "--record-id", "CT-C-404", "--reason", "typo?"]) == 0
     assert "no rows for the given record id" in capsys.readouterr().err
-    assert [step.__module__ for step in purge_steps()][0] == "ipvi.ingest.purge"
+    assert main(["purge", "--reason", "no target"]) == 2
+    assert "--record-id ID (repeatable) or --person-id ID" in capsys.readouterr().err
+    # Every stage contributes its step; the ingest rows go last, after what refers to them.
+    modules = [step.__module__ for step in purge_steps()]
+    assert modules == ["serving.audit_log", "training.store", "linkage.purge", "ipvi.ingest.purge"]

@@ -97,7 +97,8 @@ def register(app: typer.Typer) -> None:
             "auc": trained.get("auc"),
             "auc_ceiling": trained.get("auc_ceiling"),
             "gate": (audit.get("gate") or {}).get("status"),
-            "scored_persons": scored.get("n_scored", scored.get("persons")),
+            "scored_persons": scored.get("n_scored"),
+            "tier_counts": scored.get("tier_counts"),
         }
         info("\n== summary")
         for key, value in summary.items():
@@ -105,15 +106,17 @@ def register(app: typer.Typer) -> None:
         info(f"   registry        {config.database_url}")
         info(f"   mlflow          {config.tracking_uri}")
         info(f"   fairness report {audit_html}")
-        for key in ("list_csv", "list_html"):
+        for key in ("csv", "html"):
             if scored.get(key):
                 info(f"   tier list       {scored[key]}")
+
+        from serving.launch import curl_example
+
+        base_url = f"http://{config.serving.host}:{config.serving.port}"
         info(
             "\nStart the decision-support service (it needs an API key):\n"
-            "   .venv/bin/ipvi keys add demo --role scoring    # prints the key once\n"
-            "   .venv/bin/ipvi serve                          # http://127.0.0.1:3000\n"
-            "Then score a sample person (see README 'For the case-management system'):\n"
-            "   curl -s -X POST http://127.0.0.1:3000/v1/score \\\n"
-            '     -H "Authorization: Bearer $KEY" -H "Content-Type: application/json" \\\n'
-            "     -d @serving/examples/score_request.json"
+            "   IPVI_KEY=$(.venv/bin/ipvi keys add demo-$RANDOM --role scoring)\n"
+            f"   .venv/bin/ipvi serve          # {base_url}, OpenAPI document at /docs\n"
+            "Then, in another shell with IPVI_KEY set, score the example person:\n"
+            f"   {curl_example(base_url=base_url)}"
         )
