@@ -243,15 +243,16 @@ class ModelParams(StrictModel):
     """LightGBM settings and calibration."""
 
     learning_rate: float = Field(0.05, gt=0, le=1)
-    num_leaves: int = Field(15, ge=2)
-    min_child_samples: int = Field(50, ge=1)
+    num_leaves: int = Field(7, ge=2)
+    min_child_samples: int = Field(40, ge=1)
     max_rounds: int = Field(600, ge=1)
     early_stopping_rounds: int = Field(40, ge=1)
-    reg_lambda: float = Field(1.0, ge=0)
+    reg_lambda: float = Field(5.0, ge=0)
     feature_fraction: float = Field(0.9, gt=0, le=1)
     calibration: Literal["isotonic", "sigmoid"] = "isotonic"
     monotone: bool = True
-    num_threads: int = Field(2, ge=1)
+    refit: bool = True
+    num_threads: int = Field(1, ge=1)
     seed: int = 20240501
 
 

@@ -73,6 +73,18 @@ def test_risk_model_is_monotone_calibrated_and_checks_input():
         RiskModel().fit(X.assign(race=1.0), y, eval_set=(X, y), calibration_set=(X, y))
 
 
+def test_refit_retrains_on_training_and_validation_for_the_chosen_rounds():
+    X, y = _xy()
+    kwargs = {"max_rounds": 80, "min_child_samples": 20, "seed": 1}
+    sets = {"eval_set": (X[500:700], y[500:700]), "calibration_set": (X[700:], y[700:])}
+    once = RiskModel(refit=False, **kwargs).fit(X[:500], y[:500], **sets)
+    refit = RiskModel(refit=True, **kwargs).fit(X[:500], y[:500], **sets)
+    assert refit.best_iteration_ == once.best_iteration_
+    assert refit.booster_.num_trees() == refit.best_iteration_
+    # The refit trees saw the validation rows too, so they differ from the first fit's.
+    assert not np.allclose(refit.raw_score(X[700:]), once.raw_score(X[700:]))
+
+
 def test_scorecard_has_few_integer_items():
     X, y = _xy()
     card = Scorecard(max_items=12).fit(X, y)

@@ -1,6 +1,8 @@
 """The risk model: gradient-boosted trees with monotone constraints, then calibration.
 
-LightGBM learns on the training period, stops early on a later validation period, and a
+LightGBM learns on the training period and stops early on a later validation period; with
+``refit`` it then learns again on both periods for the rounds early stopping chose (small data
+cannot spare the validation rows, and the later rows look most like the future). A
 calibrator (isotonic or Platt) maps its raw score to a probability on a held-out calibration
 period after that. Monotone constraints come from the feature definitions: where more of a
 feature is known to mean more (or less) likelihood of a recorded re-offence, the model may not
@@ -50,6 +52,8 @@ class RiskModel:
         Isotonic regression or Platt scaling on the raw score.
     monotone : bool
         Use the monotone directions of the feature definitions.
+    refit : bool
+        After early stopping, retrain on training plus validation rows for the chosen rounds.
     num_threads, seed : int
 
     Attributes
@@ -78,15 +82,16 @@ class RiskModel:
         self,
         *,
         learning_rate: float = 0.05,
-        num_leaves: int = 15,
-        min_child_samples: int = 50,
+        num_leaves: int = 7,
+        min_child_samples: int = 40,
         max_rounds: int = 600,
         early_stopping_rounds: int = 40,
-        reg_lambda: float = 1.0,
+        reg_lambda: float = 5.0,
         feature_fraction: float = 0.9,
         calibration: str = "isotonic",
         monotone: bool = True,
-        num_threads: int = 2,
+        refit: bool = True,
+        num_threads: int = 1,
         seed: int = 0,
     ) -> None:
         self.learning_rate = learning_rate
@@ -98,6 +103,7 @@ class RiskModel:
         self.feature_fraction = feature_fraction
         self.calibration = calibration
         self.monotone = monotone
+        self.refit = refit
         self.num_threads = num_threads
         self.seed = seed
 
@@ -115,6 +121,7 @@ class RiskModel:
                 "feature_fraction",
                 "calibration",
                 "monotone",
+                "refit",
                 "num_threads",
                 "seed",
             )
@@ -178,6 +185,12 @@ class RiskModel:
             callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
         )
         self.best_iteration_ = int(self.booster_.best_iteration or self.max_rounds)
+        if self.refit:
+            both = lgb.Dataset(
+                pd.concat([X, eval_set[0][columns]]),
+                label=np.concatenate([np.asarray(y), np.asarray(eval_set[1])]),
+            )
+            self.booster_ = lgb.train(params, both, num_boost_round=self.best_iteration_)
         self.feature_names_in_ = columns
         raw = self.raw_score(calibration_set[0])
         labels = np.asarray(calibration_set[1])
