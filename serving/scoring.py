@@ -313,48 +313,6 @@ def resolve_persons(session, person_ids: Sequence[str]) -> dict[str, tuple[str, 
     return resolved
 
 
-def tier_frame(bundle, events, mentions, crosswalk, *, as_of) -> pd.DataFrame:
-    """Rule tiers (and lethality markers) of each person's latest IPV offence, without the model.
-
-    Uses the tier rules, charge counting and markers frozen in the served model version.
-    """
-    from ipvi.config import LethalityFlag
-    from training.features import compute_features, persons_table
-    from training.lethality import lethality_flags
-    from training.offences import assign_offences, person_events
-    from training.scoring import _linkage_run, latest_index
-    from training.tiers import assign_tiers, possible_dual_arrests
-
-    settings = bundle.settings
-    tier_config = bundle.tier_config
-    by_person = assign_offences(
-        person_events(events, mentions, crosswalk), window_days=settings["offence_window_days"]
-    )
-    index = latest_index(by_person, as_of, settings["decision_lag_days"])
-    if index.empty:
-        return pd.DataFrame()
-    features = compute_features(
-        index,
-        by_person,
-        persons=persons_table(mentions, crosswalk),
-        count_charges=tier_config.count_charges,
-        protective_order_days=settings["protective_order_days"],
-        probation_days=settings["probation_days"],
-    )
-    dual = possible_dual_arrests(index, by_person, days=tier_config.dual_arrest_days)
-    tiers = assign_tiers(features, tier_config, dual_arrest=dual)
-    flags = [LethalityFlag.model_validate(flag) for flag in settings["lethality"]]
-    out = tiers[
-        ["tier", "provisional", "identity_review_required", "possible_dual_arrest", "tier_reasons"]
-    ].assign(
-        index_event_id=index["index_event_id"].to_numpy(),
-        person_id=index["person_id"].to_numpy(),
-        as_of=index["as_of"].to_numpy(),
-        lethality_flags=lethality_flags(features.X, flags),
-    )
-    return out.assign(linkage_run_id=_linkage_run(crosswalk, out["person_id"]))
-
-
 async def assess(runtime, request, *, with_model: bool):
     """Tier (and, ``with_model``, score) the people of a request.
 
@@ -396,8 +354,7 @@ async def assess(runtime, request, *, with_model: bool):
             score_results(scored, requested=requested, audit=runtime.audit) if len(scored) else []
         )
     else:
-        tiered = tier_frame(scorer.bundle, *frames, as_of=as_of)
-        tiered = tiered[tiered["person_id"].isin(list(requested))] if len(tiered) else tiered
+        tiered = scorer.tier_many(*frames, as_of=as_of, person_ids=list(requested))
         results = (
             tier_results(tiered, requested=requested, model_version=scorer.model_version)
             if len(tiered)

@@ -36,11 +36,77 @@ from ipvi.errors import IpviError
 from training.bands import assign_bands
 from training.baselines import odara_count
 from training.bundle import ModelBundle
-from training.features import compute_features, persons_table
+from training.features import AsOfFeatures, compute_features, persons_table
 from training.lethality import lethality_flags
 from training.offences import assign_offences, index_offences, person_events
 from training.reasons import reason_codes
 from training.tiers import assign_tiers, possible_dual_arrests
+
+
+def _features_and_tiers(
+    bundle: ModelBundle,
+    index: pd.DataFrame,
+    events_by_person: pd.DataFrame,
+    persons: pd.DataFrame | None,
+) -> tuple[AsOfFeatures, pd.DataFrame]:
+    """As-of features and rule tiers of index offences: the part shared by scores and tiers."""
+    settings = bundle.settings
+    tier_config = bundle.tier_config
+    features = compute_features(
+        index,
+        events_by_person,
+        persons=persons,
+        count_charges=tier_config.count_charges,
+        protective_order_days=settings["protective_order_days"],
+        probation_days=settings["probation_days"],
+    )
+    dual = possible_dual_arrests(index, events_by_person, days=tier_config.dual_arrest_days)
+    return features, assign_tiers(features, tier_config, dual_arrest=dual)
+
+
+def _tier_columns(
+    bundle: ModelBundle, index: pd.DataFrame, features: AsOfFeatures, tiers: pd.DataFrame
+) -> dict[str, np.ndarray | list]:
+    """The columns every answer carries: the index, the tier with its reasons, the markers."""
+    flags = [LethalityFlag.model_validate(flag) for flag in bundle.settings["lethality"]]
+    return {
+        "index_event_id": index["index_event_id"].to_numpy(),
+        "person_id": index["person_id"].to_numpy(),
+        "as_of": index["as_of"].to_numpy(),
+        "tier": tiers["tier"].to_numpy(),
+        "provisional": tiers["provisional"].to_numpy(),
+        "identity_review_required": tiers["identity_review_required"].to_numpy(),
+        "possible_dual_arrest": tiers["possible_dual_arrest"].to_numpy(),
+        "tier_reasons": tiers["tier_reasons"].to_numpy(),
+        "lethality_flags": lethality_flags(features.X, flags),
+    }
+
+
+def tier_index(
+    bundle: ModelBundle,
+    index: pd.DataFrame,
+    events_by_person: pd.DataFrame,
+    persons: pd.DataFrame | None,
+) -> pd.DataFrame:
+    """Rule tiers (with reasons) and lethality markers of index offences, without the model.
+
+    Uses the tier rules, charge counting and markers frozen in ``bundle``; the columns and
+    values are those of :func:`score_index` (which calls the same code).
+
+    Parameters
+    ----------
+    bundle, index, events_by_person, persons
+        As for :func:`score_index`.
+
+    Returns
+    -------
+    DataFrame
+        One row per index row, in order: ``index_event_id``, ``person_id``, ``as_of``,
+        ``tier``, ``provisional``, ``identity_review_required``, ``possible_dual_arrest``,
+        ``tier_reasons``, ``lethality_flags``.
+    """
+    features, tiers = _features_and_tiers(bundle, index, events_by_person, persons)
+    return pd.DataFrame(_tier_columns(bundle, index, features, tiers))
 
 
 def score_index(
@@ -67,37 +133,30 @@ def score_index(
         One row per index row, in order.
     """
     settings = bundle.settings
-    tier_config = bundle.tier_config
-    features = compute_features(
-        index,
-        events_by_person,
-        persons=persons,
-        count_charges=tier_config.count_charges,
-        protective_order_days=settings["protective_order_days"],
-        probation_days=settings["probation_days"],
-    )
-    dual = possible_dual_arrests(index, events_by_person, days=tier_config.dual_arrest_days)
-    tiers = assign_tiers(features, tier_config, dual_arrest=dual)
+    features, tiers = _features_and_tiers(bundle, index, events_by_person, persons)
     X = features.X
     probability = bundle.model.predict_proba(X[bundle.features])
     band, band_use = assign_bands(probability, settings["bands"])
-    flags = [LethalityFlag.model_validate(flag) for flag in settings["lethality"]]
     model_features = replace(features, X=X[bundle.features])
+    columns = _tier_columns(bundle, index, features, tiers)
     out = pd.DataFrame(
         {
-            "index_event_id": index["index_event_id"].to_numpy(),
-            "person_id": index["person_id"].to_numpy(),
-            "as_of": index["as_of"].to_numpy(),
+            **{key: columns[key] for key in ("index_event_id", "person_id", "as_of")},
             "probability": probability,
             "band": band,
             "band_use": band_use,
-            "tier": tiers["tier"].to_numpy(),
-            "provisional": tiers["provisional"].to_numpy(),
-            "identity_review_required": tiers["identity_review_required"].to_numpy(),
-            "possible_dual_arrest": tiers["possible_dual_arrest"].to_numpy(),
-            "tier_reasons": tiers["tier_reasons"].to_numpy(),
+            **{
+                key: columns[key]
+                for key in (
+                    "tier",
+                    "provisional",
+                    "identity_review_required",
+                    "possible_dual_arrest",
+                    "tier_reasons",
+                )
+            },
             "reason_codes": reason_codes(bundle.model, model_features, k=settings["reason_codes"]),
-            "lethality_flags": lethality_flags(X, flags),
+            "lethality_flags": columns["lethality_flags"],
             "scorecard_points": bundle.scorecard.score(X),
             "odara_count": odara_count(X),
             "prior_ipv_offences": X["prior_ipv_offences"].to_numpy(dtype=int),
@@ -163,6 +222,32 @@ class RiskScorer:
             mlflow_run_id=info["run_id"],
         )
 
+    def _index(
+        self,
+        events: pd.DataFrame,
+        mentions: pd.DataFrame,
+        crosswalk: pd.DataFrame,
+        *,
+        as_of,
+        person_ids: list[str] | None,
+        index_event_ids: list[str] | None,
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(index offences to answer for, person events with offence ids)."""
+        lag = self.bundle.settings["decision_lag_days"]
+        by_person = assign_offences(
+            person_events(events, mentions, crosswalk),
+            window_days=self.bundle.settings["offence_window_days"],
+        )
+        if index_event_ids is not None:
+            index = index_offences(by_person, lag)
+            index = index[index["index_event_id"].isin(index_event_ids)].reset_index(drop=True)
+            index["as_of"] = pd.Timestamp(as_of)
+        else:
+            index = latest_index(by_person, as_of, lag)
+        if person_ids is not None:
+            index = index[index["person_id"].isin(person_ids)].reset_index(drop=True)
+        return index, by_person
+
     def score_many(
         self,
         events: pd.DataFrame,
@@ -177,19 +262,14 @@ class RiskScorer:
 
         Persons with no IPV offence known at ``as_of`` are left out.
         """
-        lag = self.bundle.settings["decision_lag_days"]
-        by_person = assign_offences(
-            person_events(events, mentions, crosswalk),
-            window_days=self.bundle.settings["offence_window_days"],
+        index, by_person = self._index(
+            events,
+            mentions,
+            crosswalk,
+            as_of=as_of,
+            person_ids=person_ids,
+            index_event_ids=index_event_ids,
         )
-        if index_event_ids is not None:
-            index = index_offences(by_person, lag)
-            index = index[index["index_event_id"].isin(index_event_ids)].reset_index(drop=True)
-            index["as_of"] = pd.Timestamp(as_of)
-        else:
-            index = latest_index(by_person, as_of, lag)
-        if person_ids is not None:
-            index = index[index["person_id"].isin(person_ids)].reset_index(drop=True)
         if index.empty:
             return pd.DataFrame()
         scored = score_index(self.bundle, index, by_person, persons_table(mentions, crosswalk))
@@ -199,6 +279,28 @@ class RiskScorer:
             mlflow_run_id=self.mlflow_run_id,
             linkage_run_id=_linkage_run(crosswalk, scored["person_id"]),
         )
+
+    def tier_many(
+        self,
+        events: pd.DataFrame,
+        mentions: pd.DataFrame,
+        crosswalk: pd.DataFrame,
+        *,
+        as_of,
+        person_ids: list[str] | None = None,
+    ) -> pd.DataFrame:
+        """Rule tiers of persons' latest IPV offence as of ``as_of``, without the model.
+
+        The same selection and columns as :meth:`score_many` minus the model's (probability,
+        band, reason codes, ...); persons with no IPV offence known at ``as_of`` are left out.
+        """
+        index, by_person = self._index(
+            events, mentions, crosswalk, as_of=as_of, person_ids=person_ids, index_event_ids=None
+        )
+        if index.empty:
+            return pd.DataFrame()
+        tiered = tier_index(self.bundle, index, by_person, persons_table(mentions, crosswalk))
+        return tiered.assign(linkage_run_id=_linkage_run(crosswalk, tiered["person_id"]))
 
     def score(
         self,

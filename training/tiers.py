@@ -127,12 +127,14 @@ def assign_tiers(
             rows = np.flatnonzero(matched & condition_mask(X, condition))
             held.append((rows, condition[0], _describe(condition)))
         held.append((np.flatnonzero(matched), INDEX_OFFENCE, None))
-    pairs = pd.concat(
-        [
-            pd.DataFrame({"row": rows, "feature": feature, "condition": text})
-            for rows, feature, text in held
-        ],
-        ignore_index=True,
+    # One frame from concatenated arrays: a frame per condition costs more on small batches.
+    sizes = [len(rows) for rows, _, _ in held]
+    pairs = pd.DataFrame(
+        {
+            "row": np.concatenate([rows for rows, _, _ in held]),
+            "feature": np.repeat(np.array([f for _, f, _ in held], dtype=object), sizes),
+            "condition": np.repeat(np.array([t for _, _, t in held], dtype=object), sizes),
+        }
     )
     cited = features.cite(pairs)
     per_row = cited[["row", "record_ids"]].explode("record_ids").dropna(subset=["record_ids"])
