@@ -13,9 +13,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ipvi.config import FairnessPolicy, _deep_merge, config_from_dict, default_config_dict
+from ipvi.config import (
+    FairnessPolicy,
+    _deep_merge,
+    config_from_dict,
+    default_config_dict,
+    read_yaml_mapping,
+)
 from ipvi.errors import IpviError
 
 SECTION = "fairness_policy"
@@ -29,14 +33,7 @@ def default_policy() -> FairnessPolicy:
 def load_policy(path: str | Path) -> FairnessPolicy:
     """Read a policy file over the shipped defaults; a bad key is an error naming it."""
     file = Path(path)
-    if not file.is_file():
-        raise IpviError(f"policy file not found: {file}")
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as error:
-        raise IpviError(f"policy file {file} is not valid YAML: {error}") from None
-    if not isinstance(data, dict):
-        raise IpviError(f"policy file {file} must hold a mapping of policy keys")
+    data = read_yaml_mapping(file, what="policy", error=IpviError)
     section = data.get(SECTION, data)
     if not isinstance(section, dict):
         raise IpviError(f"policy file {file}: '{SECTION}' must be a mapping")

@@ -437,19 +437,24 @@ def config_from_dict(data: dict[str, Any]) -> Config:
         raise ConfigError(_describe(error)) from None
 
 
+def read_yaml_mapping(path: str | Path, *, what: str, error=ConfigError) -> dict[str, Any]:
+    """Read a YAML file that must hold a mapping; ``what`` names the file in errors."""
+    file = Path(path)
+    if not file.is_file():
+        raise error(f"{what} file not found: {file}")
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as problem:
+        raise error(f"{what} file {file} is not valid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise error(f"{what} file {file} must hold a mapping of keys")
+    return data
+
+
 def load_config(path: str | Path | None = None) -> Config:
     """Load the packaged defaults, overridden by ``path`` (or ``IPVI_CONFIG``) when given."""
     data = default_config_dict()
     path = path or os.environ.get("IPVI_CONFIG")
     if path:
-        file = Path(path)
-        if not file.is_file():
-            raise ConfigError(f"config file not found: {file}")
-        try:
-            override = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"config file {file} is not valid YAML: {error}") from None
-        if not isinstance(override, dict):
-            raise ConfigError(f"config file {file} must hold a mapping of sections")
-        data = _deep_merge(data, override)
+        data = _deep_merge(data, read_yaml_mapping(path, what="config"))
     return config_from_dict(data)

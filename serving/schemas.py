@@ -22,6 +22,8 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from ipvi.schema import DISPOSITIONS, EVENT_TYPES, ROLES
+
 MAX_EVENTS = 500
 MAX_STRING = 200
 API_VERSION = "v1"
@@ -128,21 +130,10 @@ class DecisionResponse(BaseModel):
 
 # --------------------------------------------------------------------------- histories
 
-EventType = Literal[
-    "incident",
-    "arrest",
-    "charge",
-    "disposition",
-    "protective_order",
-    "order_violation",
-    "probation_start",
-    "probation_violation",
-    "custody_start",
-    "custody_end",
-    "notification",
-]
-Role = Literal["suspect", "arrestee", "defendant", "respondent", "probationer", "victim"]
-Disposition = Literal["pending", "convicted", "dismissed", "acquitted"]
+# The canonical vocabularies of ipvi.schema, as enumerations in the OpenAPI document.
+EventType = Literal[tuple(sorted(EVENT_TYPES))]
+Role = Literal[tuple(sorted(ROLES))]
+Disposition = Literal[tuple(sorted(DISPOSITIONS))]
 
 
 class HistoryEvent(Schema):
