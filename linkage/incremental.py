@@ -11,7 +11,9 @@ One record (:class:`LinkIndex`): an in-memory index of every current mention (st
 values, blocking keys as sorted integers for binary search, the model its linkage run stored)
 links one new record against all of them without re-running anything: look up its blocking
 keys, compare with the few candidates, score, and return the best person above the link
-threshold.
+threshold. Each candidate person carries the agreement level label of every compared field for
+its best-matching record (never a stored value); address levels are withheld when that record's
+address is confidential.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import pandas as pd
 from ipvi.errors import IpviError
 from linkage.compare import Vocabulary
 from linkage.fellegi_sunter import FellegiSunter, probability
+from linkage.review import ADDRESS_FIELDS
 from linkage.settings import LinkageSettings
 from linkage.standardize import MISSING, standardize_record
 
@@ -113,9 +116,17 @@ def assign_person_ids(
     return IdAssignment(person_ids=person_ids, minted=minted, changes=changes)
 
 
+# The agreement shown in place of an address level when the stored address is confidential.
+WITHHELD = "withheld"
+
+
 @dataclass
 class LinkMatch:
-    """The answer for one record: the best person, its probability, and the candidates."""
+    """The answer for one record: the best person, its probability, and the candidates.
+
+    Each candidate is ``{"person_id", "probability", "agreement"}``, ``agreement`` mapping every
+    comparison to its level label (``"exact"``, ``"day and month swapped"``, ``"withheld"``...).
+    """
 
     person_id: str | None
     probability: float
@@ -144,6 +155,10 @@ class LinkIndex:
         Per blocking rule: the sorted joint keys (integers) and the mention position of each.
     person_ids_ : ndarray
         Person id of each indexed mention.
+    confidential_ : ndarray of bool
+        Whether each indexed mention's address is confidential (its address levels are withheld).
+    level_labels_ : list of list of str
+        Per comparison, the label of each level without the comparison-name prefix.
     model_ : FellegiSunter
         The fitted model.
     run_id_ : str or None
@@ -161,11 +176,13 @@ class LinkIndex:
         person_ids,
         model: FellegiSunter,
         run_id: str | None = None,
+        confidential: np.ndarray | None = None,
     ) -> LinkIndex:
         """Index ``standardized`` mentions (from :meth:`Linker.standardize`) and their persons.
 
         ``model`` is already fitted (by the run that made ``person_ids``): nothing is learned
-        here but the lookup structures.
+        here but the lookup structures. ``confidential`` flags mentions whose address is
+        confidential (default: none).
         """
         self.run_id_ = run_id
         standardized = standardized.reset_index(drop=True)
@@ -181,6 +198,15 @@ class LinkIndex:
         }
         self.record_ids_ = np.asarray(record_ids, dtype=object)
         self.person_ids_ = np.asarray(person_ids, dtype=object)
+        self.confidential_ = (
+            np.zeros(len(self.record_ids_), dtype=bool)
+            if confidential is None
+            else np.asarray(confidential, dtype=bool)
+        )
+        self.level_labels_ = [
+            [label.removeprefix(f"{c.name}: ") for label in c.level_labels()]
+            for c in self.settings.comparisons
+        ]
         self.codes_: dict[str, tuple[np.ndarray, pd.Index]] = {}
         self._check_radix(rules)
         self.keys_ = [self._sorted_keys(rule) for rule in rules]
@@ -266,12 +292,31 @@ class LinkIndex:
         )
         tf_left = {c.column: new[c.column] for c in comparisons if c.tf_level() is not None}
         match = probability(self.model_.match_weight(levels, tf_left))
-        best = pd.Series(match).groupby(self.person_ids_[positions]).max()
-        best = best.sort_values(ascending=False)
+        persons = self.person_ids_[positions]
+        order = np.argsort(-match, kind="stable")
+        _, first = np.unique(persons[order], return_index=True)
+        rows = order[first]  # each person's best-matching candidate, by person id
+        rows = rows[np.argsort(-match[rows], kind="stable")][:5]  # best first
         top = [
-            {"person_id": person, "probability": round(float(p), 6)}
-            for person, p in best.head(5).items()
+            {
+                "person_id": persons[row],
+                "probability": round(float(match[row]), 6),
+                "agreement": self._agreement(levels[row], positions[row]),
+            }
+            for row in rows
         ]
         threshold = self.settings.config.link_threshold
-        person = best.index[0] if best.iloc[0] >= threshold else None
-        return LinkMatch(person, float(best.iloc[0]), top, (time.perf_counter() - start) * 1000)
+        best = float(match[rows[0]])
+        person = persons[rows[0]] if best >= threshold else None
+        return LinkMatch(person, best, top, (time.perf_counter() - start) * 1000)
+
+    def _agreement(self, levels: np.ndarray, position: int) -> dict[str, str]:
+        """Level label per comparison of one pair; addresses withheld if the stored one is
+        confidential."""
+        hidden = self.confidential_[position]
+        return {
+            c.name: WITHHELD if hidden and c.name in ADDRESS_FIELDS else labels[level]
+            for c, labels, level in zip(
+                self.settings.comparisons, self.level_labels_, levels, strict=True
+            )
+        }

@@ -603,7 +603,11 @@ def load_link_index(engine: Engine, config: LinkageConfig) -> LinkIndex:
     next run links them. ``index.run_id_`` is the run the index reflects.
     """
     settings = LinkageSettings.from_config(config)
-    columns = [*_mention_columns(), crosswalk.c.person_id, crosswalk.c.linkage_run_id]
+    columns = [
+        *_mention_columns(extra=("address_confidential",)),
+        crosswalk.c.person_id,
+        crosswalk.c.linkage_run_id,
+    ]
     query = (
         select(*columns)
         .select_from(
@@ -635,4 +639,12 @@ def load_link_index(engine: Engine, config: LinkageConfig) -> LinkIndex:
     frame = registry_keys(frame)
     standardized = Linker(settings).standardize(frame[list(LINK_FIELDS + REGISTRY_KEYS)])
     index = LinkIndex(settings, prepare=registry_record_keys)
-    return index.fit(standardized, frame["record_id"], frame["person_id"], model, run_id=run_id)
+    confidential = frame["address_confidential"].fillna(False).astype(bool).to_numpy()
+    return index.fit(
+        standardized,
+        frame["record_id"],
+        frame["person_id"],
+        model,
+        run_id=run_id,
+        confidential=confidential,
+    )

@@ -202,11 +202,19 @@ class RiskModel:
             self.calibrator_ = LogisticRegression(C=1e6).fit(raw.reshape(-1, 1), labels)
         return self
 
+    def _matrix(self, X: pd.DataFrame) -> np.ndarray:
+        """The features as a float64 array in training order.
+
+        LightGBM's pandas path costs milliseconds per call (dtype checks, copies), which
+        dominates single-row scoring; for float64 features the array gives identical results.
+        """
+        return X[self.feature_names_in_].to_numpy(dtype=float, na_value=np.nan)
+
     def raw_score(self, X: pd.DataFrame) -> np.ndarray:
         """LightGBM's raw (log-odds) score, before calibration."""
         check_fitted(self, "booster_")
         return self.booster_.predict(
-            X[self.feature_names_in_], num_iteration=self.best_iteration_, raw_score=True
+            self._matrix(X), num_iteration=self.best_iteration_, raw_score=True
         )
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
@@ -221,6 +229,6 @@ class RiskModel:
         """Per-feature contributions to the raw score (``pred_contrib``), one column each."""
         check_fitted(self, "booster_")
         values = self.booster_.predict(
-            X[self.feature_names_in_], num_iteration=self.best_iteration_, pred_contrib=True
+            self._matrix(X), num_iteration=self.best_iteration_, pred_contrib=True
         )
         return pd.DataFrame(values[:, :-1], columns=self.feature_names_in_, index=X.index)
