@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import sys
 from pathlib import Path
 
 import typer
@@ -67,16 +68,21 @@ def serve(
     load_scorer(
         config.tracking_uri, config.mlflow.model_name, model_version or settings.model_alias
     )
-    from serving.service import RiskService
-
     info(f"serving on {'https' if tls else 'http'}://{host}:{port} (docs at /docs)")
-    RiskService.serve_http(
-        host=host,
-        port=port,
-        working_dir=str(REPO_ROOT),
-        ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
-        ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
-    )
+    # Hand over to `bentoml serve` from the project root (the bentofile names the service), so
+    # `ipvi serve` and `bentoml serve` start exactly the same server.
+    command = [
+        str(Path(sys.executable).with_name("bentoml")),
+        "serve",
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+    if tls:
+        command += ["--ssl-certfile", str(ssl_certfile), "--ssl-keyfile", str(ssl_keyfile)]
+    os.chdir(REPO_ROOT)
+    os.execv(command[0], command)
 
 
 @keys_app.command("add")
