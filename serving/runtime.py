@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine, exc, text
 from sqlalchemy.engine import make_url
+from threadpoolctl import threadpool_limits
 
 from ipvi.config import Config, load_config
 from ipvi.db import make_engine, session_scope, upgrade_to_head
@@ -162,6 +163,9 @@ class Runtime:
         if self._started:
             return self
         settings = self.settings
+        # One thread per native library (BLAS, OpenMP) in each worker: requests are small, the
+        # workers already share the cores, and idle pool threads spin for milliseconds.
+        threadpool_limits(limits=1)
         # First the model: without it the service refuses to start, whatever else works.
         self.scorer, self.audit = load_scorer(
             self.config.tracking_uri,

@@ -20,6 +20,7 @@ import pandas as pd
 
 from ipvi.errors import IpviError
 from ipvi.schema import PROTECTED_FIELDS
+from training.offences import lookup
 
 # Provenance column of the index offence's own records (cited by every tier reason).
 INDEX_OFFENCE = "index_offence"
@@ -183,85 +184,26 @@ def model_features(excluded: list[str]) -> list[str]:
     return [f.name for f in FEATURES if f.model and f.name not in drop and f.attribute not in drop]
 
 
-@dataclass
-class AsOfFeatures:
-    """Features of a set of index offences and the records each rests on.
+def group_lists(
+    groups: np.ndarray, codes: np.ndarray, labels: np.ndarray, n_groups: int
+) -> list[list]:
+    """Per group ``0 .. n_groups - 1``, the sorted distinct ``labels[codes]`` as a list.
 
-    Attributes
-    ----------
-    X : DataFrame
-        One row per index offence (positional, same order as the index), one column per feature.
-    provenance : DataFrame
-        ``row``, ``unit`` (an offence, or a single status event) and one boolean column per
-        feature: True where that unit contributed to that feature of that row.
-    history : History
-        The person events behind the units, to turn them into record ids known at each row's
-        decision date.
+    ``labels`` must be sorted (as :func:`pandas.factorize` with ``sort=True`` gives them), so
+    sorting codes sorts values. Vectorised (one integer sort) rather than a Python
+    aggregation per group; groups with no value get an empty list.
     """
-
-    X: pd.DataFrame
-    provenance: pd.DataFrame
-    history: History
-
-    def cite(self, pairs: pd.DataFrame) -> pd.DataFrame:
-        """The records behind (row, feature) pairs.
-
-        Parameters
-        ----------
-        pairs : DataFrame
-            ``row`` and ``feature`` columns; a row may appear with several features.
-
-        Returns
-        -------
-        DataFrame
-            ``row``, ``feature``, ``record_ids`` (sorted list of the records known at the row's
-            decision date) and ``weakest_link`` (their lowest link probability; NaN when the
-            feature rests on no record).
-        """
-        parts = []
-        for feature, group in pairs.groupby("feature", sort=False):
-            if feature not in self.provenance.columns:
-                continue
-            hits = self.provenance[
-                self.provenance[feature].to_numpy()
-                & self.provenance["row"].isin(group["row"]).to_numpy()
-            ]
-            parts.append(hits[["row", "unit"]].assign(feature=feature))
-        base = pairs[["row", "feature"]].drop_duplicates()
-        if not parts:
-            return base.assign(record_ids=[[] for _ in range(len(base))], weakest_link=np.nan)
-        hits = pd.concat(parts, ignore_index=True)
-        hits = self.history.records(hits)
-        weakest = hits.groupby(["row", "feature"], sort=False)["link_probability"].min()
-        cited = group_lists(hits, ["row", "feature"], "record_id").rename(
-            columns={"record_id": "record_ids"}
-        )
-        cited = cited.merge(weakest.rename("weakest_link").reset_index(), on=["row", "feature"])
-        out = base.merge(cited, on=["row", "feature"], how="left")
-        missing = out["record_ids"].isna().to_numpy()
-        out.loc[missing, "record_ids"] = pd.Series([[] for _ in range(missing.sum())]).values
-        return out
+    width = max(len(labels), 1)
+    keys = np.unique(np.asarray(groups, dtype=np.int64) * width + np.asarray(codes))
+    bounds = np.searchsorted(keys // width, np.arange(n_groups + 1))
+    values = np.asarray(labels, dtype=object)[keys % width]
+    return [values[bounds[g] : bounds[g + 1]].tolist() for g in range(n_groups)]
 
 
-def group_lists(frame: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
-    """One row per distinct ``keys``, with the sorted unique ``value``s as a list.
-
-    Vectorised (sort, de-duplicate, split) rather than a Python aggregation per group.
-    """
-    if frame.empty:
-        return pd.DataFrame(columns=[*keys, value])
-    ordered = frame[[*keys, value]].drop_duplicates().sort_values([*keys, value], kind="stable")
-    change = np.zeros(len(ordered), dtype=bool)
-    change[0] = True
-    for key in keys:
-        column = ordered[key].to_numpy()
-        change[1:] |= column[1:] != column[:-1]
-    starts = np.flatnonzero(change)
-    values = ordered[value].to_numpy()
-    lists = [chunk.tolist() for chunk in np.split(values, starts[1:])]
-    out = ordered.iloc[starts][keys].reset_index(drop=True)
-    out[value] = lists
-    return out
+def lists_of(groups: np.ndarray, values, n_groups: int) -> list[list]:
+    """Per group, the sorted distinct ``values`` (:func:`group_lists` over raw values)."""
+    codes, labels = pd.factorize(np.asarray(values, dtype=object), sort=True)
+    return group_lists(groups, codes, np.asarray(labels, dtype=object), n_groups)
 
 
 def _count(rows: np.ndarray, mask, n: int) -> np.ndarray:
@@ -271,6 +213,8 @@ def _count(rows: np.ndarray, mask, n: int) -> np.ndarray:
 # Dates as whole seconds, shifted positive, and a person stride: one sortable int64 key.
 _SHIFT = 6 * 10**9
 _STRIDE = 2 * 10**10
+# "No date": below every real date, so a per-row maximum over no event stays here.
+NO_DATE = np.iinfo(np.int64).min
 
 
 def _seconds(values) -> np.ndarray:
@@ -286,8 +230,8 @@ def expand(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def person_date_key(person_events: pd.DataFrame) -> tuple[np.ndarray, pd.Index]:
-    """A sorted int64 key (person, offence date) of events sorted by person and date."""
-    codes, persons = pd.factorize(person_events["person_id"], sort=False)
+    """An int64 key (person, offence date), persons coded in sorted order, and the persons."""
+    codes, persons = pd.factorize(person_events["person_id"], sort=True)
     key = codes.astype(np.int64) * _STRIDE + _seconds(person_events["offense_date"])
     return key, pd.Index(persons)
 
@@ -314,19 +258,28 @@ class History:
     """
 
     def __init__(self, person_events: pd.DataFrame) -> None:
-        pe = person_events.sort_values(["person_id", "offense_date"], kind="stable")
-        self.events = pe.reset_index(drop=True)
-        self.key, self.persons = person_date_key(self.events)
+        key, self.persons = person_date_key(person_events)
+        order = np.argsort(key, kind="stable")
+        sorted_already = bool(np.all(order == np.arange(len(order))))
+        self.events = person_events if sorted_already else person_events.take(order)
+        self.events = self.events.reset_index(drop=True)
+        self.key = key[order]
         self.offence = self.events["offence_id"].to_numpy()
         # A unit is an offence, or a status event on its own (after every offence id).
         self.unit = np.where(
-            self.offence >= 0, self.offence, self.offence.max(initial=0) + 1 + np.arange(len(pe))
+            self.offence >= 0, self.offence, self.offence.max(initial=0) + 1 + np.arange(len(key))
         )
         self.unit_order = np.argsort(self.unit, kind="stable")
         self.sorted_unit = self.unit[self.unit_order]
         self.date = self.events["offense_date"].to_numpy(dtype="datetime64[ns]")
         self.recorded = self.events["recorded_at"].to_numpy(dtype="datetime64[ns]")
-        self.disposition = (self.events["event_type"] == "disposition").to_numpy()
+        self.type = self.events["event_type"].to_numpy()
+        self.disposition = self.type == "disposition"
+        # Record ids coded in sorted order: citations sort integers, not strings.
+        codes, labels = pd.factorize(self.events["record_id"], sort=True)
+        self.record_code = codes
+        self.record_labels = np.asarray(labels, dtype=object)
+        self.link = self.events["link_probability"].to_numpy(dtype=float)
         self.as_of: np.ndarray = np.array([], dtype="datetime64[ns]")
         self.index_offence: np.ndarray = np.array([], dtype=np.int64)
 
@@ -356,28 +309,128 @@ class History:
         )
         rows, positions = expand(lo, hi)
         # The index offence's own events dated on or after the decision date.
-        olo = np.searchsorted(self.sorted_unit, self.index_offence, side="left")
-        ohi = np.searchsorted(self.sorted_unit, self.index_offence, side="right")
-        late_rows, order = expand(olo, ohi)
-        late = self.unit_order[order]
+        late_rows, late = self.unit_events(self.index_offence)
         after = self.date[late] >= self.as_of[late_rows]
         rows = np.concatenate([rows, late_rows[after]])
         positions = np.concatenate([positions, late[after]])
         keep = self.known(rows, positions)
         return rows[keep], positions[keep]
 
-    def records(self, hits: pd.DataFrame) -> pd.DataFrame:
-        """(row, unit, ...) hits spread onto the unit's records known at the row's date."""
-        lo = np.searchsorted(self.sorted_unit, hits["unit"].to_numpy(), side="left")
-        hi = np.searchsorted(self.sorted_unit, hits["unit"].to_numpy(), side="right")
+    def unit_events(self, units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(query number, event position) of every event of each queried unit."""
+        lo = np.searchsorted(self.sorted_unit, units, side="left")
+        hi = np.searchsorted(self.sorted_unit, units, side="right")
         owner, order = expand(lo, hi)
-        positions = self.unit_order[order]
-        rows = hits["row"].to_numpy()[owner]
-        keep = self.known(rows, positions)
-        spread = hits.iloc[owner[keep]].reset_index(drop=True)
-        spread["record_id"] = self.events["record_id"].to_numpy()[positions[keep]]
-        spread["link_probability"] = self.events["link_probability"].to_numpy()[positions[keep]]
-        return spread
+        return owner, self.unit_order[order]
+
+
+@dataclass
+class Provenance:
+    """Which units (offences, or single status events) each feature of each row rests on.
+
+    ``rows`` and ``units`` are sorted by row; ``matrix[i, j]`` says whether unit ``i``
+    contributed to feature ``columns[j]`` of its row.
+    """
+
+    rows: np.ndarray
+    units: np.ndarray
+    matrix: np.ndarray
+    columns: list[str]
+
+    @classmethod
+    def from_parts(
+        cls, columns: list[str], parts: list[tuple[np.ndarray, np.ndarray, dict]]
+    ) -> Provenance:
+        """Stack (rows, units, {feature: mask}) parts, keeping the units that count."""
+        rows, units, matrices = [], [], []
+        for part_rows, part_units, masks in parts:
+            matrix = np.zeros((len(part_rows), len(columns)), dtype=bool)
+            for column, name in enumerate(columns):
+                if name in masks:
+                    matrix[:, column] = np.asarray(masks[name], dtype=bool)
+            keep = matrix.any(axis=1)
+            rows.append(part_rows[keep])
+            units.append(part_units[keep])
+            matrices.append(matrix[keep])
+        all_rows = np.concatenate(rows)
+        order = np.argsort(all_rows, kind="stable")
+        return cls(
+            all_rows[order], np.concatenate(units)[order], np.vstack(matrices)[order], columns
+        )
+
+
+@dataclass
+class AsOfFeatures:
+    """Features of a set of index offences and the records each rests on.
+
+    Attributes
+    ----------
+    X : DataFrame
+        One row per index offence (positional, same order as the index), one column per feature.
+    provenance : Provenance
+        The units behind each (row, feature).
+    history : History
+        The person events behind the units, to turn them into record ids known at each row's
+        decision date.
+    """
+
+    X: pd.DataFrame
+    provenance: Provenance
+    history: History
+
+    def cite(
+        self, rows: np.ndarray, features, groups: np.ndarray, n_groups: int
+    ) -> tuple[list[list[str]], np.ndarray]:
+        """The records behind (row, feature) pairs, gathered by group.
+
+        Parameters
+        ----------
+        rows, features : array-like
+            The pairs: an index row and a feature name each.
+        groups : ndarray of int
+            The group (``0 .. n_groups - 1``) each pair's records go to: the row, to gather
+            all of a row's reasons, or the pair's own number.
+
+        Returns
+        -------
+        (list of list of str, ndarray)
+            Per group, the sorted record ids known at the rows' decision dates, and their
+            lowest link probability (NaN when the group rests on no record).
+        """
+        prov, history = self.provenance, self.history
+        rows = np.asarray(rows, dtype=np.int64)
+        column_of = {name: j for j, name in enumerate(prov.columns)}
+        columns = np.array([column_of.get(name, -1) for name in features], dtype=np.int64)
+        lo = np.searchsorted(prov.rows, rows, side="left")
+        hi = np.where(columns >= 0, np.searchsorted(prov.rows, rows, side="right"), lo)
+        pair, unit = expand(lo, hi)
+        hit = prov.matrix[unit, columns[pair]]
+        pair, unit = pair[hit], unit[hit]
+        owner, positions = history.unit_events(prov.units[unit])
+        pair = pair[owner]
+        known = history.known(rows[pair], positions)
+        pair, positions = pair[known], positions[known]
+        group = np.asarray(groups, dtype=np.int64)[pair]
+        weakest = np.full(n_groups, np.nan)
+        np.fmin.at(weakest, group, history.link[positions])
+        records = group_lists(
+            group, history.record_code[positions], history.record_labels, n_groups
+        )
+        return records, weakest
+
+
+def _offences(
+    rows: np.ndarray, offence: np.ndarray, index_offence: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct (row, offence) pairs of joined act events.
+
+    Returns the pairs' rows, offence ids, whether each is its row's index offence, and each
+    joined event's pair number.
+    """
+    width = np.int64(max(offence.max(initial=0), 0) + 1)
+    keys, pair = np.unique(rows.astype(np.int64) * width + offence, return_inverse=True)
+    o_rows, o_offence = keys // width, keys % width
+    return o_rows, o_offence, o_offence == index_offence[o_rows], pair
 
 
 def compute_features(
@@ -406,60 +459,40 @@ def compute_features(
     history = History(person_events)
     rows, positions = history.join(index)
     events = history.events
-    etype = events["event_type"].to_numpy()
-    disposition = events["disposition"].to_numpy()
+    etype = history.type[positions]
+    disposition = events["disposition"].to_numpy()[positions]
     flags = ["strangulation", "weapon", "injury", "threat_to_kill", "children_present"]
-    marks = ["ipv", "is_charge", "is_convicted", "is_dismissed", "is_violation", "is_custody"]
-    per_event = {
-        "ipv": events["ipv"].to_numpy(dtype=bool),
-        **{flag: events[flag].to_numpy(dtype=bool) for flag in flags},
-        "is_charge": etype == "charge",
-        "is_convicted": disposition == "convicted",
-        "is_dismissed": np.isin(disposition, ["dismissed", "acquitted"]),
-        "is_violation": etype == "order_violation",
-        "is_custody": etype == "custody_start",
-    }
-    joined = pd.DataFrame(
-        {
-            "row": rows,
-            "offence_id": history.offence[positions],
-            "unit": history.unit[positions],
-            **{name: values[positions] for name, values in per_event.items()},
-        }
-    )
-    joined["is_index"] = joined["offence_id"].to_numpy() == history.index_offence[rows]
-    joined["days_before"] = (history.as_of[rows] - history.date[positions]) / np.timedelta64(1, "D")
-    jtype = etype[positions]
+    offence = history.offence[positions]
+    days = (history.as_of[rows] - history.date[positions]) / np.timedelta64(1, "D")
     victim = events["victim_person_id"].to_numpy()[positions]
 
-    acts = joined[joined["offence_id"] >= 0]
-    flags = ["strangulation", "weapon", "injury", "threat_to_kill", "children_present"]
-    marks = ["ipv", "is_charge", "is_convicted", "is_dismissed", "is_violation", "is_custody"]
-    offences = (
-        acts.groupby(["row", "offence_id"], sort=False)
-        .agg(
-            {
-                **dict.fromkeys(marks + flags, "max"),
-                "is_index": "first",
-                "days_before": "max",
-            }
-        )
-        .reset_index()
-    )
-    o = offences
-    prior = ~o["is_index"]
-    ipv = o["ipv"].astype(bool)
-    convicted = o["is_convicted"].astype(bool)
-    dismissed = o["is_dismissed"].astype(bool) & ~convicted
-    charged = o["is_charge"].astype(bool)
+    # Offences: each (row, offence) pair of act events, its marks the "any" over its events.
+    act = offence >= 0
+    o_rows, o_offence, is_index, pair = _offences(rows[act], offence[act], history.index_offence)
+    n_offences = len(o_rows)
+
+    def any_event(mask) -> np.ndarray:
+        out = np.zeros(n_offences, dtype=bool)
+        out[pair[np.asarray(mask)[act]]] = True
+        return out
+
+    o_days = np.full(n_offences, -np.inf)
+    np.maximum.at(o_days, pair, days[act])
+    ipv = any_event(events["ipv"].to_numpy(dtype=bool)[positions])
+    o_flags = {flag: any_event(events[flag].to_numpy(dtype=bool)[positions]) for flag in flags}
+    convicted = any_event(disposition == "convicted")
+    dismissed = any_event(np.isin(disposition, ["dismissed", "acquitted"])) & ~convicted
+    charged = any_event(etype == "charge")
+    custody = etype == "custody_start"
+    prior = ~is_index
     counted = {
         "all": charged,
         "pending_or_convicted": charged & ~dismissed,
         "convicted": charged & convicted,
     }[count_charges]
-    within_1y = o["days_before"] <= 365
-    within_3y = o["days_before"] <= 3 * 365
-    indicators: dict[str, pd.Series] = {}
+    within_1y = o_days <= 365
+    within_3y = o_days <= 3 * 365
+    indicators: dict[str, np.ndarray] = {}
     for stem, base in (
         ("prior_ipv_offences", prior & ipv),
         ("prior_ipv_charges", prior & ipv & charged),
@@ -468,125 +501,125 @@ def compute_features(
         indicators[f"{stem}_1y"] = base & within_1y
         indicators[f"{stem}_3y"] = base & within_3y
         indicators[stem] = base
-    violation = prior & o["is_violation"].astype(bool)
+    violation = prior & any_event(etype == "order_violation")
     indicators["po_violations_1y"] = violation & within_1y
     indicators["po_violations"] = violation
     for flag in flags:
-        indicators[f"index_{flag}"] = o["is_index"] & o[flag].astype(bool)
+        indicators[f"index_{flag}"] = is_index & o_flags[flag]
     for flag in ("strangulation", "weapon", "injury", "threat_to_kill"):
-        indicators[f"{flag}_ever"] = prior & o[flag].astype(bool)
+        indicators[f"{flag}_ever"] = prior & o_flags[flag]
     indicators["prior_nonipv_offences"] = prior & ~ipv
-    indicators["prior_custody"] = prior & o["is_custody"].astype(bool)
+    indicators["prior_custody"] = prior & any_event(custody)
     indicators["ipv_charges"] = ipv & counted
-    last_days = o.loc[prior & ipv].groupby("row")["days_before"].min().reindex(range(n)).to_numpy()
-    last = o["days_before"].to_numpy() == last_days[o["row"].to_numpy()]
-    indicators["days_since_last_ipv"] = prior & ipv & last
+    last_days = np.full(n, np.inf)
+    np.minimum.at(last_days, o_rows[prior & ipv], o_days[prior & ipv])
+    indicators["days_since_last_ipv"] = prior & ipv & (o_days == last_days[o_rows])
 
-    # Columns gather in a dict and become one frame at the end: inserting columns one by one
-    # costs more than the arithmetic on small batches.
     X: dict[str, np.ndarray] = {}
-    o_rows = o["row"].to_numpy()
     for name, mask in indicators.items():
         X[name] = _count(o_rows, mask, n)
     for name in (f"index_{flag}" for flag in flags):
         X[name] = np.minimum(X[name], 1.0)
-    X["days_since_last_ipv"] = np.minimum(np.nan_to_num(last_days, nan=DAYS_CAP), DAYS_CAP)
+    X["days_since_last_ipv"] = np.minimum(last_days, DAYS_CAP)
 
     # Row-level features of status events and victims.
-    status: dict[str, np.ndarray] = {}
-    days = joined["days_before"].to_numpy()
-    status["protective_order_active"] = (jtype == "protective_order") & (
-        days <= protective_order_days
-    )
-    status["on_probation"] = (jtype == "probation_start") & (days <= probation_days)
-    status["probation_violations"] = jtype == "probation_violation"
-    status["prior_notifications"] = jtype == "notification"
+    status: dict[str, np.ndarray] = {
+        "protective_order_active": (etype == "protective_order") & (days <= protective_order_days),
+        "on_probation": (etype == "probation_start") & (days <= probation_days),
+        "probation_violations": etype == "probation_violation",
+        "prior_notifications": etype == "notification",
+    }
     for name in ("protective_order_active", "probation_violations", "prior_notifications"):
         X[name] = _count(rows, status[name], n)
     X["on_probation"] = np.minimum(_count(rows, status["on_probation"], n), 1.0)
 
-    dates = pd.Series(history.date[positions])
-    custody = joined["is_custody"].to_numpy()
-    start = dates[custody].groupby(rows[custody]).max().reindex(range(n))
-    released = jtype == "custody_end"
-    end = dates[released].groupby(rows[released]).max().reindex(range(n))
-    X["in_custody"] = (start.notna() & (end.isna() | (end < start))).astype(float).to_numpy()
-    status["in_custody"] = custody & (dates.to_numpy() == start.to_numpy()[rows])
+    dates = history.date[positions].astype(np.int64)
+    start = np.full(n, NO_DATE)
+    np.maximum.at(start, rows[custody], dates[custody])
+    released = etype == "custody_end"
+    end = np.full(n, NO_DATE)
+    np.maximum.at(end, rows[released], dates[released])
+    X["in_custody"] = ((start != NO_DATE) & ((end == NO_DATE) | (end < start))).astype(float)
+    status["in_custody"] = custody & (dates == start[rows])
 
-    victim_rows = (
-        joined["ipv"].to_numpy() & (joined["offence_id"].to_numpy() >= 0) & pd.notna(victim)
-    )
-    X["distinct_victims"] = (
-        pd.Series(victim[victim_rows])
-        .groupby(rows[victim_rows])
-        .nunique()
-        .reindex(range(n))
-        .fillna(0.0)
-        .to_numpy()
-    )
+    victim_rows = events["ipv"].to_numpy(dtype=bool)[positions] & act & pd.notna(victim)
+    victim_code = pd.factorize(victim[victim_rows])[0].astype(np.int64)
+    width = len(victim_code) + 1
+    distinct = np.unique(rows[victim_rows] * width + victim_code) // width
+    X["distinct_victims"] = np.bincount(distinct, minlength=n).astype(float)
     status["distinct_victims"] = victim_rows
 
-    X["age"] = np.full(n, np.nan)
-    X["sex_male"] = np.full(n, np.nan)
-    if persons is not None:
-        people = index[["person_id", "as_of"]].merge(
-            persons[["person_id", "dob", "sex"]], on="person_id", how="left"
-        )
-        dob = pd.to_datetime(people["dob"])
-        X["age"] = ((people["as_of"] - dob) / pd.Timedelta(days=365.25)).to_numpy()
-        X["sex_male"] = np.where(people["sex"].isna(), np.nan, people["sex"] == "male")
-    X = pd.DataFrame({feature.name: X[feature.name] for feature in FEATURES})
+    X["age"], X["sex_male"] = _age_and_sex(index, persons)
+    X = pd.DataFrame(
+        np.column_stack([X[feature.name] for feature in FEATURES]),
+        columns=[feature.name for feature in FEATURES],
+    )
 
     # Provenance at unit level: offence indicators, and status events on their own.
-    offence_flags = {**indicators, INDEX_OFFENCE: o["is_index"]}
-    cited = [n for n in [*X.columns, INDEX_OFFENCE] if n in offence_flags or n in status]
-    parts = []
-    for part_rows, units, masks in (
-        (o_rows, o["offence_id"].to_numpy(), offence_flags),
-        (rows, joined["unit"].to_numpy(), status),
-    ):
-        matrix = np.zeros((len(part_rows), len(cited)), dtype=bool)
-        for column, name in enumerate(cited):
-            if name in masks:
-                matrix[:, column] = np.asarray(masks[name], dtype=bool)
-        keep = matrix.any(axis=1)
-        frame = pd.DataFrame(matrix[keep], columns=cited)
-        frame.insert(0, "unit", units[keep])
-        frame.insert(0, "row", part_rows[keep])
-        parts.append(frame)
-    prov = pd.concat(parts, ignore_index=True)
-    return AsOfFeatures(X=X, provenance=prov, history=history)
+    offence_flags = {**indicators, INDEX_OFFENCE: is_index}
+    cited = [
+        name for name in [*X.columns, INDEX_OFFENCE] if name in offence_flags or name in status
+    ]
+    provenance = Provenance.from_parts(
+        cited,
+        [(o_rows, o_offence, offence_flags), (rows, history.unit[positions], status)],
+    )
+    return AsOfFeatures(X=X, provenance=provenance, history=history)
+
+
+def _age_and_sex(
+    index: pd.DataFrame, persons: pd.DataFrame | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Age in years at each row's decision date, and 1.0 where recorded male (NaN unknown)."""
+    n = len(index)
+    if persons is None:
+        return np.full(n, np.nan), np.full(n, np.nan)
+    where = pd.Index(persons["person_id"]).get_indexer(index["person_id"])
+    dob = pd.to_datetime(persons["dob"]).to_numpy(dtype="datetime64[ns]")
+    dob = lookup(dob, where, np.datetime64("NaT")).astype("datetime64[ns]")
+    as_of = index["as_of"].to_numpy(dtype="datetime64[ns]")
+    age = (as_of - dob) / np.timedelta64(pd.Timedelta(days=365.25))
+    sex = lookup(persons["sex"].to_numpy(dtype=object), where)
+    return age, np.where(pd.isna(sex), np.nan, sex == "male")
 
 
 def persons_table(mentions: pd.DataFrame, crosswalk: pd.DataFrame) -> pd.DataFrame:
     """One row per linked person: the most common date of birth and sex among its mentions.
 
     Used for age (and sex, only if configured); victims' mentions are included since a person
-    may appear in both roles.
+    may appear in both roles. Ties go to the earliest date of birth, and to "female" before
+    "male".
     """
-    linked = mentions[["record_id", "dob", "sex"]].merge(
-        crosswalk[["record_id", "person_id"]], on="record_id"
+    where = pd.Index(crosswalk["record_id"]).get_indexer(mentions["record_id"])
+    linked = where >= 0
+    person = crosswalk["person_id"].to_numpy(dtype=object)[where[linked]]
+    person_code, people = pd.factorize(person, sort=True)
+    n = len(people)
+    dob = pd.to_datetime(mentions["dob"]).to_numpy(dtype="datetime64[ns]")[linked]
+    sex = mentions["sex"].to_numpy(dtype=object)[linked]
+    known_sex = np.isin(sex, ["male", "female"])
+    return pd.DataFrame(
+        {
+            "person_id": np.asarray(people, dtype=object),
+            "dob": _most_common(person_code, dob, ~np.isnat(dob), n),
+            "sex": _most_common(person_code, sex, known_sex, n),
+        }
     )
-    dob = (
-        linked.dropna(subset=["dob"])
-        .groupby(["person_id", "dob"])
-        .size()
-        .rename("n")
-        .reset_index()
-        .sort_values(["person_id", "n", "dob"], ascending=[True, False, True])
-        .drop_duplicates("person_id")[["person_id", "dob"]]
-    )
-    known_sex = linked[linked["sex"].isin(["male", "female"])]
-    sex = (
-        known_sex.groupby(["person_id", "sex"])
-        .size()
-        .rename("n")
-        .reset_index()
-        .sort_values(["person_id", "n", "sex"], ascending=[True, False, True])
-        .drop_duplicates("person_id")[["person_id", "sex"]]
-    )
-    people = pd.DataFrame({"person_id": linked["person_id"].unique()})
-    return people.merge(dob, on="person_id", how="left").merge(sex, on="person_id", how="left")
+
+
+def _most_common(groups: np.ndarray, values: np.ndarray, present: np.ndarray, n: int) -> np.ndarray:
+    """Per group, its most frequent present value (ties: the smallest); missing when none."""
+    codes, labels = pd.factorize(values[present], sort=True)
+    width = max(len(labels), 1)
+    keys, counts = np.unique(groups[present] * width + codes, return_counts=True)
+    group, code = keys // width, keys % width
+    # Most frequent first, then the smallest value: the first row of each group wins.
+    order = np.lexsort((code, -counts, group))
+    first = np.unique(group[order], return_index=True)[1]
+    missing = np.datetime64("NaT") if values.dtype.kind == "M" else None
+    out = np.full(n, missing, dtype=values.dtype if values.dtype.kind == "M" else object)
+    out[group[order][first]] = np.asarray(labels)[code[order][first]]
+    return out
 
 
 def check_no_protected(columns: list[str]) -> None:

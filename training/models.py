@@ -213,8 +213,13 @@ class RiskModel:
     def raw_score(self, X: pd.DataFrame) -> np.ndarray:
         """LightGBM's raw (log-odds) score, before calibration."""
         check_fitted(self, "booster_")
+        # Threads as configured: OpenMP's default (every core) spins for milliseconds per
+        # call on a busy machine, which dominates single-row scoring.
         return self.booster_.predict(
-            self._matrix(X), num_iteration=self.best_iteration_, raw_score=True
+            self._matrix(X),
+            num_iteration=self.best_iteration_,
+            raw_score=True,
+            num_threads=self.num_threads,
         )
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
@@ -229,6 +234,9 @@ class RiskModel:
         """Per-feature contributions to the raw score (``pred_contrib``), one column each."""
         check_fitted(self, "booster_")
         values = self.booster_.predict(
-            self._matrix(X), num_iteration=self.best_iteration_, pred_contrib=True
+            self._matrix(X),
+            num_iteration=self.best_iteration_,
+            pred_contrib=True,
+            num_threads=self.num_threads,
         )
         return pd.DataFrame(values[:, :-1], columns=self.feature_names_in_, index=X.index)

@@ -39,6 +39,37 @@ def _require(frame: pd.DataFrame, columns: tuple[str, ...] | list[str], name: st
         raise IpviError(f"{name} lacks column(s): {', '.join(missing)}")
 
 
+def unique_index(values: pd.Series, name: str) -> pd.Index:
+    """``values`` as an index for lookups; a repeated id is an error naming the column."""
+    index = pd.Index(values)
+    if not index.is_unique:
+        raise IpviError(f"{name} repeats an id: {name} must be unique")
+    return index
+
+
+def lookup(values: np.ndarray, positions: np.ndarray, missing=None) -> np.ndarray:
+    """``values[positions]``, with ``missing`` where a position is -1 (not found)."""
+    values = np.asarray(values)
+    found = positions >= 0
+    out = np.full(len(positions), missing, dtype=values.dtype if found.all() else object)
+    if found.any():
+        out[found] = values[positions[found]]
+    return out
+
+
+def as_datetime(values: pd.Series) -> np.ndarray:
+    """A column as ``datetime64[ns]`` (parsed only when it is not one already)."""
+    if values.dtype.kind != "M":
+        values = pd.to_datetime(values)
+    return values.to_numpy(dtype="datetime64[ns]")
+
+
+def sortable(dates) -> np.ndarray:
+    """Dates as int64 nanoseconds with missing dates last, as pandas sorts them."""
+    values = np.asarray(dates, dtype="datetime64[ns]")
+    return np.where(np.isnat(values), np.iinfo(np.int64).max, values.astype(np.int64))
+
+
 def person_events(
     events: pd.DataFrame, mentions: pd.DataFrame, crosswalk: pd.DataFrame
 ) -> pd.DataFrame:
@@ -54,44 +85,87 @@ def person_events(
     Returns
     -------
     DataFrame
-        :data:`PERSON_EVENT_COLUMNS`, one row per (offender person, event), sorted by person
-        and date; ``victim_person_id`` is the linked victim of the event, if any.
+        :data:`PERSON_EVENT_COLUMNS`, one row per (offender person, event), sorted by person,
+        date, time recorded and event id; ``victim_person_id`` is the linked victim of the
+        event, if any. A person named twice on one event keeps the mention with the highest
+        link probability.
     """
     _require(events, EVENT_COLUMNS, "events")
     _require(mentions, ("record_id", "event_id", "role"), "mentions")
     _require(crosswalk, ("record_id", "person_id", "link_probability"), "crosswalk")
-    links = crosswalk[["record_id", "person_id", "link_probability"]]
-    linked = mentions[["record_id", "event_id", "role"]].merge(links, on="record_id", how="inner")
-    if linked.empty:
+    # Index lookups, not merges: each merge costs more than the rest on a small request.
+    records = pd.Index(crosswalk["record_id"])
+    if not records.isin(mentions["record_id"]).any():
         raise IpviError("no linked persons: the crosswalk matches no mention (run `ipvi link`)")
-    offenders = linked[linked["role"].isin(OFFENDER_ROLES)]
-    # A victim is named by a victim mention of the event or by the event's victim_record_id.
-    victims = pd.concat(
-        [
-            linked.loc[linked["role"] == "victim", ["event_id", "person_id"]],
-            events[["event_id", "victim_record_id"]]
-            .dropna()
-            .merge(links, left_on="victim_record_id", right_on="record_id")[
-                ["event_id", "person_id"]
-            ],
-        ]
-    ).drop_duplicates("event_id")
-    victims = victims.rename(columns={"person_id": "victim_person_id"})
-    frame = (
-        offenders.sort_values("link_probability", ascending=False, kind="stable")
-        .drop_duplicates(["person_id", "event_id"])
-        .drop(columns="role")
-        .merge(events, on="event_id", how="inner")
-        .merge(victims, on="event_id", how="left")
+    records = unique_index(records, "crosswalk.record_id")
+    event_ids = unique_index(events["event_id"], "events.event_id")
+    at = records.get_indexer(mentions["record_id"])
+    linked = at >= 0
+    at = at[linked]
+    person = crosswalk["person_id"].to_numpy(dtype=object)[at]
+    probability = crosswalk["link_probability"].to_numpy(dtype=float)[at]
+    record = mentions["record_id"].to_numpy(dtype=object)[linked]
+    event = mentions["event_id"].to_numpy(dtype=object)[linked]
+    role = mentions["role"].to_numpy(dtype=object)[linked]
+
+    # A victim is named by a victim mention of the event or by the event's victim_record_id
+    # (the mention first).
+    victim_at = records.get_indexer(events["victim_record_id"])
+    named = victim_at >= 0
+    victim_event = np.concatenate(
+        [event[role == "victim"], events["event_id"].to_numpy(dtype=object)[named]]
     )
-    # A person is never their own victim (a data error or a dual arrest recorded oddly).
-    frame.loc[frame["victim_person_id"] == frame["person_id"], "victim_person_id"] = None
-    frame["offense_date"] = pd.to_datetime(frame["offense_date"])
-    frame["recorded_at"] = pd.to_datetime(frame["recorded_at"])
+    victim_person = np.concatenate(
+        [
+            person[role == "victim"],
+            crosswalk["person_id"].to_numpy(dtype=object)[victim_at[named]],
+        ]
+    )
+    first = ~pd.Index(victim_event).duplicated(keep="first")
+    victims = pd.Index(victim_event[first])
+    victim_person = victim_person[first]
+
+    offender = np.flatnonzero(
+        np.isin(role, list(OFFENDER_ROLES)) & (event_ids.get_indexer(event) >= 0)
+    )
+    offender = offender[np.argsort(-probability[offender], kind="stable")]
+    person_code = pd.factorize(person)[0].astype(np.int64)
+    event_code = pd.factorize(event)[0].astype(np.int64)
+    pair = person_code[offender] * (event_code.max(initial=0) + 1) + event_code[offender]
+    keep = offender[np.unique(pair, return_index=True)[1]]
+    row = event_ids.get_indexer(event[keep])
+    keep, row = keep[row >= 0], row[row >= 0]
+
+    offense = as_datetime(events["offense_date"])[row]
+    recorded = as_datetime(events["recorded_at"])[row]
+    order = np.lexsort(
+        (
+            pd.factorize(event[keep], sort=True)[0],
+            sortable(recorded),
+            sortable(offense),
+            pd.factorize(person[keep], sort=True)[0],
+        )
+    )
+    keep, row = keep[order], row[order]
+    columns: dict[str, np.ndarray] = {
+        "person_id": person[keep],
+        "record_id": record[keep],
+        "link_probability": probability[keep],
+    }
+    for name in EVENT_COLUMNS:
+        columns[name] = events[name].to_numpy()[row]
+    columns["offense_date"] = offense[order]
+    columns["recorded_at"] = recorded[order]
     for flag in EVENT_FLAGS:
-        frame[flag] = frame[flag].astype("boolean").fillna(False).astype(bool)
-    frame = frame.sort_values(["person_id", "offense_date", "recorded_at", "event_id"])
-    return frame[list(PERSON_EVENT_COLUMNS)].reset_index(drop=True)
+        if columns[flag].dtype != bool:  # nullable flags: missing means not recorded
+            columns[flag] = np.asarray(
+                pd.array(columns[flag], dtype="boolean").fillna(False), dtype=bool
+            )
+    victim = lookup(victim_person, victims.get_indexer(columns["event_id"]))
+    # A person is never their own victim (a data error or a dual arrest recorded oddly).
+    victim[victim == columns["person_id"]] = None
+    columns["victim_person_id"] = victim
+    return pd.DataFrame(columns)[list(PERSON_EVENT_COLUMNS)]
 
 
 def assign_offences(person_events: pd.DataFrame, window_days: int = 2) -> pd.DataFrame:
@@ -101,29 +175,32 @@ def assign_offences(person_events: pd.DataFrame, window_days: int = 2) -> pd.Dat
     ``offence_id = -1``. Offence ids are integers, stable for the same input.
     """
     frame = person_events.reset_index(drop=True)
-    is_act = frame["event_type"].isin(OFFENCE_EVENT_TYPES).to_numpy()
-    acts = frame.loc[is_act, ["person_id", "case_ref", "offense_date"]].copy()
-    acts["row"] = np.arange(len(acts))
-    acts = acts.sort_values(["person_id", "offense_date"], kind="stable")
-    rows = acts["row"].to_numpy()
+    is_act = np.isin(frame["event_type"].to_numpy(dtype=object), list(OFFENCE_EVENT_TYPES))
+    acts = np.flatnonzero(is_act)
+    person = pd.factorize(frame["person_id"], sort=True)[0][acts]
+    date = sortable(frame["offense_date"])[acts]
+    order = np.lexsort((date, person))
     # Chain: consecutive acts of one person within the window.
-    same_person = acts["person_id"].to_numpy()[1:] == acts["person_id"].to_numpy()[:-1]
-    gap = np.diff(acts["offense_date"].to_numpy()).astype("timedelta64[s]").astype(np.int64)
+    same_person = person[order][1:] == person[order][:-1]
+    gap = np.diff(date[order]) // 10**9
     close = same_person & (gap <= window_days * 86400)
-    sources = [rows[:-1][close]]
-    targets = [rows[1:][close]]
+    sources = [order[:-1][close]]
+    targets = [order[1:][close]]
     # Shared case_ref: link every act to the first act of its (person, case_ref) group.
-    with_ref = acts[acts["case_ref"].notna() & (acts["case_ref"].astype(str).str.len() > 0)]
-    first = with_ref.groupby(["person_id", "case_ref"], sort=False)["row"].transform("first")
-    sources.append(with_ref["row"].to_numpy())
-    targets.append(first.to_numpy())
+    ref = frame["case_ref"].to_numpy(dtype=object)[acts]
+    with_ref = np.flatnonzero(pd.notna(ref) & (ref.astype(str) != ""))
+    ref_code = pd.factorize(ref[with_ref])[0].astype(np.int64)
+    group = person[with_ref].astype(np.int64) * (ref_code.max(initial=0) + 1) + ref_code
+    _, first, inverse = np.unique(group, return_index=True, return_inverse=True)
+    sources.append(with_ref)
+    targets.append(with_ref[first[inverse]])
     source = np.concatenate(sources)
     target = np.concatenate(targets)
     n = len(acts)
     graph = coo_matrix((np.ones(len(source)), (source, target)), shape=(n, n))
     _, component = connected_components(graph, directed=False)
     offence = np.full(len(frame), -1, dtype=np.int64)
-    offence[np.flatnonzero(is_act)] = component
+    offence[acts] = component
     frame["offence_id"] = offence
     return frame
 
@@ -131,24 +208,29 @@ def assign_offences(person_events: pd.DataFrame, window_days: int = 2) -> pd.Dat
 def index_offences(person_events: pd.DataFrame, lag_days: int) -> pd.DataFrame:
     """Every IPV offence of a person, with its index event, date and decision date ``as_of``.
 
-    The index event is the offence's earliest event; ``index_date`` its earliest offence date;
-    ``as_of`` = the day of the index date + ``lag_days``.
+    The index event is the offence's earliest event (then the first recorded, then the lowest
+    event id); ``index_date`` its offence date; ``as_of`` = the day of the index date +
+    ``lag_days``. Sorted by index date and index event id.
     """
-    acts = person_events[person_events["offence_id"] >= 0]
-    ipv_offences = acts.loc[acts["ipv"], "offence_id"].unique()
-    first = (
-        acts[acts["offence_id"].isin(ipv_offences)]
-        .sort_values(["offense_date", "recorded_at", "event_id"], kind="stable")
-        .drop_duplicates("offence_id")
-    )
-    index = pd.DataFrame(
+    offence = person_events["offence_id"].to_numpy()
+    ipv = person_events["ipv"].to_numpy(dtype=bool)
+    candidate = np.flatnonzero(np.isin(offence, np.unique(offence[ipv & (offence >= 0)])))
+    event = person_events["event_id"].to_numpy(dtype=object)[candidate]
+    date = person_events["offense_date"].to_numpy(dtype="datetime64[ns]")[candidate]
+    recorded = person_events["recorded_at"].to_numpy(dtype="datetime64[ns]")[candidate]
+    event_code = pd.factorize(event, sort=True)[0]
+    order = np.lexsort((event_code, sortable(recorded), sortable(date)))
+    first = order[np.sort(np.unique(offence[candidate][order], return_index=True)[1])]
+    first = first[np.lexsort((event_code[first], sortable(date[first])))]
+    index_date = date[first]
+    # The decision date counts whole days from the day of the offence, as the label says.
+    as_of = index_date.astype("datetime64[D]") + np.timedelta64(lag_days, "D")
+    return pd.DataFrame(
         {
-            "index_event_id": first["event_id"].to_numpy(),
-            "person_id": first["person_id"].to_numpy(),
-            "offence_id": first["offence_id"].to_numpy(),
-            "index_date": first["offense_date"].to_numpy(),
+            "index_event_id": event[first],
+            "person_id": person_events["person_id"].to_numpy(dtype=object)[candidate[first]],
+            "offence_id": offence[candidate[first]],
+            "index_date": index_date,
+            "as_of": as_of.astype("datetime64[ns]"),
         }
     )
-    # The decision date counts whole days from the day of the offence, as the label says.
-    index["as_of"] = index["index_date"].dt.normalize() + pd.Timedelta(days=lag_days)
-    return index.sort_values(["index_date", "index_event_id"], kind="stable").reset_index(drop=True)

@@ -8,7 +8,6 @@ offences in the last 12 months"), each citing the source record ids the feature 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from training.features import FEATURE_BY_NAME, AsOfFeatures
 from training.models import RiskModel
@@ -20,43 +19,27 @@ def reason_codes(model: RiskModel, features: AsOfFeatures, *, k: int = 4) -> lis
     Each reason is ``{"feature", "text", "contribution", "record_ids"}``, largest first.
     """
     contrib = model.contributions(features.X)
-    names = np.array(contrib.columns)
+    names = np.array(contrib.columns, dtype=object)
     values = contrib.to_numpy()
     top = np.argsort(-values, axis=1, kind="stable")[:, :k]
     n, width = top.shape
     rows = np.repeat(np.arange(n), width)
     columns = top.ravel()
-    picked = pd.DataFrame(
-        {
-            "row": rows,
-            "feature": names[columns],
-            "contribution": np.round(values[rows, columns], 6),
-            "value": features.X[list(names)].to_numpy(dtype=float)[rows, columns],
-            "rank": np.tile(np.arange(width), n),
-        }
-    )
-    cited = features.cite(picked[["row", "feature"]])[["row", "feature", "record_ids"]]
-    picked = picked.merge(cited, on=["row", "feature"], how="left").sort_values(["row", "rank"])
-    text = np.empty(len(picked), dtype=object)
-    for feature, where in picked.groupby("feature", sort=False).indices.items():
-        template = FEATURE_BY_NAME[feature].reason
-        text[where] = [template.format(value=v) for v in picked["value"].to_numpy()[where]]
-    picked["text"] = text
+    feature = names[columns]
+    contribution = np.round(values[rows, columns], 6)
+    value = features.X[list(names)].to_numpy(dtype=float)[rows, columns]
+    records, _ = features.cite(rows, feature, np.arange(len(rows)), len(rows))
+    templates = [FEATURE_BY_NAME[name].reason for name in feature]
     out: list[list[dict]] = [[] for _ in range(n)]
-    for row, feature, phrase, contribution, records in zip(
-        picked["row"],
-        picked["feature"],
-        picked["text"],
-        picked["contribution"],
-        picked["record_ids"],
-        strict=True,
+    for row, name, template, amount, number, ids in zip(
+        rows, feature, templates, contribution, value, records, strict=True
     ):
         out[row].append(
             {
-                "feature": feature,
-                "text": phrase,
-                "contribution": float(contribution),
-                "record_ids": records if isinstance(records, list) else [],
+                "feature": name,
+                "text": template.format(value=number),
+                "contribution": float(amount),
+                "record_ids": ids,
             }
         )
     return out

@@ -26,8 +26,6 @@ evaluation does, with ``as_of`` = index date + decision lag). The result is a di
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pandas as pd
 
@@ -135,9 +133,9 @@ def score_index(
     settings = bundle.settings
     features, tiers = _features_and_tiers(bundle, index, events_by_person, persons)
     X = features.X
-    probability = bundle.model.predict_proba(X[bundle.features])
+    # The model picks its own inputs (bundle.features) from the full feature table.
+    probability = bundle.model.predict_proba(X)
     band, band_use = assign_bands(probability, settings["bands"])
-    model_features = replace(features, X=X[bundle.features])
     columns = _tier_columns(bundle, index, features, tiers)
     out = pd.DataFrame(
         {
@@ -155,7 +153,7 @@ def score_index(
                     "tier_reasons",
                 )
             },
-            "reason_codes": reason_codes(bundle.model, model_features, k=settings["reason_codes"]),
+            "reason_codes": reason_codes(bundle.model, features, k=settings["reason_codes"]),
             "lethality_flags": columns["lethality_flags"],
             "scorecard_points": bundle.scorecard.score(X),
             "odara_count": odara_count(X),
@@ -172,18 +170,17 @@ def latest_index(
     """Each person's latest IPV offence known at ``as_of`` (the index of a score on a date)."""
     candidates = index_offences(events_by_person, lag_days)
     as_of = pd.Timestamp(as_of)
-    known = events_by_person[
-        (events_by_person["offence_id"] >= 0)
-        & (events_by_person["offense_date"] < as_of)
-        & (events_by_person["recorded_at"] <= as_of)
-    ]["offence_id"].unique()
-    latest = (
-        candidates[candidates["offence_id"].isin(known)]
-        .sort_values(["index_date", "index_event_id"], kind="stable")
-        .drop_duplicates("person_id", keep="last")
-        .assign(as_of=as_of)
-    )
-    return latest.sort_values("person_id").reset_index(drop=True)
+    offence = events_by_person["offence_id"].to_numpy()
+    known = offence[
+        (offence >= 0)
+        & (events_by_person["offense_date"].to_numpy(dtype="datetime64[ns]") < as_of)
+        & (events_by_person["recorded_at"].to_numpy(dtype="datetime64[ns]") <= as_of)
+    ]
+    candidates = candidates[np.isin(candidates["offence_id"].to_numpy(), known)]
+    # Candidates come sorted by index date: each person's last one is the latest.
+    person = pd.factorize(candidates["person_id"], sort=True)[0][::-1]
+    last = len(person) - 1 - np.unique(person, return_index=True)[1]
+    return candidates.iloc[last].assign(as_of=as_of).reset_index(drop=True)
 
 
 class RiskScorer:
@@ -342,7 +339,7 @@ class RiskScorer:
 
 def _linkage_run(crosswalk: pd.DataFrame, persons: pd.Series) -> np.ndarray:
     """The latest linkage run id among each person's crosswalk rows (None when unknown)."""
-    if "linkage_run_id" not in crosswalk.columns:
-        return np.array([None] * len(persons), dtype=object)
+    if "linkage_run_id" not in crosswalk.columns or crosswalk["linkage_run_id"].isna().all():
+        return np.full(len(persons), None, dtype=object)
     runs = crosswalk.groupby("person_id")["linkage_run_id"].max()
     return persons.map(runs).to_numpy(dtype=object)

@@ -23,7 +23,7 @@ import pandas as pd
 
 from ipvi.config import TierConfig
 from ipvi.errors import IpviError
-from training.features import FEATURE_BY_NAME, INDEX_OFFENCE, AsOfFeatures, group_lists
+from training.features import FEATURE_BY_NAME, INDEX_OFFENCE, AsOfFeatures, expand, lists_of
 
 OPERATORS: dict[str, Callable] = {
     ">=": operator.ge,
@@ -55,10 +55,12 @@ def validate_rules(config: TierConfig) -> None:
 
 
 def condition_mask(X: pd.DataFrame, condition) -> np.ndarray:
-    """Boolean mask of the rows where ``[feature, op, value]`` holds (NaN never holds)."""
+    """Boolean mask of the rows where ``[feature, op, value]`` holds.
+
+    A missing value (NaN) satisfies no comparison but ``!=``, as IEEE comparisons say.
+    """
     feature, op, value = condition
-    values = X[feature].to_numpy(dtype=float)
-    return OPERATORS[op](np.nan_to_num(values, nan=-np.inf if op in (">=", ">") else np.inf), value)
+    return OPERATORS[op](X[feature].to_numpy(dtype=float), value)
 
 
 def _describe(condition) -> str:
@@ -127,64 +129,56 @@ def assign_tiers(
             rows = np.flatnonzero(matched & condition_mask(X, condition))
             held.append((rows, condition[0], _describe(condition)))
         held.append((np.flatnonzero(matched), INDEX_OFFENCE, None))
-    # One frame from concatenated arrays: a frame per condition costs more on small batches.
     sizes = [len(rows) for rows, _, _ in held]
-    pairs = pd.DataFrame(
-        {
-            "row": np.concatenate([rows for rows, _, _ in held]),
-            "feature": np.repeat(np.array([f for _, f, _ in held], dtype=object), sizes),
-            "condition": np.repeat(np.array([t for _, _, t in held], dtype=object), sizes),
-        }
-    )
-    cited = features.cite(pairs)
-    per_row = cited[["row", "record_ids"]].explode("record_ids").dropna(subset=["record_ids"])
-    records = group_lists(per_row, ["row"], "record_ids").set_index("row")["record_ids"]
-    weakest = cited.groupby("row")["weakest_link"].min()
-    out = pd.DataFrame({"rule": rule_of})
+    rows = np.concatenate([rows for rows, _, _ in held])
+    cited_features = np.repeat(np.array([f for _, f, _ in held], dtype=object), sizes)
+    record_lists, weakest = features.cite(rows, cited_features, rows, n)
+    described = np.repeat(np.array([t for _, _, t in held], dtype=object), sizes)
+    has_text = pd.notna(described)
+    held_by_row = lists_of(rows[has_text], described[has_text], n)
     tiers = np.array([rule.tier for rule in config.rules])
-    out["tier"] = tiers[rule_of]
-    out["weakest_link"] = weakest.reindex(range(n)).to_numpy()
-    record_lists = records.reindex(range(n))
-    conditions = pairs.dropna(subset=["condition"]).drop_duplicates(["row", "condition"])
-    held_by_row = group_lists(conditions, ["row"], "condition").set_index("row")["condition"]
-    held_by_row = held_by_row.reindex(range(n))
-    out["tier_reasons"] = [
+    tier = tiers[rule_of]
+    reasons = [
         [
             {
                 "tier": config.rules[rule].tier,
                 "reason": config.rules[rule].reason,
-                "conditions": conditions if isinstance(conditions, list) else [],
-                "record_ids": ids if isinstance(ids, list) else [],
+                "conditions": conditions,
+                "record_ids": ids,
                 "weakest_link": None if np.isnan(link) else float(link),
             }
         ]
         for rule, conditions, ids, link in zip(
-            rule_of,
-            held_by_row.to_numpy(),
-            record_lists.to_numpy(),
-            out["weakest_link"],
-            strict=True,
+            rule_of, held_by_row, record_lists, weakest, strict=True
         )
     ]
-    low_link = out["weakest_link"].fillna(1.0).to_numpy() < config.confirm_threshold
-    out["identity_review_required"] = out["tier"].isin(PUNITIVE_TIERS).to_numpy() & low_link
-    out["possible_dual_arrest"] = False
+    low_link = np.nan_to_num(weakest, nan=1.0) < config.confirm_threshold
+    review = np.isin(tier, list(PUNITIVE_TIERS)) & low_link
+    dual = np.zeros(n, dtype=bool)
     if dual_arrest is not None and len(dual_arrest):
-        out.loc[dual_arrest["row"].to_numpy(), "possible_dual_arrest"] = True
+        dual[dual_arrest["row"].to_numpy()] = True
         for row, ids in zip(dual_arrest["row"], dual_arrest["record_ids"], strict=True):
-            out.at[row, "tier_reasons"] = [
-                *out.at[row, "tier_reasons"],
+            reasons[row].append(
                 {
-                    "tier": out.at[row, "tier"],
+                    "tier": str(tier[row]),
                     "reason": "possible dual arrest: also recorded as the victim of the same "
                     "partner; check who is the primary aggressor",
                     "conditions": ["possible_dual_arrest"],
                     "record_ids": ids,
                     "weakest_link": None,
-                },
-            ]
-    out["provisional"] = out["identity_review_required"] | out["possible_dual_arrest"]
-    return out
+                }
+            )
+    return pd.DataFrame(
+        {
+            "rule": rule_of,
+            "tier": tier,
+            "weakest_link": weakest,
+            "tier_reasons": reasons,
+            "identity_review_required": review,
+            "possible_dual_arrest": dual,
+            "provisional": review | dual,
+        }
+    )
 
 
 def possible_dual_arrests(
@@ -201,28 +195,50 @@ def possible_dual_arrests(
     DataFrame
         ``row`` and ``record_ids`` (the partner-side records) of each possible dual arrest.
     """
-    rows = index[["person_id", "offence_id", "index_date", "as_of"]].assign(
-        row=np.arange(len(index))
+    with_victim = person_events[person_events["victim_person_id"].notna()]
+    if with_victim.empty or index.empty:
+        return pd.DataFrame({"row": np.array([], dtype=np.int64), "record_ids": []})
+    offence = with_victim["offence_id"].to_numpy()
+    # Persons coded once, so (offender, victim) pairs become integer keys.
+    codes, persons = pd.factorize(
+        np.concatenate(
+            [
+                with_victim["person_id"].to_numpy(dtype=object),
+                with_victim["victim_person_id"].to_numpy(dtype=object),
+                index["person_id"].to_numpy(dtype=object),
+            ]
+        )
     )
-    victims = (
-        person_events.loc[
-            person_events["victim_person_id"].notna(), ["offence_id", "victim_person_id"]
-        ]
-        .drop_duplicates("offence_id")
-        .rename(columns={"victim_person_id": "partner"})
+    width = np.int64(len(persons) + 1)
+    m = len(with_victim)
+    offender, victim, suspect = codes[:m], codes[m : 2 * m], codes[2 * m :]
+    # The partner of each index offence: the first victim recorded on it.
+    offences, first = np.unique(offence, return_index=True)
+    at = np.searchsorted(offences, index["offence_id"].to_numpy())
+    at = np.minimum(at, len(offences) - 1)
+    has_partner = offences[at] == index["offence_id"].to_numpy()
+    partner = np.where(has_partner, victim[first[at]], -1)
+    # Events with the partner as offender and the suspect as victim.
+    reverse = offender.astype(np.int64) * width + victim
+    order = np.argsort(reverse, kind="stable")
+    wanted = np.where(has_partner, partner.astype(np.int64) * width + suspect, -1)
+    lo = np.searchsorted(reverse[order], wanted, side="left")
+    hi = np.where(has_partner, np.searchsorted(reverse[order], wanted, side="right"), lo)
+    rows, hits = expand(lo, hi)
+    events = order[hits]
+    dates = with_victim["offense_date"].to_numpy(dtype="datetime64[ns]")[events]
+    recorded = with_victim["recorded_at"].to_numpy(dtype="datetime64[ns]")[events]
+    index_date = index["index_date"].to_numpy(dtype="datetime64[ns]")[rows]
+    near = np.abs(dates - index_date) <= np.timedelta64(days, "D")
+    known = recorded <= index["as_of"].to_numpy(dtype="datetime64[ns]")[rows]
+    rows = rows[near & known]
+    found = np.unique(rows)
+    records = lists_of(
+        np.searchsorted(found, rows),
+        with_victim["record_id"].to_numpy(dtype=object)[events[near & known]],
+        len(found),
     )
-    rows = rows.merge(victims, on="offence_id")
-    reverse = person_events.loc[
-        person_events["victim_person_id"].notna(),
-        ["person_id", "victim_person_id", "offense_date", "recorded_at", "record_id"],
-    ].rename(columns={"person_id": "partner", "victim_person_id": "suspect"})
-    joined = rows.merge(
-        reverse, left_on=["partner", "person_id"], right_on=["partner", "suspect"], how="inner"
-    )
-    near = (joined["offense_date"] - joined["index_date"]).abs() <= pd.Timedelta(days=days)
-    known = joined["recorded_at"] <= joined["as_of"]
-    hits = joined[near & known]
-    return group_lists(hits, ["row"], "record_id").rename(columns={"record_id": "record_ids"})
+    return pd.DataFrame({"row": found, "record_ids": records})
 
 
 def tier_shares(tiers: pd.Series) -> dict[str, float]:
