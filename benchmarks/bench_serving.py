@@ -122,10 +122,13 @@ def toy_champion(folder: Path) -> str:
 
 def in_process_ms(tracking_uri: str, repeats: int) -> float:
     """Median ms of the same single-person score computed in process (no HTTP, no auth)."""
+    from threadpoolctl import threadpool_limits
+
     from serving.schemas import ScoreRequest
     from serving.scoring import history_frames, load_scorer, resolve_as_of
 
     scorer, _ = load_scorer(tracking_uri, "ipvi-risk", "champion")
+    threadpool_limits(limits=1)  # as each service worker runs (serving.runtime)
     request = ScoreRequest.model_validate_json(json.dumps(SCORE_EXAMPLE))
     times = []
     for _ in range(repeats):
@@ -136,10 +139,27 @@ def in_process_ms(tracking_uri: str, repeats: int) -> float:
     return round(statistics.median(times) * 1000, 2)
 
 
-def server_rss_mb(server: ServerProcess) -> float:
+def server_processes(server: ServerProcess) -> list[psutil.Process]:
     parent = psutil.Process(server.process.pid)
-    processes = [parent, *parent.children(recursive=True)]
-    return round(sum(p.memory_info().rss for p in processes if p.is_running()) / 2**20, 1)
+    return [p for p in [parent, *parent.children(recursive=True)] if p.is_running()]
+
+
+def server_rss_mb(server: ServerProcess) -> float:
+    return round(sum(p.memory_info().rss for p in server_processes(server)) / 2**20, 1)
+
+
+def server_cpu_seconds(server: ServerProcess) -> float:
+    """CPU seconds (user + system) the server's processes have used: a load-independent cost."""
+    return sum(sum(p.cpu_times()[:2]) for p in server_processes(server))
+
+
+def measured(server: ServerProcess, url: str, body: dict, headers: dict, clients: int, seconds):
+    """:func:`load` plus the server's CPU milliseconds per answered request."""
+    before = server_cpu_seconds(server)
+    figures = asyncio.run(load(url, body, headers, clients, seconds))
+    spent = server_cpu_seconds(server) - before
+    figures["server_cpu_ms_per_request"] = round(1000 * spent / max(figures["requests"], 1), 2)
+    return figures
 
 
 def main() -> int:
@@ -191,8 +211,8 @@ def main() -> int:
             # warm-up
             asyncio.run(load(score, SCORE_EXAMPLE, headers, 1, 1.0))
             for clients in (1, 8, 32):
-                figures[f"score_c{clients}"] = asyncio.run(
-                    load(score, SCORE_EXAMPLE, headers, clients, seconds)
+                figures[f"score_c{clients}"] = measured(
+                    server, score, SCORE_EXAMPLE, headers, clients, seconds
                 )
             body = batch_body(batch)
             with httpx.Client(timeout=120, headers=headers) as client:
@@ -232,8 +252,8 @@ def registry_figures(server: ServerProcess, headers: dict, registry: str, second
     engine.dispose()
     out = {"registry_mentions": n_mentions}
     body = {"person_ids": [person]}
-    out["score_person_id_c1"] = asyncio.run(
-        load(f"{server.url}/v1/score", body, headers, 1, seconds)
+    out["score_person_id_c1"] = measured(
+        server, f"{server.url}/v1/score", body, headers, 1, seconds
     )
     deadline = time.monotonic() + 300
     link_body = {
@@ -246,7 +266,7 @@ def registry_figures(server: ServerProcess, headers: dict, registry: str, second
             break
         time.sleep(1)
     out["link_index_wait_s"] = round(300 - (deadline - time.monotonic()), 1)
-    out["link_c1"] = asyncio.run(load(f"{server.url}/v1/link", link_body, headers, 1, seconds))
+    out["link_c1"] = measured(server, f"{server.url}/v1/link", link_body, headers, 1, seconds)
     return out
 
 

@@ -205,32 +205,50 @@ def assign_offences(person_events: pd.DataFrame, window_days: int = 2) -> pd.Dat
     return frame
 
 
-def index_offences(person_events: pd.DataFrame, lag_days: int) -> pd.DataFrame:
+def index_offences(
+    person_events: pd.DataFrame, lag_days: int, *, latest_known_at: pd.Timestamp | None = None
+) -> pd.DataFrame:
     """Every IPV offence of a person, with its index event, date and decision date ``as_of``.
 
     The index event is the offence's earliest event (then the first recorded, then the lowest
     event id); ``index_date`` its offence date; ``as_of`` = the day of the index date +
     ``lag_days``. Sorted by index date and index event id.
+
+    With ``latest_known_at``, only each person's latest IPV offence with an event known at that
+    date (dated before it and recorded by it), with ``as_of = latest_known_at``, sorted by
+    person: the index of a score on a date.
     """
     offence = person_events["offence_id"].to_numpy()
     ipv = person_events["ipv"].to_numpy(dtype=bool)
-    candidate = np.flatnonzero(np.isin(offence, np.unique(offence[ipv & (offence >= 0)])))
+    date = person_events["offense_date"].to_numpy(dtype="datetime64[ns]")
+    recorded = person_events["recorded_at"].to_numpy(dtype="datetime64[ns]")
+    wanted = np.unique(offence[ipv & (offence >= 0)])
+    if latest_known_at is not None:
+        known_at = pd.Timestamp(latest_known_at).as_unit("ns").to_datetime64()
+        known = (offence >= 0) & (date < known_at) & (recorded <= known_at)
+        wanted = wanted[np.isin(wanted, offence[known])]
+    candidate = np.flatnonzero(np.isin(offence, wanted))
     event = person_events["event_id"].to_numpy(dtype=object)[candidate]
-    date = person_events["offense_date"].to_numpy(dtype="datetime64[ns]")[candidate]
-    recorded = person_events["recorded_at"].to_numpy(dtype="datetime64[ns]")[candidate]
+    person = person_events["person_id"].to_numpy(dtype=object)[candidate]
+    date, recorded = date[candidate], recorded[candidate]
     event_code = pd.factorize(event, sort=True)[0]
     order = np.lexsort((event_code, sortable(recorded), sortable(date)))
     first = order[np.sort(np.unique(offence[candidate][order], return_index=True)[1])]
     first = first[np.lexsort((event_code[first], sortable(date[first])))]
-    index_date = date[first]
-    # The decision date counts whole days from the day of the offence, as the label says.
-    as_of = index_date.astype("datetime64[D]") + np.timedelta64(lag_days, "D")
+    if latest_known_at is None:
+        # The decision date counts whole days from the day of the offence, as the label says.
+        as_of = date[first].astype("datetime64[D]") + np.timedelta64(lag_days, "D")
+    else:
+        # Sorted by index date, so each person's last offence is the latest.
+        code = pd.factorize(person[first], sort=True)[0][::-1]
+        first = first[len(code) - 1 - np.unique(code, return_index=True)[1]]
+        as_of = np.full(len(first), known_at, dtype="datetime64[ns]")
     return pd.DataFrame(
         {
             "index_event_id": event[first],
-            "person_id": person_events["person_id"].to_numpy(dtype=object)[candidate[first]],
+            "person_id": person[first],
             "offence_id": offence[candidate[first]],
-            "index_date": index_date,
+            "index_date": date[first],
             "as_of": as_of.astype("datetime64[ns]"),
         }
     )

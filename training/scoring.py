@@ -164,25 +164,6 @@ def score_index(
     return out
 
 
-def latest_index(
-    events_by_person: pd.DataFrame, as_of: pd.Series | pd.Timestamp, lag_days: int
-) -> pd.DataFrame:
-    """Each person's latest IPV offence known at ``as_of`` (the index of a score on a date)."""
-    candidates = index_offences(events_by_person, lag_days)
-    as_of = pd.Timestamp(as_of)
-    offence = events_by_person["offence_id"].to_numpy()
-    known = offence[
-        (offence >= 0)
-        & (events_by_person["offense_date"].to_numpy(dtype="datetime64[ns]") < as_of)
-        & (events_by_person["recorded_at"].to_numpy(dtype="datetime64[ns]") <= as_of)
-    ]
-    candidates = candidates[np.isin(candidates["offence_id"].to_numpy(), known)]
-    # Candidates come sorted by index date: each person's last one is the latest.
-    person = pd.factorize(candidates["person_id"], sort=True)[0][::-1]
-    last = len(person) - 1 - np.unique(person, return_index=True)[1]
-    return candidates.iloc[last].assign(as_of=as_of).reset_index(drop=True)
-
-
 class RiskScorer:
     """A registered model version, ready to score canonical histories.
 
@@ -240,7 +221,7 @@ class RiskScorer:
             index = index[index["index_event_id"].isin(index_event_ids)].reset_index(drop=True)
             index["as_of"] = pd.Timestamp(as_of)
         else:
-            index = latest_index(by_person, as_of, lag)
+            index = index_offences(by_person, lag, latest_known_at=as_of)
         if person_ids is not None:
             index = index[index["person_id"].isin(person_ids)].reset_index(drop=True)
         return index, by_person
