@@ -39,6 +39,7 @@ from ipvi.db import open_registry, session_scope  # noqa: E402
 from serving.auth import add_key  # noqa: E402
 from serving.launch import ServerProcess  # noqa: E402
 from serving.schemas import SCORE_EXAMPLE  # noqa: E402
+from training.registry import toy_champion  # noqa: E402
 
 
 def percentiles(samples: list[float]) -> dict[str, float | None]:
@@ -95,29 +96,6 @@ def batch_body(n: int) -> dict:
             for i in range(n)
         ],
     }
-
-
-def toy_champion(folder: Path) -> str:
-    """A throw-away MLflow store with a toy model promoted to champion; its tracking URI."""
-    from ipvi.config import load_config
-    from training.examples import toy_history
-    from training.pipeline import summary, train
-    from training.registry import log_training_run, set_champion
-
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    result = train(*toy_history(400, seed=0), load_config().training)
-    info = log_training_run(
-        result,
-        tracking_uri=uri,
-        artifact_location=str(folder / "artifacts"),
-        model_name="ipvi-risk",
-        summary=summary(result),
-        params={"source": "toy_history"},
-    )
-    set_champion(
-        "ipvi-risk", info["model_version"], reason="benchmark", forced=True, tracking_uri=uri
-    )
-    return uri
 
 
 def in_process_ms(tracking_uri: str, repeats: int) -> float:
@@ -180,7 +158,7 @@ def main() -> int:
     }
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        uri = args.tracking_uri or toy_champion(folder)
+        uri = args.tracking_uri or toy_champion(folder, reason="benchmark")["tracking_uri"]
         registry = args.registry or f"sqlite:///{folder / 'registry.sqlite'}"
         engine = open_registry(registry)
         with session_scope(engine) as session:

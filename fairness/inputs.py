@@ -15,6 +15,7 @@ import pandas as pd
 
 from fairness.audit import AuditInput, Decision, data_fingerprint
 from fairness.groups import UNKNOWN, age_band, person_attributes
+from fairness.store import PREDICTION_COLUMNS
 from ipvi.errors import IpviError
 
 MISSING_COLUMN = "{file}: no column {column!r} (columns: {available})"
@@ -29,18 +30,10 @@ UNKNOWN_REFERENCE = "reference group {group!r} is not a value of any group colum
 BAD_REFERENCE = "reference {attribute}={group}: {problem}"
 NO_POSITIVE_VALUE = "{file}: no value of prediction column {column!r} is among --positive {values}"
 
-# The prediction columns whose content the audit depends on (the data fingerprint).
-PREDICTION_FINGERPRINT = (
-    "run_id",
-    "index_event_id",
-    "person_id",
-    "probability",
-    "band",
-    "band_use",
-    "tier",
-    "scorecard_points",
-    "age",
-    "label",
+# The prediction columns whose content the audit depends on (the data fingerprint): all that
+# is read but the model version (named by the run) and the prior-offence count (not audited).
+PREDICTION_FINGERPRINT = tuple(
+    column for column in PREDICTION_COLUMNS if column not in ("model_version", "prior_ipv_offences")
 )
 
 _TRUE = {"1", "1.0", "true", "t", "yes", "y"}

@@ -147,14 +147,14 @@ class LinkIndex:
 
     Attributes
     ----------
-    values_ : dict of str -> ndarray
-        Standardised values of every indexed mention, per compared column.
     codes_ : dict of str -> (ndarray, Index)
-        Per blocking column: each mention's value code (-1 missing) and the distinct values.
+        Per compared or blocking column: each indexed mention's standardised value as a code
+        (-1 missing) and the distinct values. Codes, not one string object per mention, keep a
+        million-mention index small enough for every service worker to hold one.
     keys_ : list of (ndarray, ndarray)
         Per blocking rule: the sorted joint keys (integers) and the mention position of each.
-    person_ids_ : ndarray
-        Person id of each indexed mention.
+    person_codes_ : ndarray of int
+        Each indexed mention's person, as a position in ``persons_`` (the distinct person ids).
     confidential_ : ndarray of bool
         Whether each indexed mention's address is confidential (its address levels are withheld).
     level_labels_ : list of list of str
@@ -172,7 +172,6 @@ class LinkIndex:
     def fit(
         self,
         standardized: pd.DataFrame,
-        record_ids,
         person_ids,
         model: FellegiSunter,
         run_id: str | None = None,
@@ -188,18 +187,25 @@ class LinkIndex:
         standardized = standardized.reset_index(drop=True)
         rules = self.settings.config.blocking_rules
         needed = set(self.settings.columns) | {c for rule in rules for c in rule}
-        self.values_ = {
-            column: (
+        self.codes_: dict[str, tuple[np.ndarray, pd.Index]] = {}
+        for column in needed:
+            values = (
                 standardized[column].to_numpy(dtype=object)
                 if column in standardized
                 else np.full(len(standardized), MISSING, dtype=object)
             )
-            for column in needed
+            codes, uniques = pd.factorize(np.where(values == MISSING, None, values))
+            self.codes_[column] = (codes.astype(np.int32), pd.Index(uniques, dtype=object))
+        # Per column, the value of each code shifted by one: position 0 is "missing".
+        self._labels = {
+            column: np.concatenate([np.array([MISSING], dtype=object), uniques.to_numpy()])
+            for column, (_, uniques) in self.codes_.items()
         }
-        self.record_ids_ = np.asarray(record_ids, dtype=object)
-        self.person_ids_ = np.asarray(person_ids, dtype=object)
+        person_codes, persons = pd.factorize(np.asarray(person_ids, dtype=object))
+        self.person_codes_ = person_codes.astype(np.int32)
+        self.persons_ = np.asarray(persons, dtype=object)
         self.confidential_ = (
-            np.zeros(len(self.record_ids_), dtype=bool)
+            np.zeros(len(standardized), dtype=bool)
             if confidential is None
             else np.asarray(confidential, dtype=bool)
         )
@@ -207,7 +213,6 @@ class LinkIndex:
             [label.removeprefix(f"{c.name}: ") for label in c.level_labels()]
             for c in self.settings.comparisons
         ]
-        self.codes_: dict[str, tuple[np.ndarray, pd.Index]] = {}
         self._check_radix(rules)
         self.keys_ = [self._sorted_keys(rule) for rule in rules]
         self.model_ = model
@@ -219,7 +224,7 @@ class LinkIndex:
         Each column is factorised once (:meth:`_column_codes`); a joint key is the mixed-radix
         number of its columns' codes, so sorting and searching work on integers, not strings.
         """
-        codes = np.zeros(len(self.record_ids_), dtype=np.int64)
+        codes = np.zeros(len(self.person_codes_), dtype=np.int64)
         valid = np.ones(len(codes), dtype=bool)
         for column in rule:
             column_codes, uniques = self._column_codes(column)
@@ -230,11 +235,11 @@ class LinkIndex:
         return codes[order], order
 
     def _column_codes(self, column: str) -> tuple[np.ndarray, pd.Index]:
-        if column not in self.codes_:
-            values = self.values_[column]
-            codes, uniques = pd.factorize(np.where(values == MISSING, None, values))
-            self.codes_[column] = (codes.astype(np.int64), pd.Index(uniques, dtype=object))
         return self.codes_[column]
+
+    def _values(self, column: str, positions: np.ndarray) -> np.ndarray:
+        """Standardised values of the mentions at ``positions`` (``MISSING`` where missing)."""
+        return self._labels[column][self.codes_[column][0][positions] + 1]
 
     def _check_radix(self, rules: list[list[str]]) -> None:
         for rule in rules:
@@ -284,7 +289,7 @@ class LinkIndex:
         comparisons = self.settings.comparisons
         n = len(positions)
         columns = self.settings.columns
-        old = {c: self.values_[c][positions] for c in columns}
+        old = {c: self._values(c, positions) for c in columns}
         new = {c: np.full(n, record.get(c, MISSING), dtype=object) for c in columns}
         vocabulary, codes_new, codes_old = Vocabulary.encode_arrays(new, old)
         levels = np.column_stack(
@@ -292,7 +297,7 @@ class LinkIndex:
         )
         tf_left = {c.column: new[c.column] for c in comparisons if c.tf_level() is not None}
         match = probability(self.model_.match_weight(levels, tf_left))
-        persons = self.person_ids_[positions]
+        persons = self.persons_[self.person_codes_[positions]]
         order = np.argsort(-match, kind="stable")
         _, first = np.unique(persons[order], return_index=True)
         rows = order[first]  # each person's best-matching candidate, by person id

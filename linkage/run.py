@@ -642,7 +642,6 @@ def load_link_index(engine: Engine, config: LinkageConfig) -> LinkIndex:
     confidential = frame["address_confidential"].fillna(False).astype(bool).to_numpy()
     return index.fit(
         standardized,
-        frame["record_id"],
         frame["person_id"],
         model,
         run_id=run_id,

@@ -14,11 +14,13 @@ import hmac
 import logging
 import re
 import secrets
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
@@ -172,25 +174,49 @@ class KeyCache:
 
 
 class TokenBucket:
-    """Per-key rate limit: ``rate`` requests a second on average, bursts up to ``burst``."""
+    """Per-key rate limit: ``rate`` requests a second on average, bursts up to ``burst``.
 
-    def __init__(self, rate: float, burst: int) -> None:
+    The state lives in SQLite: at ``path``, a file the workers of one server share, so the
+    limit holds for the server as a whole and not per worker; in memory (one process) when
+    ``path`` is None. Only key names are stored, never keys.
+    """
+
+    def __init__(self, rate: float, burst: int, path: str | Path | None = None) -> None:
         self.rate = rate
         self.burst = burst
-        self._state: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
+        # Autocommit mode; each take is one IMMEDIATE transaction (a write lock across workers).
+        self._db = sqlite3.connect(
+            ":memory:" if path is None else str(path),
+            timeout=5.0,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        # Losing a bucket's state in a crash only forgets recent requests: no fsync needed.
+        self._db.execute("PRAGMA synchronous=OFF")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS buckets (name TEXT PRIMARY KEY, tokens REAL, updated REAL)"
+        )
 
     def take(self, name: str) -> float:
         """0 when a request by ``name`` may go ahead, else the seconds until it may."""
-        now = time.monotonic()
         with self._lock:
-            tokens, last = self._state.get(name, (float(self.burst), now))
-            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-            if tokens >= 1.0:
-                self._state[name] = (tokens - 1.0, now)
-                return 0.0
-            self._state[name] = (tokens, now)
-            return (1.0 - tokens) / self.rate
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                now = time.time()  # wall clock: the workers share it, unlike monotonic time
+                row = self._db.execute(
+                    "SELECT tokens, updated FROM buckets WHERE name = ?", (name,)
+                ).fetchone()
+                tokens, last = row if row else (float(self.burst), now)
+                tokens = min(float(self.burst), tokens + max(now - last, 0.0) * self.rate)
+                wait = 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+                self._db.execute(
+                    "INSERT OR REPLACE INTO buckets VALUES (?, ?, ?)",
+                    (name, tokens - 1.0 if wait == 0.0 else tokens, now),
+                )
+            finally:
+                self._db.execute("COMMIT")
+            return wait
 
 
 def is_public(path: str) -> bool:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 
 from sqlalchemy import case, desc, func, select
 
 from ipvi.tables.ingest import mentions
 from ipvi.tables.linkage import crosswalk, linkage_runs
 from serving.http import ApiError
+from serving.link_index import shared_index
 from serving.schemas import LinkCandidate, LinkRequest
 
 logger = logging.getLogger(__name__)
@@ -47,7 +49,7 @@ def victim_only_persons(session) -> frozenset[str]:
 
 
 class IntakeLinker:
-    """The current link index of one worker, rebuilt in the background after a new run.
+    """The current link index of one worker, reloaded in the background after a new run.
 
     Parameters
     ----------
@@ -57,12 +59,14 @@ class IntakeLinker:
         Comparisons, blocking and thresholds (the batch run's).
     refresh_seconds : float
         How often the latest linkage run is checked.
+    index_dir : Path
+        Where the index file the workers share is kept (:mod:`serving.link_index`).
     """
 
-    def __init__(self, engine, linkage_config, refresh_seconds: float) -> None:
+    def __init__(self, engine, refresh_seconds: float, index_dir: Path) -> None:
         self.engine = engine
-        self.linkage_config = linkage_config
         self.refresh_seconds = refresh_seconds
+        self.index_dir = Path(index_dir)
         self._state: tuple | None = None  # (index, victim_only, run_id)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -85,13 +89,12 @@ class IntakeLinker:
     def refresh(self) -> bool:
         """Rebuild when the latest linkage run differs from the indexed one."""
         from ipvi.db import session_scope
-        from linkage.run import load_link_index
 
         with session_scope(self.engine) as session:
             run_id = latest_run_id(session)
         if run_id is None or (self._state is not None and self._state[2] == run_id):
             return False
-        index = load_link_index(self.engine, self.linkage_config)
+        index = shared_index(self.index_dir, run_id)
         with session_scope(self.engine) as session:
             victims = victim_only_persons(session)
         self._state = (index, victims, run_id)

@@ -15,6 +15,7 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, exc, text
@@ -192,12 +193,18 @@ class Runtime:
             flush_seconds=settings.audit_flush_seconds,
         )
         self.spool.start()
+        spool_dir = Path(settings.audit_spool_dir)
+        spool_dir.mkdir(parents=True, exist_ok=True)
         self.linker = IntakeLinker(
-            self.engine, self.config.linkage, refresh_seconds=settings.link_refresh_seconds
+            self.engine, refresh_seconds=settings.link_refresh_seconds, index_dir=spool_dir
         )
         self.linker.start()
         self.rate_limits = {
-            "/v1/link": TokenBucket(rate=settings.link_rate_per_second, burst=settings.link_burst)
+            "/v1/link": TokenBucket(
+                rate=settings.link_rate_per_second,
+                burst=settings.link_burst,
+                path=spool_dir / "rate_limits.sqlite",
+            )
         }
         self._started = True
         return self

@@ -17,6 +17,7 @@ import yaml
 from ipvi.db import open_registry, session_scope
 from serving.auth import add_key
 from serving.launch import ServerProcess
+from training.registry import toy_champion
 
 TOY_PERSONS = 400
 
@@ -33,30 +34,10 @@ def champion_store(base: Path) -> dict:
     with open(folder / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not done.exists():
-            done.write_text(json.dumps(_build_store(folder)))
+            done.write_text(
+                json.dumps(toy_champion(folder, persons=TOY_PERSONS, reason="serving tests"))
+            )
     return json.loads(done.read_text())
-
-
-def _build_store(folder: Path) -> dict:
-    from ipvi.config import load_config
-    from training.examples import toy_history
-    from training.pipeline import summary, train
-    from training.registry import log_training_run, set_champion
-
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    result = train(*toy_history(TOY_PERSONS, seed=0), load_config().training)
-    info = log_training_run(
-        result,
-        tracking_uri=uri,
-        artifact_location=str(folder / "artifacts"),
-        model_name="ipvi-risk",
-        summary=summary(result),
-        params={"source": "toy_history"},
-    )
-    set_champion(
-        "ipvi-risk", info["model_version"], reason="serving tests", forced=True, tracking_uri=uri
-    )
-    return {"tracking_uri": uri, "model_version": info["model_version"], "run_id": info["run_id"]}
 
 
 def write_config(folder: Path, database_url: str, **serving) -> Path:

@@ -37,9 +37,7 @@ def test_candidates_carry_level_labels_not_values_and_withhold_confidential_addr
     row = mentions[swappable].iloc[0]
     person = persons[row.name]
     confidential = persons == person
-    index = LinkIndex(settings).fit(
-        standardized, mentions["record_id"], persons, model, confidential=confidential
-    )
+    index = LinkIndex(settings).fit(standardized, persons, model, confidential=confidential)
     mention = row.drop(["record_id", "race", "ethnicity"]).to_dict()
     mention["dob"] = _swapped(mention["dob"])
     match = index.link(mention)
@@ -60,7 +58,7 @@ def test_candidates_carry_level_labels_not_values_and_withhold_confidential_addr
             assert level in labels[name] | {WITHHELD}
             assert level not in stored
     # Without the confidential flag the same record shows its address levels.
-    open_index = LinkIndex(settings).fit(standardized, mentions["record_id"], persons, model)
+    open_index = LinkIndex(settings).fit(standardized, persons, model)
     shown = open_index.link(mention).candidates[0]["agreement"]
     assert shown["street"] in labels["street"] and shown["street"] != WITHHELD
     assert np.isclose(open_index.link(mention).probability, match.probability)

@@ -8,9 +8,6 @@ linkage run picked up while serving). Slow: the pipeline takes a few minutes on 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,24 +19,13 @@ from sqlalchemy import case, func, insert, select
 from ipvi.db import make_engine, session_scope
 from ipvi.tables.ingest import mentions
 from ipvi.tables.linkage import crosswalk, person_id_changes, persons
+from tests.cli_support import run_ipvi
 from tests.serving_support import add_keys, running_server
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
 PERSONS = 1500
 PARITY_ROWS = 200
-
-
-def _ipvi(args: list[str], env: dict) -> str:
-    run = subprocess.run(
-        [sys.executable, "-m", "ipvi.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-        timeout=900,
-    )
-    assert run.returncode == 0, f"ipvi {' '.join(args)}: {run.stderr[-2000:]}"
-    return run.stdout
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +35,13 @@ def pipeline(tmp_path_factory):
         "IPVI_DATABASE_URL": f"sqlite:///{folder / 'registry.sqlite'}",
         "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
     }
-    _ipvi(
+    run_ipvi(
         ["generate", "--persons", str(PERSONS), "--seed", "3", "--out", str(folder / "data")], env
     )
-    _ipvi(["ingest", str(folder / "data")], env)
-    _ipvi(["link"], env)
-    trained = json.loads(_ipvi(["train", "--json"], env).splitlines()[-1])
-    _ipvi(
+    run_ipvi(["ingest", str(folder / "data")], env)
+    run_ipvi(["link"], env)
+    trained = json.loads(run_ipvi(["train", "--json"], env).splitlines()[-1])
+    run_ipvi(
         ["promote", trained["model_version"], "--force", "--reason", "serving pipeline test"],
         env,
     )
@@ -195,6 +181,60 @@ def test_link_finds_the_person_without_revealing_stored_values(pipeline, server,
     assert body["last_name"].lower() not in text and body["dob"] not in answer.text
 
 
+def test_link_withholds_a_confidential_address(pipeline, server, keys):
+    engine = make_engine(pipeline["url"])
+    with engine.connect() as connection:
+        # A person (a victim: only victims' addresses are confidential) every one of whose
+        # addressed mentions is confidential, so the best match is a confidential record.
+        open_addresses = func.sum(
+            case((mentions.c.street.is_not(None) & ~mentions.c.address_confidential, 1), else_=0)
+        )
+        addressed = func.sum(case((mentions.c.street.is_not(None), 1), else_=0))
+        hidden = (
+            select(crosswalk.c.person_id)
+            .join(mentions, mentions.c.record_id == crosswalk.c.record_id)
+            .group_by(crosswalk.c.person_id)
+            .having(open_addresses == 0, addressed > 0)
+        )
+        candidates = connection.scalars(hidden).all()
+        # One whose addressed mention also carries a name and a date of birth to send.
+        person = connection.scalar(
+            select(crosswalk.c.person_id)
+            .join(mentions, mentions.c.record_id == crosswalk.c.record_id)
+            .where(
+                crosswalk.c.person_id.in_(candidates),
+                mentions.c.street.is_not(None),
+                mentions.c.first_name.is_not(None),
+                mentions.c.dob_raw.is_not(None),
+            )
+            .limit(1)
+        )
+    assert person is not None, "the sample has no person with only confidential addresses"
+    _, body = _identifiers(
+        engine, (crosswalk.c.person_id == person) & mentions.c.street.is_not(None)
+    )
+    with engine.connect() as connection:
+        stored = connection.execute(
+            select(mentions.c.street, mentions.c.zip)
+            .join(crosswalk, mentions.c.record_id == crosswalk.c.record_id)
+            .where(crosswalk.c.person_id == person, mentions.c.street.is_not(None))
+        ).all()
+    engine.dispose()
+    street, _ = stored[0]
+    answer = httpx.post(
+        f"{server.url}/v1/link", json={**body, "street": street}, headers=keys["advocate"]
+    )
+    assert answer.status_code == 200, answer.text
+    found = {c["person_id"]: c for c in answer.json()["candidates"]}
+    assert person in found
+    agreement = found[person]["agreement"]
+    assert {agreement[name] for name in ("street", "city", "zip") if name in agreement} == {
+        "withheld"
+    }
+    for value in {v for row in stored for v in row if v}:
+        assert str(value).lower() not in answer.text.lower()
+
+
 def test_victim_only_persons_are_shown_to_advocates_only(pipeline, server, keys):
     engine = make_engine(pipeline["url"])
     with engine.connect() as connection:
@@ -226,7 +266,7 @@ def test_link_is_rate_limited_per_key(pipeline, server, keys):
 
 def test_a_new_linkage_run_is_picked_up_within_60_s(pipeline, server):
     before = httpx.get(f"{server.url}/readyz").json()["linkage_run_id"]
-    _ipvi(["link"], pipeline["env"])
+    run_ipvi(["link"], pipeline["env"])
     finished = time.monotonic()
     while httpx.get(f"{server.url}/readyz").json()["linkage_run_id"] == before:
         assert time.monotonic() - finished < 60, server.tail()

@@ -98,6 +98,16 @@ def test_token_bucket_allows_a_burst_then_limits():
     assert bucket.take("other") == 0.0
 
 
+def test_token_bucket_is_shared_by_the_workers_of_one_server(tmp_path):
+    # Two workers' buckets on one file: the burst is the server's, not each worker's.
+    path = tmp_path / "rate_limits.sqlite"
+    workers = [TokenBucket(rate=0.01, burst=4, path=path) for _ in range(2)]
+    waits = [workers[i % 2].take("intake") for i in range(8)]
+    assert waits[:4] == [0.0] * 4
+    assert all(wait > 0 for wait in waits[4:])
+    assert TokenBucket(rate=0.01, burst=4, path=path).take("other") == 0.0
+
+
 def test_keys_add_prints_the_key_alone_on_the_last_line(tmp_path):
     env = {**os.environ, "IPVI_DATABASE_URL": f"sqlite:///{tmp_path / 'r.sqlite'}"}
     ipvi = [sys.executable, "-m", "ipvi.cli"]

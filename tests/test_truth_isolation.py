@@ -8,30 +8,16 @@ crosswalk, the model's test predictions and the scores must be identical.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 
 from ipvi.db import make_engine
+from tests.cli_support import run_ipvi
 
 PERSONS = 1200
 pytestmark = pytest.mark.slow
-
-
-def _ipvi(args: list[str], env: dict) -> str:
-    run = subprocess.run(
-        [sys.executable, "-m", "ipvi.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-        timeout=900,
-    )
-    assert run.returncode == 0, f"ipvi {' '.join(args)}: {run.stderr[-2000:]}"
-    return run.stdout
 
 
 def _pipeline(data, home) -> dict[str, pd.DataFrame]:
@@ -39,10 +25,10 @@ def _pipeline(data, home) -> dict[str, pd.DataFrame]:
         "IPVI_DATABASE_URL": f"sqlite:///{home / 'registry.sqlite'}",
         "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
     }
-    _ipvi(["ingest", str(data)], env)
-    _ipvi(["link"], env)
-    _ipvi(["train"], env)
-    _ipvi(["score", "--all", "--as-of", "2026-01-01", "--model", "challenger"], env)
+    run_ipvi(["ingest", str(data)], env)
+    run_ipvi(["link"], env)
+    run_ipvi(["train"], env)
+    run_ipvi(["score", "--all", "--as-of", "2026-01-01", "--model", "challenger"], env)
     engine = make_engine(env["IPVI_DATABASE_URL"])
     with engine.connect() as connection:
         tables = {
@@ -67,7 +53,7 @@ def _pipeline(data, home) -> dict[str, pd.DataFrame]:
 
 def test_deleting_the_truth_changes_no_crosswalk_model_or_score(tmp_path):
     data = tmp_path / "data"
-    _ipvi(["generate", "--persons", str(PERSONS), "--seed", "11", "--out", str(data)], {})
+    run_ipvi(["generate", "--persons", str(PERSONS), "--seed", "11", "--out", str(data)], {})
     blind = tmp_path / "blind"
     shutil.copytree(data, blind)
     shutil.rmtree(blind / "truth")

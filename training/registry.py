@@ -340,3 +340,28 @@ def versions_trained_on(tracking_uri: str, name: str, person_hash: str) -> list[
         if person_hash in set(persons.get("persons_sha256", [])):
             hits.append(str(mv.version))
     return sorted(hits, key=int)
+
+
+def toy_champion(folder: Path, *, persons: int = 400, reason: str = "toy model") -> dict:
+    """A throw-away MLflow store in ``folder`` whose champion is trained on toy histories.
+
+    For tests and benchmarks of the service, which need a registered champion but not a
+    meaningful one (:func:`training.examples.toy_history`). Returns ``tracking_uri``,
+    ``model_version`` and ``run_id``.
+    """
+    from ipvi.config import load_config
+    from training.examples import toy_history
+    from training.pipeline import summary, train
+
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    result = train(*toy_history(persons, seed=0), load_config().training)
+    info = log_training_run(
+        result,
+        tracking_uri=uri,
+        artifact_location=str(folder / "artifacts"),
+        model_name="ipvi-risk",
+        summary=summary(result),
+        params={"source": "toy_history"},
+    )
+    set_champion("ipvi-risk", info["model_version"], reason=reason, forced=True, tracking_uri=uri)
+    return {"tracking_uri": uri, "model_version": info["model_version"], "run_id": info["run_id"]}

@@ -1,0 +1,23 @@
+"""Running the ``ipvi`` command line as a user does: a subprocess with its own environment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def run_ipvi(args: list[str], env: dict) -> str:
+    """Run ``ipvi ARGS`` with ``env`` added to this environment; its standard output.
+
+    A non-zero exit fails the test with the end of standard error.
+    """
+    run = subprocess.run(
+        [sys.executable, "-m", "ipvi.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=900,
+    )
+    assert run.returncode == 0, f"ipvi {' '.join(args)}: {run.stderr[-2000:]}"
+    return run.stdout
