@@ -74,73 +74,78 @@ def history_frames(
     them. A ``victim_id`` becomes a victim mention linked to that id: the same id is the same
     victim, and a victim id that is also a history's person id is that person (dual arrests).
     """
-    seen: set[str] = set()
-    persons: set[str] = set()
-    # Columns filled in place: one frame per table at the end, not one dict per row.
-    events: dict[str, list] = {name: [] for name in EVENT_COLUMNS}
-    mentions: dict[str, list] = {name: [] for name in ("record_id", "agency", "dob", "event_id")}
-    mentions["role"] = []
-    links: dict[str, list] = {"record_id": [], "person_id": []}
-
-    def mention(record_id: str, event: HistoryEvent, role: str, dob, person_id: str) -> None:
-        for name, value in (
-            ("record_id", record_id),
-            ("agency", event.agency),
-            ("dob", dob),
-            ("event_id", event.event_id),
-            ("role", role),
-        ):
-            mentions[name].append(value)
-        links["record_id"].append(record_id)
-        links["person_id"].append(person_id)
-
-    for i, history in enumerate(histories):
-        if history.person_id in persons:
-            raise ApiError(
-                422, "person_id repeated in this request", field=f"histories.{i}.person_id"
-            )
-        persons.add(history.person_id)
-        dob = utc_naive(history.dob).date() if history.dob is not None else None
-        for j, event in enumerate(history.events):
-            if event.event_id in seen:
-                raise ApiError(
-                    422,
-                    f"event_id {event.event_id!r} repeated in this request",
-                    field=f"histories.{i}.events.{j}.event_id",
-                )
-            seen.add(event.event_id)
-            victim_record = f"{event.event_id}#victim" if event.victim_id else None
-            for name in EVENT_COLUMNS:
-                if name != "victim_record_id":
-                    events[name].append(getattr(event, name))
-            events["victim_record_id"].append(victim_record)
-            mention(event.event_id, event, event.role, dob, history.person_id)
-            if victim_record is not None:
-                mention(victim_record, event, "victim", None, event.victim_id)
-    # Typed arrays: pandas infers nothing, which is most of the cost on a small request.
-    typed = {name: np.array(values, dtype=object) for name, values in events.items()}
+    _check_unique([h.person_id for h in histories], "histories.{}.person_id", "person_id")
+    owner = [i for i, history in enumerate(histories) for _ in history.events]
+    flat: list[HistoryEvent] = [event for history in histories for event in history.events]
+    event_ids = [event.event_id for event in flat]
+    positions = [(i, j) for i, history in enumerate(histories) for j in range(len(history.events))]
+    _check_unique(event_ids, "histories.{}.events.{}.event_id", "event_id", positions)
+    # Column by column over the flat list of events: one frame per table at the end.
+    typed = {
+        name: np.array([getattr(event, name) for event in flat], dtype=object)
+        for name in EVENT_COLUMNS
+        if name != "victim_record_id"
+    }
     for flag in EVENT_FLAGS:
-        typed[flag] = np.array(events[flag], dtype=bool)
-    typed["offense_date"] = _utc_naive_array(events["offense_date"])
-    typed["recorded_at"] = _utc_naive_array(events["recorded_at"])
-    n_mentions = len(mentions["record_id"])
+        typed[flag] = typed[flag].astype(bool)
+    typed["offense_date"] = _utc_naive_array(list(typed["offense_date"]))
+    typed["recorded_at"] = _utc_naive_array(list(typed["recorded_at"]))
+    victims = np.array([event.victim_id for event in flat], dtype=object)
+    named = np.flatnonzero(pd.notna(victims))
+    victim_records = np.array([f"{event_ids[k]}#victim" for k in named], dtype=object)
+    typed["victim_record_id"] = np.full(len(flat), None, dtype=object)
+    typed["victim_record_id"][named] = victim_records
+    events = pd.DataFrame({name: typed[name] for name in EVENT_COLUMNS})
+
+    ids = np.array(event_ids, dtype=object)
+    dobs = [utc_naive(h.dob).date() if h.dob is not None else None for h in histories]
+    subject = {
+        "record_id": ids,
+        "agency": typed["agency"],
+        "dob": np.array([dobs[i] for i in owner], dtype=object),
+        "event_id": ids,
+        "role": np.array([event.role for event in flat], dtype=object),
+    }
+    victim = {
+        "record_id": victim_records,
+        "agency": typed["agency"][named],
+        "dob": np.full(len(named), None, dtype=object),
+        "event_id": ids[named],
+        "role": np.full(len(named), "victim", dtype=object),
+    }
+    n_mentions = len(flat) + len(named)
     mentions_frame = pd.DataFrame(
         {
-            name: np.array(mentions[name], dtype=object)
-            if name in mentions
+            name: np.concatenate([subject[name], victim[name]])
+            if name in subject
             else np.full(n_mentions, None, dtype=object)
             for name in MENTION_COLUMNS
         }
     )
+    persons = np.array([histories[i].person_id for i in owner], dtype=object)
     crosswalk = pd.DataFrame(
         {
-            "record_id": np.array(links["record_id"], dtype=object),
-            "person_id": np.array(links["person_id"], dtype=object),
+            "record_id": mentions_frame["record_id"].to_numpy(),
+            "person_id": np.concatenate([persons, victims[named]]),
             "link_probability": np.ones(n_mentions),
             "linkage_run_id": np.full(n_mentions, None, dtype=object),
         }
     )
-    return pd.DataFrame(typed), mentions_frame, crosswalk
+    return events, mentions_frame, crosswalk
+
+
+def _check_unique(values: list[str], field: str, what: str, positions=None) -> None:
+    """A 422 naming the first repeated value's field (``field`` formatted with its position)."""
+    if len(set(values)) == len(values):
+        return
+    seen: set[str] = set()
+    for k, value in enumerate(values):
+        if value in seen:
+            where = positions[k] if positions is not None else (k,)
+            raise ApiError(
+                422, f"{what} {value!r} repeated in this request", field=field.format(*where)
+            )
+        seen.add(value)
 
 
 def score_id(person_id: str, as_of: pd.Timestamp, model_version: str) -> str:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 from sqlalchemy import select, update
 
@@ -17,6 +18,7 @@ from ipvi.config import load_config
 from ipvi.db import open_registry, session_scope
 from ipvi.errors import IpviError
 from ipvi.purge import PurgeTarget, hash_identifier
+from ipvi.schema import EVENT_COLUMNS
 from ipvi.tables.serving import api_keys, audit_log, decisions
 from serving.audit_log import AuditEntry, AuditSpool, append_entries, purge_step, verify_chain
 from serving.auth import (
@@ -32,7 +34,8 @@ from serving.auth import (
 from serving.decisions import NO_ADVOCATE_WARNING, record_decision
 from serving.http import ApiError
 from serving.limits import BodyLimitMiddleware
-from serving.schemas import DECISION_EXAMPLE, DecisionRequest
+from serving.schemas import DECISION_EXAMPLE, SCORE_EXAMPLE, DecisionRequest, ScoreRequest
+from serving.scoring import history_frames
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -367,3 +370,52 @@ def test_bentoml_serve_also_refuses_to_start_without_a_champion(tmp_path):
     )
     assert refused.returncode != 0
     assert "train one with `ipvi train`" in refused.stdout + refused.stderr
+
+
+# --------------------------------------------------------------------------- inline histories
+
+
+def test_inline_histories_become_canonical_frames_with_victims_linked():
+    example = SCORE_EXAMPLE["histories"][0]
+    partner = {
+        "person_id": "partner-1",
+        "events": [
+            {
+                "event_id": "PD-PARTNER-1",
+                "agency": "police",
+                "event_type": "incident",
+                "role": "suspect",
+                "offense_date": "2024-01-05T21:00:00-05:00",
+                "recorded_at": "2024-01-06T08:00:00Z",
+                "ipv": True,
+                "victim_id": example["person_id"],  # a dual arrest: the subject is the victim
+            }
+        ],
+    }
+    request = ScoreRequest.model_validate_json(json.dumps({"histories": [example, partner]}))
+    events, mentions, crosswalk = history_frames(request.histories)
+    n_events = len(example["events"]) + 1
+    with_victim = [e for e in [*example["events"], *partner["events"]] if e.get("victim_id")]
+    assert len(events) == n_events and list(events.columns) == list(EVENT_COLUMNS)
+    assert len(mentions) == len(crosswalk) == n_events + len(with_victim)
+    links = dict(zip(crosswalk["record_id"], crosswalk["person_id"], strict=True))
+    assert links["PD-PARTNER-1"] == "partner-1"
+    assert links["PD-PARTNER-1#victim"] == example["person_id"]
+    partner_event = events.set_index("event_id").loc["PD-PARTNER-1"]
+    # Offsets become naive UTC; flags are booleans.
+    assert partner_event["offense_date"] == pd.Timestamp("2024-01-06 02:00:00")
+    assert events["ipv"].dtype == bool
+    assert partner_event["victim_record_id"] == "PD-PARTNER-1#victim"
+
+
+def test_inline_histories_refuse_repeated_ids_naming_the_field():
+    example = SCORE_EXAMPLE["histories"][0]
+    twice = ScoreRequest.model_validate_json(json.dumps({"histories": [example, example]}))
+    with pytest.raises(ApiError) as person:
+        history_frames(twice.histories)
+    assert person.value.status == 422 and person.value.field == "histories.1.person_id"
+    other = {**example, "person_id": "someone-else"}
+    shared = ScoreRequest.model_validate_json(json.dumps({"histories": [example, other]}))
+    with pytest.raises(ApiError) as event:
+        history_frames(shared.histories)
+    assert event.value.field == "histories.1.events.0.event_id"
