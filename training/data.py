@@ -12,10 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import MetaData, Table, inspect, select
+from sqlalchemy import Table, select
 
 from ipvi.errors import IpviError
 from ipvi.schema import EVENT_COLUMNS
+from ipvi.tables.ingest import events as events_t
+from ipvi.tables.ingest import mentions as mentions_t
+from ipvi.tables.linkage import crosswalk as crosswalk_t
 
 # The mention columns training reads: roles and links, date of birth and sex for age.
 MENTION_READ: tuple[str, ...] = (
@@ -30,21 +33,11 @@ MENTION_READ: tuple[str, ...] = (
 CROSSWALK_READ: tuple[str, ...] = ("record_id", "person_id", "link_probability", "linkage_run_id")
 
 
-def _table(engine, name: str, hint: str) -> Table:
-    if not inspect(engine).has_table(name):
-        raise IpviError(f"registry table '{name}' is missing: {hint}")
-    return Table(name, MetaData(), autoload_with=engine)
-
-
-def _read(engine, table: Table, columns: tuple[str, ...], where=None) -> pd.DataFrame:
-    missing = [c for c in columns if c not in table.c]
-    if missing:
-        raise IpviError(f"registry table '{table.name}' lacks column(s): {', '.join(missing)}")
+def _read(connection, table: Table, columns: tuple[str, ...], where=None) -> pd.DataFrame:
     query = select(*[table.c[c] for c in columns])
     if where is not None:
         query = query.where(where)
-    with engine.connect() as connection:
-        return pd.DataFrame(connection.execute(query).fetchall(), columns=list(columns))
+    return pd.DataFrame(connection.execute(query).fetchall(), columns=list(columns))
 
 
 def load_history(
@@ -53,29 +46,36 @@ def load_history(
     """``events``, ``mentions`` and ``crosswalk`` from the registry, for all or some persons.
 
     For named persons: their mentions' events, every mention of those events (victims and
-    partners included, for dual arrests) and the crosswalk rows of those mentions.
+    partners included, for dual arrests) and the crosswalk rows of those mentions. The tables
+    are the declared ones (every command migrates the registry first), read in one connection:
+    the service calls this for each person-id request.
     """
-    crosswalk_t = _table(engine, "crosswalk", "run `ipvi link` first")
-    mentions_t = _table(engine, "mentions", "run `ipvi ingest` first")
-    events_t = _table(engine, "events", "run `ipvi ingest` first")
-    if person_ids is None:
-        crosswalk = _read(engine, crosswalk_t, CROSSWALK_READ)
-        mentions = _read(engine, mentions_t, MENTION_READ)
-        events = _read(engine, events_t, EVENT_COLUMNS)
-    else:
-        own = _read(engine, crosswalk_t, CROSSWALK_READ, crosswalk_t.c.person_id.in_(person_ids))
-        own_mentions = _read(
-            engine, mentions_t, MENTION_READ, mentions_t.c.record_id.in_(own["record_id"].tolist())
-        )
-        event_ids = own_mentions["event_id"].dropna().unique().tolist()
-        mentions = _read(engine, mentions_t, MENTION_READ, mentions_t.c.event_id.in_(event_ids))
-        events = _read(engine, events_t, EVENT_COLUMNS, events_t.c.event_id.in_(event_ids))
-        crosswalk = _read(
-            engine,
-            crosswalk_t,
-            CROSSWALK_READ,
-            crosswalk_t.c.record_id.in_(mentions["record_id"].tolist()),
-        )
+    with engine.connect() as connection:
+        if person_ids is None:
+            crosswalk = _read(connection, crosswalk_t, CROSSWALK_READ)
+            mentions = _read(connection, mentions_t, MENTION_READ)
+            events = _read(connection, events_t, EVENT_COLUMNS)
+        else:
+            own = _read(
+                connection, crosswalk_t, CROSSWALK_READ, crosswalk_t.c.person_id.in_(person_ids)
+            )
+            own_mentions = _read(
+                connection,
+                mentions_t,
+                MENTION_READ,
+                mentions_t.c.record_id.in_(own["record_id"].tolist()),
+            )
+            event_ids = own_mentions["event_id"].dropna().unique().tolist()
+            mentions = _read(
+                connection, mentions_t, MENTION_READ, mentions_t.c.event_id.in_(event_ids)
+            )
+            events = _read(connection, events_t, EVENT_COLUMNS, events_t.c.event_id.in_(event_ids))
+            crosswalk = _read(
+                connection,
+                crosswalk_t,
+                CROSSWALK_READ,
+                crosswalk_t.c.record_id.in_(mentions["record_id"].tolist()),
+            )
     if crosswalk.empty:
         raise IpviError("no linked persons: the crosswalk is empty (run `ipvi link` first)")
     return events, mentions, crosswalk
