@@ -298,13 +298,8 @@ def resolve_persons(session, person_ids: Sequence[str]) -> dict[str, tuple[str, 
     A merged id answers for its survivor (following later merges too); a split id has no
     single successor and is a 409 listing the new ids; an id the registry never had is a 404.
     """
-    from sqlalchemy import inspect, select
+    from sqlalchemy import select
 
-    inspector = inspect(session.connection())
-    if not inspector.has_table("persons") or not inspector.has_table("person_id_changes"):
-        raise ApiError(
-            404, "the registry has no linked persons yet (run `ipvi link`)", field="person_ids"
-        )
     wanted = list(dict.fromkeys(person_ids))
     status = dict(
         session.execute(

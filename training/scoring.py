@@ -112,6 +112,7 @@ def score_index(
     index: pd.DataFrame,
     events_by_person: pd.DataFrame,
     persons: pd.DataFrame | None,
+    stamp: dict | None = None,
 ) -> pd.DataFrame:
     """Score index offences: probability, band, tier with reasons, reason codes, markers.
 
@@ -124,6 +125,9 @@ def score_index(
         Person events with offence ids (:func:`training.offences.assign_offences`).
     persons : DataFrame, optional
         ``person_id``, ``dob``, ``sex`` (:func:`training.features.persons_table`).
+    stamp : dict, optional
+        Further columns (a value or one per row), such as the model version, added in the
+        same frame.
 
     Returns
     -------
@@ -159,6 +163,7 @@ def score_index(
             "odara_count": odara_count(X),
             "prior_ipv_offences": X["prior_ipv_offences"].to_numpy(dtype=int),
             "age": X["age"].to_numpy(),
+            **(stamp or {}),
         }
     )
     return out
@@ -223,7 +228,9 @@ class RiskScorer:
         else:
             index = index_offences(by_person, lag, latest_known_at=as_of)
         if person_ids is not None:
-            index = index[index["person_id"].isin(person_ids)].reset_index(drop=True)
+            wanted = index["person_id"].isin(person_ids).to_numpy()
+            if not wanted.all():
+                index = index[wanted].reset_index(drop=True)
         return index, by_person
 
     def score_many(
@@ -250,12 +257,17 @@ class RiskScorer:
         )
         if index.empty:
             return pd.DataFrame()
-        scored = score_index(self.bundle, index, by_person, persons_table(mentions, crosswalk))
-        return scored.assign(
-            model_name=self.model_name,
-            model_version=self.model_version,
-            mlflow_run_id=self.mlflow_run_id,
-            linkage_run_id=_linkage_run(crosswalk, scored["person_id"]),
+        return score_index(
+            self.bundle,
+            index,
+            by_person,
+            persons_table(mentions, crosswalk),
+            stamp={
+                "model_name": self.model_name,
+                "model_version": self.model_version,
+                "mlflow_run_id": self.mlflow_run_id,
+                "linkage_run_id": _linkage_run(crosswalk, index["person_id"]),
+            },
         )
 
     def tier_many(
