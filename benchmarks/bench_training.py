@@ -6,9 +6,11 @@ scorecard, baselines, person-bootstrap evaluation) and of scoring every person a
 number of index offences and the test figures.
 
 Data: ``--source toy`` (default) uses :func:`training.examples.toy_history`, fast to make at any
-size; ``--source DIR`` reads a generated set already ingested and linked into the registry at
-``IPVI_DATABASE_URL`` (truth crosswalk or linkage), with ``--truth DIR/truth`` for the ceiling.
-``--quick`` uses a small size. Seed fixed here so runs compare.
+size; ``--source registry`` reads a generated set already ingested and linked into the registry
+at ``IPVI_DATABASE_URL`` (truth crosswalk or linkage), with ``--truth DIR/truth`` for the
+ceiling. ``--quick`` uses a small size. Seed fixed here so runs compare. The issue-4 accuracy
+targets on a fixed generated set, end to end through the CLI, are
+``benchmarks/bench_training_generated.py``.
 """
 
 from __future__ import annotations

@@ -324,3 +324,34 @@ def test_overlapping_custody_counts_once_and_missing_release_closes_at_liberty()
     h.add("P", "incident", day, case_ref="C2")
     _, labelled, _ = h.build()
     assert labelled.loc[0, "observed"] and labelled.loc[0, "label"] == 1
+
+
+def test_nested_custody_counts_until_the_last_release():
+    # A sentence starts while the arrest custody lasts and ends after it: custody runs from
+    # the first booking to the last release (60 days), not to the first release (43 days).
+    h = History()
+    h.add("P", "incident", "2020-01-01", case_ref="C1")
+    h.add("P", "custody_start", "2020-02-01", role="arrestee", ipv=False)
+    h.add("P", "custody_start", "2020-03-01", role="arrestee", ipv=False)
+    h.add("P", "custody_end", "2020-03-14", role="arrestee", ipv=False)
+    h.add("P", "custody_end", "2020-04-01", role="arrestee", ipv=False)
+    # 365 + 50 days after the decision date: inside the window only with all 60 custody days.
+    day = (pd.Timestamp("2020-01-04") + pd.Timedelta(days=415)).strftime("%Y-%m-%d")
+    h.add("P", "incident", day, case_ref="C2")
+    _, labelled, _ = h.build()
+    assert labelled.loc[0, "label"] == 1
+    span = labelled.loc[0, "window_end"] - labelled.loc[0, "as_of"]
+    assert span == pd.Timedelta(days=365 + 60)
+
+
+def test_label_window_starts_at_the_decision_date_and_excludes_its_end_day():
+    # A date-only record on the decision date is not an as-of feature, so it is a new offence;
+    # one on the day the 365-day window ends (midnight) falls outside it.
+    def label_for(offset_days: int) -> int:
+        h = History()
+        h.add("P", "incident", "2020-01-01", case_ref="C1")
+        day = (pd.Timestamp("2020-01-04") + pd.Timedelta(days=offset_days)).strftime("%Y-%m-%d")
+        h.add("P", "incident", day, case_ref="C2")
+        return int(h.build()[1].loc[0, "label"])
+
+    assert label_for(0) == 1 and label_for(364) == 1 and label_for(365) == 0

@@ -23,30 +23,71 @@ _WINDOW_ROUNDS = 8
 def custody_spells(person_events: pd.DataFrame, open_end: pd.Timestamp) -> pd.DataFrame:
     """Custody spells ``person_id, start, end`` from custody_start / custody_end events.
 
-    Each start is closed by the person's next custody end, or earlier by the next sign of
-    liberty (a new custody start, incident or order violation: a missing release record must
-    not stop the clock forever); a start with neither stays open until ``open_end``.
-    Overlapping spells are merged.
+    Bookings nest and overlap (a sentence starts while the arrest custody lasts, a probation
+    violation jails someone already held), so custody is counted, not paired: each start adds
+    one, each end removes one (an end with nothing open is ignored), and a person is in custody
+    while the count is above zero. A sign of liberty (an incident or an order violation: an
+    offence committed outside) closes everything open, so a missing release record does not
+    stop the clock forever; custody still open at the person's last record stays open until
+    ``open_end``. The spells returned do not overlap.
     """
     dated = person_events[["person_id", "offense_date", "event_type"]]
-    starts = dated.loc[dated["event_type"] == "custody_start", ["person_id", "offense_date"]]
-    spells = starts.rename(columns={"offense_date": "start"}).sort_values("start")
-    for name, kinds in (
-        ("end", ["custody_end"]),
-        ("free", ["custody_start", "incident", "order_violation"]),
-    ):
-        later = dated.loc[dated["event_type"].isin(kinds), ["person_id", "offense_date"]]
-        spells = pd.merge_asof(
-            spells,
-            later.rename(columns={"offense_date": name}).sort_values(name),
-            left_on="start",
-            right_on=name,
-            by="person_id",
-            direction="forward",
-            allow_exact_matches=name == "end",
-        )
-    spells["end"] = spells[["end", "free"]].min(axis=1).fillna(open_end)
+    step = {"custody_start": 1, "custody_end": -1, "incident": 0, "order_violation": 0}
+    rows = dated[dated["event_type"].isin(list(step))]
+    rows = pd.DataFrame(
+        {
+            "person_id": rows["person_id"].to_numpy(),
+            "time": rows["offense_date"].to_numpy(dtype="datetime64[ns]"),
+            "step": rows["event_type"].map(step).to_numpy(dtype=np.int64),
+            # At one instant: liberty first, then releases, then bookings.
+            "rank": rows["event_type"].map({**step, "custody_end": 1, "custody_start": 2}),
+        }
+    ).sort_values(["person_id", "time", "rank"], kind="stable")
+    person = rows["person_id"].to_numpy()
+    time = rows["time"].to_numpy()
+    steps = rows["step"].to_numpy()
+    liberty = steps == 0
+    segment = np.cumsum(_run_starts(person) | liberty)
+    # The count floored at zero: cumulative steps minus their running minimum (when negative).
+    total = pd.Series(steps).groupby(segment).cumsum().to_numpy()
+    count = total - np.minimum(pd.Series(total).groupby(segment).cummin().to_numpy(), 0)
+    before = np.zeros_like(count)
+    before[1:] = count[:-1]
+    before[_run_starts(segment)] = 0
+    opening = (steps == 1) & (before == 0)
+    closing = (steps == -1) & (count == 0) & (before > 0)
+    opens = pd.DataFrame(
+        {"segment": segment[opening], "person_id": person[opening], "start": time[opening]}
+    )
+    closes = pd.DataFrame({"segment": segment[closing], "end": time[closing]})
+    # Opens and closes alternate within a segment: each open's close is the next one.
+    spells = pd.merge_asof(
+        opens.sort_values("start", kind="stable"),
+        closes.sort_values("end", kind="stable"),
+        left_on="start",
+        right_on="end",
+        by="segment",
+        direction="forward",
+        allow_exact_matches=False,  # a close at the open's instant closed an earlier spell
+    )
+    # Still open at the segment's end: closed by the next sign of liberty, if any.
+    freed = pd.DataFrame({"person_id": person[liberty], "free": time[liberty]})
+    spells = pd.merge_asof(
+        spells,
+        freed.sort_values("free", kind="stable"),
+        left_on="start",
+        right_on="free",
+        by="person_id",
+        direction="forward",
+        allow_exact_matches=False,
+    )
+    spells["end"] = spells["end"].fillna(spells["free"]).fillna(open_end)
     return _union(spells[["person_id", "start", "end"]])
+
+
+def _run_starts(values: np.ndarray) -> np.ndarray:
+    """Where each run of equal consecutive values begins."""
+    return np.r_[True, values[1:] != values[:-1]][: len(values)]
 
 
 def _union(spells: pd.DataFrame) -> pd.DataFrame:
@@ -123,10 +164,10 @@ def label_index(
         person_events["event_type"].isin(LABEL_EVENT_TYPES) & person_events["ipv"]
     ].sort_values(["person_id", "offense_date"], kind="stable")
     key, persons = person_date_key(candidates)
-    # New offences dated in (as_of, window_end], recorded by the horizon.
-    lo, hi = person_ranges(
-        key, persons, out["person_id"], out["as_of"], out["window_end"], right_closed=True
-    )
+    # New offences dated in [as_of, window_end), recorded by the horizon: the window starts
+    # where the as-of features stop (offense_date < as_of) and runs for whole days, so a
+    # date-only record of the day after the window (midnight) is outside it.
+    lo, hi = person_ranges(key, persons, out["person_id"], out["as_of"], out["window_end"])
     owner, positions = expand(lo, hi)
     hit = (
         candidates["offence_id"].to_numpy()[positions] != out["offence_id"].to_numpy()[owner]
