@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sqlalchemy import case, desc, func, select
 
-from ipvi.tables.ingest import mentions
+from ipvi.tables.ingest import mentions, purge_tombstones
 from ipvi.tables.linkage import crosswalk, linkage_runs
 from serving.http import ApiError
 from serving.link_index import shared_index
@@ -34,6 +34,11 @@ def latest_run_id(session) -> str | None:
         .order_by(desc(linkage_runs.c.finished_at), desc(linkage_runs.c.run_id))
         .limit(1)
     )
+
+
+def last_purge(session) -> int | None:
+    """The newest purge tombstone's id (None before any purge)."""
+    return session.scalar(select(func.max(purge_tombstones.c.tombstone_id)))
 
 
 def victim_only_persons(session) -> frozenset[str]:
@@ -67,7 +72,7 @@ class IntakeLinker:
         self.engine = engine
         self.refresh_seconds = refresh_seconds
         self.index_dir = Path(index_dir)
-        self._state: tuple | None = None  # (index, victim_only, run_id)
+        self._state: tuple | None = None  # (index, victim_only, run_id, (run_id, last purge))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -87,17 +92,17 @@ class IntakeLinker:
                 return
 
     def refresh(self) -> bool:
-        """Rebuild when the latest linkage run differs from the indexed one."""
+        """Reload when the latest linkage run, or the last purge, differs from the indexed one."""
         from ipvi.db import session_scope
 
         with session_scope(self.engine) as session:
-            run_id = latest_run_id(session)
-        if run_id is None or (self._state is not None and self._state[2] == run_id):
+            run_id, purged = latest_run_id(session), last_purge(session)
+        if run_id is None or (self._state is not None and self._state[3] == (run_id, purged)):
             return False
-        index = shared_index(self.index_dir, run_id)
+        index = shared_index(self.index_dir, run_id, purged)
         with session_scope(self.engine) as session:
             victims = victim_only_persons(session)
-        self._state = (index, victims, run_id)
+        self._state = (index, victims, run_id, (run_id, purged))
         logger.info("link index built for linkage run %s", run_id)
         return True
 
@@ -112,7 +117,7 @@ class IntakeLinker:
         """
         if self._state is None:
             raise ApiError(503, INDEX_NOT_READY, retry_after=5)
-        index, victims, run_id = self._state
+        index, victims, run_id, _ = self._state
         mention = request.model_dump()
         match = index.link(mention)
         candidates = [

@@ -272,3 +272,21 @@ def test_a_new_linkage_run_is_picked_up_within_60_s(pipeline, server):
         assert time.monotonic() - finished < 60, server.tail()
         time.sleep(1)
     assert Path(pipeline["folder"] / "server.log").exists()
+
+
+def test_a_purged_person_leaves_the_link_index(pipeline, server, keys):
+    engine = make_engine(pipeline["url"])
+    person, body = _identifiers(engine, mentions.c.role != "victim")
+    engine.dispose()
+
+    def candidates() -> list[str]:
+        answer = httpx.post(f"{server.url}/v1/link", json=body, headers=keys["admin"])
+        assert answer.status_code == 200, answer.text
+        return [c["person_id"] for c in answer.json()["candidates"]]
+
+    assert person in candidates()
+    run_ipvi(["purge", "--person-id", person, "--reason", "serving test"], pipeline["env"])
+    purged = time.monotonic()
+    while person in candidates():  # no new linkage run: the purge alone rebuilds the index
+        assert time.monotonic() - purged < 60, server.tail()
+        time.sleep(2.5)  # within the key's link rate limit
