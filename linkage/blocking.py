@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from linkage.standardize import MISSING
 
@@ -42,16 +40,26 @@ def sorted_unique(values: np.ndarray) -> np.ndarray:
     return values[np.r_[True, values[1:] != values[:-1]]] if len(values) else values
 
 
-def block_codes(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
-    """One integer code per row for the joint key of ``columns``; -1 when any part is missing."""
+def block_codes(
+    frame: pd.DataFrame, columns: list[str], factorized: dict | None = None
+) -> np.ndarray:
+    """One integer code per row for the joint key of ``columns``; -1 when any part is missing.
+
+    ``factorized`` (column -> codes, number of values, missing) caches the factorisation of
+    each column across the rules that share it.
+    """
+    factorized = {} if factorized is None else factorized
     codes = np.zeros(len(frame), dtype=np.int64)
     missing = np.zeros(len(frame), dtype=bool)
     for column in columns:
-        values = frame[column].to_numpy(dtype=object)
-        missing |= values == MISSING
-        part, uniques = pd.factorize(values)
+        if column not in factorized:
+            values = frame[column].to_numpy(dtype=object)
+            part, uniques = pd.factorize(values)
+            factorized[column] = (part, len(uniques), values == MISSING)
+        part, n_values, absent = factorized[column]
+        missing |= absent
         # Mixed radix, re-factorised after each column so the codes never overflow.
-        codes, _ = pd.factorize(codes * (len(uniques) + 1) + part)
+        codes, _ = pd.factorize(codes * (n_values + 1) + part)
         codes = codes.astype(np.int64)
     codes[missing] = -1
     return codes
@@ -109,13 +117,17 @@ def candidate_pairs(
     """
     n_right = len(other) if other is not None else len(data)
     rule_codes, skipped = [], []
+    factorized: dict = {}
+    if other is not None:
+        # One factorisation over both files, so equal keys get equal codes.
+        keys = list(dict.fromkeys(column for rule in rules for column in rule))
+        both = pd.concat([data[keys], other[keys]], ignore_index=True)
     for rule in rules:
         if other is None:
-            codes = block_codes(data, rule)
+            codes = block_codes(data, rule, factorized)
             left, right, n_big = _within_block_pairs(codes, max_block_size)
         else:
-            # One factorisation over both files, so equal keys get equal codes.
-            codes = block_codes(pd.concat([data[rule], other[rule]], ignore_index=True), rule)
+            codes = block_codes(both, rule, factorized)
             left, right, n_big = _cross_block_pairs(
                 codes[: len(data)], codes[len(data) :], max_block_size
             )
@@ -126,6 +138,35 @@ def candidate_pairs(
     return CandidatePairs(
         left=union // n_right, right=union % n_right, rule_pairs=positions, skipped_blocks=skipped
     )
+
+
+def connected_labels(n_records: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """The component of each record joined by the edges ``left``-``right``: its smallest record.
+
+    Union-find vectorised in numpy: every edge joining two components hooks the larger root
+    onto the smaller, then pointers jump to their roots, until no edge joins two components
+    (a few rounds). scipy's csgraph gives the same partition but costs its import (about
+    0.2 s of every ``ipvi dedupe`` or ``ipvi link`` process).
+
+    >>> connected_labels(6, np.array([4, 1, 3]), np.array([5, 2, 1]))
+    array([0, 1, 1, 1, 4, 4])
+    """
+    parent = np.arange(n_records)
+    left = np.asarray(left, dtype=np.int64)
+    right = np.asarray(right, dtype=np.int64)
+    while len(left):
+        a, b = parent[left], parent[right]
+        apart = a != b
+        left, right, a, b = left[apart], right[apart], a[apart], b[apart]
+        if not len(left):
+            break
+        np.minimum.at(parent, np.maximum(a, b), np.minimum(a, b))
+        while True:
+            jumped = parent[parent]
+            if np.array_equal(jumped, parent):
+                break
+            parent = jumped
+    return parent
 
 
 def linked_component_pairs(
@@ -156,15 +197,19 @@ def linked_component_pairs(
     (array([0]), array([2]))
     """
     known = sorted_unique(np.minimum(left, right) * n_records + np.maximum(left, right))
-    graph = coo_matrix(
-        (np.ones(int(linked.sum())), (left[linked], right[linked])), shape=(n_records, n_records)
-    )
-    _, labels = connected_components(graph, directed=False)
+    labels = connected_labels(n_records, left[linked], right[linked])
     sizes = np.bincount(labels)
     codes = np.where(sizes[labels] > 1, labels, -1).astype(np.int64)
     new_left, new_right, _ = _within_block_pairs(codes, max_block_size)
     if n_left is not None:
         across = (new_left < n_left) & (new_right >= n_left)
         new_left, new_right = new_left[across], new_right[across]
-    fresh = ~np.isin(new_left * n_records + new_right, known, assume_unique=False)
+    # ``known`` is sorted: a binary search per new pair (np.isin would sort both again).
+    pair_codes = new_left * n_records + new_right
+    found = np.searchsorted(known, pair_codes)
+    fresh = (
+        known[np.minimum(found, len(known) - 1)] != pair_codes
+        if len(known)
+        else np.ones(len(pair_codes), bool)
+    )
     return new_left[fresh], new_right[fresh]

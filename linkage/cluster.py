@@ -17,13 +17,12 @@ Review decisions bind: a "match" is a must-link, a "non-match" a cannot-link.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 import pandas as pd
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
-from linkage.blocking import sorted_unique
+from linkage.blocking import connected_labels, sorted_unique
 from linkage.standardize import MISSING
 
 
@@ -36,22 +35,34 @@ class Clusters:
     n_rebuilt_components: int
 
 
+def identifier_codes(values: np.ndarray) -> np.ndarray:
+    """(records, identifiers) standardised strings as integer codes per column, -1 missing.
+
+    Conflict tests then compare integers, not Python strings.
+    """
+    codes = np.full(values.shape, -1, dtype=np.int64)
+    for k in range(values.shape[1]):
+        column = values[:, k]
+        codes[:, k] = np.where(column == MISSING, -1, pd.factorize(column)[0])
+    return codes
+
+
 def conflicts(
     strong: np.ndarray, left: np.ndarray, right: np.ndarray, exclusive: np.ndarray | None = None
 ) -> np.ndarray:
     """True where two records disagree on every strong identifier (each present on both
     sides), or on any exclusive one (a JR and a SR).
 
-    ``strong`` and ``exclusive`` are (records, identifiers) of standardised strings (``""``
-    missing).
+    ``strong`` and ``exclusive`` are (records, identifiers) codes of
+    :func:`identifier_codes` (-1 missing).
     """
     out = np.zeros(len(left), dtype=bool)
     if strong.shape[1]:
         a, b = strong[left], strong[right]
-        out |= ((a != MISSING) & (b != MISSING) & (a != b)).all(axis=1)
+        out |= ((a >= 0) & (b >= 0) & (a != b)).all(axis=1)
     if exclusive is not None and exclusive.shape[1]:
         a, b = exclusive[left], exclusive[right]
-        out |= ((a != MISSING) & (b != MISSING) & (a != b)).any(axis=1)
+        out |= ((a >= 0) & (b >= 0) & (a != b)).any(axis=1)
     return out
 
 
@@ -77,6 +88,9 @@ def cluster_records(
     """
     left = np.asarray(left, dtype=np.int64)
     right = np.asarray(right, dtype=np.int64)
+    if exclusive is None:
+        exclusive = np.empty((n_records, 0), dtype=object)
+    strong, exclusive = identifier_codes(strong), identifier_codes(exclusive)
     probability = np.asarray(probability, dtype=float).copy()
     decided = _decision_overrides(left, right, must_link, cannot_link)
     probability = np.where(decided == 1, 1.0, np.where(decided == -1, 0.0, probability))
@@ -84,8 +98,7 @@ def cluster_records(
     link = probability >= link_threshold
     edge_left = np.r_[left[link], [a for a, _ in extra]].astype(np.int64)
     edge_right = np.r_[right[link], [b for _, b in extra]].astype(np.int64)
-    graph = coo_matrix((np.ones(len(edge_left)), (edge_left, edge_right)), shape=(n_records,) * 2)
-    _, components = connected_components(graph, directed=False)
+    components = connected_labels(n_records, edge_left, edge_right)
 
     # Components needing a rebuild: a scored pair inside that does not link, or a conflict.
     same = components[left] == components[right]
@@ -100,25 +113,27 @@ def cluster_records(
         order = inside[np.lexsort((-probability[inside], components[left[inside]]))]
         component_of = components[left[order]]
         bounds = np.flatnonzero(np.r_[True, component_of[1:] != component_of[:-1], True])
-        if exclusive is None:
-            exclusive = np.empty((n_records, 0), dtype=object)
-        strong_rows = None
-        if strong.shape[1] or exclusive.shape[1]:
-            strong_rows = list(zip(map(tuple, strong), map(tuple, exclusive), strict=True))
+        identity, conflict = _identities(strong, exclusive)
         # Groups are compared on their mean log-odds: n cross pairs weigh as the product of
         # their odds, so one hopeless pair among several sure ones does not cancel them, as it
         # does in a mean of probabilities (and pairs added by iterative blocking are many).
         log_odds = _log_odds(probability)
-        for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
-            rows = order[start:stop]
+        lefts, rights, scores, verdicts = left[order], right[order], log_odds[order], decided[order]
+        adjacency = _adjacency(n_records, lefts, rights, scores, verdicts)
+        # Python lists once, sliced per component (numpy scalars are slow in the loop).
+        lefts, rights = lefts.tolist(), rights.tolist()
+        scores, verdicts = scores.tolist(), verdicts.tolist()
+        thresholds = float(_log_odds(link_threshold)), float(_log_odds(min_average_probability))
+        for start, stop in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
             parts, refused_here = _average_link(
-                left[rows].tolist(),
-                right[rows].tolist(),
-                log_odds[rows].tolist(),
-                decided[rows].tolist(),
-                strong_rows,
-                float(_log_odds(link_threshold)),
-                float(_log_odds(min_average_probability)),
+                lefts[start:stop],
+                rights[start:stop],
+                scores[start:stop],
+                verdicts[start:stop],
+                adjacency,
+                identity,
+                conflict,
+                *thresholds,
             )
             refused += refused_here
             for members in parts[1:]:
@@ -148,39 +163,77 @@ def _decision_overrides(left, right, must_link, cannot_link) -> np.ndarray:
     return decided
 
 
-def _differ(a: str, b: str) -> bool:
-    return a != MISSING and b != MISSING and a != b
+def _identities(strong: np.ndarray, exclusive: np.ndarray):
+    """Per record an integer naming its (strong, exclusive) identifier codes, and a cached
+    conflict test on two such integers (scalar :func:`conflicts`).
+
+    Records of one person mostly share their identifiers, so a group holds few distinct
+    ones and each distinct couple is tested once per run.
+    """
+    if not strong.shape[1] and not exclusive.shape[1]:
+        return None, None
+    _, first, identity = np.unique(
+        np.hstack([strong, exclusive]), axis=0, return_index=True, return_inverse=True
+    )
+    strong_of = strong[first].tolist()
+    exclusive_of = exclusive[first].tolist()
+    cache: dict[tuple[int, int], bool] = {}
+
+    def conflict(i: int, j: int) -> bool:
+        key = (i, j) if i < j else (j, i)
+        if key not in cache:
+            strong_conflict = bool(strong_of[i]) and all(
+                a >= 0 and b >= 0 and a != b
+                for a, b in zip(strong_of[i], strong_of[j], strict=True)
+            )
+            cache[key] = strong_conflict or any(
+                a >= 0 and b >= 0 and a != b
+                for a, b in zip(exclusive_of[i], exclusive_of[j], strict=True)
+            )
+        return cache[key]
+
+    return identity.ravel().tolist(), conflict
 
 
-def _conflict(x: tuple, y: tuple) -> bool:
-    """Scalar :func:`conflicts` for (strong, exclusive) tuples of two records."""
-    strong = bool(x[0]) and all(_differ(a, b) for a, b in zip(x[0], y[0], strict=True))
-    return strong or any(_differ(a, b) for a, b in zip(x[1], y[1], strict=True))
+def _adjacency(n_records, lefts, rights, ps, decisions):
+    """The scored pairs as each record's neighbour lists (CSR as Python lists).
+
+    Built with numpy once, not appended pair by pair; each record's neighbours keep the
+    order of the pairs given.
+    """
+    source = np.column_stack([lefts, rights]).ravel()
+    order = np.argsort(source, kind="stable")
+    target = np.column_stack([rights, lefts]).ravel()[order]
+    starts = np.r_[0, np.cumsum(np.bincount(source, minlength=n_records))]
+    return (
+        starts.tolist(),
+        target.tolist(),
+        np.repeat(ps, 2)[order].tolist(),
+        np.repeat(decisions, 2)[order].tolist(),
+    )
 
 
-def _average_link(lefts, rights, ps, decisions, strong_rows, threshold, min_average):
+def _average_link(
+    lefts, rights, ps, decisions, adjacency, identity, conflict, threshold, min_average
+):
     """Greedy average-link merging inside one component (pairs sorted by score, desc).
 
     ``ps``, ``threshold`` and ``min_average`` are on one monotone scale (log-odds here).
     Two groups merge when their scored cross pairs average at least ``min_average``, no
     cannot-link lies between them, and no two of their records conflict on every strong
     identifier (a reviewer's "match" overrides the last two checks for its own pair). Each
-    group keeps its distinct identifier tuples and each record its scored neighbours, so a
-    check costs the smaller group's links, not the product of the two groups' sizes.
+    group keeps its distinct identifiers and each record its scored neighbours
+    (``adjacency``, see :func:`_adjacency`), so a check costs the smaller group's links, not
+    the product of the two groups' sizes.
     """
+    starts, targets, scores, verdicts = adjacency
+    owner = dict.fromkeys(chain(lefts, rights))
     members: dict[int, list[int]] = {}
-    owner: dict[int, int] = {}
-    neighbours: dict[int, list[tuple[int, float, int]]] = {}
     identifiers: dict[int, set] = {}
-    for a, b, p, d in zip(lefts, rights, ps, decisions, strict=True):
-        for record in (a, b):
-            if record not in owner:
-                owner[record] = record
-                members[record] = [record]
-                neighbours[record] = []
-                identifiers[record] = {strong_rows[record]} if strong_rows is not None else set()
-        neighbours[a].append((b, p, d))
-        neighbours[b].append((a, p, d))
+    for record in owner:
+        owner[record] = record
+        members[record] = [record]
+        identifiers[record] = {identity[record]} if identity is not None else set()
     refused = []
     rejected: set[tuple[int, int, int, int]] = set()
     for a, b, p, d in zip(lefts, rights, ps, decisions, strict=True):
@@ -192,19 +245,18 @@ def _average_link(lefts, rights, ps, decisions, strong_rows, threshold, min_aver
         state = (min(ga, gb), max(ga, gb), len(members[ga]), len(members[gb]))
         if d != 1 and state in rejected:
             continue
-        conflict = any(_conflict(x, y) for x in identifiers[ga] for y in identifiers[gb])
-        if d != 1 and conflict:
+        if d != 1 and any(conflict(x, y) for x in identifiers[ga] for y in identifiers[gb]):
             refused.append((a, b))
             rejected.add(state)
             continue
         small, large = sorted((ga, gb), key=lambda g: len(members[g]))
         total, count, blocked = 0.0, 0, False
         for record in members[small]:
-            for other, score, decision in neighbours[record]:
-                if owner[other] == large:
-                    total += score
+            for k in range(starts[record], starts[record + 1]):
+                if owner.get(targets[k]) == large:
+                    total += scores[k]
                     count += 1
-                    blocked |= decision == -1
+                    blocked |= verdicts[k] == -1
         if blocked or (d != 1 and total / max(count, 1) < min_average):
             rejected.add(state)
             continue

@@ -89,7 +89,10 @@ class Vocabulary:
                 np.zeros(len(self.values), bool),
             )
         values, done = self._derived[name]
-        wanted = np.unique(codes)
+        # Distinct codes by marking (linear; np.unique hashes or sorts every pair's code).
+        marked = np.zeros(len(self.values), dtype=bool)
+        marked[codes] = True
+        wanted = np.flatnonzero(marked)
         todo = wanted[~done[wanted]]
         if len(todo):
             values[todo] = list(function(pd.Series(self.values[todo])))

@@ -17,23 +17,7 @@ import pandas as pd
 from ipvi.errors import IpviError
 from linkage.linker import Linker
 from linkage.settings import LinkageSettings
-
-# Canonical fields a mapping may name; any other column mapped to itself is a generic string.
-DEDUPE_FIELDS: tuple[str, ...] = (
-    "first_name",
-    "middle_name",
-    "last_name",
-    "suffix",
-    "full_name",
-    "dob",
-    "sex",
-    "street",
-    "city",
-    "zip",
-    "phone",
-    "ssn_last4",
-    "email",
-)
+from linkage.standardize import CANONICAL_FIELDS
 
 
 @dataclass
@@ -61,7 +45,7 @@ def parse_mapping(text: str) -> tuple[dict[str, str], list[str]]:
             continue
         key, _, column = item.partition("=")
         key, column = key.strip(), (column.strip() or key.strip())
-        if key in DEDUPE_FIELDS:
+        if key in CANONICAL_FIELDS:
             if key in fields:
                 raise IpviError(f"--map names the field {key!r} twice")
             fields[key] = column
@@ -69,7 +53,7 @@ def parse_mapping(text: str) -> tuple[dict[str, str], list[str]]:
             generic.append(column)
         else:
             raise IpviError(
-                f"--map: unknown canonical field {key!r} (known: {', '.join(DEDUPE_FIELDS)}; "
+                f"--map: unknown canonical field {key!r} (known: {', '.join(CANONICAL_FIELDS)}; "
                 f"to compare another column as a string, map it to itself: {column}={column})"
             )
     if not fields and not generic:

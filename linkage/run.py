@@ -50,24 +50,9 @@ from linkage.incremental import LinkIndex, assign_person_ids
 from linkage.linker import Linker, LinkResult
 from linkage.review import decided_pairs, evidence_for, pair_id
 from linkage.settings import LinkageSettings
-from linkage.standardize import on_distinct
+from linkage.standardize import MENTION_LINK_FIELDS, on_distinct
 
 LOCK_NAME = "linkage"
-# Mention columns the linker reads (race / ethnicity are read for evaluation only).
-LINK_FIELDS: tuple[str, ...] = (
-    "first_name",
-    "middle_name",
-    "last_name",
-    "suffix",
-    "dob",
-    "dob_raw",
-    "sex",
-    "street",
-    "city",
-    "zip",
-    "phone",
-    "ssn_last4",
-)
 # Registry-only evidence built from the mention's agency, event and role (see registry_keys).
 REGISTRY_KEYS: tuple[str, ...] = ("agency_pid", "case_key")
 INSERT_CHUNK = 20_000
@@ -127,7 +112,7 @@ def _mention_columns(extra: tuple[str, ...] = ()) -> list:
     ``dob`` is read as its ISO text (what the standardiser parses): converting a million
     values to ``date`` objects and back would only cost time.
     """
-    names = LINK_FIELDS + ("agency", "agency_person_id", "role") + extra
+    names = MENTION_LINK_FIELDS + ("agency", "agency_person_id", "role") + extra
     return [
         mentions.c.record_id,
         *(cast(mentions.c[c], String).label(c) if c == "dob" else mentions.c[c] for c in names),
@@ -340,7 +325,7 @@ def _link(engine: Engine, settings: LinkageSettings, run_id: str, truth_dir) -> 
     linker = Linker(settings)
     rescore = _supervised_rescorer(settings, must, cannot) if config.supervised.enabled else None
     result = linker.run(
-        frame[list(LINK_FIELDS + REGISTRY_KEYS)],
+        frame[list(MENTION_LINK_FIELDS + REGISTRY_KEYS)],
         must_link=must,
         cannot_link=cannot,
         rescore=rescore,
@@ -637,7 +622,7 @@ def load_link_index(engine: Engine, config: LinkageConfig) -> LinkIndex:
         )
     model = FellegiSunter.from_dict(settings.comparisons, stored["model"])
     frame = registry_keys(frame)
-    standardized = Linker(settings).standardize(frame[list(LINK_FIELDS + REGISTRY_KEYS)])
+    standardized = Linker(settings).standardize(frame[list(MENTION_LINK_FIELDS + REGISTRY_KEYS)])
     index = LinkIndex(settings, prepare=registry_record_keys)
     confidential = frame["address_confidential"].fillna(False).astype(bool).to_numpy()
     return index.fit(

@@ -19,6 +19,8 @@ import jellyfish
 import numpy as np
 import pandas as pd
 
+from ipvi.schema import MENTION_COLUMNS
+
 MISSING = ""
 
 # Generational suffixes removed from name fields and kept apart (they tell relatives apart).
@@ -289,6 +291,17 @@ STANDARDIZERS: dict[str, Callable[[pd.Series], pd.Series]] = {
     "ssn_last4": standardize_ssn_last4,
     "email": standardize_email,
 }
+
+# Fields a record may carry for linking: every standardised field, and a full name that
+# standardize_frame splits into first / middle / last. ``ipvi dedupe --map`` accepts these.
+CANONICAL_FIELDS: tuple[str, ...] = (*STANDARDIZERS, "full_name")
+
+# The registry's mention columns the linker reads, in the order of ipvi.schema: the canonical
+# fields a mention has, plus ``dob_raw`` (the unparsed date that fills a missing ``dob``).
+# Race and ethnicity are no canonical field: the linker never reads them.
+MENTION_LINK_FIELDS: tuple[str, ...] = tuple(
+    column for column in MENTION_COLUMNS if column in CANONICAL_FIELDS or column == "dob_raw"
+)
 
 
 def _split_full_name(full: pd.Series) -> pd.DataFrame:

@@ -8,7 +8,7 @@ import pytest
 
 from ipvi.config import load_config
 from ipvi.errors import ConfigError, IpviError
-from linkage.blocking import candidate_pairs, linked_component_pairs
+from linkage.blocking import candidate_pairs, connected_labels, linked_component_pairs
 from linkage.cluster import cluster_records
 from linkage.compare import (
     Comparison,
@@ -20,6 +20,7 @@ from linkage.compare import (
     OneCharOff,
     SameYear,
     TokenOverlap,
+    Vocabulary,
 )
 from linkage.evaluate import blocking_metrics, cluster_metrics, metrics_by_group
 from linkage.fellegi_sunter import NOT_FITTED, FellegiSunter
@@ -117,6 +118,22 @@ def test_linked_components_add_pairs_no_rule_found_and_only_across_files():
     assert [p.tolist() for p in linked_component_pairs(3, *both, 10, n_left=2)] == [[], []]
 
 
+def test_connected_labels_match_scipy_on_random_graphs_and_chains():
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    rng = np.random.default_rng(3)
+    for n, m in [(1, 0), (50, 30), (2000, 1500)]:
+        left, right = rng.integers(0, n, m), rng.integers(0, n, m)
+        chain = np.arange(n)  # a chain of every record: one component, many hops
+        for a, b in [(left, right), (np.r_[left, chain[1:]], np.r_[right, chain[:-1]])]:
+            ours = connected_labels(n, a, b)
+            graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n))
+            reference = connected_components(graph, directed=False)[1]
+            assert (pd.factorize(ours)[0] == pd.factorize(reference)[0]).all()
+            assert (ours <= np.arange(n)).all()  # each label is the component's first record
+
+
 def test_iterative_blocking_raises_pair_completeness_on_generated_data():
     mentions, truth = generate_mentions(3000, seed=5)
     config = load_config().linkage
@@ -212,6 +229,52 @@ def test_conflicting_strong_identifiers_are_refused_and_queued():
         must_link=[(0, 1)],
     )
     assert forced.labels[0] == forced.labels[1]
+
+
+def test_a_record_conflicting_with_any_member_of_a_group_is_refused():
+    # 1 has no date of birth, so 1-2 conflicts on nothing; but 1 is merged with 0 first,
+    # and 0 and 2 differ on SSN-4 and on date of birth: 2 may not join their group.
+    strong = np.array([["1111", "1980-01-01"], ["1111", ""], ["2222", "1975-05-05"]], dtype=object)
+    clusters = cluster_records(
+        3,
+        np.array([0, 1, 0]),
+        np.array([1, 2, 2]),
+        np.array([0.99, 0.95, 0.9]),
+        link_threshold=0.5,
+        min_average_probability=0.5,
+        strong=strong,
+    )
+    assert clusters.labels[0] == clusters.labels[1] != clusters.labels[2]
+    assert clusters.refused == [(1, 2)]
+
+
+def test_exclusive_identifiers_conflict_on_any_difference():
+    clusters = cluster_records(
+        3,
+        np.array([0, 0]),
+        np.array([1, 2]),
+        np.array([0.99, 0.99]),
+        link_threshold=0.5,
+        min_average_probability=0.5,
+        strong=np.empty((3, 0), dtype=object),
+        exclusive=np.array([["jr"], ["sr"], [""]], dtype=object),
+    )
+    assert clusters.labels[0] == clusters.labels[2] != clusters.labels[1]
+    assert clusters.refused == [(0, 1)]
+
+
+def test_vocabulary_derives_each_wanted_value_once():
+    vocabulary = Vocabulary(np.array(["", "a", "bb", "ccc"], dtype=object))
+    asked = []
+
+    def length(values: pd.Series) -> pd.Series:
+        asked.append(values.tolist())
+        return values.str.len()
+
+    out = vocabulary.derived("length", length, np.array([2, 2, 1], dtype=np.int32))
+    assert (out[1], out[2]) == (1, 2)
+    vocabulary.derived("length", length, np.array([3, 1, 2], dtype=np.int32))
+    assert asked == [["a", "bb"], ["ccc"]]
 
 
 def test_cannot_link_separates_a_confident_pair():

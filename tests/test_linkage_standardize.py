@@ -112,3 +112,16 @@ def test_phonetic_codes_agree_on_spelling_variants():
     assert s.phonetic(series("smith")).iat[0] == s.phonetic(series("smyth")).iat[0]
     codes = s.phonetic(series("catherine", "kathryn"))
     assert codes.iat[0] == codes.iat[1]
+
+
+def test_link_fields_are_the_mention_columns_that_are_canonical_fields():
+    from ipvi.schema import MENTION_COLUMNS
+    from linkage.dedupe import parse_mapping
+
+    assert set(s.MENTION_LINK_FIELDS) <= set(MENTION_COLUMNS)
+    assert list(s.MENTION_LINK_FIELDS) == [c for c in MENTION_COLUMNS if c in s.MENTION_LINK_FIELDS]
+    assert set(s.MENTION_LINK_FIELDS) - set(s.CANONICAL_FIELDS) == {"dob_raw"}
+    assert {"race", "ethnicity", "record_id"}.isdisjoint(s.MENTION_LINK_FIELDS)
+    # every canonical field can be mapped by `ipvi dedupe`
+    mapping = ",".join(f"{field}=c{k}" for k, field in enumerate(s.CANONICAL_FIELDS))
+    assert list(parse_mapping(mapping)[0]) == list(s.CANONICAL_FIELDS)
