@@ -157,6 +157,8 @@ class LinkageConfig(StrictModel):
     comparisons: list[LinkageComparison] = Field(default_factory=list)
     blocking_rules: list[list[str]] = Field(default_factory=list)
     max_block_size: int = Field(300, ge=2)
+    # A rule's own limit, by the rule written as its fields joined with "+".
+    block_size_limits: dict[str, int] = Field(default_factory=dict)
     expand_linked_components: bool = True
     link_threshold: float = Field(0.5, gt=0, lt=1)
     review_lower: float = Field(0.2, gt=0, lt=1)
@@ -168,6 +170,25 @@ class LinkageConfig(StrictModel):
     cluster: LinkageClusterConfig = LinkageClusterConfig()
     supervised: LinkageSupervisedConfig = LinkageSupervisedConfig()
     person_id_prefix: str = Field("P", min_length=1, max_length=8)
+
+    @field_validator("block_size_limits")
+    @classmethod
+    def _limits_name_rules(cls, limits: dict[str, int], info) -> dict[str, int]:
+        rules = {"+".join(rule) for rule in info.data.get("blocking_rules", [])}
+        for name, limit in limits.items():
+            if name not in rules:
+                raise ValueError(f"'{name}' is not a blocking rule (write its fields joined by +)")
+            if limit < 2:
+                raise ValueError(f"'{name}': a block size limit is at least 2")
+        return limits
+
+    def block_limits(self) -> list[int]:
+        """The block size limit of each blocking rule: its own, else ``max_block_size``."""
+        return [
+            self.block_size_limits.get("+".join(rule), self.max_block_size)
+            for rule in self.blocking_rules
+        ]
+
     lock_timeout_seconds: float = Field(0.0, ge=0)
     seed: int = 0
 

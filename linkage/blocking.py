@@ -109,12 +109,15 @@ def candidate_pairs(
     rules: list[list[str]],
     data: pd.DataFrame,
     other: pd.DataFrame | None = None,
-    max_block_size: int = 500,
+    max_block_size: int | list[int] = 500,
 ) -> CandidatePairs:
     """The union of the pairs of every rule whose columns exist in the data.
 
     With ``other`` the pairs link ``data`` to ``other`` (no pair inside one file).
+    ``max_block_size`` is one limit for every rule, or one per rule: blocks over their rule's
+    limit are skipped (and counted).
     """
+    limits = max_block_size if isinstance(max_block_size, list) else [max_block_size] * len(rules)
     n_right = len(other) if other is not None else len(data)
     rule_codes, skipped = [], []
     factorized: dict = {}
@@ -122,15 +125,13 @@ def candidate_pairs(
         # One factorisation over both files, so equal keys get equal codes.
         keys = list(dict.fromkeys(column for rule in rules for column in rule))
         both = pd.concat([data[keys], other[keys]], ignore_index=True)
-    for rule in rules:
+    for rule, limit in zip(rules, limits, strict=True):
         if other is None:
             codes = block_codes(data, rule, factorized)
-            left, right, n_big = _within_block_pairs(codes, max_block_size)
+            left, right, n_big = _within_block_pairs(codes, limit)
         else:
             codes = block_codes(both, rule, factorized)
-            left, right, n_big = _cross_block_pairs(
-                codes[: len(data)], codes[len(data) :], max_block_size
-            )
+            left, right, n_big = _cross_block_pairs(codes[: len(data)], codes[len(data) :], limit)
         rule_codes.append(left * n_right + right)
         skipped.append(n_big)
     union = sorted_unique(np.concatenate(rule_codes)) if rule_codes else np.zeros(0, np.int64)

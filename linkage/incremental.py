@@ -255,9 +255,9 @@ class LinkIndex:
     def candidates(self, record: dict[str, str]) -> np.ndarray:
         """Positions of indexed mentions sharing a blocking key with the one ``record``."""
         found = []
-        limit = self.settings.config.max_block_size
-        for rule, (keys, order) in zip(
-            self.settings.config.blocking_rules, self.keys_, strict=True
+        config = self.settings.config
+        for rule, limit, (keys, order) in zip(
+            config.blocking_rules, config.block_limits(), self.keys_, strict=True
         ):
             key = 0
             for column in rule:

@@ -99,7 +99,7 @@ class Linker:
         timings["standardize"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        pairs = candidate_pairs(config.blocking_rules, data, right, config.max_block_size)
+        pairs = candidate_pairs(config.blocking_rules, data, right, config.block_limits())
         timings["block"] = time.perf_counter() - start
 
         start = time.perf_counter()

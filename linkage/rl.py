@@ -25,8 +25,8 @@ class UnionBlocker(BaseIndexAlgorithm):
     ----------
     rules : list of list of str
         Each rule is the list of columns whose values must all agree.
-    max_block_size : int
-        Blocks larger than this are skipped by their rule.
+    max_block_size : int or list of int
+        Blocks larger than this (one limit, or one per rule) are skipped by their rule.
 
     Examples
     --------
@@ -36,7 +36,7 @@ class UnionBlocker(BaseIndexAlgorithm):
     [(0, 1), (1, 2)]
     """
 
-    def __init__(self, rules: list[list[str]], max_block_size: int = 500):
+    def __init__(self, rules: list[list[str]], max_block_size: int | list[int] = 500):
         super().__init__()
         self.rules = rules
         self.max_block_size = max_block_size

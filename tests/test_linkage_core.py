@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ipvi.config import load_config
+from ipvi.config import config_from_dict, default_config_dict, load_config
 from ipvi.errors import ConfigError, IpviError
 from linkage.blocking import candidate_pairs, connected_labels, linked_component_pairs
 from linkage.cluster import cluster_records
@@ -103,6 +103,29 @@ def test_blocking_union_dedup_and_link_and_block_cap():
     ]
     index = UnionBlocker(rules=[["dob"]]).index(frame)
     assert len(index) == 4
+
+
+def test_a_rule_can_have_its_own_block_size_limit():
+    frame = pd.DataFrame(
+        {"dob": ["d1", "d1", "d2", "d2", "d2"], "ln_phon": ["B", "B", "B", "C", "C"]}
+    )
+    # The surname rule alone is capped at 2: its block of three is skipped, the dob rule's not.
+    pairs = candidate_pairs([["dob"], ["ln_phon"]], frame, max_block_size=[10, 2])
+    assert pairs.skipped_blocks == [0, 1]
+    assert sorted(zip(pairs.left.tolist(), pairs.right.tolist(), strict=True)) == [
+        (0, 1),
+        (2, 3),
+        (2, 4),
+        (3, 4),
+    ]
+    config = load_config().linkage.model_copy(
+        update={"blocking_rules": [["dob"], ["ln_phon"]], "block_size_limits": {"ln_phon": 2}}
+    )
+    assert config.block_limits() == [config.max_block_size, 2]
+    data = default_config_dict()
+    data["linkage"]["block_size_limits"] = {"surname": 2}
+    with pytest.raises(ConfigError, match="not a blocking rule"):
+        config_from_dict(data)
 
 
 def test_linked_components_add_pairs_no_rule_found_and_only_across_files():
