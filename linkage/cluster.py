@@ -66,6 +66,10 @@ def conflicts(
     return out
 
 
+# Scored pairs per chunk of components rebuilt together (bounds the memory of large runs).
+CHUNK_PAIRS = 1_000_000
+
+
 def cluster_records(
     n_records: int,
     left: np.ndarray,
@@ -118,27 +122,35 @@ def cluster_records(
         # their odds, so one hopeless pair among several sure ones does not cancel them, as it
         # does in a mean of probabilities (and pairs added by iterative blocking are many).
         log_odds = _log_odds(probability)
-        lefts, rights, scores, verdicts = left[order], right[order], log_odds[order], decided[order]
-        adjacency = _adjacency(n_records, lefts, rights, scores, verdicts)
-        # Python lists once, sliced per component (numpy scalars are slow in the loop).
-        lefts, rights = lefts.tolist(), rights.tolist()
-        scores, verdicts = scores.tolist(), verdicts.tolist()
         thresholds = float(_log_odds(link_threshold)), float(_log_odds(min_average_probability))
-        for start, stop in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-            parts, refused_here = _average_link(
-                lefts[start:stop],
-                rights[start:stop],
-                scores[start:stop],
-                verdicts[start:stop],
-                adjacency,
-                identity,
-                conflict,
-                *thresholds,
-            )
-            refused += refused_here
-            for members in parts[1:]:
-                labels[members] = next_label
-                next_label += 1
+        # Whole components in chunks of about CHUNK_PAIRS pairs: the Python lists below cost
+        # ~40 bytes a value, so building them for every pair at once took 14 GB at 1M mentions.
+        chunk = bounds[:-1] // CHUNK_PAIRS
+        edges = np.r_[np.flatnonzero(np.r_[True, chunk[1:] != chunk[:-1]]), len(chunk)]
+        for first, last in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True):
+            part = order[bounds[first] : bounds[last]]
+            lefts, rights = left[part], right[part]
+            scores, verdicts = log_odds[part], decided[part]
+            adjacency = _adjacency(n_records, lefts, rights, scores, verdicts)
+            # Python lists once per chunk, sliced per component (numpy scalars are slow here).
+            lefts, rights = lefts.tolist(), rights.tolist()
+            scores, verdicts = scores.tolist(), verdicts.tolist()
+            offsets = (bounds[first : last + 1] - bounds[first]).tolist()
+            for start, stop in zip(offsets[:-1], offsets[1:], strict=True):
+                parts, refused_here = _average_link(
+                    lefts[start:stop],
+                    rights[start:stop],
+                    scores[start:stop],
+                    verdicts[start:stop],
+                    adjacency,
+                    identity,
+                    conflict,
+                    *thresholds,
+                )
+                refused += refused_here
+                for members in parts[1:]:
+                    labels[members] = next_label
+                    next_label += 1
     labels = pd.factorize(labels)[0]
     return Clusters(labels=labels, refused=refused, n_rebuilt_components=len(dirty_components))
 

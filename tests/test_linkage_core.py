@@ -8,6 +8,7 @@ import pytest
 
 from ipvi.config import config_from_dict, default_config_dict, load_config
 from ipvi.errors import ConfigError, IpviError
+from linkage import cluster as cluster_module
 from linkage.blocking import candidate_pairs, connected_labels, linked_component_pairs
 from linkage.cluster import cluster_records
 from linkage.compare import (
@@ -225,6 +226,33 @@ def test_clustering_does_not_chain_through_weak_links():
     )
     assert len(set(clusters.labels[:3])) == 1 and len(set(clusters.labels[3:])) == 1
     assert clusters.labels[0] != clusters.labels[3]
+
+
+def test_clustering_in_chunks_of_components_gives_the_same_clusters(monkeypatch):
+    # Many small groups with weak bridges and conflicting identifiers: most components need a
+    # rebuild, which runs chunk by chunk on large data.
+    rng = np.random.default_rng(3)
+    n = 600
+    group = rng.integers(0, 120, n)
+    left, right = np.triu_indices(n, k=1)
+    keep = rng.random(len(left)) < 0.02
+    left, right = left[keep], right[keep]
+    same = group[left] == group[right]
+    p = np.where(same, rng.uniform(0.6, 0.999, len(left)), rng.uniform(0.0, 0.7, len(left)))
+    strong = np.array([[f"{g % 7:04d}", f"19{g % 50:02d}-01-01"] for g in group], dtype=object)
+    strong[rng.random(n) < 0.05, 0] = "9999"
+
+    def clusters():
+        return cluster_records(
+            n, left, right, p, link_threshold=0.5, min_average_probability=0.5, strong=strong
+        )
+
+    whole = clusters()
+    monkeypatch.setattr(cluster_module, "CHUNK_PAIRS", 7)
+    chunked = clusters()
+    assert whole.n_rebuilt_components > 1
+    np.testing.assert_array_equal(whole.labels, chunked.labels)
+    assert whole.refused == chunked.refused
 
 
 def test_conflicting_strong_identifiers_are_refused_and_queued():
