@@ -72,7 +72,7 @@ class IntakeLinker:
         self.engine = engine
         self.refresh_seconds = refresh_seconds
         self.index_dir = Path(index_dir)
-        self._state: tuple | None = None  # (index, victim_only, run_id, (run_id, last purge))
+        self._state: tuple | None = None  # (index, victim_only, run_id, last purge)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -97,12 +97,12 @@ class IntakeLinker:
 
         with session_scope(self.engine) as session:
             run_id, purged = latest_run_id(session), last_purge(session)
-        if run_id is None or (self._state is not None and self._state[3] == (run_id, purged)):
+        if run_id is None or (self._state is not None and self._state[2:] == (run_id, purged)):
             return False
         index = shared_index(self.index_dir, run_id, purged)
         with session_scope(self.engine) as session:
             victims = victim_only_persons(session)
-        self._state = (index, victims, run_id, (run_id, purged))
+        self._state = (index, victims, run_id, purged)
         logger.info("link index built for linkage run %s", run_id)
         return True
 
