@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from linkage.synthetic import IDENTIFIER_FIELDS
+
 ROOT = Path(__file__).resolve().parents[1]
 IPVI = ROOT / ".venv" / "bin" / "ipvi"
 BENCH_PYTHON = ROOT / ".venv-bench" / "bin" / "python"
@@ -39,18 +41,6 @@ FEBRL_MAP = (
     "first_name=given_name,last_name=surname,dob=date_of_birth,zip=postcode,city=suburb,"
     "street=address_1,street_number,address_2,state,soc_sec_id"
 )
-PEOPLE_FIELDS = [
-    "first_name",
-    "middle_name",
-    "last_name",
-    "dob",
-    "sex",
-    "ssn_last4",
-    "street",
-    "city",
-    "zip",
-    "phone",
-]
 
 
 # A child forked from this (large) process would report this process's RSS as its own peak
@@ -216,15 +206,15 @@ def generated(folder: Path, size: int, use_splink: bool) -> dict:
 
     mentions, truth = generate_mentions(size, seed=2026)
     csv = folder / f"people_{size}.csv"
-    mentions[["record_id", *PEOPLE_FIELDS]].to_csv(csv, index=False)
+    mentions[["record_id", *IDENTIFIER_FIELDS]].to_csv(csv, index=False)
     parquet = folder / f"people_{size}.parquet"
-    splink_frame = mentions[["record_id", *PEOPLE_FIELDS]].rename(
+    splink_frame = mentions[["record_id", *IDENTIFIER_FIELDS]].rename(
         columns={"record_id": "unique_id", "last_name": "surname"}
     )
     for column in splink_frame.columns[1:]:
         splink_frame[column] = splink_frame[column].astype("string").str.lower()
     splink_frame.to_parquet(parquet)
-    mapping = ",".join(f"{field}={field}" for field in PEOPLE_FIELDS)
+    mapping = ",".join(f"{field}={field}" for field in IDENTIFIER_FIELDS)
     ours = run_ours([csv], "record_id", mapping, folder / f"people_{size}_ours.csv")
     splink = (
         run_splink([parquet], "people", folder / f"people_{size}_splink.parquet")
@@ -299,7 +289,7 @@ def sample(folder: Path, use_splink: bool) -> dict:
         frame = read_mentions(engine)
         engine.dispose()
         parquet = folder / "sample.parquet"
-        people = frame[["record_id", *PEOPLE_FIELDS]].rename(
+        people = frame[["record_id", *IDENTIFIER_FIELDS]].rename(
             columns={"record_id": "unique_id", "last_name": "surname"}
         )
         for column in people.columns[1:]:

@@ -25,19 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from linkage.synthetic import IDENTIFIER_FIELDS
+
 ROOT = Path(__file__).resolve().parents[1]
-FIELDS = [
-    "first_name",
-    "middle_name",
-    "last_name",
-    "dob",
-    "sex",
-    "ssn_last4",
-    "street",
-    "city",
-    "zip",
-    "phone",
-]
 RUN_ID = "LR-bench"
 
 
@@ -72,11 +62,13 @@ def prepare(url: str, size: int, queries: int, out: Path) -> dict:
     indexed, held_out, truth = split(size, queries)
     settings = LinkageSettings.from_config(load_config().linkage)
     linker = Linker(settings)
-    result = linker.run(linker.standardize(indexed[FIELDS]), standardized=True)
+    result = linker.run(linker.standardize(indexed[list(IDENTIFIER_FIELDS)]), standardized=True)
     link_seconds = time.perf_counter() - start
     engine = open_registry(url)
     dob = pd.to_datetime(indexed["dob"], errors="coerce", format="%Y-%m-%d").dt.date
-    table = indexed[["record_id", *[f for f in FIELDS if f != "dob"], "race", "ethnicity"]].assign(
+    table = indexed[
+        ["record_id", *[f for f in IDENTIFIER_FIELDS if f != "dob"], "race", "ethnicity"]
+    ].assign(
         agency="police",
         dob=dob.where(dob.notna(), None),
         dob_raw=indexed["dob"],
@@ -119,7 +111,7 @@ def prepare(url: str, size: int, queries: int, out: Path) -> dict:
     out.write_text(
         json.dumps(
             {
-                "queries": held_out[FIELDS].to_dict("records"),
+                "queries": held_out[list(IDENTIFIER_FIELDS)].to_dict("records"),
                 "truth": truth.reindex(held_out["record_id"]).tolist(),
                 "cluster_truth": cluster_truth.to_dict(),
             }

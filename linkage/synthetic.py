@@ -12,6 +12,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+# The identifying fields of every generated mention (besides record_id, race and ethnicity).
+IDENTIFIER_FIELDS: tuple[str, ...] = (
+    "first_name",
+    "middle_name",
+    "last_name",
+    "dob",
+    "sex",
+    "ssn_last4",
+    "street",
+    "city",
+    "zip",
+    "phone",
+)
+
 RACES = np.array(["white", "black", "hispanic_white", "asian", "other"])
 RACE_SHARES = np.array([0.45, 0.35, 0.12, 0.05, 0.03])
 _SYLLABLE_TEXT = "an ar ber bro ca car da del ed el fer gar ha har jo ka kin la lo mar mc mi mo"

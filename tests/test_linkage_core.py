@@ -29,7 +29,7 @@ from linkage.linker import Linker
 from linkage.rl import UnionBlocker, compare_with_recordlinkage
 from linkage.settings import LinkageSettings
 from linkage.standardize import standardize_frame
-from linkage.synthetic import generate_mentions
+from linkage.synthetic import IDENTIFIER_FIELDS, generate_mentions
 
 
 def frames(left: dict, right: dict):
@@ -162,6 +162,7 @@ def test_iterative_blocking_raises_pair_completeness_on_generated_data():
     mentions, truth = generate_mentions(3000, seed=5)
     config = load_config().linkage
     fields = mentions.drop(columns=["record_id", "race", "ethnicity"])
+    assert list(fields.columns) == list(IDENTIFIER_FIELDS)
     codes = pd.factorize(truth.to_numpy())[0]
     n_pairs = len(mentions) * (len(mentions) - 1) / 2
     completeness = {}
