@@ -34,6 +34,7 @@ from serving.auth import (
 from serving.decisions import NO_ADVOCATE_WARNING, record_decision
 from serving.http import ApiError
 from serving.limits import BodyLimitMiddleware
+from serving.link_index import shared_index
 from serving.schemas import DECISION_EXAMPLE, SCORE_EXAMPLE, DecisionRequest, ScoreRequest
 from serving.scoring import history_frames
 
@@ -419,3 +420,14 @@ def test_inline_histories_refuse_repeated_ids_naming_the_field():
     with pytest.raises(ApiError) as event:
         history_frames(shared.histories)
     assert event.value.field == "histories.1.events.0.event_id"
+
+
+def test_a_link_index_that_cannot_be_built_is_a_clear_error_and_leaves_no_file(
+    sqlite_url, tmp_path, monkeypatch
+):
+    open_registry(sqlite_url).dispose()  # migrated, nothing linked
+    monkeypatch.setenv("IPVI_DATABASE_URL", sqlite_url)
+    folder = tmp_path / "spool"
+    with pytest.raises(IpviError, match="building the link index failed: .*no linked mentions"):
+        shared_index(folder, "LR-none")
+    assert not list(folder.glob("link-index-*"))

@@ -302,6 +302,19 @@ def test_no_linked_persons_is_a_clear_error():
         person_events(events, mentions, crosswalk)
 
 
+def test_a_record_linked_twice_or_a_repeated_event_is_a_clear_error():
+    h = History()
+    h.add("P", "incident", "2020-06-01")
+    h.add("P", "charge", "2020-06-02")
+    events, mentions, crosswalk = h.frames()
+    twice = pd.concat([crosswalk, crosswalk.iloc[:1].assign(person_id="Q")], ignore_index=True)
+    with pytest.raises(IpviError, match="crosswalk.record_id repeats an id"):
+        person_events(events, mentions, twice)
+    repeated = pd.concat([events, events.iloc[:1]], ignore_index=True)
+    with pytest.raises(IpviError, match="events.event_id repeats an id"):
+        person_events(repeated, mentions, crosswalk)
+
+
 def test_overlapping_custody_counts_once_and_missing_release_closes_at_liberty():
     def label_with(spells: list[tuple[str, str | None]]) -> int:
         h = History()
