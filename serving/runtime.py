@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
 import os
 import threading
@@ -206,6 +207,9 @@ class Runtime:
                 path=spool_dir / "rate_limits.sqlite",
             )
         }
+        # Everything loaded so far lives as long as the worker: leave it out of the garbage
+        # collector's full passes, which otherwise rescan it while a large batch is answered.
+        gc.freeze()
         self._started = True
         return self
 

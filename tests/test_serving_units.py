@@ -394,7 +394,7 @@ def test_inline_histories_become_canonical_frames_with_victims_linked():
         ],
     }
     request = ScoreRequest.model_validate_json(json.dumps({"histories": [example, partner]}))
-    events, mentions, crosswalk = history_frames(request.histories)
+    events, mentions, crosswalk = (table.to_frame() for table in history_frames(request.histories))
     n_events = len(example["events"]) + 1
     with_victim = [e for e in [*example["events"], *partner["events"]] if e.get("victim_id")]
     assert len(events) == n_events and list(events.columns) == list(EVENT_COLUMNS)

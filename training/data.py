@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Table, select
+from sqlalchemy import Boolean, Date, DateTime, Table, select
 
+from ipvi.columns import Columns, object_array
 from ipvi.errors import IpviError
 from ipvi.schema import EVENT_COLUMNS
 from ipvi.tables.ingest import events as events_t
@@ -31,6 +32,7 @@ MENTION_READ: tuple[str, ...] = (
     "role",
 )
 CROSSWALK_READ: tuple[str, ...] = ("record_id", "person_id", "link_probability", "linkage_run_id")
+NOT_LINKED = "no linked persons: the crosswalk is empty (run `ipvi link` first)"
 
 
 def _read(connection, table: Table, columns: tuple[str, ...], where=None) -> pd.DataFrame:
@@ -45,40 +47,69 @@ def load_history(
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """``events``, ``mentions`` and ``crosswalk`` from the registry, for all or some persons.
 
-    For named persons: their mentions' events, every mention of those events (victims and
-    partners included, for dual arrests) and the crosswalk rows of those mentions. The tables
-    are the declared ones (every command migrates the registry first), read in one connection:
-    the service calls this for each person-id request.
+    For named persons, the tables of :func:`person_history` as DataFrames. The tables are the
+    declared ones (every command migrates the registry first), read in one connection.
     """
+    if person_ids is not None:
+        events, mentions, crosswalk = person_history(engine, person_ids)
+        return events.to_frame(), mentions.to_frame(), crosswalk.to_frame()
     with engine.connect() as connection:
-        if person_ids is None:
-            crosswalk = _read(connection, crosswalk_t, CROSSWALK_READ)
-            mentions = _read(connection, mentions_t, MENTION_READ)
-            events = _read(connection, events_t, EVENT_COLUMNS)
-        else:
-            own = _read(
-                connection, crosswalk_t, CROSSWALK_READ, crosswalk_t.c.person_id.in_(person_ids)
-            )
-            own_mentions = _read(
-                connection,
-                mentions_t,
-                MENTION_READ,
-                mentions_t.c.record_id.in_(own["record_id"].tolist()),
-            )
-            event_ids = own_mentions["event_id"].dropna().unique().tolist()
-            mentions = _read(
-                connection, mentions_t, MENTION_READ, mentions_t.c.event_id.in_(event_ids)
-            )
-            events = _read(connection, events_t, EVENT_COLUMNS, events_t.c.event_id.in_(event_ids))
-            crosswalk = _read(
-                connection,
-                crosswalk_t,
-                CROSSWALK_READ,
-                crosswalk_t.c.record_id.in_(mentions["record_id"].tolist()),
-            )
+        crosswalk = _read(connection, crosswalk_t, CROSSWALK_READ)
+        mentions = _read(connection, mentions_t, MENTION_READ)
+        events = _read(connection, events_t, EVENT_COLUMNS)
     if crosswalk.empty:
-        raise IpviError("no linked persons: the crosswalk is empty (run `ipvi link` first)")
+        raise IpviError(NOT_LINKED)
     return events, mentions, crosswalk
+
+
+def person_history(engine, person_ids: list[str]) -> tuple[Columns, Columns, Columns]:
+    """``events``, ``mentions`` and ``crosswalk`` of named persons, as :class:`Columns`.
+
+    Their mentions' events, every mention of those events (victims and partners included, for
+    dual arrests) and the crosswalk rows of those mentions; dates as ``datetime64``. Two
+    queries of a few index lookups each, and no DataFrame: the service calls this for each
+    person-id request.
+    """
+    their_events = (
+        select(mentions_t.c.event_id)
+        .join(crosswalk_t, crosswalk_t.c.record_id == mentions_t.c.record_id)
+        .where(crosswalk_t.c.person_id.in_(person_ids))
+    )
+    links = [crosswalk_t.c[c] for c in CROSSWALK_READ if c != "record_id"]
+    with engine.connect() as connection:
+        linked = connection.execute(
+            select(*[mentions_t.c[c] for c in MENTION_READ], *links)
+            .select_from(
+                mentions_t.outerjoin(crosswalk_t, crosswalk_t.c.record_id == mentions_t.c.record_id)
+            )
+            .where(mentions_t.c.event_id.in_(their_events))
+        ).fetchall()
+        event_rows = connection.execute(
+            select(*[events_t.c[c] for c in EVENT_COLUMNS]).where(
+                events_t.c.event_id.in_(their_events)
+            )
+        ).fetchall()
+    both = _columns(linked, [*[mentions_t.c[c] for c in MENTION_READ], *links])
+    mentions = both[list(MENTION_READ)]
+    crosswalk = both[list(CROSSWALK_READ)].take(np.flatnonzero(pd.notna(both["person_id"])))
+    if crosswalk.empty:
+        raise IpviError(NOT_LINKED)
+    return _columns(event_rows, [events_t.c[c] for c in EVENT_COLUMNS]), mentions, crosswalk
+
+
+def _columns(rows: list, columns: list) -> Columns:
+    """Result rows as :class:`Columns` named after ``columns``: dates as ``datetime64[ns]``,
+    flags with no missing value as ``bool``, the rest as objects."""
+    values = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
+    out = {}
+    for column, items in zip(columns, values, strict=True):
+        if isinstance(column.type, Date | DateTime):
+            out[column.name] = np.array(items, dtype="datetime64[ns]")
+        elif isinstance(column.type, Boolean) and None not in items:
+            out[column.name] = np.array(items, dtype=bool)
+        else:
+            out[column.name] = object_array(items)
+    return Columns(out)
 
 
 def no_linkage_crosswalk(mentions: pd.DataFrame) -> pd.DataFrame:

@@ -18,9 +18,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from ipvi.columns import Table, factorize, get_indexer, like
 from ipvi.errors import IpviError
 from ipvi.schema import PROTECTED_FIELDS
-from training.offences import lookup
+from training.offences import as_datetime, lookup
 
 # Provenance column of the index offence's own records (cited by every tier reason).
 INDEX_OFFENCE = "index_offence"
@@ -202,7 +203,7 @@ def group_lists(
 
 def lists_of(groups: np.ndarray, values, n_groups: int) -> list[list]:
     """Per group, the sorted distinct ``values`` (:func:`group_lists` over raw values)."""
-    codes, labels = pd.factorize(np.asarray(values, dtype=object), sort=True)
+    codes, labels = factorize(np.asarray(values, dtype=object), sort=True)
     return group_lists(groups, codes, np.asarray(labels, dtype=object), n_groups)
 
 
@@ -229,18 +230,18 @@ def expand(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return owner, lo[owner] + np.arange(int(lengths.sum())) - offsets[owner]
 
 
-def person_date_key(person_events: pd.DataFrame) -> tuple[np.ndarray, pd.Index]:
+def person_date_key(person_events: Table) -> tuple[np.ndarray, np.ndarray]:
     """An int64 key (person, offence date), persons coded in sorted order, and the persons."""
-    codes, persons = pd.factorize(person_events["person_id"], sort=True)
+    codes, persons = factorize(np.asarray(person_events["person_id"], dtype=object), sort=True)
     key = codes.astype(np.int64) * _STRIDE + _seconds(person_events["offense_date"])
-    return key, pd.Index(persons)
+    return key, persons
 
 
 def person_ranges(
-    key: np.ndarray, persons: pd.Index, person_id, start, end, *, right_closed: bool = False
+    key: np.ndarray, persons: np.ndarray, person_id, start, end, *, right_closed: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per query, the positions of its person's events dated in [start, end) (or (start, end])."""
-    code = persons.get_indexer(person_id)
+    code = get_indexer(persons, np.asarray(person_id, dtype=object))
     base = np.where(code >= 0, code, 0).astype(np.int64) * _STRIDE
     side = "right" if right_closed else "left"
     lo = np.searchsorted(key, base + _seconds(start), side=side)
@@ -253,33 +254,33 @@ class History:
 
     Parameters
     ----------
-    person_events : DataFrame
+    person_events : DataFrame or Columns
         Person events with ``offence_id``.
     """
 
-    def __init__(self, person_events: pd.DataFrame) -> None:
+    def __init__(self, person_events: Table) -> None:
         key, self.persons = person_date_key(person_events)
         order = np.argsort(key, kind="stable")
         sorted_already = bool(np.all(order == np.arange(len(order))))
         self.events = person_events if sorted_already else person_events.take(order)
         self.events = self.events.reset_index(drop=True)
         self.key = key[order]
-        self.offence = self.events["offence_id"].to_numpy()
+        self.offence = np.asarray(self.events["offence_id"])
         # A unit is an offence, or a status event on its own (after every offence id).
         self.unit = np.where(
             self.offence >= 0, self.offence, self.offence.max(initial=0) + 1 + np.arange(len(key))
         )
         self.unit_order = np.argsort(self.unit, kind="stable")
         self.sorted_unit = self.unit[self.unit_order]
-        self.date = self.events["offense_date"].to_numpy(dtype="datetime64[ns]")
-        self.recorded = self.events["recorded_at"].to_numpy(dtype="datetime64[ns]")
-        self.type = self.events["event_type"].to_numpy()
+        self.date = np.asarray(self.events["offense_date"], dtype="datetime64[ns]")
+        self.recorded = np.asarray(self.events["recorded_at"], dtype="datetime64[ns]")
+        self.type = np.asarray(self.events["event_type"])
         self.disposition = self.type == "disposition"
         # Record ids coded in sorted order: citations sort integers, not strings.
-        codes, labels = pd.factorize(self.events["record_id"], sort=True)
+        codes, labels = factorize(np.asarray(self.events["record_id"], dtype=object), sort=True)
         self.record_code = codes
         self.record_labels = np.asarray(labels, dtype=object)
-        self.link = self.events["link_probability"].to_numpy(dtype=float)
+        self.link = np.asarray(self.events["link_probability"], dtype=float)
         self.as_of: np.ndarray = np.array([], dtype="datetime64[ns]")
         self.index_offence: np.ndarray = np.array([], dtype=np.int64)
 
@@ -296,10 +297,10 @@ class History:
             is_index & (~self.disposition[positions] | recorded)
         )
 
-    def join(self, index: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def join(self, index: Table) -> tuple[np.ndarray, np.ndarray]:
         """(index row, event position) of every event known at each index row's decision date."""
-        self.as_of = index["as_of"].to_numpy(dtype="datetime64[ns]")
-        self.index_offence = index["offence_id"].to_numpy()
+        self.as_of = np.asarray(index["as_of"], dtype="datetime64[ns]")
+        self.index_offence = np.asarray(index["offence_id"])
         lo, hi = person_ranges(
             self.key,
             self.persons,
@@ -365,7 +366,7 @@ class AsOfFeatures:
 
     Attributes
     ----------
-    X : DataFrame
+    X : DataFrame or Columns (as the index)
         One row per index offence (positional, same order as the index), one column per feature.
     provenance : Provenance
         The units behind each (row, feature).
@@ -374,7 +375,7 @@ class AsOfFeatures:
         decision date.
     """
 
-    X: pd.DataFrame
+    X: Table
     provenance: Provenance
     history: History
 
@@ -434,10 +435,10 @@ def _offences(
 
 
 def compute_features(
-    index: pd.DataFrame,
-    person_events: pd.DataFrame,
+    index: Table,
+    person_events: Table,
     *,
-    persons: pd.DataFrame | None = None,
+    persons: Table | None = None,
     count_charges: str = "pending_or_convicted",
     protective_order_days: int = 365,
     probation_days: int = 730,
@@ -446,11 +447,11 @@ def compute_features(
 
     Parameters
     ----------
-    index : DataFrame
+    index : DataFrame or Columns
         ``person_id``, ``offence_id`` (the index offence) and ``as_of``.
-    person_events : DataFrame
+    person_events : DataFrame or Columns
         Person events with ``offence_id`` (:func:`training.offences.assign_offences`).
-    persons : DataFrame, optional
+    persons : DataFrame or Columns, optional
         ``person_id`` with ``dob`` and ``sex`` (for age and the optional sex feature).
     count_charges : {"all", "pending_or_convicted", "convicted"}
         Which charges the tier feature ``ipv_charges`` counts.
@@ -460,11 +461,11 @@ def compute_features(
     rows, positions = history.join(index)
     events = history.events
     etype = history.type[positions]
-    disposition = events["disposition"].to_numpy()[positions]
+    disposition = np.asarray(events["disposition"])[positions]
     flags = ["strangulation", "weapon", "injury", "threat_to_kill", "children_present"]
     offence = history.offence[positions]
     days = (history.as_of[rows] - history.date[positions]) / np.timedelta64(1, "D")
-    victim = events["victim_person_id"].to_numpy()[positions]
+    victim = np.asarray(events["victim_person_id"])[positions]
 
     # Offences: each (row, offence) pair of act events, its marks the "any" over its events.
     act = offence >= 0
@@ -478,8 +479,9 @@ def compute_features(
 
     o_days = np.full(n_offences, -np.inf)
     np.maximum.at(o_days, pair, days[act])
-    ipv = any_event(events["ipv"].to_numpy(dtype=bool)[positions])
-    o_flags = {flag: any_event(events[flag].to_numpy(dtype=bool)[positions]) for flag in flags}
+    event_ipv = np.asarray(events["ipv"], dtype=bool)[positions]
+    ipv = any_event(event_ipv)
+    o_flags = {flag: any_event(np.asarray(events[flag], dtype=bool)[positions]) for flag in flags}
     convicted = any_event(disposition == "convicted")
     dismissed = any_event(np.isin(disposition, ["dismissed", "acquitted"])) & ~convicted
     charged = any_event(etype == "charge")
@@ -542,18 +544,15 @@ def compute_features(
     X["in_custody"] = ((start != NO_DATE) & ((end == NO_DATE) | (end < start))).astype(float)
     status["in_custody"] = custody & (dates == start[rows])
 
-    victim_rows = events["ipv"].to_numpy(dtype=bool)[positions] & act & pd.notna(victim)
-    victim_code = pd.factorize(victim[victim_rows])[0].astype(np.int64)
+    victim_rows = event_ipv & act & pd.notna(victim)
+    victim_code = factorize(victim[victim_rows])[0].astype(np.int64)
     width = len(victim_code) + 1
     distinct = np.unique(rows[victim_rows] * width + victim_code) // width
     X["distinct_victims"] = np.bincount(distinct, minlength=n).astype(float)
     status["distinct_victims"] = victim_rows
 
     X["age"], X["sex_male"] = _age_and_sex(index, persons)
-    X = pd.DataFrame(
-        np.column_stack([X[feature.name] for feature in FEATURES]),
-        columns=[feature.name for feature in FEATURES],
-    )
+    X = like(index, {feature.name: X[feature.name] for feature in FEATURES})
 
     # Provenance at unit level: offence indicators, and status events on their own.
     offence_flags = {**indicators, INDEX_OFFENCE: is_index}
@@ -567,49 +566,52 @@ def compute_features(
     return AsOfFeatures(X=X, provenance=provenance, history=history)
 
 
-def _age_and_sex(
-    index: pd.DataFrame, persons: pd.DataFrame | None
-) -> tuple[np.ndarray, np.ndarray]:
+def _age_and_sex(index: Table, persons: Table | None) -> tuple[np.ndarray, np.ndarray]:
     """Age in years at each row's decision date, and 1.0 where recorded male (NaN unknown)."""
     n = len(index)
     if persons is None:
         return np.full(n, np.nan), np.full(n, np.nan)
-    where = pd.Index(persons["person_id"]).get_indexer(index["person_id"])
-    dob = pd.to_datetime(persons["dob"]).to_numpy(dtype="datetime64[ns]")
-    dob = lookup(dob, where, np.datetime64("NaT")).astype("datetime64[ns]")
-    as_of = index["as_of"].to_numpy(dtype="datetime64[ns]")
+    where = get_indexer(
+        np.asarray(persons["person_id"], dtype=object), np.asarray(index["person_id"], dtype=object)
+    )
+    dob = lookup(as_datetime(persons["dob"]), where, np.datetime64("NaT")).astype("datetime64[ns]")
+    as_of = np.asarray(index["as_of"], dtype="datetime64[ns]")
     age = (as_of - dob) / np.timedelta64(pd.Timedelta(days=365.25))
-    sex = lookup(persons["sex"].to_numpy(dtype=object), where)
+    sex = lookup(np.asarray(persons["sex"], dtype=object), where)
     return age, np.where(pd.isna(sex), np.nan, sex == "male")
 
 
-def persons_table(mentions: pd.DataFrame, crosswalk: pd.DataFrame) -> pd.DataFrame:
+def persons_table(mentions: Table, crosswalk: Table) -> Table:
     """One row per linked person: the most common date of birth and sex among its mentions.
 
     Used for age (and sex, only if configured); victims' mentions are included since a person
     may appear in both roles. Ties go to the earliest date of birth, and to "female" before
     "male".
     """
-    where = pd.Index(crosswalk["record_id"]).get_indexer(mentions["record_id"])
+    where = get_indexer(
+        np.asarray(crosswalk["record_id"], dtype=object),
+        np.asarray(mentions["record_id"], dtype=object),
+    )
     linked = where >= 0
-    person = crosswalk["person_id"].to_numpy(dtype=object)[where[linked]]
-    person_code, people = pd.factorize(person, sort=True)
+    person = np.asarray(crosswalk["person_id"], dtype=object)[where[linked]]
+    person_code, people = factorize(person, sort=True)
     n = len(people)
-    dob = pd.to_datetime(mentions["dob"]).to_numpy(dtype="datetime64[ns]")[linked]
-    sex = mentions["sex"].to_numpy(dtype=object)[linked]
+    dob = as_datetime(mentions["dob"])[linked]
+    sex = np.asarray(mentions["sex"], dtype=object)[linked]
     known_sex = np.isin(sex, ["male", "female"])
-    return pd.DataFrame(
+    return like(
+        mentions,
         {
             "person_id": np.asarray(people, dtype=object),
             "dob": _most_common(person_code, dob, ~np.isnat(dob), n),
             "sex": _most_common(person_code, sex, known_sex, n),
-        }
+        },
     )
 
 
 def _most_common(groups: np.ndarray, values: np.ndarray, present: np.ndarray, n: int) -> np.ndarray:
     """Per group, its most frequent present value (ties: the smallest); missing when none."""
-    codes, labels = pd.factorize(values[present], sort=True)
+    codes, labels = factorize(values[present], sort=True)
     width = max(len(labels), 1)
     keys, counts = np.unique(groups[present] * width + codes, return_counts=True)
     group, code = keys // width, keys % width

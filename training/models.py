@@ -230,8 +230,9 @@ class RiskModel:
             return np.asarray(self.calibrator_.predict(raw), dtype=float)
         return self.calibrator_.predict_proba(raw.reshape(-1, 1))[:, 1]
 
-    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
-        """Per-feature contributions to the raw score (``pred_contrib``), one column each."""
+    def contribution_matrix(self, X: pd.DataFrame) -> np.ndarray:
+        """Per-feature contributions to the raw score (``pred_contrib``), one column per
+        feature of ``feature_names_in_``; the array behind :meth:`contributions`."""
         check_fitted(self, "booster_")
         values = self.booster_.predict(
             self._matrix(X),
@@ -239,4 +240,10 @@ class RiskModel:
             pred_contrib=True,
             num_threads=self.num_threads,
         )
-        return pd.DataFrame(values[:, :-1], columns=self.feature_names_in_, index=X.index)
+        return values[:, :-1]
+
+    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Per-feature contributions to the raw score (``pred_contrib``), one column each."""
+        return pd.DataFrame(
+            self.contribution_matrix(X), columns=self.feature_names_in_, index=X.index
+        )

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
+from ipvi.columns import Table, factorize, get_indexer, like
 from ipvi.errors import IpviError
 from ipvi.schema import EVENT_COLUMNS, EVENT_FLAGS, OFFENDER_ROLES
+from linkage.blocking import connected_labels
 
 # Event types that are (part of) an act; orders, probation and custody are status events.
 OFFENCE_EVENT_TYPES: frozenset[str] = frozenset(
@@ -33,18 +33,18 @@ PERSON_EVENT_COLUMNS: tuple[str, ...] = (
 )
 
 
-def _require(frame: pd.DataFrame, columns: tuple[str, ...] | list[str], name: str) -> None:
+def _require(frame: Table, columns: tuple[str, ...] | list[str], name: str) -> None:
     missing = [column for column in columns if column not in frame.columns]
     if missing:
         raise IpviError(f"{name} lacks column(s): {', '.join(missing)}")
 
 
-def unique_index(values: pd.Series, name: str) -> pd.Index:
-    """``values`` as an index for lookups; a repeated id is an error naming the column."""
-    index = pd.Index(values)
-    if not index.is_unique:
+def unique_ids(values, name: str) -> np.ndarray:
+    """``values`` as an object array of ids; a repeated id is an error naming the column."""
+    ids = np.asarray(values, dtype=object)
+    if len(set(ids.tolist())) < len(ids):
         raise IpviError(f"{name} repeats an id: {name} must be unique")
-    return index
+    return ids
 
 
 def lookup(values: np.ndarray, positions: np.ndarray, missing=None) -> np.ndarray:
@@ -57,11 +57,11 @@ def lookup(values: np.ndarray, positions: np.ndarray, missing=None) -> np.ndarra
     return out
 
 
-def as_datetime(values: pd.Series) -> np.ndarray:
+def as_datetime(values) -> np.ndarray:
     """A column as ``datetime64[ns]`` (parsed only when it is not one already)."""
     if values.dtype.kind != "M":
         values = pd.to_datetime(values)
-    return values.to_numpy(dtype="datetime64[ns]")
+    return np.asarray(values, dtype="datetime64[ns]")
 
 
 def sortable(dates) -> np.ndarray:
@@ -70,21 +70,19 @@ def sortable(dates) -> np.ndarray:
     return np.where(np.isnat(values), np.iinfo(np.int64).max, values.astype(np.int64))
 
 
-def person_events(
-    events: pd.DataFrame, mentions: pd.DataFrame, crosswalk: pd.DataFrame
-) -> pd.DataFrame:
+def person_events(events: Table, mentions: Table, crosswalk: Table) -> Table:
     """Join events, offender mentions and the crosswalk into one row per person and event.
 
     Parameters
     ----------
-    events, mentions : DataFrame
+    events, mentions : DataFrame or Columns
         Canonical events and mentions (:mod:`ipvi.schema`).
-    crosswalk : DataFrame
+    crosswalk : DataFrame or Columns
         ``record_id``, ``person_id``, ``link_probability``.
 
     Returns
     -------
-    DataFrame
+    DataFrame or Columns (as ``events``)
         :data:`PERSON_EVENT_COLUMNS`, one row per (offender person, event), sorted by person,
         date, time recorded and event id; ``victim_person_id`` is the linked victim of the
         event, if any. A person named twice on one event keeps the mention with the highest
@@ -94,56 +92,54 @@ def person_events(
     _require(mentions, ("record_id", "event_id", "role"), "mentions")
     _require(crosswalk, ("record_id", "person_id", "link_probability"), "crosswalk")
     # Index lookups, not merges: each merge costs more than the rest on a small request.
-    records = pd.Index(crosswalk["record_id"])
-    if not records.isin(mentions["record_id"]).any():
+    mention_records = np.asarray(mentions["record_id"], dtype=object)
+    if set(mention_records.tolist()).isdisjoint(np.asarray(crosswalk["record_id"]).tolist()):
         raise IpviError("no linked persons: the crosswalk matches no mention (run `ipvi link`)")
-    records = unique_index(records, "crosswalk.record_id")
-    event_ids = unique_index(events["event_id"], "events.event_id")
-    at = records.get_indexer(mentions["record_id"])
+    records = unique_ids(crosswalk["record_id"], "crosswalk.record_id")
+    event_ids = unique_ids(events["event_id"], "events.event_id")
+    at = get_indexer(records, mention_records)
     linked = at >= 0
     at = at[linked]
-    person = crosswalk["person_id"].to_numpy(dtype=object)[at]
-    probability = crosswalk["link_probability"].to_numpy(dtype=float)[at]
-    record = mentions["record_id"].to_numpy(dtype=object)[linked]
-    event = mentions["event_id"].to_numpy(dtype=object)[linked]
-    role = mentions["role"].to_numpy(dtype=object)[linked]
+    person = np.asarray(crosswalk["person_id"], dtype=object)[at]
+    probability = np.asarray(crosswalk["link_probability"], dtype=float)[at]
+    record = np.asarray(mentions["record_id"], dtype=object)[linked]
+    event = np.asarray(mentions["event_id"], dtype=object)[linked]
+    role = np.asarray(mentions["role"], dtype=object)[linked]
 
     # A victim is named by a victim mention of the event or by the event's victim_record_id
     # (the mention first).
-    victim_at = records.get_indexer(events["victim_record_id"])
+    victim_at = get_indexer(records, np.asarray(events["victim_record_id"], dtype=object))
     named = victim_at >= 0
-    victim_event = np.concatenate(
-        [event[role == "victim"], events["event_id"].to_numpy(dtype=object)[named]]
-    )
+    victim_event = np.concatenate([event[role == "victim"], event_ids[named]])
     victim_person = np.concatenate(
         [
             person[role == "victim"],
-            crosswalk["person_id"].to_numpy(dtype=object)[victim_at[named]],
+            np.asarray(crosswalk["person_id"], dtype=object)[victim_at[named]],
         ]
     )
-    first = ~pd.Index(victim_event).duplicated(keep="first")
-    victims = pd.Index(victim_event[first])
+    first = np.sort(np.unique(factorize(victim_event)[0], return_index=True)[1])
+    victims = victim_event[first]
     victim_person = victim_person[first]
 
     offender = np.flatnonzero(
-        np.isin(role, list(OFFENDER_ROLES)) & (event_ids.get_indexer(event) >= 0)
+        np.isin(role, list(OFFENDER_ROLES)) & (get_indexer(event_ids, event) >= 0)
     )
     offender = offender[np.argsort(-probability[offender], kind="stable")]
-    person_code = pd.factorize(person)[0].astype(np.int64)
-    event_code = pd.factorize(event)[0].astype(np.int64)
+    person_code = factorize(person)[0].astype(np.int64)
+    event_code = factorize(event)[0].astype(np.int64)
     pair = person_code[offender] * (event_code.max(initial=0) + 1) + event_code[offender]
     keep = offender[np.unique(pair, return_index=True)[1]]
-    row = event_ids.get_indexer(event[keep])
+    row = get_indexer(event_ids, event[keep])
     keep, row = keep[row >= 0], row[row >= 0]
 
     offense = as_datetime(events["offense_date"])[row]
     recorded = as_datetime(events["recorded_at"])[row]
     order = np.lexsort(
         (
-            pd.factorize(event[keep], sort=True)[0],
+            factorize(event[keep], sort=True)[0],
             sortable(recorded),
             sortable(offense),
-            pd.factorize(person[keep], sort=True)[0],
+            factorize(person[keep], sort=True)[0],
         )
     )
     keep, row = keep[order], row[order]
@@ -153,7 +149,7 @@ def person_events(
         "link_probability": probability[keep],
     }
     for name in EVENT_COLUMNS:
-        columns[name] = events[name].to_numpy()[row]
+        columns[name] = np.asarray(events[name])[row]
     columns["offense_date"] = offense[order]
     columns["recorded_at"] = recorded[order]
     for flag in EVENT_FLAGS:
@@ -161,23 +157,23 @@ def person_events(
             columns[flag] = np.asarray(
                 pd.array(columns[flag], dtype="boolean").fillna(False), dtype=bool
             )
-    victim = lookup(victim_person, victims.get_indexer(columns["event_id"]))
+    victim = lookup(victim_person, get_indexer(victims, columns["event_id"]))
     # A person is never their own victim (a data error or a dual arrest recorded oddly).
     victim[victim == columns["person_id"]] = None
     columns["victim_person_id"] = victim
-    return pd.DataFrame(columns)[list(PERSON_EVENT_COLUMNS)]
+    return like(events, {name: columns[name] for name in PERSON_EVENT_COLUMNS})
 
 
-def assign_offences(person_events: pd.DataFrame, window_days: int = 2) -> pd.DataFrame:
+def assign_offences(person_events: Table, window_days: int = 2) -> Table:
     """Add ``offence_id``: events of one person sharing a case_ref or within ``window_days``.
 
     Status events (orders, probation, custody end, notifications) belong to no offence and get
     ``offence_id = -1``. Offence ids are integers, stable for the same input.
     """
     frame = person_events.reset_index(drop=True)
-    is_act = np.isin(frame["event_type"].to_numpy(dtype=object), list(OFFENCE_EVENT_TYPES))
+    is_act = np.isin(np.asarray(frame["event_type"], dtype=object), list(OFFENCE_EVENT_TYPES))
     acts = np.flatnonzero(is_act)
-    person = pd.factorize(frame["person_id"], sort=True)[0][acts]
+    person = factorize(np.asarray(frame["person_id"], dtype=object), sort=True)[0][acts]
     date = sortable(frame["offense_date"])[acts]
     order = np.lexsort((date, person))
     # Chain: consecutive acts of one person within the window.
@@ -187,27 +183,26 @@ def assign_offences(person_events: pd.DataFrame, window_days: int = 2) -> pd.Dat
     sources = [order[:-1][close]]
     targets = [order[1:][close]]
     # Shared case_ref: link every act to the first act of its (person, case_ref) group.
-    ref = frame["case_ref"].to_numpy(dtype=object)[acts]
+    ref = np.asarray(frame["case_ref"], dtype=object)[acts]
     with_ref = np.flatnonzero(pd.notna(ref) & (ref.astype(str) != ""))
-    ref_code = pd.factorize(ref[with_ref])[0].astype(np.int64)
+    ref_code = factorize(ref[with_ref])[0].astype(np.int64)
     group = person[with_ref].astype(np.int64) * (ref_code.max(initial=0) + 1) + ref_code
     _, first, inverse = np.unique(group, return_index=True, return_inverse=True)
     sources.append(with_ref)
     targets.append(with_ref[first[inverse]])
-    source = np.concatenate(sources)
-    target = np.concatenate(targets)
-    n = len(acts)
-    graph = coo_matrix((np.ones(len(source)), (source, target)), shape=(n, n))
-    _, component = connected_components(graph, directed=False)
+    # Components numbered in order of their first act, as scipy's csgraph numbers them.
+    component = np.unique(
+        connected_labels(len(acts), np.concatenate(sources), np.concatenate(targets)),
+        return_inverse=True,
+    )[1]
     offence = np.full(len(frame), -1, dtype=np.int64)
     offence[acts] = component
-    frame["offence_id"] = offence
-    return frame
+    return frame.assign(offence_id=offence)
 
 
 def index_offences(
-    person_events: pd.DataFrame, lag_days: int, *, latest_known_at: pd.Timestamp | None = None
-) -> pd.DataFrame:
+    person_events: Table, lag_days: int, *, latest_known_at: pd.Timestamp | None = None
+) -> Table:
     """Every IPV offence of a person, with its index event, date and decision date ``as_of``.
 
     The index event is the offence's earliest event (then the first recorded, then the lowest
@@ -218,20 +213,20 @@ def index_offences(
     date (dated before it and recorded by it), with ``as_of = latest_known_at``, sorted by
     person: the index of a score on a date.
     """
-    offence = person_events["offence_id"].to_numpy()
-    ipv = person_events["ipv"].to_numpy(dtype=bool)
-    date = person_events["offense_date"].to_numpy(dtype="datetime64[ns]")
-    recorded = person_events["recorded_at"].to_numpy(dtype="datetime64[ns]")
+    offence = np.asarray(person_events["offence_id"])
+    ipv = np.asarray(person_events["ipv"], dtype=bool)
+    date = np.asarray(person_events["offense_date"], dtype="datetime64[ns]")
+    recorded = np.asarray(person_events["recorded_at"], dtype="datetime64[ns]")
     wanted = np.unique(offence[ipv & (offence >= 0)])
     if latest_known_at is not None:
         known_at = pd.Timestamp(latest_known_at).as_unit("ns").to_datetime64()
         known = (offence >= 0) & (date < known_at) & (recorded <= known_at)
         wanted = wanted[np.isin(wanted, offence[known])]
     candidate = np.flatnonzero(np.isin(offence, wanted))
-    event = person_events["event_id"].to_numpy(dtype=object)[candidate]
-    person = person_events["person_id"].to_numpy(dtype=object)[candidate]
+    event = np.asarray(person_events["event_id"], dtype=object)[candidate]
+    person = np.asarray(person_events["person_id"], dtype=object)[candidate]
     date, recorded = date[candidate], recorded[candidate]
-    event_code = pd.factorize(event, sort=True)[0]
+    event_code = factorize(event, sort=True)[0]
     order = np.lexsort((event_code, sortable(recorded), sortable(date)))
     first = order[np.sort(np.unique(offence[candidate][order], return_index=True)[1])]
     first = first[np.lexsort((event_code[first], sortable(date[first])))]
@@ -240,15 +235,16 @@ def index_offences(
         as_of = date[first].astype("datetime64[D]") + np.timedelta64(lag_days, "D")
     else:
         # Sorted by index date, so each person's last offence is the latest.
-        code = pd.factorize(person[first], sort=True)[0][::-1]
+        code = factorize(person[first], sort=True)[0][::-1]
         first = first[len(code) - 1 - np.unique(code, return_index=True)[1]]
         as_of = np.full(len(first), known_at, dtype="datetime64[ns]")
-    return pd.DataFrame(
+    return like(
+        person_events,
         {
             "index_event_id": event[first],
             "person_id": person[first],
             "offence_id": offence[candidate[first]],
             "index_date": date[first],
             "as_of": as_of.astype("datetime64[ns]"),
-        }
+        },
     )

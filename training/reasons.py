@@ -18,9 +18,8 @@ def reason_codes(model: RiskModel, features: AsOfFeatures, *, k: int = 4) -> lis
 
     Each reason is ``{"feature", "text", "contribution", "record_ids"}``, largest first.
     """
-    contrib = model.contributions(features.X)
-    names = np.array(contrib.columns, dtype=object)
-    values = contrib.to_numpy()
+    values = model.contribution_matrix(features.X)
+    names = np.array(model.feature_names_in_, dtype=object)
     top = np.argsort(-values, axis=1, kind="stable")[:, :k]
     n, width = top.shape
     rows = np.repeat(np.arange(n), width)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ipvi.columns import Table, factorize, get_indexer, isin, like
 from ipvi.config import LethalityFlag
 from ipvi.errors import IpviError
 from training.bands import assign_bands
@@ -42,11 +43,8 @@ from training.tiers import assign_tiers, possible_dual_arrests
 
 
 def _features_and_tiers(
-    bundle: ModelBundle,
-    index: pd.DataFrame,
-    events_by_person: pd.DataFrame,
-    persons: pd.DataFrame | None,
-) -> tuple[AsOfFeatures, pd.DataFrame]:
+    bundle: ModelBundle, index: Table, events_by_person: Table, persons: Table | None
+) -> tuple[AsOfFeatures, Table]:
     """As-of features and rule tiers of index offences: the part shared by scores and tiers."""
     settings = bundle.settings
     tier_config = bundle.tier_config
@@ -63,29 +61,29 @@ def _features_and_tiers(
 
 
 def _tier_columns(
-    bundle: ModelBundle, index: pd.DataFrame, features: AsOfFeatures, tiers: pd.DataFrame
+    bundle: ModelBundle, index: Table, features: AsOfFeatures, tiers: Table
 ) -> dict[str, np.ndarray | list]:
     """The columns every answer carries: the index, the tier with its reasons, the markers."""
     flags = [LethalityFlag.model_validate(flag) for flag in bundle.settings["lethality"]]
     return {
-        "index_event_id": index["index_event_id"].to_numpy(),
-        "person_id": index["person_id"].to_numpy(),
-        "as_of": index["as_of"].to_numpy(),
-        "tier": tiers["tier"].to_numpy(),
-        "provisional": tiers["provisional"].to_numpy(),
-        "identity_review_required": tiers["identity_review_required"].to_numpy(),
-        "possible_dual_arrest": tiers["possible_dual_arrest"].to_numpy(),
-        "tier_reasons": tiers["tier_reasons"].to_numpy(),
+        **{key: np.asarray(index[key]) for key in ("index_event_id", "person_id", "as_of")},
+        **{
+            key: np.asarray(tiers[key])
+            for key in (
+                "tier",
+                "provisional",
+                "identity_review_required",
+                "possible_dual_arrest",
+                "tier_reasons",
+            )
+        },
         "lethality_flags": lethality_flags(features.X, flags),
     }
 
 
 def tier_index(
-    bundle: ModelBundle,
-    index: pd.DataFrame,
-    events_by_person: pd.DataFrame,
-    persons: pd.DataFrame | None,
-) -> pd.DataFrame:
+    bundle: ModelBundle, index: Table, events_by_person: Table, persons: Table | None
+) -> Table:
     """Rule tiers (with reasons) and lethality markers of index offences, without the model.
 
     Uses the tier rules, charge counting and markers frozen in ``bundle``; the columns and
@@ -98,40 +96,40 @@ def tier_index(
 
     Returns
     -------
-    DataFrame
+    DataFrame or Columns (as ``index``)
         One row per index row, in order: ``index_event_id``, ``person_id``, ``as_of``,
         ``tier``, ``provisional``, ``identity_review_required``, ``possible_dual_arrest``,
         ``tier_reasons``, ``lethality_flags``.
     """
     features, tiers = _features_and_tiers(bundle, index, events_by_person, persons)
-    return pd.DataFrame(_tier_columns(bundle, index, features, tiers))
+    return like(index, _tier_columns(bundle, index, features, tiers))
 
 
 def score_index(
     bundle: ModelBundle,
-    index: pd.DataFrame,
-    events_by_person: pd.DataFrame,
-    persons: pd.DataFrame | None,
+    index: Table,
+    events_by_person: Table,
+    persons: Table | None,
     stamp: dict | None = None,
-) -> pd.DataFrame:
+) -> Table:
     """Score index offences: probability, band, tier with reasons, reason codes, markers.
 
     Parameters
     ----------
     bundle : ModelBundle
-    index : DataFrame
+    index : DataFrame or Columns
         ``index_event_id``, ``person_id``, ``offence_id``, ``index_date``, ``as_of``.
-    events_by_person : DataFrame
+    events_by_person : DataFrame or Columns
         Person events with offence ids (:func:`training.offences.assign_offences`).
-    persons : DataFrame, optional
+    persons : DataFrame or Columns, optional
         ``person_id``, ``dob``, ``sex`` (:func:`training.features.persons_table`).
     stamp : dict, optional
-        Further columns (a value or one per row), such as the model version, added in the
-        same frame.
+        Further columns (one value per row), such as the model version, added in the
+        same table.
 
     Returns
     -------
-    DataFrame
+    DataFrame or Columns (as ``index``)
         One row per index row, in order.
     """
     settings = bundle.settings
@@ -141,7 +139,8 @@ def score_index(
     probability = bundle.model.predict_proba(X)
     band, band_use = assign_bands(probability, settings["bands"])
     columns = _tier_columns(bundle, index, features, tiers)
-    out = pd.DataFrame(
+    return like(
+        index,
         {
             **{key: columns[key] for key in ("index_event_id", "person_id", "as_of")},
             "probability": probability,
@@ -161,12 +160,11 @@ def score_index(
             "lethality_flags": columns["lethality_flags"],
             "scorecard_points": bundle.scorecard.score(X),
             "odara_count": odara_count(X),
-            "prior_ipv_offences": X["prior_ipv_offences"].to_numpy(dtype=int),
-            "age": X["age"].to_numpy(),
+            "prior_ipv_offences": np.asarray(X["prior_ipv_offences"], dtype=int),
+            "age": np.asarray(X["age"]),
             **(stamp or {}),
-        }
+        },
     )
-    return out
 
 
 class RiskScorer:
@@ -207,14 +205,14 @@ class RiskScorer:
 
     def _index(
         self,
-        events: pd.DataFrame,
-        mentions: pd.DataFrame,
-        crosswalk: pd.DataFrame,
+        events: Table,
+        mentions: Table,
+        crosswalk: Table,
         *,
         as_of,
         person_ids: list[str] | None,
         index_event_ids: list[str] | None,
-    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    ) -> tuple[Table, Table]:
         """(index offences to answer for, person events with offence ids)."""
         lag = self.bundle.settings["decision_lag_days"]
         by_person = assign_offences(
@@ -223,29 +221,32 @@ class RiskScorer:
         )
         if index_event_ids is not None:
             index = index_offences(by_person, lag)
-            index = index[index["index_event_id"].isin(index_event_ids)].reset_index(drop=True)
-            index["as_of"] = pd.Timestamp(as_of)
+            named = isin(index["index_event_id"], index_event_ids)
+            index = index.take(np.flatnonzero(named)).reset_index(drop=True)
+            stamp = pd.Timestamp(as_of).as_unit("ns").to_datetime64()
+            index = index.assign(as_of=np.full(len(index), stamp, dtype="datetime64[ns]"))
         else:
             index = index_offences(by_person, lag, latest_known_at=as_of)
         if person_ids is not None:
-            wanted = index["person_id"].isin(person_ids).to_numpy()
+            wanted = isin(index["person_id"], person_ids)
             if not wanted.all():
-                index = index[wanted].reset_index(drop=True)
+                index = index.take(np.flatnonzero(wanted)).reset_index(drop=True)
         return index, by_person
 
     def score_many(
         self,
-        events: pd.DataFrame,
-        mentions: pd.DataFrame,
-        crosswalk: pd.DataFrame,
+        events: Table,
+        mentions: Table,
+        crosswalk: Table,
         *,
         as_of,
         person_ids: list[str] | None = None,
         index_event_ids: list[str] | None = None,
-    ) -> pd.DataFrame:
+    ) -> Table:
         """Score persons as of ``as_of``: by their latest IPV offence, or by named index events.
 
-        Persons with no IPV offence known at ``as_of`` are left out.
+        Persons with no IPV offence known at ``as_of`` are left out. Answers in the kind of
+        table it is given (DataFrames, or :class:`~ipvi.columns.Columns`).
         """
         index, by_person = self._index(
             events,
@@ -256,29 +257,30 @@ class RiskScorer:
             index_event_ids=index_event_ids,
         )
         if index.empty:
-            return pd.DataFrame()
+            return like(events, {})
+        n = len(index)
         return score_index(
             self.bundle,
             index,
             by_person,
             persons_table(mentions, crosswalk),
             stamp={
-                "model_name": self.model_name,
-                "model_version": self.model_version,
-                "mlflow_run_id": self.mlflow_run_id,
+                "model_name": np.full(n, self.model_name, dtype=object),
+                "model_version": np.full(n, self.model_version, dtype=object),
+                "mlflow_run_id": np.full(n, self.mlflow_run_id, dtype=object),
                 "linkage_run_id": _linkage_run(crosswalk, index["person_id"]),
             },
         )
 
     def tier_many(
         self,
-        events: pd.DataFrame,
-        mentions: pd.DataFrame,
-        crosswalk: pd.DataFrame,
+        events: Table,
+        mentions: Table,
+        crosswalk: Table,
         *,
         as_of,
         person_ids: list[str] | None = None,
-    ) -> pd.DataFrame:
+    ) -> Table:
         """Rule tiers of persons' latest IPV offence as of ``as_of``, without the model.
 
         The same selection and columns as :meth:`score_many` minus the model's (probability,
@@ -288,7 +290,7 @@ class RiskScorer:
             events, mentions, crosswalk, as_of=as_of, person_ids=person_ids, index_event_ids=None
         )
         if index.empty:
-            return pd.DataFrame()
+            return like(events, {})
         tiered = tier_index(self.bundle, index, by_person, persons_table(mentions, crosswalk))
         return tiered.assign(linkage_run_id=_linkage_run(crosswalk, tiered["person_id"]))
 
@@ -330,9 +332,21 @@ class RiskScorer:
         )
 
 
-def _linkage_run(crosswalk: pd.DataFrame, persons: pd.Series) -> np.ndarray:
+def _linkage_run(crosswalk: Table, persons) -> np.ndarray:
     """The latest linkage run id among each person's crosswalk rows (None when unknown)."""
-    if "linkage_run_id" not in crosswalk.columns or crosswalk["linkage_run_id"].isna().all():
-        return np.full(len(persons), None, dtype=object)
-    runs = crosswalk.groupby("person_id")["linkage_run_id"].max()
-    return persons.map(runs).to_numpy(dtype=object)
+    out = np.full(len(persons), None, dtype=object)
+    if "linkage_run_id" not in crosswalk.columns:
+        return out
+    runs = np.asarray(crosswalk["linkage_run_id"], dtype=object)
+    known = np.flatnonzero(pd.notna(runs))
+    if not len(known):
+        return out
+    # Run ids coded in sorted order, so the latest (largest) id is the largest code.
+    codes, labels = factorize(runs[known], sort=True)
+    owner, people = factorize(np.asarray(crosswalk["person_id"], dtype=object)[known])
+    latest = np.full(len(people), -1)
+    np.maximum.at(latest, owner, codes)
+    at = get_indexer(people, np.asarray(persons, dtype=object))
+    found = at >= 0
+    out[found] = np.asarray(labels, dtype=object)[latest[at[found]]]
+    return out

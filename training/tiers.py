@@ -21,6 +21,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from ipvi.columns import Table, factorize, like
 from ipvi.config import TierConfig
 from ipvi.errors import IpviError
 from training.features import FEATURE_BY_NAME, INDEX_OFFENCE, AsOfFeatures, expand, lists_of
@@ -54,13 +55,13 @@ def validate_rules(config: TierConfig) -> None:
             validate_conditions(getattr(rule, key), f"training.tiers.rules.{number}.{key}")
 
 
-def condition_mask(X: pd.DataFrame, condition) -> np.ndarray:
+def condition_mask(X: Table, condition) -> np.ndarray:
     """Boolean mask of the rows where ``[feature, op, value]`` holds.
 
     A missing value (NaN) satisfies no comparison but ``!=``, as IEEE comparisons say.
     """
     feature, op, value = condition
-    return OPERATORS[op](X[feature].to_numpy(dtype=float), value)
+    return OPERATORS[op](np.asarray(X[feature], dtype=float), value)
 
 
 def _describe(condition) -> str:
@@ -68,7 +69,7 @@ def _describe(condition) -> str:
     return f"{feature} {op} {value:g}"
 
 
-def matching_rule(X: pd.DataFrame, config: TierConfig) -> np.ndarray:
+def matching_rule(X: Table, config: TierConfig) -> np.ndarray:
     """The number of the first rule each row of ``X`` matches (the last rule catches all)."""
     validate_rules(config)
     n = len(X)
@@ -96,8 +97,8 @@ def assign_tiers(
     features: AsOfFeatures,
     config: TierConfig,
     *,
-    dual_arrest: pd.DataFrame | None = None,
-) -> pd.DataFrame:
+    dual_arrest: Table | None = None,
+) -> Table:
     """The tier of each index offence, with its reasons and flags.
 
     Parameters
@@ -106,13 +107,13 @@ def assign_tiers(
         As-of features and provenance of the index offences.
     config : TierConfig
         The ordered rules and settings.
-    dual_arrest : DataFrame, optional
+    dual_arrest : DataFrame or Columns, optional
         ``row`` and ``record_ids`` of rows that are possible dual arrests
         (:func:`possible_dual_arrests`).
 
     Returns
     -------
-    DataFrame
+    DataFrame or Columns (as ``features.X``)
         One row per index offence: ``tier``, ``rule``, ``tier_reasons`` (list of dicts with
         ``tier``, ``reason``, ``conditions``, ``record_ids``, ``weakest_link``),
         ``weakest_link``, ``identity_review_required``, ``possible_dual_arrest``,
@@ -156,7 +157,7 @@ def assign_tiers(
     review = np.isin(tier, list(PUNITIVE_TIERS)) & low_link
     dual = np.zeros(n, dtype=bool)
     if dual_arrest is not None and len(dual_arrest):
-        dual[dual_arrest["row"].to_numpy()] = True
+        dual[np.asarray(dual_arrest["row"])] = True
         for row, ids in zip(dual_arrest["row"], dual_arrest["record_ids"], strict=True):
             reasons[row].append(
                 {
@@ -168,7 +169,8 @@ def assign_tiers(
                     "weakest_link": None,
                 }
             )
-    return pd.DataFrame(
+    return like(
+        X,
         {
             "rule": rule_of,
             "tier": tier,
@@ -177,13 +179,11 @@ def assign_tiers(
             "identity_review_required": review,
             "possible_dual_arrest": dual,
             "provisional": review | dual,
-        }
+        },
     )
 
 
-def possible_dual_arrests(
-    index: pd.DataFrame, person_events: pd.DataFrame, *, days: int
-) -> pd.DataFrame:
+def possible_dual_arrests(index: Table, person_events: Table, *, days: int) -> Table:
     """Index offences whose suspect was recorded as the victim of the same partner nearby.
 
     The partner is the victim of the index offence; a dual arrest is an event, known at the
@@ -192,20 +192,20 @@ def possible_dual_arrests(
 
     Returns
     -------
-    DataFrame
+    DataFrame or Columns (as ``index``)
         ``row`` and ``record_ids`` (the partner-side records) of each possible dual arrest.
     """
-    with_victim = person_events[person_events["victim_person_id"].notna()]
+    with_victim = person_events.take(np.flatnonzero(pd.notna(person_events["victim_person_id"])))
     if with_victim.empty or index.empty:
-        return pd.DataFrame({"row": np.array([], dtype=np.int64), "record_ids": []})
-    offence = with_victim["offence_id"].to_numpy()
+        return like(index, {"row": np.array([], dtype=np.int64), "record_ids": []})
+    offence = np.asarray(with_victim["offence_id"])
     # Persons coded once, so (offender, victim) pairs become integer keys.
-    codes, persons = pd.factorize(
+    codes, persons = factorize(
         np.concatenate(
             [
-                with_victim["person_id"].to_numpy(dtype=object),
-                with_victim["victim_person_id"].to_numpy(dtype=object),
-                index["person_id"].to_numpy(dtype=object),
+                np.asarray(with_victim["person_id"], dtype=object),
+                np.asarray(with_victim["victim_person_id"], dtype=object),
+                np.asarray(index["person_id"], dtype=object),
             ]
         )
     )
@@ -214,9 +214,9 @@ def possible_dual_arrests(
     offender, victim, suspect = codes[:m], codes[m : 2 * m], codes[2 * m :]
     # The partner of each index offence: the first victim recorded on it.
     offences, first = np.unique(offence, return_index=True)
-    at = np.searchsorted(offences, index["offence_id"].to_numpy())
-    at = np.minimum(at, len(offences) - 1)
-    has_partner = offences[at] == index["offence_id"].to_numpy()
+    index_offence = np.asarray(index["offence_id"])
+    at = np.minimum(np.searchsorted(offences, index_offence), len(offences) - 1)
+    has_partner = offences[at] == index_offence
     partner = np.where(has_partner, victim[first[at]], -1)
     # Events with the partner as offender and the suspect as victim.
     reverse = offender.astype(np.int64) * width + victim
@@ -226,19 +226,19 @@ def possible_dual_arrests(
     hi = np.where(has_partner, np.searchsorted(reverse[order], wanted, side="right"), lo)
     rows, hits = expand(lo, hi)
     events = order[hits]
-    dates = with_victim["offense_date"].to_numpy(dtype="datetime64[ns]")[events]
-    recorded = with_victim["recorded_at"].to_numpy(dtype="datetime64[ns]")[events]
-    index_date = index["index_date"].to_numpy(dtype="datetime64[ns]")[rows]
+    dates = np.asarray(with_victim["offense_date"], dtype="datetime64[ns]")[events]
+    recorded = np.asarray(with_victim["recorded_at"], dtype="datetime64[ns]")[events]
+    index_date = np.asarray(index["index_date"], dtype="datetime64[ns]")[rows]
     near = np.abs(dates - index_date) <= np.timedelta64(days, "D")
-    known = recorded <= index["as_of"].to_numpy(dtype="datetime64[ns]")[rows]
+    known = recorded <= np.asarray(index["as_of"], dtype="datetime64[ns]")[rows]
     rows = rows[near & known]
     found = np.unique(rows)
     records = lists_of(
         np.searchsorted(found, rows),
-        with_victim["record_id"].to_numpy(dtype=object)[events[near & known]],
+        np.asarray(with_victim["record_id"], dtype=object)[events[near & known]],
         len(found),
     )
-    return pd.DataFrame({"row": found, "record_ids": records})
+    return like(index, {"row": found, "record_ids": records})
 
 
 def tier_shares(tiers: pd.Series) -> dict[str, float]:
