@@ -21,11 +21,8 @@ import pandas as pd
 
 def object_array(values: Iterable[Any]) -> np.ndarray:
     """A 1-d object array with one element per item (lists stay lists, not a second axis)."""
-    values = list(values)
-    out = np.empty(len(values), dtype=object)
-    for position, value in enumerate(values):
-        out[position] = value
-    return out
+    values = values if isinstance(values, list | tuple) else list(values)
+    return np.fromiter(values, dtype=object, count=len(values))
 
 
 def _array(values: Any) -> np.ndarray:
@@ -67,7 +64,7 @@ class Columns:
     def __getitem__(self, key: str | list[str]) -> Any:
         if isinstance(key, str):
             return self._data[key]
-        return Columns({name: self._data[name] for name in key})
+        return Columns._of({name: self._data[name] for name in key}, self._rows)
 
     def __setitem__(self, name: str, values: Any) -> None:
         values = _array(values)
@@ -96,9 +93,20 @@ class Columns:
     def empty(self) -> bool:
         return self._rows == 0
 
+    @classmethod
+    def _of(cls, data: dict[str, np.ndarray], rows: int) -> Columns:
+        """Arrays known to be numpy and of ``rows`` values each (no checks: internal)."""
+        table = cls.__new__(cls)
+        table._data, table._rows = data, rows
+        return table
+
     def take(self, positions: np.ndarray) -> Columns:
         """The rows at ``positions``, in that order."""
-        return Columns({name: values[positions] for name, values in self._data.items()})
+        positions = np.asarray(positions)
+        data = {name: values[positions] for name, values in self._data.items()}
+        return Columns._of(
+            data, len(positions) if positions.dtype != bool else int(positions.sum())
+        )
 
     def assign(self, **columns: Any) -> Columns:
         """A copy with ``columns`` added or replaced."""

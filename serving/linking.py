@@ -9,6 +9,7 @@ linkage run is picked up by a background rebuild (checked every ``serving.link_r
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from pathlib import Path
@@ -103,6 +104,9 @@ class IntakeLinker:
         with session_scope(self.engine) as session:
             victims = victim_only_persons(session)
         self._state = (index, victims, run_id, purged)
+        # The index lives until the next linkage run: out of the collector's full passes,
+        # which would otherwise rescan its million references during every large request.
+        gc.freeze()
         logger.info("link index built for linkage run %s", run_id)
         return True
 

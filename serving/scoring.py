@@ -63,16 +63,19 @@ def check_batch(size: int, limit: int, field: str) -> None:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+NAT = np.iinfo(np.int64).min  # numpy's NaT as an integer
 
 
-def _utc_naive_array(values: list[datetime]) -> np.ndarray:
-    """Datetimes (aware, or naive in UTC) as naive UTC ``datetime64[ns]``.
+def _utc_naive_array(values: list[datetime | None]) -> np.ndarray:
+    """Datetimes (aware, or naive in UTC) as naive UTC ``datetime64[ns]``, None as NaT.
 
-    Counted in whole microseconds from the epoch: numpy's own conversion of datetime objects
-    costs several times more per value.
+    Counted in whole microseconds from the epoch: numpy's conversion of datetime objects, and
+    pandas', cost several times more per value.
     """
     micros = [
-        ((value if value.tzinfo else value.replace(tzinfo=UTC)) - _EPOCH) // _MICROSECOND
+        NAT
+        if value is None
+        else ((value if value.tzinfo else value.replace(tzinfo=UTC)) - _EPOCH) // _MICROSECOND
         for value in values
     ]
     return np.array(micros, dtype=np.int64).astype("datetime64[us]").astype("datetime64[ns]")
@@ -88,23 +91,28 @@ def history_frames(histories: Sequence[History]) -> tuple[Columns, Columns, Colu
     victim, and a victim id that is also a history's person id is that person (dual arrests).
     """
     _check_unique([h.person_id for h in histories], "histories.{}.person_id", "person_id")
-    owner = [i for i, history in enumerate(histories) for _ in history.events]
+    sizes = [len(history.events) for history in histories]
+    owner = np.repeat(np.arange(len(histories)), sizes)
     flat: list[HistoryEvent] = [event for history in histories for event in history.events]
     event_ids = [event.event_id for event in flat]
-    positions = [(i, j) for i, history in enumerate(histories) for j in range(len(history.events))]
-    _check_unique(event_ids, "histories.{}.events.{}.event_id", "event_id", positions)
+    _check_unique(
+        event_ids,
+        "histories.{}.events.{}.event_id",
+        "event_id",
+        lambda k: (int(owner[k]), k - int(np.cumsum(sizes)[owner[k]] - sizes[owner[k]])),
+    )
     # One tuple per event, transposed into columns: one table per kind at the end.
     names = [name for name in EVENT_COLUMNS if name != "victim_record_id"]
-    rows = list(map(attrgetter(*names), flat))
+    rows = list(map(attrgetter(*names, "role", "victim_id"), flat))
     typed = {
         name: object_array(values)
-        for name, values in zip(names, zip(*rows, strict=True), strict=True)
+        for name, values in zip([*names, "role", "victim_id"], zip(*rows, strict=True), strict=True)
     }
     for flag in EVENT_FLAGS:
         typed[flag] = typed[flag].astype(bool)
     typed["offense_date"] = _utc_naive_array(list(typed["offense_date"]))
     typed["recorded_at"] = _utc_naive_array(list(typed["recorded_at"]))
-    victims = np.array([event.victim_id for event in flat], dtype=object)
+    victims = typed.pop("victim_id")
     named = np.flatnonzero(pd.notna(victims))
     victim_records = np.array([f"{event_ids[k]}#victim" for k in named], dtype=object)
     typed["victim_record_id"] = np.full(len(flat), None, dtype=object)
@@ -112,18 +120,19 @@ def history_frames(histories: Sequence[History]) -> tuple[Columns, Columns, Colu
     events = Columns({name: typed[name] for name in EVENT_COLUMNS})
 
     ids = np.array(event_ids, dtype=object)
-    dobs = [utc_naive(h.dob).date() if h.dob is not None else None for h in histories]
+    # A date of birth is a day: the UTC date of the given time.
+    dobs = _utc_naive_array([h.dob for h in histories]).astype("datetime64[D]")
     subject = {
         "record_id": ids,
         "agency": typed["agency"],
-        "dob": np.array([dobs[i] for i in owner], dtype=object),
+        "dob": dobs[owner].astype("datetime64[ns]"),
         "event_id": ids,
-        "role": np.array([event.role for event in flat], dtype=object),
+        "role": typed["role"],
     }
     victim = {
         "record_id": victim_records,
         "agency": typed["agency"][named],
-        "dob": np.full(len(named), None, dtype=object),
+        "dob": np.full(len(named), np.datetime64("NaT"), dtype="datetime64[ns]"),
         "event_id": ids[named],
         "role": np.full(len(named), "victim", dtype=object),
     }
@@ -148,14 +157,15 @@ def history_frames(histories: Sequence[History]) -> tuple[Columns, Columns, Colu
     return events, mentions_frame, crosswalk
 
 
-def _check_unique(values: list[str], field: str, what: str, positions=None) -> None:
-    """A 422 naming the first repeated value's field (``field`` formatted with its position)."""
+def _check_unique(values: list[str], field: str, what: str, position=None) -> None:
+    """A 422 naming the first repeated value's field (``field`` formatted with its position,
+    ``position(k)`` of the k-th value when given, else ``(k,)``)."""
     if len(set(values)) == len(values):
         return
     seen: set[str] = set()
     for k, value in enumerate(values):
         if value in seen:
-            where = positions[k] if positions is not None else (k,)
+            where = position(k) if position is not None else (k,)
             raise ApiError(
                 422, f"{what} {value!r} repeated in this request", field=field.format(*where)
             )
@@ -347,6 +357,16 @@ def resolve_persons(session, person_ids: Sequence[str]) -> dict[str, tuple[str, 
     return resolved
 
 
+def registry_histories(session, person_ids: Sequence[str]):
+    """The requested ids resolved (:func:`resolve_persons`) and the current persons' histories
+    (:func:`training.data.person_history`), in one transaction."""
+    from training.data import person_history
+
+    resolved = resolve_persons(session, person_ids)
+    current = list(dict.fromkeys(person for person, _ in resolved.values()))
+    return resolved, person_history(session.connection(), current)
+
+
 async def assess(runtime, request, *, with_model: bool):
     """Tier (and, ``with_model``, score) the people of a request.
 
@@ -359,8 +379,6 @@ async def assess(runtime, request, *, with_model: bool):
     (list of results, list of NotAssessed, list of person ids)
         The person ids are those the audit log records.
     """
-    from training.data import person_history
-
     as_of = resolve_as_of(request.as_of)
     if (request.histories is None) == (request.person_ids is None):
         raise ApiError(422, "send either histories or person_ids (exactly one)", field="histories")
@@ -372,12 +390,13 @@ async def assess(runtime, request, *, with_model: bool):
         asked = list(requested)
     else:
         check_batch(len(request.person_ids), limit, "person_ids")
-        resolved = await runtime.guard.run(runtime.in_session, resolve_persons, request.person_ids)
-        requested = {current: (asked, status) for asked, (current, status) in resolved.items()}
         try:
-            frames = await runtime.guard.run(person_history, runtime.engine, list(requested))
+            resolved, frames = await runtime.guard.run(
+                runtime.in_session, registry_histories, request.person_ids
+            )
         except IpviError as error:
             raise ApiError(404, str(error), field="person_ids") from None
+        requested = {current: (asked, status) for asked, (current, status) in resolved.items()}
         asked = list(request.person_ids)
     scorer = runtime.scorer
     if with_model:

@@ -50,10 +50,10 @@ def load_history(
     For named persons, the tables of :func:`person_history` as DataFrames. The tables are the
     declared ones (every command migrates the registry first), read in one connection.
     """
-    if person_ids is not None:
-        events, mentions, crosswalk = person_history(engine, person_ids)
-        return events.to_frame(), mentions.to_frame(), crosswalk.to_frame()
     with engine.connect() as connection:
+        if person_ids is not None:
+            events, mentions, crosswalk = person_history(connection, person_ids)
+            return events.to_frame(), mentions.to_frame(), crosswalk.to_frame()
         crosswalk = _read(connection, crosswalk_t, CROSSWALK_READ)
         mentions = _read(connection, mentions_t, MENTION_READ)
         events = _read(connection, events_t, EVENT_COLUMNS)
@@ -62,13 +62,13 @@ def load_history(
     return events, mentions, crosswalk
 
 
-def person_history(engine, person_ids: list[str]) -> tuple[Columns, Columns, Columns]:
+def person_history(connection, person_ids: list[str]) -> tuple[Columns, Columns, Columns]:
     """``events``, ``mentions`` and ``crosswalk`` of named persons, as :class:`Columns`.
 
     Their mentions' events, every mention of those events (victims and partners included, for
     dual arrests) and the crosswalk rows of those mentions; dates as ``datetime64``. Two
-    queries of a few index lookups each, and no DataFrame: the service calls this for each
-    person-id request.
+    queries of a few index lookups each on an open ``connection``, and no DataFrame: the
+    service calls this for each person-id request.
     """
     their_events = (
         select(mentions_t.c.event_id)
@@ -76,19 +76,16 @@ def person_history(engine, person_ids: list[str]) -> tuple[Columns, Columns, Col
         .where(crosswalk_t.c.person_id.in_(person_ids))
     )
     links = [crosswalk_t.c[c] for c in CROSSWALK_READ if c != "record_id"]
-    with engine.connect() as connection:
-        linked = connection.execute(
-            select(*[mentions_t.c[c] for c in MENTION_READ], *links)
-            .select_from(
-                mentions_t.outerjoin(crosswalk_t, crosswalk_t.c.record_id == mentions_t.c.record_id)
-            )
-            .where(mentions_t.c.event_id.in_(their_events))
-        ).fetchall()
-        event_rows = connection.execute(
-            select(*[events_t.c[c] for c in EVENT_COLUMNS]).where(
-                events_t.c.event_id.in_(their_events)
-            )
-        ).fetchall()
+    linked = connection.execute(
+        select(*[mentions_t.c[c] for c in MENTION_READ], *links)
+        .select_from(
+            mentions_t.outerjoin(crosswalk_t, crosswalk_t.c.record_id == mentions_t.c.record_id)
+        )
+        .where(mentions_t.c.event_id.in_(their_events))
+    ).fetchall()
+    event_rows = connection.execute(
+        select(*[events_t.c[c] for c in EVENT_COLUMNS]).where(events_t.c.event_id.in_(their_events))
+    ).fetchall()
     both = _columns(linked, [*[mentions_t.c[c] for c in MENTION_READ], *links])
     mentions = both[list(MENTION_READ)]
     crosswalk = both[list(CROSSWALK_READ)].take(np.flatnonzero(pd.notna(both["person_id"])))

@@ -227,7 +227,12 @@ class RiskModel:
         check_fitted(self, "calibrator_")
         raw = self.raw_score(X)
         if self.calibration == "isotonic":
-            return np.asarray(self.calibrator_.predict(raw), dtype=float)
+            # IsotonicRegression.predict (clip, then its interpolating function f_) without
+            # re-checking an array that is float64 already: the checks cost more than one row.
+            isotonic = self.calibrator_
+            return np.asarray(
+                isotonic.f_(np.clip(raw, isotonic.X_min_, isotonic.X_max_)), dtype=float
+            )
         return self.calibrator_.predict_proba(raw.reshape(-1, 1))[:, 1]
 
     def contribution_matrix(self, X: pd.DataFrame) -> np.ndarray:

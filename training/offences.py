@@ -64,6 +64,18 @@ def as_datetime(values) -> np.ndarray:
     return np.asarray(values, dtype="datetime64[ns]")
 
 
+def _flag(values: np.ndarray) -> np.ndarray:
+    """A nullable flag column as booleans, missing as False; anything but a boolean (or 0/1)
+    is an error naming the value's type."""
+    present = ~pd.isna(values)
+    kept = values[present]
+    if not all(isinstance(value, bool | np.bool_) or value in (0, 1) for value in kept.tolist()):
+        raise IpviError("an event flag holds a value that is not true or false")
+    out = np.zeros(len(values), dtype=bool)
+    out[present] = kept.astype(bool)
+    return out
+
+
 def sortable(dates) -> np.ndarray:
     """Dates as int64 nanoseconds with missing dates last, as pandas sorts them."""
     values = np.asarray(dates, dtype="datetime64[ns]")
@@ -154,9 +166,7 @@ def person_events(events: Table, mentions: Table, crosswalk: Table) -> Table:
     columns["recorded_at"] = recorded[order]
     for flag in EVENT_FLAGS:
         if columns[flag].dtype != bool:  # nullable flags: missing means not recorded
-            columns[flag] = np.asarray(
-                pd.array(columns[flag], dtype="boolean").fillna(False), dtype=bool
-            )
+            columns[flag] = _flag(columns[flag])
     victim = lookup(victim_person, get_indexer(victims, columns["event_id"]))
     # A person is never their own victim (a data error or a dual arrest recorded oddly).
     victim[victim == columns["person_id"]] = None
