@@ -12,7 +12,7 @@ a recomputation: a pair touching no cited record keeps its priority.
 from __future__ import annotations
 
 import pandas as pd
-from sqlalchemy import MetaData, Table, inspect, select, update
+from sqlalchemy import MetaData, Table, bindparam, inspect, select, update
 
 from training.tiers import TIER_ORDINAL
 
@@ -54,8 +54,16 @@ def prioritise_review_pairs(session, scored: pd.DataFrame) -> int:
         [pending["record_id_a"].map(cited), pending["record_id_b"].map(cited)], axis=1
     ).max(axis=1)
     chosen = pending.assign(priority=priority).dropna(subset=["priority"])
-    for pair_id, value in zip(chosen["pair_id"], chosen["priority"], strict=True):
-        session.execute(
-            update(pairs_t).where(pairs_t.c.pair_id == pair_id).values(priority=float(value))
-        )
+    if chosen.empty:
+        return 0
+    # One statement run for every pair (executemany), not one statement built per pair.
+    session.execute(
+        update(pairs_t)
+        .where(pairs_t.c.pair_id == bindparam("chosen_pair"))
+        .values(priority=bindparam("chosen_priority")),
+        [
+            {"chosen_pair": pair_id, "chosen_priority": float(value)}
+            for pair_id, value in zip(chosen["pair_id"], chosen["priority"], strict=True)
+        ],
+    )
     return len(chosen)
