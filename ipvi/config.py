@@ -270,7 +270,7 @@ class ModelParams(StrictModel):
     early_stopping_rounds: int = Field(40, ge=1)
     reg_lambda: float = Field(5.0, ge=0)
     feature_fraction: float = Field(0.9, gt=0, le=1)
-    calibration: Literal["isotonic", "sigmoid"] = "isotonic"
+    calibration: Literal["isotonic", "sigmoid"] = "sigmoid"
     monotone: bool = True
     refit: bool = True
     num_threads: int = Field(1, ge=1)
