@@ -368,3 +368,17 @@ def test_label_window_starts_at_the_decision_date_and_excludes_its_end_day():
         return int(h.build()[1].loc[0, "label"])
 
     assert label_for(0) == 1 and label_for(364) == 1 and label_for(365) == 0
+
+
+def test_missing_flags_are_not_recorded_and_a_non_boolean_flag_is_an_error():
+    history = History()
+    history.add("P1", "incident", "2024-01-01", weapon=None)
+    history.add("P1", "charge", "2024-01-02", weapon=True, injury=float("nan"))
+    events, mentions, crosswalk = history.frames()
+    events = events.astype({"weapon": object, "injury": object})
+    by_person = person_events(events, mentions, crosswalk)
+    assert by_person["weapon"].tolist() == [False, True]
+    assert by_person["injury"].dtype == bool and not by_person["injury"].any()
+    events.loc[0, "weapon"] = "yes"
+    with pytest.raises(IpviError, match="not true or false"):
+        person_events(events, mentions, crosswalk)

@@ -69,7 +69,7 @@ def _flag(values: np.ndarray) -> np.ndarray:
     is an error naming the value's type."""
     present = ~pd.isna(values)
     kept = values[present]
-    if not all(isinstance(value, bool | np.bool_) or value in (0, 1) for value in kept.tolist()):
+    if not ((kept == True) | (kept == False)).all():  # noqa: E712 (elementwise, not identity)
         raise IpviError("an event flag holds a value that is not true or false")
     out = np.zeros(len(values), dtype=bool)
     out[present] = kept.astype(bool)
