@@ -41,6 +41,15 @@ from training.offences import assign_offences, index_offences, person_events
 from training.reasons import reason_codes
 from training.tiers import assign_tiers, possible_dual_arrests
 
+# The tier columns of every answer, in order.
+TIER_KEYS = (
+    "tier",
+    "provisional",
+    "identity_review_required",
+    "possible_dual_arrest",
+    "tier_reasons",
+)
+
 
 def _features_and_tiers(
     bundle: ModelBundle, index: Table, events_by_person: Table, persons: Table | None
@@ -67,16 +76,7 @@ def _tier_columns(
     flags = [LethalityFlag.model_validate(flag) for flag in bundle.settings["lethality"]]
     return {
         **{key: np.asarray(index[key]) for key in ("index_event_id", "person_id", "as_of")},
-        **{
-            key: np.asarray(tiers[key])
-            for key in (
-                "tier",
-                "provisional",
-                "identity_review_required",
-                "possible_dual_arrest",
-                "tier_reasons",
-            )
-        },
+        **{key: np.asarray(tiers[key]) for key in TIER_KEYS},
         "lethality_flags": lethality_flags(features.X, flags),
     }
 
@@ -146,16 +146,7 @@ def score_index(
             "probability": probability,
             "band": band,
             "band_use": band_use,
-            **{
-                key: columns[key]
-                for key in (
-                    "tier",
-                    "provisional",
-                    "identity_review_required",
-                    "possible_dual_arrest",
-                    "tier_reasons",
-                )
-            },
+            **{key: columns[key] for key in TIER_KEYS},
             "reason_codes": reason_codes(bundle.model, features, k=settings["reason_codes"]),
             "lethality_flags": columns["lethality_flags"],
             "scorecard_points": bundle.scorecard.score(X),
