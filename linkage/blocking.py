@@ -22,7 +22,8 @@ class CandidatePairs:
     """Candidate pairs as positions into the left and right frames, and each rule's share.
 
     ``rule_pairs[k]`` holds the positions (into ``left`` / ``right``) of the pairs rule ``k``
-    produced; EM trains on them rule by rule.
+    produced; EM trains on them rule by rule (:class:`linkage.linker.Linker` empties them once
+    the model is fitted).
     """
 
     left: np.ndarray
@@ -35,9 +36,27 @@ class CandidatePairs:
 
 
 def sorted_unique(values: np.ndarray) -> np.ndarray:
-    """Sorted distinct integers (sort-based: numpy's hash-based ``unique`` is slower here)."""
+    """Sorted distinct integers (sort-based: numpy's hash-based ``unique`` is slower here).
+
+    Values already strictly increasing (the candidate pairs' codes) are returned as they are.
+    """
+    if len(values) < 2 or bool((values[1:] > values[:-1]).all()):
+        return values
     values = np.sort(values)
     return values[np.r_[True, values[1:] != values[:-1]]] if len(values) else values
+
+
+def in_sorted(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``np.isin(values, sorted_values)`` by one binary search per value (``sorted_values``
+    sorted): np.isin would sort both arrays again, and millions of candidate pairs with it.
+
+    >>> in_sorted(np.array([2, 5, 9]), np.array([5, 1, 9, 10])).tolist()
+    [True, False, True, False]
+    """
+    if not len(sorted_values):
+        return np.zeros(len(values), dtype=bool)
+    found = np.minimum(np.searchsorted(sorted_values, values), len(sorted_values) - 1)
+    return sorted_values[found] == values
 
 
 def block_codes(
@@ -65,7 +84,7 @@ def block_codes(
     return codes
 
 
-def _within_block_pairs(
+def within_block_pairs(
     codes: np.ndarray, max_block_size: int
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """All i < j pairs of rows sharing a code, vectorised (no Python loop over blocks)."""
@@ -128,7 +147,7 @@ def candidate_pairs(
     for rule, limit in zip(rules, limits, strict=True):
         if other is None:
             codes = block_codes(data, rule, factorized)
-            left, right, n_big = _within_block_pairs(codes, limit)
+            left, right, n_big = within_block_pairs(codes, limit)
         else:
             codes = block_codes(both, rule, factorized)
             left, right, n_big = _cross_block_pairs(codes[: len(data)], codes[len(data) :], limit)
@@ -201,16 +220,9 @@ def linked_component_pairs(
     labels = connected_labels(n_records, left[linked], right[linked])
     sizes = np.bincount(labels)
     codes = np.where(sizes[labels] > 1, labels, -1).astype(np.int64)
-    new_left, new_right, _ = _within_block_pairs(codes, max_block_size)
+    new_left, new_right, _ = within_block_pairs(codes, max_block_size)
     if n_left is not None:
         across = (new_left < n_left) & (new_right >= n_left)
         new_left, new_right = new_left[across], new_right[across]
-    # ``known`` is sorted: a binary search per new pair (np.isin would sort both again).
-    pair_codes = new_left * n_records + new_right
-    found = np.searchsorted(known, pair_codes)
-    fresh = (
-        known[np.minimum(found, len(known) - 1)] != pair_codes
-        if len(known)
-        else np.ones(len(pair_codes), bool)
-    )
+    fresh = ~in_sorted(known, new_left * n_records + new_right)
     return new_left[fresh], new_right[fresh]

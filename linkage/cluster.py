@@ -22,7 +22,7 @@ from itertools import chain
 import numpy as np
 import pandas as pd
 
-from linkage.blocking import connected_labels, sorted_unique
+from linkage.blocking import connected_labels, sorted_unique, within_block_pairs
 from linkage.standardize import MISSING
 
 
@@ -67,7 +67,7 @@ def conflicts(
 
 
 # Scored pairs per chunk of components rebuilt together (bounds the memory of large runs).
-CHUNK_PAIRS = 1_000_000
+CHUNK_PAIRS = 500_000
 
 
 def cluster_records(
@@ -95,9 +95,10 @@ def cluster_records(
     if exclusive is None:
         exclusive = np.empty((n_records, 0), dtype=object)
     strong, exclusive = identifier_codes(strong), identifier_codes(exclusive)
-    probability = np.asarray(probability, dtype=float).copy()
+    probability = np.asarray(probability, dtype=float)
     decided = _decision_overrides(left, right, must_link, cannot_link)
-    probability = np.where(decided == 1, 1.0, np.where(decided == -1, 0.0, probability))
+    if must_link or cannot_link:
+        probability = np.where(decided == 1, 1.0, np.where(decided == -1, 0.0, probability))
     extra = list(must_link)
     link = probability >= link_threshold
     edge_left = np.r_[left[link], [a for a, _ in extra]].astype(np.int64)
@@ -105,52 +106,64 @@ def cluster_records(
     components = connected_labels(n_records, edge_left, edge_right)
 
     # Components needing a rebuild: a scored pair inside that does not link, or a conflict.
-    same = components[left] == components[right]
-    dirty = same & ~link
-    dirty |= same & conflicts(strong, left, right, exclusive) & (decided != 1)
-    dirty_components = sorted_unique(components[left[dirty]])
+    # Only pairs inside a component are tested (a minority of the candidate pairs).
+    inside = np.flatnonzero(components[left] == components[right])
+    inside_left, inside_right = left[inside], right[inside]
+    dirty = ~link[inside]
+    # In chunks: the identifier codes gathered for every pair at once took ~1 GB at 1M.
+    for start in range(0, len(inside), CHUNK_PAIRS):
+        rows = slice(start, start + CHUNK_PAIRS)
+        clash = conflicts(strong, inside_left[rows], inside_right[rows], exclusive)
+        dirty[rows] |= clash & (decided[inside[rows]] != 1)
+    dirty_components = sorted_unique(components[inside_left[dirty]])
     labels = components.copy()
     refused: list[tuple[int, int]] = []
     if len(dirty_components):
         next_label = components.max() + 1
-        inside = np.flatnonzero(np.isin(components[left], dirty_components) & same)
+        inside = inside[np.isin(components[inside_left], dirty_components)]
+        del inside_left, inside_right, dirty
         order = inside[np.lexsort((-probability[inside], components[left[inside]]))]
         component_of = components[left[order]]
         bounds = np.flatnonzero(np.r_[True, component_of[1:] != component_of[:-1], True])
         identity, conflict = _identities(strong, exclusive)
+        # Conflict tests only where two records of the component can conflict at all.
+        in_dirty = np.flatnonzero(np.isin(components, dirty_components))
+        checked = _conflicting_components(components, in_dirty, identity, strong, exclusive)
         # Groups are compared on their mean log-odds: n cross pairs weigh as the product of
         # their odds, so one hopeless pair among several sure ones does not cancel them, as it
         # does in a mean of probabilities (and pairs added by iterative blocking are many).
-        log_odds = _log_odds(probability)
+        log_odds = _log_odds(probability[order])  # aligned with ``order``
         thresholds = float(_log_odds(link_threshold)), float(_log_odds(min_average_probability))
         # Whole components in chunks of about CHUNK_PAIRS pairs: the Python lists below cost
         # ~40 bytes a value, so building them for every pair at once took 14 GB at 1M mentions.
+        local_of = np.zeros(n_records, dtype=np.int64)  # record -> its number in its chunk
         chunk = bounds[:-1] // CHUNK_PAIRS
         edges = np.r_[np.flatnonzero(np.r_[True, chunk[1:] != chunk[:-1]]), len(chunk)]
         for first, last in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True):
-            part = order[bounds[first] : bounds[last]]
-            lefts, rights = left[part], right[part]
-            scores, verdicts = log_odds[part], decided[part]
-            adjacency = _adjacency(n_records, lefts, rights, scores, verdicts)
-            # Python lists once per chunk, sliced per component (numpy scalars are slow here).
-            lefts, rights = lefts.tolist(), rights.tolist()
-            scores, verdicts = scores.tolist(), verdicts.tolist()
-            offsets = (bounds[first : last + 1] - bounds[first]).tolist()
-            for start, stop in zip(offsets[:-1], offsets[1:], strict=True):
-                parts, refused_here = _average_link(
-                    lefts[start:stop],
-                    rights[start:stop],
-                    scores[start:stop],
-                    verdicts[start:stop],
-                    adjacency,
-                    identity,
-                    conflict,
-                    *thresholds,
-                )
-                refused += refused_here
-                for members in parts[1:]:
-                    labels[members] = next_label
-                    next_label += 1
+            span = slice(bounds[first], bounds[last])
+            part = order[span]
+            # Records renumbered 0 .. m-1 within the chunk: lists of the chunk's size only.
+            records = sorted_unique(np.r_[left[part], right[part]])
+            local_of[records] = np.arange(len(records))
+            lefts, rights = local_of[left[part]], local_of[right[part]]
+            scores, verdicts = log_odds[span], decided[part]
+            adjacency = _adjacency(len(records), lefts, rights, scores, verdicts)
+            # Only links can merge groups; pairs are sorted by component, then score
+            # (descending), so a component's links are the first pairs of its run.
+            links = np.flatnonzero(scores >= thresholds[0])
+            owner, refused_here = _average_link(
+                lefts[links].tolist(),
+                rights[links].tolist(),
+                verdicts[links].tolist(),
+                adjacency,
+                identity[records].tolist() if identity is not None else None,
+                checked[components[records]].tolist(),
+                conflict,
+                thresholds[1],
+            )
+            refused += [(int(records[a]), int(records[b])) for a, b in refused_here]
+            labels[records] = next_label + owner
+            next_label += len(records)
     labels = pd.factorize(labels)[0]
     return Clusters(labels=labels, refused=refused, n_rebuilt_components=len(dirty_components))
 
@@ -166,12 +179,13 @@ def _decision_overrides(left, right, must_link, cannot_link) -> np.ndarray:
     decided = np.zeros(len(left), dtype=np.int8)
     if len(left) == 0 or (not must_link and not cannot_link):
         return decided
-    keys = pd.Series(np.arange(len(left)), index=pd.MultiIndex.from_arrays([left, right]))
+    # Pairs as one integer each, either orientation (no index over millions of pairs).
+    width = int(max(left.max(), right.max(), *chain(*must_link, *cannot_link))) + 1
+    codes = np.minimum(left, right) * width + np.maximum(left, right)
     for pairs, value in ((must_link, 1), (cannot_link, -1)):
-        for a, b in pairs:
-            for key in ((a, b), (b, a)):
-                if key in keys.index:
-                    decided[keys.loc[[key]].to_numpy()] = value
+        if pairs:
+            a, b = np.asarray(pairs, dtype=np.int64).T
+            decided[np.isin(codes, np.minimum(a, b) * width + np.maximum(a, b))] = value
     return decided
 
 
@@ -184,9 +198,13 @@ def _identities(strong: np.ndarray, exclusive: np.ndarray):
     """
     if not strong.shape[1] and not exclusive.shape[1]:
         return None, None
-    _, first, identity = np.unique(
-        np.hstack([strong, exclusive]), axis=0, return_index=True, return_inverse=True
-    )
+    # Rows of codes numbered by hashing (np.unique over rows sorts them: seconds at 1M):
+    # mixed radix, re-factorised after each column so that the numbers never overflow.
+    identity = np.zeros(len(strong), dtype=np.int64)
+    for column in np.hstack([strong, exclusive]).T:
+        identity = pd.factorize(identity * (int(column.max()) + 2) + column + 1)[0]
+    first = np.zeros(identity.max() + 1 if len(identity) else 0, dtype=np.int64)
+    first[identity[::-1]] = np.arange(len(identity))[::-1]
     strong_of = strong[first].tolist()
     exclusive_of = exclusive[first].tolist()
     cache: dict[tuple[int, int], bool] = {}
@@ -204,7 +222,35 @@ def _identities(strong: np.ndarray, exclusive: np.ndarray):
             )
         return cache[key]
 
-    return identity.ravel().tolist(), conflict
+    return identity, conflict
+
+
+# Components with more distinct identifiers than this are conflict-tested link by link.
+MAX_PRECHECK_IDENTITIES = 300
+
+
+def _conflicting_components(components, records, identity, strong, exclusive) -> np.ndarray:
+    """Per component label: may two of its records conflict (see :func:`conflicts`)?
+
+    Tested once per component of ``records`` on its distinct identifiers (usually one or
+    two): a component without a conflicting couple needs no conflict test per merge.
+    Components with more than MAX_PRECHECK_IDENTITIES distinct identifiers are marked
+    without testing.
+    """
+    checked = np.zeros(len(components), dtype=bool)
+    if identity is None or not len(records):
+        return checked
+    distinct = pd.DataFrame(
+        {"component": components[records], "identity": identity[records], "record": records}
+    ).drop_duplicates(["component", "identity"])
+    codes = pd.factorize(distinct["component"])[0]
+    crowded = np.bincount(codes)[codes] > MAX_PRECHECK_IDENTITIES
+    checked[distinct["component"].to_numpy()[crowded]] = True
+    a, b, _ = within_block_pairs(np.where(crowded, -1, codes), MAX_PRECHECK_IDENTITIES)
+    record = distinct["record"].to_numpy()
+    clash = conflicts(strong, record[a], record[b], exclusive)
+    checked[components[record[a[clash]]]] = True
+    return checked
 
 
 def _adjacency(n_records, lefts, rights, ps, decisions):
@@ -213,67 +259,81 @@ def _adjacency(n_records, lefts, rights, ps, decisions):
     Built with numpy once, not appended pair by pair; each record's neighbours keep the
     order of the pairs given.
     """
-    source = np.column_stack([lefts, rights]).ravel()
-    order = np.argsort(source, kind="stable")
-    target = np.column_stack([rights, lefts]).ravel()[order]
+    source = np.r_[lefts, rights]
+    # A stable sort by record, as one sort of distinct keys (faster than kind="stable").
+    order = np.argsort(source * len(source) + np.arange(len(source)))
+    target = np.r_[rights, lefts][order]
     starts = np.r_[0, np.cumsum(np.bincount(source, minlength=n_records))]
     return (
         starts.tolist(),
         target.tolist(),
-        np.repeat(ps, 2)[order].tolist(),
-        np.repeat(decisions, 2)[order].tolist(),
+        np.r_[ps, ps][order].tolist(),
+        np.r_[decisions, decisions][order].tolist(),
     )
 
 
-def _average_link(
-    lefts, rights, ps, decisions, adjacency, identity, conflict, threshold, min_average
-):
-    """Greedy average-link merging inside one component (pairs sorted by score, desc).
+def _average_link(lefts, rights, decisions, adjacency, identity, checked, conflict, min_average):
+    """Greedy average-link merging of records ``0 .. m-1`` along their links.
 
-    ``ps``, ``threshold`` and ``min_average`` are on one monotone scale (log-odds here).
-    Two groups merge when their scored cross pairs average at least ``min_average``, no
+    ``lefts`` / ``rights`` are the links (pairs at or above the link threshold), sorted by
+    component and, within one, by score (descending); ``adjacency`` (see :func:`_adjacency`)
+    holds every scored pair, links or not, as log-odds (``min_average`` is one too). Two
+    groups merge when their scored cross pairs average at least ``min_average``, no
     cannot-link lies between them, and no two of their records conflict on every strong
     identifier (a reviewer's "match" overrides the last two checks for its own pair). Each
-    group keeps its distinct identifiers and each record its scored neighbours
-    (``adjacency``, see :func:`_adjacency`), so a check costs the smaller group's links, not
-    the product of the two groups' sizes.
+    group keeps its distinct identifiers and each record its scored neighbours, so a check
+    costs the smaller group's links, not the product of the two groups' sizes. ``checked``
+    marks the records of components where a conflict is possible (the others skip the test).
+
+    Returns
+    -------
+    owner : ndarray
+        The group of each record (the record id of one of its members).
+    refused : list of (int, int)
+        Links refused for a conflict.
     """
     starts, targets, scores, verdicts = adjacency
-    owner = dict.fromkeys(chain(lefts, rights))
+    n_records = len(starts) - 1
+    owner = list(range(n_records))
     members: dict[int, list[int]] = {}
     identifiers: dict[int, set] = {}
-    for record in owner:
-        owner[record] = record
-        members[record] = [record]
-        identifiers[record] = {identity[record]} if identity is not None else set()
     refused = []
     rejected: set[tuple[int, int, int, int]] = set()
-    for a, b, p, d in zip(lefts, rights, ps, decisions, strict=True):
-        if p < threshold:
-            break
+    for a, b, d in zip(lefts, rights, decisions, strict=True):
         ga, gb = owner[a], owner[b]
         if ga == gb:
             continue
-        state = (min(ga, gb), max(ga, gb), len(members[ga]), len(members[gb]))
+        members_a, members_b = members.get(ga, [ga]), members.get(gb, [gb])
+        state = (min(ga, gb), max(ga, gb), len(members_a), len(members_b))
         if d != 1 and state in rejected:
             continue
-        if d != 1 and any(conflict(x, y) for x in identifiers[ga] for y in identifiers[gb]):
-            refused.append((a, b))
-            rejected.add(state)
-            continue
-        small, large = sorted((ga, gb), key=lambda g: len(members[g]))
+        if d != 1 and checked[a]:
+            ids_a = identifiers.get(ga) or {identity[ga]}
+            ids_b = identifiers.get(gb) or {identity[gb]}
+            if any(x != y and conflict(x, y) for x in ids_a for y in ids_b):
+                refused.append((a, b))
+                rejected.add(state)
+                continue
+        if len(members_b) < len(members_a):
+            small, large, members_small = gb, ga, members_b
+        else:
+            small, large, members_small = ga, gb, members_a
         total, count, blocked = 0.0, 0, False
-        for record in members[small]:
+        for record in members_small:
             for k in range(starts[record], starts[record + 1]):
-                if owner.get(targets[k]) == large:
+                if owner[targets[k]] == large:
                     total += scores[k]
                     count += 1
                     blocked |= verdicts[k] == -1
         if blocked or (d != 1 and total / max(count, 1) < min_average):
             rejected.add(state)
             continue
-        for record in members[small]:
+        for record in members_small:
             owner[record] = large
-        members[large] += members.pop(small)
-        identifiers[large] |= identifiers.pop(small)
-    return [np.array(group) for group in members.values()], refused
+        members.setdefault(large, [large]).extend(members_small)
+        members.pop(small, None)
+        if checked[a]:
+            identifiers[large] = (identifiers.get(large) or {identity[large]}) | (
+                identifiers.pop(small, None) or {identity[small]}
+            )
+    return np.asarray(owner, dtype=np.int64), refused

@@ -38,6 +38,7 @@ class Vocabulary:
     def __init__(self, values: np.ndarray):
         self.values = values
         self._derived: dict[str, np.ndarray] = {}
+        self._code_maps: dict[str, dict] = {}
 
     @classmethod
     def encode(cls, frames: list[pd.DataFrame], columns: list[str]):
@@ -99,7 +100,19 @@ class Vocabulary:
             done[todo] = True
         return values
 
+    def derived_codes(self, name: str, function, codes: np.ndarray) -> np.ndarray:
+        """:meth:`derived` as integers (equal derived values, equal integers), so that pairs
+        compare integers rather than Python strings."""
+        code_of = self._code_maps.setdefault(name, {})
 
+        def coded(values: pd.Series) -> list[int]:
+            return [code_of.setdefault(value, len(code_of)) for value in function(values)]
+
+        return self.derived(f"{name} codes", coded, codes).astype(np.int64)
+
+
+# Pairs compared at once by compare_pairs (bounds its memory).
+COMPARE_CHUNK = 8_000_000
 # Below this many pairs threads cost more than they save (one record's candidates: a few ms).
 PARALLEL_MIN_PAIRS = 20_000
 
@@ -109,14 +122,19 @@ def _workers(n_pairs: int) -> int:
 
 
 class PairValues:
-    """The codes of one comparison's columns on both sides of some pairs, with cached kernels."""
+    """The codes of one comparison's columns on both sides of some pairs, with cached kernels.
 
-    def __init__(self, left: dict, right: dict, column: str, vocabulary: Vocabulary):
+    ``cache`` (kernel key -> per-pair result) may be shared by the levels of one comparison:
+    :meth:`Comparison.levels_from_codes` filters it with the pairs, so a second Jaro-Winkler
+    level reuses the first one's similarities.
+    """
+
+    def __init__(self, left: dict, right: dict, column: str, vocabulary: Vocabulary, cache=None):
         self.left = left
         self.right = right
         self.column = column
         self.vocabulary = vocabulary
-        self._cache: dict[Any, np.ndarray] = {}
+        self._cache: dict[Any, np.ndarray] = {} if cache is None else cache
 
     @property
     def a(self) -> np.ndarray:
@@ -129,12 +147,14 @@ class PairValues:
     def values(self, codes: np.ndarray) -> np.ndarray:
         return self.vocabulary.values[codes]
 
-    def similarity(self, scorer, a: np.ndarray | None = None, b: np.ndarray | None = None):
-        """``scorer`` over aligned pairs, once per distinct (a, b) value pair."""
-        a = self.a if a is None else a
-        b = self.b if b is None else b
-        key = (scorer.__module__, scorer.__qualname__, id(a), id(b))
+    def similarity(self, scorer, left_column: str | None = None, right_column: str | None = None):
+        """``scorer`` over aligned pairs of two columns (default: the comparison's column),
+        once per distinct (a, b) value pair."""
+        left_column = left_column or self.column
+        right_column = right_column or self.column
+        key = (scorer.__module__, scorer.__qualname__, left_column, right_column)
         if key not in self._cache:
+            a, b = self.left[left_column], self.right[right_column]
             self._cache[key] = self.on_distinct_pairs(
                 a,
                 b,
@@ -258,13 +278,8 @@ class NameSwap(Level):
     kind = "name_swap"
 
     def mask(self, values):
-        left, right = values.left, values.right
-        first_last = values.similarity(
-            JaroWinkler.normalized_similarity, left["first_name"], right["last_name"]
-        )
-        last_first = values.similarity(
-            JaroWinkler.normalized_similarity, left["last_name"], right["first_name"]
-        )
+        first_last = values.similarity(JaroWinkler.normalized_similarity, "first_name", "last_name")
+        last_first = values.similarity(JaroWinkler.normalized_similarity, "last_name", "first_name")
         return (first_last >= 0.92) & (last_first >= 0.92)
 
     def label(self, column):
@@ -280,7 +295,7 @@ class Initial(Level):
         vocabulary = values.vocabulary
         a, b = values.a, values.b
         codes = np.r_[a, b]
-        initial = vocabulary.derived("initial", lambda v: v.str[:1], codes)
+        initial = vocabulary.derived_codes("initial", lambda v: v.str[:1], codes)
         short = vocabulary.derived("short", lambda v: v.str.len() == 1, codes).astype(bool)
         return (short[a] | short[b]) & (initial[a] == initial[b])
 
@@ -325,7 +340,7 @@ class SamePrefix(Level):
 
     def mask(self, values):
         separator = self.separator
-        prefix = values.vocabulary.derived(
+        prefix = values.vocabulary.derived_codes(
             f"prefix{separator}",
             lambda v: v.str.split(separator, n=1).str[0],
             np.r_[values.a, values.b],
@@ -473,21 +488,28 @@ class Comparison:
         """The level of every aligned pair (int8: 0 missing ... n_levels - 1 else)."""
         a, b = left[self.column], right[self.column]
         result = np.full(len(a), self.n_levels - 1, dtype=np.int8)
-        undecided = (a != MISSING_CODE) & (b != MISSING_CODE)
-        result[~undecided] = NULL_LEVEL
+        present = (a != MISSING_CODE) & (b != MISSING_CODE)
+        result[~present] = NULL_LEVEL
+        # The pairs no level has claimed yet, and their values: shrunk after every level
+        # (sequential filtering, not a gather from the full arrays per level).
+        rows = np.flatnonzero(present)
+        left = {c: v[rows] for c, v in left.items()}
+        right = {c: v[rows] for c, v in right.items()}
+        cache: dict = {}
         for index, level in enumerate(self.levels, start=1):
-            rows = np.flatnonzero(undecided)
             if len(rows) == 0:
                 break
-            sub = PairValues(
-                {c: v[rows] for c, v in left.items()},
-                {c: v[rows] for c, v in right.items()},
-                self.column,
-                vocabulary,
+            hit = np.asarray(
+                level.mask(PairValues(left, right, self.column, vocabulary, cache)), dtype=bool
             )
-            hit = np.asarray(level.mask(sub), dtype=bool)
             result[rows[hit]] = index
-            undecided[rows[hit]] = False
+            if index == len(self.levels) or not hit.any():
+                continue  # nothing left to ask, or nothing claimed: no need to filter
+            rest = ~hit
+            rows = rows[rest]
+            left = {c: v[rest] for c, v in left.items()}
+            right = {c: v[rest] for c, v in right.items()}
+            cache = {key: v[rest] for key, v in cache.items()}
         return result
 
     def levels_of(self, left: pd.DataFrame, right: pd.DataFrame) -> np.ndarray:
@@ -522,11 +544,13 @@ def compare_pairs(
     :func:`encode_for`; the pair values are gathered by position.
     """
     levels = np.zeros((len(left_index), len(comparisons)), dtype=np.int8)
-    if len(left_index) == 0:
-        return levels
     other = coded if coded_other is None else coded_other
-    for k, comparison in enumerate(comparisons):
-        left = {c: coded[c].to_numpy()[left_index] for c in comparison.columns}
-        right = {c: other[c].to_numpy()[right_index] for c in comparison.columns}
-        levels[:, k] = comparison.levels_from_codes(left, right, vocabulary)
+    # In chunks: the gathered codes and kernel results of every pair at once took ~4 GB at
+    # 66M pairs; each string kernel still runs once per distinct value pair of a chunk.
+    for start in range(0, len(left_index), COMPARE_CHUNK):
+        rows = slice(start, start + COMPARE_CHUNK)
+        for k, comparison in enumerate(comparisons):
+            left = {c: coded[c].to_numpy()[left_index[rows]] for c in comparison.columns}
+            right = {c: other[c].to_numpy()[right_index[rows]] for c in comparison.columns}
+            levels[rows, k] = comparison.levels_from_codes(left, right, vocabulary)
     return levels

@@ -99,7 +99,9 @@ class FellegiSunter:
         self.u_ = [
             self._level_frequencies(random_levels[:, k], c) for k, c in enumerate(self.comparisons)
         ]
-        self.m_, self.m_support_ = self._estimate_m(levels, rule_pairs, rule_excluded)
+        # Every pair's level pattern once: EM and the prior then work on pattern counts.
+        pattern_of, patterns = pattern_codes(levels)
+        self.m_, self.m_support_ = self._estimate_m(pattern_of, patterns, rule_pairs, rule_excluded)
         self.tf_ = {}
         for comparison in self.comparisons:
             if comparison.tf_level() is not None and tf_values and comparison.column in tf_values:
@@ -107,7 +109,8 @@ class FellegiSunter:
                 values = values[values != ""]
                 self.tf_[comparison.column] = values.value_counts(normalize=True)
         self.prior_ = PROBABILITY_FLOOR  # placeholder until the fixed point below
-        self.prior_ = self._fit_prior(levels, n_total_pairs)
+        counts = np.bincount(pattern_of, minlength=len(patterns))
+        self.prior_ = self._fit_prior(patterns, counts, n_total_pairs)
         return self
 
     @staticmethod
@@ -126,7 +129,8 @@ class FellegiSunter:
         m[NULL_LEVEL] = 1.0
         return m
 
-    def _estimate_m(self, levels, rule_pairs, rule_excluded):
+    def _estimate_m(self, pattern_of, patterns, rule_pairs, rule_excluded):
+        """m per comparison from EM on each rule's pairs (``pattern_of``: pattern per pair)."""
         n_comparisons = len(self.comparisons)
         sums = [np.zeros(c.n_levels) for c in self.comparisons]
         support = np.zeros(n_comparisons)
@@ -134,8 +138,12 @@ class FellegiSunter:
             active = [k for k in range(n_comparisons) if k not in excluded]
             if len(pairs) == 0 or not active:
                 continue
-            patterns, counts = unique_rows(levels[np.ix_(pairs, active)])
-            m_rule, expected_matches = self._em(patterns, counts, active)
+            rule_counts = np.bincount(pattern_of[pairs], minlength=len(patterns))
+            present = np.flatnonzero(rule_counts)
+            # The rule's patterns on its active comparisons, merged where they now coincide.
+            sub_of, sub_patterns = pattern_codes(patterns[np.ix_(present, active)])
+            counts = np.bincount(sub_of, weights=rule_counts[present])
+            m_rule, expected_matches = self._em(sub_patterns, counts, active)
             for j, k in enumerate(active):
                 sums[k] += m_rule[j] * expected_matches
                 support[k] += expected_matches
@@ -175,12 +183,18 @@ class FellegiSunter:
                 break
         return m, float(weighted.sum())
 
-    def _fit_prior(self, levels: np.ndarray, n_total_pairs: float) -> float:
-        bayes = self._bayes_log2(levels)
+    def _fit_prior(self, patterns: np.ndarray, counts: np.ndarray, n_total_pairs: float):
+        """The prior's fixed point over the distinct level ``patterns`` and their ``counts``.
+
+        Without term frequencies a pair's weight depends on its level pattern only, so this
+        iterates over thousands of patterns, not over millions of candidate pairs.
+        """
+        bayes = self._bayes_log2(patterns)
         prior = max(1.0 / max(n_total_pairs, 1.0), PROBABILITY_FLOOR**2)
         for _ in range(100):
             log_odds = bayes + np.log2(prior) - np.log2(1 - prior)
-            expected = float((1.0 / (1.0 + np.exp2(-np.clip(log_odds, -1000, 1000)))).sum())
+            matches = 1.0 / (1.0 + np.exp2(-np.clip(log_odds, -1000, 1000)))
+            expected = float(matches @ counts)
             new = float(np.clip(expected / max(n_total_pairs, 1.0), 1e-12, 0.5))
             if abs(new - prior) <= 1e-6 * prior:
                 prior = new
@@ -203,32 +217,39 @@ class FellegiSunter:
         total = np.zeros(len(levels))
         for k, weights in enumerate(self.level_weights()):
             total += weights[levels[:, k]]
-        total += self.tf_adjustments(levels, tf_left).sum(axis=1) if tf_left else 0.0
+        # Added column by column: a (pairs, comparisons) float matrix is 7 GB at 66M pairs.
+        for _, rows, adjustment in self._tf_parts(levels, tf_left):
+            total[rows] += adjustment
         return total
 
-    def tf_adjustments(self, levels: np.ndarray, tf_left: dict[str, np.ndarray] | None):
-        """Per-comparison term-frequency adjustment (log2), for pairs at the exact level.
+    def _tf_parts(self, levels: np.ndarray, tf_left: dict[str, np.ndarray] | None):
+        """(comparison index, rows at its tf level, log2 adjustment of those rows) per tf column.
 
-        ``tf_left`` maps a tf column to the left record's value of each pair.
+        ``tf_left`` maps a tf column to the left record's value of each pair: an array of
+        values, or a ``pd.Categorical`` (its categories are looked up once, not every pair).
         """
-        adjustments = np.zeros(levels.shape, dtype=float)
         if not tf_left:
-            return adjustments
+            return
         for k, comparison in enumerate(self.comparisons):
             level = comparison.tf_level()
             frequencies = self.tf_.get(comparison.column)
             if level is None or frequencies is None or comparison.column not in tf_left:
                 continue
-            at_level = levels[:, k] == level
-            if not at_level.any():
+            rows = np.flatnonzero(levels[:, k] == level)
+            if not len(rows):
                 continue
-            value_frequency = (
-                pd.Series(tf_left[comparison.column][at_level])
-                .map(frequencies)
-                .fillna(frequencies.min())
-                .to_numpy()
-            )
-            adjustments[at_level, k] = np.log2(self.u_[k][level]) - np.log2(value_frequency)
+            value_frequency = _frequency_of(tf_left[comparison.column][rows], frequencies)
+            yield k, rows, np.log2(self.u_[k][level]) - np.log2(value_frequency)
+
+    def tf_adjustments(self, levels: np.ndarray, tf_left: dict[str, np.ndarray] | None):
+        """Per-comparison term-frequency adjustment (log2), for pairs at the exact level.
+
+        ``tf_left`` maps a tf column to the left record's value of each pair (see
+        :meth:`_tf_parts`).
+        """
+        adjustments = np.zeros(levels.shape, dtype=float)
+        for k, rows, adjustment in self._tf_parts(levels, tf_left):
+            adjustments[rows, k] = adjustment
         return adjustments
 
     def match_weight(self, levels: np.ndarray, tf_left: dict[str, np.ndarray] | None = None):
@@ -314,17 +335,34 @@ class FellegiSunter:
         return out
 
 
-def unique_rows(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct rows of a level matrix and their counts (rows packed into one integer)."""
+def pattern_codes(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pattern (distinct row) of each row of a level matrix, and the distinct rows.
+
+    Rows are packed into one integer (mixed radix) and factorised: ``patterns[codes]`` is
+    ``levels``.
+
+    >>> codes, patterns = pattern_codes(np.array([[1, 2], [0, 1], [1, 2]], dtype=np.int8))
+    >>> codes.tolist(), patterns.tolist()
+    ([0, 1, 0], [[1, 2], [0, 1]])
+    """
     radix = int(levels.max()) + 1 if levels.size else 1
     packed = np.zeros(len(levels), dtype=np.int64)
     for column in range(levels.shape[1]):
         packed = packed * radix + levels[:, column]
     codes, uniques = pd.factorize(packed)
-    counts = np.bincount(codes, minlength=len(uniques))
     first = np.zeros(len(uniques), dtype=np.int64)
     first[codes[::-1]] = np.arange(len(codes))[::-1]
-    return levels[first], counts
+    return codes, levels[first]
+
+
+def _frequency_of(values, frequencies: pd.Series) -> np.ndarray:
+    """The frequency of each value in ``frequencies`` (unseen values: the smallest one)."""
+    floor = frequencies.min()
+    if isinstance(values, pd.Categorical):
+        # One lookup per category; code -1 (a missing value) takes the appended floor.
+        known = np.append(frequencies.reindex(values.categories).fillna(floor).to_numpy(), floor)
+        return known[values.codes]
+    return pd.Series(values).map(frequencies).fillna(floor).to_numpy()
 
 
 def probability(weight: np.ndarray) -> np.ndarray:

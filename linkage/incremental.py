@@ -109,9 +109,10 @@ def assign_person_ids(
             cluster_ids[label] = format_person_id(prefix, next_seq)
             minted.append((cluster_ids[label], next_seq))
             next_seq += 1
-    for old in sorted(split_ids):
-        for label in pd.unique(known.loc[known["old"] == old, "label"]):
-            changes.append((old, cluster_ids[label], "split"))
+    # Each split id with its parts in order of appearance (one pass, not one per split id).
+    parts_of = known[known["old"].isin(split_ids)][["old", "label"]].drop_duplicates()
+    for old, label in parts_of.sort_values("old", kind="stable").itertuples(index=False):
+        changes.append((old, cluster_ids[label], "split"))
     person_ids = frame["label"].map(cluster_ids).to_numpy(dtype=object)
     return IdAssignment(person_ids=person_ids, minted=minted, changes=changes)
 

@@ -49,6 +49,13 @@ class LinkResult:
         return confidence
 
 
+def _tf_records(data: pd.DataFrame, columns: list[str]) -> dict[str, pd.Categorical]:
+    """The term-frequency columns of ``data`` as categoricals: gathered per pair by integer
+    codes, and looked up in the frequency table once per distinct value (see
+    :meth:`FellegiSunter.match_weight`)."""
+    return {c: pd.Categorical(data[c].to_numpy(dtype=object)) for c in columns}
+
+
 class Linker:
     """Link or deduplicate canonical mention frames with Fellegi-Sunter and anti-chaining.
 
@@ -145,16 +152,20 @@ class Linker:
             n_total,
             tf_values={c: all_records[c] for c in tf_columns},
         )
-        tf_left = {c: data[c].to_numpy(dtype=object)[pairs.left] for c in tf_columns}
-        weight = model.match_weight(levels, tf_left)
+        # EM was the only use of each rule's pairs: freed (about 0.7 GB at 1M mentions).
+        pairs.rule_pairs = []
+        tf_records = _tf_records(data, tf_columns)
+        weight = model.match_weight(levels, {c: v[pairs.left] for c, v in tf_records.items()})
         offset = 0 if right is None else n_left
         if config.expand_linked_components:
             pairs, levels, weight = self._expand(
-                pairs, levels, weight, model, offset, (data, right), (coded, vocabulary)
+                pairs, levels, weight, model, offset, (data, right), (coded, vocabulary), tf_records
             )
         probability = probability_of(weight)
+        # Positions into all_records (a copy of the right positions only when linking two files).
+        global_right = pairs.right + offset if offset else pairs.right
         if rescore is not None:
-            probability = rescore(levels, weight, pairs.left, pairs.right + offset)
+            probability = rescore(levels, weight, pairs.left, global_right)
         timings["score"] = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -170,7 +181,7 @@ class Linker:
         clusters = cluster_records(
             len(all_records),
             pairs.left,
-            pairs.right + offset,
+            global_right,
             probability,
             link_threshold=config.link_threshold,
             min_average_probability=config.cluster.min_average_probability,
@@ -183,8 +194,7 @@ class Linker:
         self.model_ = model
         global_pairs = CandidatePairs(
             left=pairs.left,
-            right=pairs.right + offset,
-            rule_pairs=pairs.rule_pairs,
+            right=global_right,
             skipped_blocks=pairs.skipped_blocks,
         )
         return LinkResult(
@@ -198,7 +208,7 @@ class Linker:
             timings=timings,
         )
 
-    def _expand(self, pairs, levels, weight, model, offset, frames, encoded):
+    def _expand(self, pairs, levels, weight, model, offset, frames, encoded, tf_records):
         """Add and score the pairs inside first-pass link components (iterative blocking).
 
         The model is not refitted: the added pairs belong to no blocking rule, so EM, which
@@ -212,7 +222,7 @@ class Linker:
         extra_left, extra_right = linked_component_pairs(
             n_records,
             pairs.left,
-            pairs.right + offset,
+            pairs.right + offset if offset else pairs.right,
             linked,
             config.max_block_size,
             n_left=None if right is None else len(data),
@@ -226,14 +236,10 @@ class Linker:
             coded[1] if right is not None else None,
             vocabulary,
         )
-        tf_left = {
-            c: data[c].to_numpy(dtype=object)[extra_left]
-            for c in (c.column for c in self.settings.comparisons if c.tf_level() is not None)
-        }
+        tf_left = {c: values[extra_left] for c, values in tf_records.items()}
         expanded = CandidatePairs(
             left=np.concatenate([pairs.left, extra_left]),
             right=np.concatenate([pairs.right, extra_right]),
-            rule_pairs=pairs.rule_pairs,
             skipped_blocks=pairs.skipped_blocks,
         )
         return (

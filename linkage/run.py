@@ -44,6 +44,7 @@ from ipvi.tables.linkage import (
     persons,
     review_pairs,
 )
+from linkage.blocking import in_sorted
 from linkage.evaluate import blocking_metrics, cluster_metrics, metrics_by_group
 from linkage.fellegi_sunter import FellegiSunter
 from linkage.incremental import LinkIndex, assign_person_ids
@@ -213,9 +214,11 @@ def _review_rows(
     if config.review_per_decision:
         rows = _one_pair_per_decision(rows, result)
     if result.clusters.refused:
-        refused = pd.MultiIndex.from_tuples(result.clusters.refused)
-        all_pairs = pd.MultiIndex.from_arrays([result.pairs.left, result.pairs.right])
-        rows = np.union1d(rows, np.flatnonzero(all_pairs.isin(refused)))
+        # Pairs as one integer each (an index over every candidate pair costs gigabytes).
+        width = len(result.records)
+        a, b = np.asarray(result.clusters.refused, dtype=np.int64).T
+        codes = result.pairs.left * width + result.pairs.right
+        rows = np.union1d(rows, np.flatnonzero(in_sorted(np.sort(a * width + b), codes)))
     if len(rows) == 0:
         return []
     ids = frame["record_id"].to_numpy(dtype=object)
@@ -281,6 +284,25 @@ def _chunks(rows: list[dict]):
         yield rows[start : start + INSERT_CHUNK]
 
 
+def _insert_many(session, table, rows: list[dict]) -> None:
+    """Insert ``rows`` (dicts with the same keys) through the driver's executemany.
+
+    SQLAlchemy's per-row parameter handling cost about 15 s for the million rows of a 1M
+    crosswalk; the columns written this way need no conversion (text, numbers), and columns
+    left out take their defaults (null).
+    """
+    if not rows:
+        return
+    columns = list(rows[0])
+    connection = session.connection()
+    compiled = insert(table).compile(dialect=connection.dialect, column_keys=columns)
+    sql = str(compiled)
+    for chunk in _chunks(rows):
+        if compiled.positional:
+            chunk = [tuple(row[c] for c in compiled.positiontup) for row in chunk]
+        connection.exec_driver_sql(sql, chunk)
+
+
 def link_registry(engine: Engine, config: LinkageConfig, truth_dir: Path | None = None) -> dict:
     """Run linkage over the registry's current mentions and record the run.
 
@@ -333,9 +355,12 @@ def _link(engine: Engine, settings: LinkageSettings, run_id: str, truth_dir) -> 
     confidence = result.link_confidence(config.link_threshold)
     start = time.perf_counter()
     with session_scope(engine) as session:
+        # Through pandas on the session's connection: twice as fast as rows of a Result.
+        walk = pd.read_sql(
+            select(crosswalk.c.record_id, crosswalk.c.person_id), session.connection()
+        )
         previous = pd.Series(
-            dict(session.execute(select(crosswalk.c.record_id, crosswalk.c.person_id)).all()),
-            dtype=object,
+            walk["person_id"].to_numpy(dtype=object), index=walk["record_id"].to_numpy(dtype=object)
         )
         active = session.execute(
             select(persons.c.person_id, persons.c.seq).where(persons.c.status == "active")
@@ -352,21 +377,19 @@ def _link(engine: Engine, settings: LinkageSettings, run_id: str, truth_dir) -> 
         )
         review = _review_rows(result, frame, config, decided, run_id)
         # --- the switch: one transaction (this session) for everything below
-        if ids.minted:
-            for chunk in _chunks(
-                [
-                    {
-                        "person_id": person,
-                        "seq": seq,
-                        "status": "active",
-                        "successor_ids": None,
-                        "created_run_id": run_id,
-                        "retired_run_id": None,
-                    }
-                    for person, seq in ids.minted
-                ]
-            ):
-                session.execute(insert(persons), chunk)
+        _insert_many(
+            session,
+            persons,
+            [
+                {
+                    "person_id": person,
+                    "seq": seq,
+                    "status": "active",
+                    "created_run_id": run_id,
+                }
+                for person, seq in ids.minted
+            ],
+        )
         for retired, successors in ids.retired.items():
             session.execute(
                 update(persons)
@@ -393,8 +416,7 @@ def _link(engine: Engine, settings: LinkageSettings, run_id: str, truth_dir) -> 
                 frame["record_id"], ids.person_ids, confidence, strict=True
             )
         ]
-        for chunk in _chunks(rows):
-            session.execute(insert(crosswalk), chunk)
+        _insert_many(session, crosswalk, rows)
         session.execute(
             update(review_pairs)
             .where(review_pairs.c.status == "pending")

@@ -9,6 +9,7 @@ import pytest
 from ipvi.config import config_from_dict, default_config_dict, load_config
 from ipvi.errors import ConfigError, IpviError
 from linkage import cluster as cluster_module
+from linkage import compare as compare_module
 from linkage.blocking import candidate_pairs, connected_labels, linked_component_pairs
 from linkage.cluster import cluster_records
 from linkage.compare import (
@@ -22,6 +23,8 @@ from linkage.compare import (
     SameYear,
     TokenOverlap,
     Vocabulary,
+    compare_pairs,
+    encode_for,
 )
 from linkage.evaluate import blocking_metrics, cluster_metrics, metrics_by_group
 from linkage.fellegi_sunter import NOT_FITTED, FellegiSunter
@@ -211,6 +214,41 @@ def test_term_frequency_makes_rare_surnames_stronger():
     assert adjusted[1, k] > adjusted[0, k]
 
 
+def test_term_frequencies_of_categorical_values_equal_those_of_plain_values():
+    # The linker passes categoricals (one lookup per distinct value); any array gives the same.
+    mentions, _ = generate_mentions(2000, seed=6)
+    settings = LinkageSettings.from_config(load_config().linkage)
+    model = Linker(settings).run(mentions.drop(columns=["record_id", "race", "ethnicity"])).model
+    k = [c.name for c in model.comparisons].index("last_name")
+    values = np.array(list(model.tf_["last_name"].index[:50]) + ["NEVER SEEN"], dtype=object)
+    levels = np.zeros((len(values), len(model.comparisons)), dtype=np.int8)
+    levels[:, k] = 1
+    plain = model.tf_adjustments(levels, {"last_name": values})
+    categorical = model.tf_adjustments(levels, {"last_name": pd.Categorical(values)})
+    np.testing.assert_allclose(plain, categorical)
+    np.testing.assert_allclose(
+        model.match_weight(levels, {"last_name": values}),
+        model.match_weight(levels, {"last_name": pd.Categorical(values)}),
+    )
+
+
+def test_comparing_in_chunks_gives_the_same_levels(monkeypatch):
+    mentions, _ = generate_mentions(1500, seed=8)
+    settings = LinkageSettings.from_config(load_config().linkage)
+    data = standardize_frame(mentions[list(IDENTIFIER_FIELDS)])
+    comparisons = [c for c in settings.comparisons if set(c.columns) <= set(data.columns)]
+    pairs = candidate_pairs([["ln_init"], ["dob_year"]], data, max_block_size=200)
+    (coded,), vocabulary = encode_for(comparisons, [data])
+
+    def levels():
+        return compare_pairs(comparisons, pairs.left, pairs.right, coded, None, vocabulary)
+
+    whole = levels()
+    monkeypatch.setattr(compare_module, "COMPARE_CHUNK", 997)
+    assert len(pairs) > 10 * 997
+    np.testing.assert_array_equal(whole, levels())
+
+
 def test_clustering_does_not_chain_through_weak_links():
     # two tight groups joined by one link that passes the threshold
     left = np.array([0, 0, 1, 3, 3, 4, 2, 0, 1])
@@ -229,9 +267,15 @@ def test_clustering_does_not_chain_through_weak_links():
     assert clusters.labels[0] != clusters.labels[3]
 
 
-def test_clustering_in_chunks_of_components_gives_the_same_clusters(monkeypatch):
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("CHUNK_PAIRS", 7), ("MAX_PRECHECK_IDENTITIES", 0)],
+    ids=["chunks of components", "every link conflict-tested"],
+)
+def test_clustering_shortcuts_give_the_same_clusters(monkeypatch, setting, value):
     # Many small groups with weak bridges and conflicting identifiers: most components need a
-    # rebuild, which runs chunk by chunk on large data.
+    # rebuild, which runs chunk by chunk on large data and tests conflicts link by link only
+    # in components where two records can conflict.
     rng = np.random.default_rng(3)
     n = 600
     group = rng.integers(0, 120, n)
@@ -249,9 +293,9 @@ def test_clustering_in_chunks_of_components_gives_the_same_clusters(monkeypatch)
         )
 
     whole = clusters()
-    monkeypatch.setattr(cluster_module, "CHUNK_PAIRS", 7)
+    monkeypatch.setattr(cluster_module, setting, value)
     chunked = clusters()
-    assert whole.n_rebuilt_components > 1
+    assert whole.n_rebuilt_components > 1 and whole.refused
     np.testing.assert_array_equal(whole.labels, chunked.labels)
     assert whole.refused == chunked.refused
 
