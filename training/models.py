@@ -14,6 +14,7 @@ from __future__ import annotations
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
@@ -233,7 +234,10 @@ class RiskModel:
             return np.asarray(
                 isotonic.f_(np.clip(raw, isotonic.X_min_, isotonic.X_max_)), dtype=float
             )
-        return self.calibrator_.predict_proba(raw.reshape(-1, 1))[:, 1]
+        # LogisticRegression.predict_proba's positive class, expit(raw * coef + intercept),
+        # without its input checks (the same arithmetic, so the same numbers).
+        platt = self.calibrator_
+        return expit(raw * platt.coef_[0, 0] + platt.intercept_[0])
 
     def contribution_matrix(self, X: pd.DataFrame) -> np.ndarray:
         """Per-feature contributions to the raw score (``pred_contrib``), one column per
