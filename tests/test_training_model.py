@@ -193,3 +193,17 @@ def test_truth_metrics_and_variants(toy, tmp_path):
     assert len(result.truth) == len(result.predictions)
     assert result.truth["p_recorded"].notna().mean() > 0.95
     assert set(result.truth["truth_tier"].dropna()) <= {"A", "B", "C", "D"}
+
+
+@pytest.mark.parametrize("calibration", ["sigmoid", "isotonic"])
+def test_calibration_shortcut_equals_the_calibrators_own_predictions(calibration):
+    X, y = _xy()
+    model = RiskModel(max_rounds=40, min_child_samples=20, seed=1, calibration=calibration).fit(
+        X[:500], y[:500], eval_set=(X[500:700], y[500:700]), calibration_set=(X[700:], y[700:])
+    )
+    raw = model.raw_score(X)
+    if calibration == "sigmoid":
+        expected = model.calibrator_.predict_proba(raw.reshape(-1, 1))[:, 1]
+    else:
+        expected = model.calibrator_.predict(raw)
+    np.testing.assert_array_equal(model.predict_proba(X), expected)
