@@ -93,13 +93,14 @@ def history_frames(histories: Sequence[History]) -> tuple[Columns, Columns, Colu
     _check_unique([h.person_id for h in histories], "histories.{}.person_id", "person_id")
     sizes = [len(history.events) for history in histories]
     owner = np.repeat(np.arange(len(histories)), sizes)
+    first = np.cumsum(sizes) - sizes  # each history's first event in the flat list
     flat: list[HistoryEvent] = [event for history in histories for event in history.events]
     event_ids = [event.event_id for event in flat]
     _check_unique(
         event_ids,
         "histories.{}.events.{}.event_id",
         "event_id",
-        lambda k: (int(owner[k]), k - int(np.cumsum(sizes)[owner[k]] - sizes[owner[k]])),
+        lambda k: (int(owner[k]), k - int(first[owner[k]])),
     )
     # One tuple per event, transposed into columns: one table per kind at the end.
     names = [name for name in EVENT_COLUMNS if name != "victim_record_id"]

@@ -422,6 +422,16 @@ def test_inline_histories_refuse_repeated_ids_naming_the_field():
     with pytest.raises(ApiError) as event:
         history_frames(shared.histories)
     assert event.value.field == "histories.1.events.0.event_id"
+    # The position counts within its own history, not across the request.
+    later = {
+        **other,
+        "events": [{**e, "event_id": f"{e['event_id']}-own"} for e in other["events"]]
+        + [example["events"][1]],
+    }
+    shared_later = ScoreRequest.model_validate_json(json.dumps({"histories": [example, later]}))
+    with pytest.raises(ApiError) as event:
+        history_frames(shared_later.histories)
+    assert event.value.field == f"histories.1.events.{len(other['events'])}.event_id"
 
 
 def test_a_link_index_that_cannot_be_built_is_a_clear_error_and_leaves_no_file(
