@@ -16,6 +16,7 @@ Review decisions bind: a "match" is a must-link, a "non-match" a cannot-link.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 from itertools import chain
 
@@ -147,17 +148,19 @@ def cluster_records(
             local_of[records] = np.arange(len(records))
             lefts, rights = local_of[left[part]], local_of[right[part]]
             scores, verdicts = log_odds[span], decided[part]
-            adjacency = _adjacency(len(records), lefts, rights, scores, verdicts)
+            # Large chunks (the giant component) in compact arrays, the rest in faster lists.
+            sequence = _compact if len(part) > COMPACT_PAIRS else _as_list
+            adjacency = _adjacency(len(records), lefts, rights, scores, verdicts, sequence)
             # Only links can merge groups; pairs are sorted by component, then score
             # (descending), so a component's links are the first pairs of its run.
             links = np.flatnonzero(scores >= thresholds[0])
             owner, refused_here = _average_link(
-                lefts[links].tolist(),
-                rights[links].tolist(),
-                verdicts[links].tolist(),
+                sequence(lefts[links], "q"),
+                sequence(rights[links], "q"),
+                sequence(verdicts[links], "b"),
                 adjacency,
-                identity[records].tolist() if identity is not None else None,
-                checked[components[records]].tolist(),
+                sequence(identity[records], "q") if identity is not None else None,
+                sequence(checked[components[records]], "b"),
                 conflict,
                 thresholds[1],
             )
@@ -253,8 +256,25 @@ def _conflicting_components(components, records, identity, strong, exclusive) ->
     return checked
 
 
-def _adjacency(n_records, lefts, rights, ps, decisions):
-    """The scored pairs as each record's neighbour lists (CSR as Python lists).
+# Chunks with more scored pairs than this are held in stdlib arrays, not lists.
+COMPACT_PAIRS = 2_000_000
+
+
+def _compact(values: np.ndarray, typecode: str) -> array:
+    """``values`` as a stdlib array: 8 bytes or fewer a value instead of a list's ~40 (the
+    giant component of a 1M-mention run held ~2 GB of lists), but about half as fast to
+    index from Python."""
+    return array(typecode, np.ascontiguousarray(values, dtype=np.dtype(typecode)).tobytes())
+
+
+def _as_list(values: np.ndarray, typecode: str) -> list:
+    """``values`` as a list (``typecode`` unused): the fastest to index from Python."""
+    return values.tolist()
+
+
+def _adjacency(n_records, lefts, rights, ps, decisions, sequence=_as_list):
+    """The scored pairs as each record's neighbour lists (CSR as ``sequence`` containers,
+    :func:`_as_list` or :func:`_compact`).
 
     Built with numpy once, not appended pair by pair; each record's neighbours keep the
     order of the pairs given.
@@ -265,10 +285,10 @@ def _adjacency(n_records, lefts, rights, ps, decisions):
     target = np.r_[rights, lefts][order]
     starts = np.r_[0, np.cumsum(np.bincount(source, minlength=n_records))]
     return (
-        starts.tolist(),
-        target.tolist(),
-        np.r_[ps, ps][order].tolist(),
-        np.r_[decisions, decisions][order].tolist(),
+        sequence(starts, "q"),
+        sequence(target, "q"),
+        sequence(np.r_[ps, ps][order], "d"),
+        sequence(np.r_[decisions, decisions][order], "b"),
     )
 
 
@@ -294,7 +314,7 @@ def _average_link(lefts, rights, decisions, adjacency, identity, checked, confli
     """
     starts, targets, scores, verdicts = adjacency
     n_records = len(starts) - 1
-    owner = list(range(n_records))
+    owner = list(range(n_records)) if isinstance(starts, list) else array("q", range(n_records))
     members: dict[int, list[int]] = {}
     identifiers: dict[int, set] = {}
     refused = []

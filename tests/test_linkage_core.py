@@ -269,8 +269,8 @@ def test_clustering_does_not_chain_through_weak_links():
 
 @pytest.mark.parametrize(
     ("setting", "value"),
-    [("CHUNK_PAIRS", 7), ("MAX_PRECHECK_IDENTITIES", 0)],
-    ids=["chunks of components", "every link conflict-tested"],
+    [("CHUNK_PAIRS", 7), ("MAX_PRECHECK_IDENTITIES", 0), ("COMPACT_PAIRS", 0)],
+    ids=["chunks of components", "every link conflict-tested", "compact arrays"],
 )
 def test_clustering_shortcuts_give_the_same_clusters(monkeypatch, setting, value):
     # Many small groups with weak bridges and conflicting identifiers: most components need a
