@@ -121,7 +121,8 @@ def in_process_ms(tracking_uri: str, repeats: int) -> float:
     JSON, score, build and serialise the response (no HTTP, no keys, no audit log)."""
     from threadpoolctl import threadpool_limits
 
-    from serving.schemas import ScoreRequest, ScoreResponse
+    from serving.http import answer
+    from serving.schemas import ScoreRequest
     from serving.scoring import history_frames, load_scorer, resolve_as_of, score_results
 
     scorer, audit = load_scorer(tracking_uri, "ipvi-risk", "champion")
@@ -135,12 +136,12 @@ def in_process_ms(tracking_uri: str, repeats: int) -> float:
             *history_frames(request.histories), as_of=resolve_as_of(request.as_of)
         )
         requested = {h.person_id: (h.person_id, "inline") for h in request.histories}
-        ScoreResponse(
+        answer(
             results=score_results(scored, requested=requested, audit=audit),
             not_scored=[],
             model_name=scorer.model_name,
             model_version=scorer.model_version,
-        ).model_dump_json()
+        )
         times.append(time.perf_counter() - started)
     return round(statistics.median(times) * 1000, 2)
 

@@ -2,8 +2,9 @@
 
 Start it with ``ipvi serve`` or, from the project root, ``bentoml serve`` (bentofile.yaml).
 This file only wires: each endpoint parses its typed request, calls one library function and
-returns a typed response; errors are :class:`~serving.http.ApiError` answers. Keys, body size,
-the audit log, /readyz and the OpenAPI document are ASGI middlewares.
+returns its typed response (scores and tiers as the schema's fields, encoded directly); errors
+are :class:`~serving.http.ApiError` answers. Keys, body size, the audit log, /readyz and the
+OpenAPI document are ASGI middlewares.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from serving import decisions, scoring
 from serving.audit_log import AuditMiddleware
 from serving.auth import AuthMiddleware, is_public
 from serving.health import ReadinessMiddleware
-from serving.http import answers_errors
+from serving.http import answer, answers_errors
 from serving.limits import BodyLimitMiddleware
 from serving.openapi import DocsMiddleware, Endpoint, complete_document
 from serving.runtime import MODEL_VERSION_ENV, get_runtime
@@ -69,7 +70,7 @@ class RiskService:
             self.runtime, request, with_model=True
         )
         ctx.request.state.audit_person_ids = person_ids
-        return ScoreResponse(
+        return answer(
             results=results,
             not_scored=not_scored,
             model_name=self.runtime.scorer.model_name,
@@ -86,7 +87,7 @@ class RiskService:
             self.runtime, request, with_model=False
         )
         ctx.request.state.audit_person_ids = person_ids
-        return TierResponse(
+        return answer(
             results=results,
             not_scored=not_scored,
             model_version=self.runtime.scorer.model_version,

@@ -20,7 +20,15 @@ import pytest
 from ipvi.db import open_registry, session_scope
 from serving.audit_log import verify_chain
 from serving.auth import add_key, revoke_key
-from serving.schemas import DECISION_EXAMPLE, SCORE_EXAMPLE, SCORE_NOTE, TIER_EXAMPLE
+from serving.schemas import (
+    DECISION_EXAMPLE,
+    SCORE_EXAMPLE,
+    SCORE_NOTE,
+    TIER_EXAMPLE,
+    ScoreResponse,
+    TierResponse,
+)
+from serving.scoring import NO_OFFENCE
 from tests.serving_support import champion_store, running_server
 
 pytestmark = pytest.mark.service
@@ -218,6 +226,34 @@ def test_score_example_answers_with_tier_markers_and_every_id(server, registry):
     later = {**SCORE_EXAMPLE, "as_of": "2024-03-07T00:00:00"}
     other = httpx.post(f"{server.url}/v1/score", json=later, headers=bearer(key)).json()
     assert other["results"][0]["score_id"] != result["score_id"]
+
+
+def test_score_and_tier_answers_match_their_published_schemas_field_for_field(server, registry):
+    # Answers are encoded from plain dicts (no model per result), so check that each one is
+    # exactly its schema: every field present, no field added, every value of its type.
+    _, key = new_key(registry, "scoring")
+    time.sleep(1.5)
+    history = SCORE_EXAMPLE["histories"][0]
+    quiet_event = {**history["events"][0], "event_id": "PD-QUIET", "ipv": False}
+    quiet = {**history, "person_id": "no-ipv", "events": [quiet_event]}
+    people = [history, quiet] + [
+        {
+            **history,
+            "person_id": f"p{i}",
+            "events": [{**e, "event_id": f"{e['event_id']}-{i}"} for e in history["events"][i:]],
+        }
+        for i in range(1, 4)
+    ]
+    for path, schema in (("/v1/score", ScoreResponse), ("/v1/tier", TierResponse)):
+        body = {"as_of": SCORE_EXAMPLE["as_of"], "histories": people}
+        response = httpx.post(f"{server.url}{path}", json=body, headers=bearer(key))
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        parsed = schema.model_validate_json(response.content)
+        assert json.loads(parsed.model_dump_json()) == answer
+        assert len(answer["results"]) == 4
+        assert answer["not_scored"] == [{"person_id": "no-ipv", "reason": NO_OFFENCE}]
+        assert all(r["as_of"] == "2024-03-06T00:00:00Z" for r in answer["results"])
 
 
 def test_tier_uses_rules_only_and_score_refuses_bad_dates_and_batches(server, registry):
