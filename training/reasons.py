@@ -28,17 +28,14 @@ def reason_codes(model: RiskModel, features: AsOfFeatures, *, k: int = 4) -> lis
     contribution = np.round(values[rows, columns], 6)
     value = features.X[list(names)].to_numpy(dtype=float)[rows, columns]
     records, _ = features.cite(rows, feature, np.arange(len(rows)), len(rows))
-    templates = [FEATURE_BY_NAME[name].reason for name in feature]
+    # Each distinct (feature, value) is worded once: a batch repeats a few hundred of them.
+    texts: dict[tuple[str, float], str] = {}
     out: list[list[dict]] = [[] for _ in range(n)]
-    for row, name, template, amount, number, ids in zip(
-        rows, feature, templates, contribution, value, records, strict=True
+    for row, name, amount, number, ids in zip(
+        rows.tolist(), feature, contribution.tolist(), value.tolist(), records, strict=True
     ):
-        out[row].append(
-            {
-                "feature": name,
-                "text": template.format(value=number),
-                "contribution": float(amount),
-                "record_ids": ids,
-            }
-        )
+        text = texts.get((name, number))
+        if text is None:
+            text = texts[name, number] = FEATURE_BY_NAME[name].reason.format(value=number)
+        out[row].append({"feature": name, "text": text, "contribution": amount, "record_ids": ids})
     return out
