@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import itertools
 import json
 import os
@@ -70,24 +71,23 @@ async def load(
     # is no part of the service's latency.
     bodies = itertools.cycle([encoded(b) for b in (body if isinstance(body, list) else [body])])
     latencies: list[float] = []
-    errors = 0
+    errors: collections.Counter[str] = collections.Counter()  # by status code or exception
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(limits=limits, timeout=30, headers=headers) as client:
         deadline = time.perf_counter() + seconds
 
         async def worker():
-            nonlocal errors
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
                 try:
                     response = await client.post(url, content=next(bodies), headers=JSON)
-                    ok = response.status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                if ok:
+                    error = None if response.status_code == 200 else str(response.status_code)
+                except httpx.HTTPError as failure:
+                    error = type(failure).__name__
+                if error is None:
                     latencies.append(time.perf_counter() - started)
                 else:
-                    errors += 1
+                    errors[error] += 1
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(clients)))
@@ -95,7 +95,8 @@ async def load(
     return {
         **percentiles(latencies),
         "requests_per_s": round(len(latencies) / wall, 1),
-        "errors": errors,
+        "errors": sum(errors.values()),
+        "error_kinds": dict(errors),
         "requests": len(latencies),
     }
 

@@ -371,6 +371,7 @@ class ServingConfig(StrictModel):
     port: int = Field(3000, ge=1, le=65535)
     workers: int = Field(2, ge=1, le=64)
     request_timeout_seconds: float = Field(30.0, gt=0)
+    keep_alive_seconds: int = Field(75, ge=1)
     model_alias: str = "champion"
     model_version: str | None = None
     max_batch: int = Field(1000, ge=1)

@@ -35,6 +35,7 @@ from serving.auth import (
 )
 from serving.decisions import NO_ADVOCATE_WARNING, record_decision
 from serving.http import ApiError
+from serving.launch import serve_command
 from serving.limits import BodyLimitMiddleware
 from serving.link_index import shared_index
 from serving.schemas import DECISION_EXAMPLE, SCORE_EXAMPLE, DecisionRequest, ScoreRequest
@@ -462,3 +463,12 @@ def test_request_times_become_naive_utc_alike_for_few_and_many_values():
     )
     np.testing.assert_array_equal(_utc_naive_array(few), expected)
     np.testing.assert_array_equal(_utc_naive_array(many), np.tile(expected, len(many) // 4))
+
+
+def test_served_keep_alive_outlasts_the_clients_idle_expiry():
+    # A server that closes idle connections no later than its clients do races them: a client
+    # sends on a connection as the server closes it (a read error under load).
+    keep_alive = load_config().serving.keep_alive_seconds
+    assert keep_alive > httpx.Limits(max_connections=1).keepalive_expiry
+    command = serve_command("127.0.0.1", 3000, keep_alive)
+    assert command[command.index("--timeout-keep-alive") + 1] == str(keep_alive)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import sys
 from pathlib import Path
 
 import typer
@@ -71,14 +70,9 @@ def serve(
     info(f"serving on {'https' if tls else 'http'}://{host}:{port} (docs at /docs)")
     # Hand over to `bentoml serve` from the project root (the bentofile names the service), so
     # `ipvi serve` and `bentoml serve` start exactly the same server.
-    command = [
-        str(Path(sys.executable).with_name("bentoml")),
-        "serve",
-        "--host",
-        host,
-        "--port",
-        str(port),
-    ]
+    from serving.launch import serve_command
+
+    command = serve_command(host, port, settings.keep_alive_seconds)
     if tls:
         command += ["--ssl-certfile", str(ssl_certfile), "--ssl-keyfile", str(ssl_keyfile)]
     os.chdir(REPO_ROOT)
