@@ -14,6 +14,7 @@ import pandas as pd
 from sqlalchemy import delete, insert, inspect, select
 from sqlalchemy.orm import Session
 
+from ipvi.bulk import bulk_insert
 from ipvi.tables.training import (
     evaluation_predictions,
     evaluation_truth,
@@ -115,13 +116,13 @@ def read_predictions(session: Session, run_id: str) -> pd.DataFrame:
 
 
 def write_scores(session: Session, scored: pd.DataFrame, *, list_id: int | None) -> int:
-    """Store scores (one row per person); returns how many."""
-    rows = _records(scored, SCORE_COLUMNS)
-    now = datetime.now()
-    for row in rows:
-        row.update(list_id=list_id, scored_at=now)
-    if rows:
-        session.execute(insert(scores), rows)
+    """Store scores (one row per person) through the driver; returns how many.
+
+    ``ipvi score --all`` writes a row per scored person: SQLAlchemy's per-row handling of
+    its JSON and date columns took about 7 s for 74k persons.
+    """
+    rows = scored[list(SCORE_COLUMNS)].assign(list_id=list_id, scored_at=datetime.now())
+    bulk_insert(session.connection(), scores, rows)
     return len(rows)
 
 

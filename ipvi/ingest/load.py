@@ -12,13 +12,12 @@ in chunks, which keeps 1M-row extracts fast and memory flat.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -33,8 +32,8 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.types import Boolean, Date, DateTime, Integer
 
+from ipvi.bulk import bulk_insert
 from ipvi.config import IngestConfig
 from ipvi.errors import ConfigError, IpviError
 from ipvi.ingest.extract import check_columns, header, read_extract
@@ -54,7 +53,6 @@ from ipvi.tables.ingest import (
 
 log = logging.getLogger(__name__)
 
-CHUNK_ROWS = 50_000
 SQLITE_CACHE_KB = 512 * 1024
 # (description, rows done, rows in total): how long work reports its progress.
 ProgressFn = Callable[[str, int, int], None]
@@ -432,57 +430,3 @@ def _upsert(
         counts=(int(is_new.sum()), int(changed.sum()), int(unchanged.sum())),
         stored=write[[key, "version"]],
     )
-
-
-def bulk_insert(
-    connection: Connection,
-    table: Table,
-    frame: pd.DataFrame,
-    advance: Callable[[int], None] | None = None,
-) -> None:
-    """Insert a DataFrame through the driver, in chunks: ``executemany`` or PostgreSQL ``COPY``.
-
-    Values are converted by the column's type to what SQLAlchemy itself would store (SQLite keeps
-    dates as ISO text), so SQLAlchemy reads them back as dates, datetimes and booleans.
-    """
-    if frame.empty:
-        return
-    names = [column.name for column in table.columns if column.name in frame.columns]
-    dbapi = connection.connection.driver_connection
-    postgres = connection.dialect.name == "postgresql"
-    for chunk in _chunks(frame[names]):
-        values = [_driver_values(chunk[name], table.c[name].type) for name in names]
-        rows = list(zip(*values, strict=True))
-        if postgres:
-            with dbapi.cursor() as cursor:
-                sql = f"COPY {table.name} ({', '.join(names)}) FROM STDIN"
-                with cursor.copy(sql) as copy:
-                    for row in rows:
-                        copy.write_row(row)
-        else:
-            placeholders = ", ".join("?" for _ in names)
-            dbapi.executemany(
-                f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({placeholders})", rows
-            )
-        if advance is not None:
-            advance(len(chunk))
-
-
-def _chunks(frame: pd.DataFrame) -> Iterator[pd.DataFrame]:
-    for start in range(0, len(frame), CHUNK_ROWS):
-        yield frame.iloc[start : start + CHUNK_ROWS]
-
-
-def _driver_values(values: pd.Series, column_type) -> list:
-    """One column as plain Python values for the driver; missing values become ``None``."""
-    if isinstance(column_type, DateTime | Date):
-        unit = "D" if isinstance(column_type, Date) else "us"
-        stamps = np.datetime_as_string(values.to_numpy(dtype="datetime64[us]"), unit=unit)
-        text = pd.Series(stamps, dtype=TEXT).str.replace("T", " ", regex=False)
-        return pa.array(text.mask(values.isna().to_numpy()).array).to_pylist()
-    if isinstance(column_type, Boolean):
-        flags = values.astype("boolean").astype("Int8")
-        return flags.to_numpy(dtype=object, na_value=None).tolist()
-    if isinstance(column_type, Integer):
-        return values.astype("Int64").to_numpy(dtype=object, na_value=None).tolist()
-    return pa.array(values.astype(TEXT).array).to_pylist()
