@@ -12,9 +12,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Boolean, Date, DateTime, Table, select
+from sqlalchemy import (
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    Integer,
+    String,
+    Table,
+    select,
+    type_coerce,
+)
 
-from ipvi.columns import Columns, object_array
+from ipvi.columns import Columns
 from ipvi.errors import IpviError
 from ipvi.schema import EVENT_COLUMNS
 from ipvi.tables.ingest import events as events_t
@@ -35,11 +45,29 @@ CROSSWALK_READ: tuple[str, ...] = ("record_id", "person_id", "link_probability",
 NOT_LINKED = "no linked persons: the crosswalk is empty (run `ipvi link` first)"
 
 
-def _read(connection, table: Table, columns: tuple[str, ...], where=None) -> pd.DataFrame:
-    query = select(*[table.c[c] for c in columns])
-    if where is not None:
-        query = query.where(where)
-    return pd.DataFrame(connection.execute(query).fetchall(), columns=list(columns))
+def _read(connection, table: Table, columns: tuple[str, ...]) -> pd.DataFrame:
+    """Whole columns of ``table``, through the driver's own cursor: SQLAlchemy's result rows
+    and their per-value conversions took most of the time of reading a 1M-mention registry."""
+    declared = [table.c[c] for c in columns]
+    query = select(*[_raw(c) for c in declared]).compile(dialect=connection.dialect)
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        cursor.execute(str(query))
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    return _columns(rows, declared).to_frame()
+
+
+def _raw(column):
+    """``column`` selected as the driver returns it, converted by :func:`_columns` a column at
+    a time: SQLAlchemy's conversion of each value (SQLite keeps dates as text and flags as
+    integers) took longer than the rest of reading a million-mention registry."""
+    if isinstance(column.type, Date | DateTime):
+        return type_coerce(column, String).label(column.name)
+    if isinstance(column.type, Boolean):
+        return type_coerce(column, Integer).label(column.name)
+    return column
 
 
 def load_history(
@@ -77,14 +105,16 @@ def person_history(connection, person_ids: list[str]) -> tuple[Columns, Columns,
     )
     links = [crosswalk_t.c[c] for c in CROSSWALK_READ if c != "record_id"]
     linked = connection.execute(
-        select(*[mentions_t.c[c] for c in MENTION_READ], *links)
+        select(*[_raw(mentions_t.c[c]) for c in MENTION_READ], *links)
         .select_from(
             mentions_t.outerjoin(crosswalk_t, crosswalk_t.c.record_id == mentions_t.c.record_id)
         )
         .where(mentions_t.c.event_id.in_(their_events))
     ).fetchall()
     event_rows = connection.execute(
-        select(*[events_t.c[c] for c in EVENT_COLUMNS]).where(events_t.c.event_id.in_(their_events))
+        select(*[_raw(events_t.c[c]) for c in EVENT_COLUMNS]).where(
+            events_t.c.event_id.in_(their_events)
+        )
     ).fetchall()
     both = _columns(linked, [*[mentions_t.c[c] for c in MENTION_READ], *links])
     mentions = both[list(MENTION_READ)]
@@ -95,18 +125,32 @@ def person_history(connection, person_ids: list[str]) -> tuple[Columns, Columns,
 
 
 def _columns(rows: list, columns: list) -> Columns:
-    """Result rows as :class:`Columns` named after ``columns``: dates as ``datetime64[ns]``,
-    flags with no missing value as ``bool``, the rest as objects."""
-    values = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
+    """Result rows (selected with :func:`_raw`) as :class:`Columns` named after ``columns``:
+    dates as ``datetime64[ns]``, flags as ``bool`` (objects ``True``, ``False`` and ``None``
+    when one is missing), floats as ``float`` (``None`` as NaN), the rest as objects."""
+    grid = np.array(rows, dtype=object).reshape(len(rows), len(columns))
     out = {}
-    for column, items in zip(columns, values, strict=True):
+    for position, column in enumerate(columns):
+        items = grid[:, position]
         if isinstance(column.type, Date | DateTime):
-            out[column.name] = np.array(items, dtype="datetime64[ns]")
-        elif isinstance(column.type, Boolean) and None not in items:
-            out[column.name] = np.array(items, dtype=bool)
+            out[column.name] = items.astype("datetime64[ns]")  # ISO text or datetimes
+        elif isinstance(column.type, Boolean):
+            out[column.name] = _flags(items)
+        elif isinstance(column.type, Float):
+            out[column.name] = np.array(items.tolist(), dtype=float)  # None as NaN
         else:
-            out[column.name] = object_array(items)
+            out[column.name] = items.copy()
     return Columns(out)
+
+
+def _flags(items: np.ndarray) -> np.ndarray:
+    """Flags read as integers or booleans, as ``bool``; with a missing one, as objects."""
+    present = items != None  # noqa: E711 (elementwise)
+    if present.all():
+        return items.astype(bool)
+    flags = items.copy()
+    flags[present] = items[present].astype(bool).tolist()
+    return flags
 
 
 def no_linkage_crosswalk(mentions: pd.DataFrame) -> pd.DataFrame:
