@@ -133,16 +133,14 @@ def person_events(events: Table, mentions: Table, crosswalk: Table) -> Table:
     victims = victim_event[first]
     victim_person = victim_person[first]
 
-    offender = np.flatnonzero(
-        np.isin(role, list(OFFENDER_ROLES)) & (get_indexer(event_ids, event) >= 0)
-    )
+    event_row = get_indexer(event_ids, event)
+    offender = np.flatnonzero(np.isin(role, list(OFFENDER_ROLES)) & (event_row >= 0))
     offender = offender[np.argsort(-probability[offender], kind="stable")]
     person_code = factorize(person)[0].astype(np.int64)
     event_code = factorize(event)[0].astype(np.int64)
     pair = person_code[offender] * (event_code.max(initial=0) + 1) + event_code[offender]
     keep = offender[np.unique(pair, return_index=True)[1]]
-    row = get_indexer(event_ids, event[keep])
-    keep, row = keep[row >= 0], row[row >= 0]
+    row = event_row[keep]
 
     offense = as_datetime(events["offense_date"])[row]
     recorded = as_datetime(events["recorded_at"])[row]
