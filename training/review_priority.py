@@ -18,19 +18,18 @@ from training.tiers import TIER_ORDINAL
 
 
 def cited_records(scored: pd.DataFrame) -> pd.DataFrame:
-    """``record_id`` -> highest ``priority`` among the tier reasons citing it."""
+    """``record_id`` -> highest ``priority`` among the tier reasons citing it (sorted by id)."""
     rank = scored["tier"].map(TIER_ORDINAL) + 0.5 * scored["provisional"].astype(float)
-    records = pd.DataFrame(
-        {
-            "record_ids": [
-                sorted({r for reason in reasons for r in reason["record_ids"]})
-                for reasons in scored["tier_reasons"]
-            ],
-            "priority": rank.to_numpy(),
-        }
-    ).explode("record_ids")
-    records = records.dropna(subset=["record_ids"]).rename(columns={"record_ids": "record_id"})
-    return records.groupby("record_id", as_index=False)["priority"].max()
+    # A dict over the citations: a person's reasons cite a few records each, and a frame
+    # exploded to one row per citation cost seconds for a whole registry's list.
+    best: dict[str, float] = {}
+    for reasons, priority in zip(scored["tier_reasons"], rank.tolist(), strict=True):
+        for reason in reasons:
+            for record in reason["record_ids"]:
+                if best.get(record, -1.0) < priority:
+                    best[record] = priority
+    ids = sorted(best)
+    return pd.DataFrame({"record_id": ids, "priority": [best[i] for i in ids]})
 
 
 def prioritise_review_pairs(session, scored: pd.DataFrame) -> int:
