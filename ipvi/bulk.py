@@ -17,8 +17,9 @@ import pyarrow as pa
 from sqlalchemy import JSON, Connection, Table
 from sqlalchemy.types import Boolean, Date, DateTime, Float, Integer
 
+from ipvi.ingest.fields import TEXT
+
 CHUNK_ROWS = 50_000
-_TEXT = pd.StringDtype("pyarrow")
 
 
 def bulk_insert(
@@ -65,7 +66,7 @@ def _driver_values(values: pd.Series, column_type) -> list:
     if isinstance(column_type, DateTime | Date):
         unit = "D" if isinstance(column_type, Date) else "us"
         stamps = np.datetime_as_string(values.to_numpy(dtype="datetime64[us]"), unit=unit)
-        text = pd.Series(stamps, dtype=_TEXT).str.replace("T", " ", regex=False)
+        text = pd.Series(stamps, dtype=TEXT).str.replace("T", " ", regex=False)
         return pa.array(text.mask(values.isna().to_numpy()).array).to_pylist()
     if isinstance(column_type, Boolean):
         flags = values.astype("boolean").astype("Int8")
@@ -77,4 +78,4 @@ def _driver_values(values: pd.Series, column_type) -> list:
     if isinstance(column_type, JSON):
         # What SQLAlchemy's JSON type writes (its default serializer is json.dumps).
         return [json.dumps(value) for value in values.tolist()]
-    return pa.array(values.astype(_TEXT).array).to_pylist()
+    return pa.array(values.astype(TEXT).array).to_pylist()
