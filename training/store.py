@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import delete, insert, inspect, select
 from sqlalchemy.orm import Session
@@ -26,23 +25,12 @@ from ipvi.tables.training import (
 PREDICTION_COLUMNS: tuple[str, ...] = tuple(
     c.name for c in evaluation_predictions.columns if c.name not in ("run_id", "model_version")
 )
+TRUTH_COLUMNS: tuple[str, ...] = tuple(
+    c.name for c in evaluation_truth.columns if c.name != "run_id"
+)
 SCORE_COLUMNS: tuple[str, ...] = tuple(
     c.name for c in scores.columns if c.name not in ("score_id", "list_id", "scored_at")
 )
-
-
-def _records(frame: pd.DataFrame, columns) -> list[dict]:
-    """Plain Python values (no numpy scalars, NaN as None) for a bulk insert."""
-    out = frame[list(columns)].astype(object)
-    out = out.where(pd.notna(out), None)
-    rows = out.to_dict(orient="records")
-    for row in rows:
-        for key, value in row.items():
-            if isinstance(value, np.generic):
-                row[key] = value.item()
-            elif isinstance(value, pd.Timestamp):
-                row[key] = value.to_pydatetime()
-    return rows
 
 
 def write_run(
@@ -69,29 +57,17 @@ def write_run(
             summary=summary,
         )
     )
-    rows = _records(predictions, PREDICTION_COLUMNS)
-    for row in rows:
-        row.update(run_id=run_id, model_version=version)
-    if rows:
-        session.execute(insert(evaluation_predictions), rows)
-    if truth is not None and len(truth):
-        truth_rows = _records(
-            truth,
-            [
-                "index_event_id",
-                "person_id",
-                "p_recorded",
-                "true_reoffense",
-                "truth_tier",
-                "truth_prior_ipv_offences",
-            ],
+    bulk_insert(
+        session.connection(),
+        evaluation_predictions,
+        predictions[list(PREDICTION_COLUMNS)].assign(run_id=run_id, model_version=version),
+    )
+    if truth is not None:
+        bulk_insert(
+            session.connection(),
+            evaluation_truth,
+            truth[list(TRUTH_COLUMNS)].assign(run_id=run_id),
         )
-        for row in truth_rows:
-            row["run_id"] = run_id
-            for key in ("true_reoffense", "truth_prior_ipv_offences"):
-                if row[key] is not None:
-                    row[key] = int(row[key])
-        session.execute(insert(evaluation_truth), truth_rows)
     if trained_persons:
         session.execute(
             insert(model_training_persons),
