@@ -57,6 +57,16 @@ def lookup(values: np.ndarray, positions: np.ndarray, missing=None) -> np.ndarra
     return out
 
 
+def _id_ranks(ids: np.ndarray) -> np.ndarray:
+    """Each id's rank in sorted order (``ids`` unique strings): sorted as a numpy string
+    array, in C, which is quick when the registry returns them in order already."""
+    if len(ids) <= 1:
+        return np.zeros(len(ids), dtype=np.intp)
+    ranks = np.empty(len(ids), dtype=np.intp)
+    ranks[np.argsort(ids.astype(str), kind="stable")] = np.arange(len(ids))
+    return ranks
+
+
 def as_datetime(values) -> np.ndarray:
     """A column as ``datetime64[ns]`` (parsed only when it is not one already)."""
     if values.dtype.kind != "M":
@@ -104,41 +114,36 @@ def person_events(events: Table, mentions: Table, crosswalk: Table) -> Table:
     _require(mentions, ("record_id", "event_id", "role"), "mentions")
     _require(crosswalk, ("record_id", "person_id", "link_probability"), "crosswalk")
     # Index lookups, not merges: each merge costs more than the rest on a small request.
-    mention_records = np.asarray(mentions["record_id"], dtype=object)
-    if set(mention_records.tolist()).isdisjoint(np.asarray(crosswalk["record_id"]).tolist()):
-        raise IpviError("no linked persons: the crosswalk matches no mention (run `ipvi link`)")
     records = unique_ids(crosswalk["record_id"], "crosswalk.record_id")
     event_ids = unique_ids(events["event_id"], "events.event_id")
-    at = get_indexer(records, mention_records)
+    at = get_indexer(records, np.asarray(mentions["record_id"], dtype=object))
     linked = at >= 0
+    if not linked.any():
+        raise IpviError("no linked persons: the crosswalk matches no mention (run `ipvi link`)")
     at = at[linked]
     person = np.asarray(crosswalk["person_id"], dtype=object)[at]
     probability = np.asarray(crosswalk["link_probability"], dtype=float)[at]
     record = np.asarray(mentions["record_id"], dtype=object)[linked]
-    event = np.asarray(mentions["event_id"], dtype=object)[linked]
+    event_row = get_indexer(event_ids, np.asarray(mentions["event_id"], dtype=object)[linked])
     role = np.asarray(mentions["role"], dtype=object)[linked]
 
-    # A victim is named by a victim mention of the event or by the event's victim_record_id
-    # (the mention first).
+    # Each event's victim, by event row: named by a victim mention of the event or else by
+    # the event's victim_record_id (the first one named wins).
     victim_at = get_indexer(records, np.asarray(events["victim_record_id"], dtype=object))
-    named = victim_at >= 0
-    victim_event = np.concatenate([event[role == "victim"], event_ids[named]])
+    named = np.flatnonzero(victim_at >= 0)
+    is_victim = (role == "victim") & (event_row >= 0)
+    victim_row = np.concatenate([event_row[is_victim], named])
     victim_person = np.concatenate(
-        [
-            person[role == "victim"],
-            np.asarray(crosswalk["person_id"], dtype=object)[victim_at[named]],
-        ]
+        [person[is_victim], np.asarray(crosswalk["person_id"], dtype=object)[victim_at[named]]]
     )
-    first = np.sort(np.unique(factorize(victim_event)[0], return_index=True)[1])
-    victims = victim_event[first]
-    victim_person = victim_person[first]
+    first = np.unique(victim_row, return_index=True)[1]
+    victim_of_event = np.full(len(event_ids), None, dtype=object)
+    victim_of_event[victim_row[first]] = victim_person[first]
 
-    event_row = get_indexer(event_ids, event)
     offender = np.flatnonzero(np.isin(role, list(OFFENDER_ROLES)) & (event_row >= 0))
     offender = offender[np.argsort(-probability[offender], kind="stable")]
     person_code = factorize(person)[0].astype(np.int64)
-    event_code = factorize(event)[0].astype(np.int64)
-    pair = person_code[offender] * (event_code.max(initial=0) + 1) + event_code[offender]
+    pair = person_code[offender] * (len(event_ids) + 1) + event_row[offender]
     keep = offender[np.unique(pair, return_index=True)[1]]
     row = event_row[keep]
 
@@ -146,7 +151,7 @@ def person_events(events: Table, mentions: Table, crosswalk: Table) -> Table:
     recorded = as_datetime(events["recorded_at"])[row]
     order = np.lexsort(
         (
-            factorize(event[keep], sort=True)[0],
+            _id_ranks(event_ids)[row],
             sortable(recorded),
             sortable(offense),
             factorize(person[keep], sort=True)[0],
@@ -165,7 +170,7 @@ def person_events(events: Table, mentions: Table, crosswalk: Table) -> Table:
     for flag in EVENT_FLAGS:
         if columns[flag].dtype != bool:  # nullable flags: missing means not recorded
             columns[flag] = _flag(columns[flag])
-    victim = lookup(victim_person, get_indexer(victims, columns["event_id"]))
+    victim = victim_of_event[row]
     # A person is never their own victim (a data error or a dual arrest recorded oddly).
     victim[victim == columns["person_id"]] = None
     columns["victim_person_id"] = victim
