@@ -31,21 +31,15 @@ from ipvi.tables.ingest import events as events_t
 from ipvi.tables.ingest import mentions as mentions_t
 from ipvi.tables.linkage import crosswalk as crosswalk_t
 
-# The mention columns training reads: roles and links, date of birth and sex for age.
-MENTION_READ: tuple[str, ...] = (
-    "record_id",
-    "agency",
-    "agency_person_id",
-    "dob",
-    "sex",
-    "event_id",
-    "role",
-)
+# The mention columns scoring reads: roles and links, date of birth and sex for age.
+SCORING_MENTIONS: tuple[str, ...] = ("record_id", "dob", "sex", "event_id", "role")
+# Training reads the agency person ids too, for the no-linkage baseline.
+MENTION_READ: tuple[str, ...] = (*SCORING_MENTIONS, "agency", "agency_person_id")
 CROSSWALK_READ: tuple[str, ...] = ("record_id", "person_id", "link_probability", "linkage_run_id")
 NOT_LINKED = "no linked persons: the crosswalk is empty (run `ipvi link` first)"
 
 
-def _read(connection, table: Table, columns: tuple[str, ...]) -> pd.DataFrame:
+def _read(connection, table: Table, columns: tuple[str, ...]) -> Columns:
     """Whole columns of ``table``, through the driver's own cursor: SQLAlchemy's result rows
     and their per-value conversions took most of the time of reading a 1M-mention registry."""
     declared = [table.c[c] for c in columns]
@@ -56,7 +50,7 @@ def _read(connection, table: Table, columns: tuple[str, ...]) -> pd.DataFrame:
         rows = cursor.fetchall()
     finally:
         cursor.close()
-    return _columns(rows, declared).to_frame()
+    return _columns(rows, declared)
 
 
 def _raw(column):
@@ -78,12 +72,24 @@ def load_history(
     For named persons, the tables of :func:`person_history` as DataFrames. The tables are the
     declared ones (every command migrates the registry first), read in one connection.
     """
+    if person_ids is None:
+        tables = read_history(engine)
+    else:
+        with engine.connect() as connection:
+            tables = person_history(connection, person_ids)
+    events, mentions, crosswalk = tables
+    return events.to_frame(), mentions.to_frame(), crosswalk.to_frame()
+
+
+def read_history(
+    engine, mention_columns: tuple[str, ...] = MENTION_READ
+) -> tuple[Columns, Columns, Columns]:
+    """The whole registry's ``events``, ``mentions`` (``mention_columns``) and ``crosswalk``
+    as :class:`Columns`, read in one connection: ``ipvi score --all`` scores them as they
+    are, without the DataFrames that cost seconds to build at a million mentions."""
     with engine.connect() as connection:
-        if person_ids is not None:
-            events, mentions, crosswalk = person_history(connection, person_ids)
-            return events.to_frame(), mentions.to_frame(), crosswalk.to_frame()
         crosswalk = _read(connection, crosswalk_t, CROSSWALK_READ)
-        mentions = _read(connection, mentions_t, MENTION_READ)
+        mentions = _read(connection, mentions_t, mention_columns)
         events = _read(connection, events_t, EVENT_COLUMNS)
     if crosswalk.empty:
         raise IpviError(NOT_LINKED)

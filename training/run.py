@@ -18,7 +18,7 @@ from sqlalchemy import insert, select, update
 from ipvi.config import Config
 from ipvi.db import session_scope
 from ipvi.errors import IpviError
-from training.data import load_history, load_truth
+from training.data import SCORING_MENTIONS, load_history, load_truth, read_history
 from training.pipeline import summary as summarise
 from training.pipeline import train
 from training.registry import log_training_run
@@ -85,10 +85,11 @@ def score_all(
     scorer = RiskScorer.from_registry(
         config.tracking_uri, config.mlflow.model_name, alias_or_version
     )
-    events, mentions, crosswalk = load_history(engine)
+    events, mentions, crosswalk = read_history(engine, mention_columns=SCORING_MENTIONS)
     scored = scorer.score_many(events, mentions, crosswalk, as_of=pd.Timestamp(as_of))
     if scored.empty:
         raise IpviError(f"no linked person has an IPV offence known as of {as_of}")
+    scored = scored.to_frame()
     with session_scope(engine) as session:
         last = session.execute(
             select(tier_lists.c.list_id).order_by(tier_lists.c.list_id.desc()).limit(1)
