@@ -10,7 +10,14 @@ from ipvi.config import ConfigError, load_config
 from ipvi.errors import IpviError
 from ipvi.schema import EVENT_COLUMNS, MENTION_COLUMNS
 from training.bands import assign_bands, bands_payload
-from training.features import compute_features, model_features, persons_table
+from training.features import (
+    DAYS_CAP,
+    FEATURE_BY_NAME,
+    FEATURES,
+    compute_features,
+    model_features,
+    persons_table,
+)
 from training.labels import label_index
 from training.lethality import lethality_flags
 from training.offences import assign_offences, index_offences, person_events
@@ -291,6 +298,25 @@ def test_protected_and_proxy_features_stay_out():
     assert "sex_male" in model_features([])
     with pytest.raises(IpviError, match="excluded_features"):
         model_features(["shoe_size"])
+
+
+def test_reason_wording_is_true_for_every_value():
+    # A reason that does not print its value must say what its "none" value means, or a
+    # person without strangulation would read "strangulation now".
+    assert all("{value" in f.reason or f.absent for f in FEATURES)
+    offences = FEATURE_BY_NAME["prior_ipv_offences_1y"]
+    assert offences.reason_text(1.0) == "1 prior IPV offence in the last 12 months"
+    assert offences.reason_text(0.0) == "0 prior IPV offences in the last 12 months"
+    assert offences.reason_text(3.0) == "3 prior IPV offences in the last 12 months"
+    assert (
+        FEATURE_BY_NAME["prior_ipv_charges"].reason_text(1.0) == "1 prior IPV offence charged ever"
+    )
+    assert FEATURE_BY_NAME["index_strangulation"].reason_text(1.0) == "strangulation now"
+    assert FEATURE_BY_NAME["index_strangulation"].reason_text(0.0) == "no strangulation now"
+    days = FEATURE_BY_NAME["days_since_last_ipv"]
+    assert days.reason_text(12.0) == "last prior IPV offence 12 days before"
+    assert days.reason_text(DAYS_CAP) == "no prior IPV offence in the last 3650 days"
+    assert not any("(s)" in f.reason_text(2.0) or "{" in f.reason_text(2.0) for f in FEATURES)
 
 
 def test_no_linked_persons_is_a_clear_error():

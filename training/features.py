@@ -35,8 +35,10 @@ class FeatureDef:
 
     ``direction`` is +1 when more means a higher likelihood of a recorded re-offence, -1 when
     less does, 0 when unknown (no monotone constraint). ``reason`` is a format string over
-    ``value``. ``model`` is False for tier-only features; ``attribute`` names the configuration
-    key (``sex``, ...) that excludes it as a proxy of a protected attribute.
+    ``value`` (and ``s``, the plural ending); a feature whose ``absent_value`` means "none"
+    (a yes/no feature's 0) says so in ``absent``. ``model`` is False for tier-only features;
+    ``attribute`` names the configuration key (``sex``, ...) that excludes it as a proxy of a
+    protected attribute.
     """
 
     name: str
@@ -45,114 +47,163 @@ class FeatureDef:
     reason: str
     model: bool = True
     attribute: str | None = None
+    absent: str | None = None
+    absent_value: float = 0.0
+
+    def reason_text(self, value: float) -> str:
+        """How a reason code reads for ``value``: "1 prior IPV offence ...", "2 ... offences",
+        "no strangulation now"."""
+        if self.absent is not None and value == self.absent_value:
+            return self.absent
+        return self.reason.format(value=value, s="" if value == 1 else "s")
 
 
-def _counts(stem: str, what: str, direction: int = 1) -> list[FeatureDef]:
+def _counts(stem: str, what: str, counted: str, direction: int = 1) -> list[FeatureDef]:
+    """Counts over 1 year, 3 years and ever; ``counted`` is the reason's wording, with
+    ``{s}`` where the plural takes an s."""
     return [
         FeatureDef(
             f"{stem}_1y",
             f"{what} in the 12 months before the decision date",
             direction,
-            f"{{value:g}} {what} in the last 12 months",
+            f"{{value:g}} {counted} in the last 12 months",
         ),
         FeatureDef(
             f"{stem}_3y",
             f"{what} in the 3 years before the decision date",
             direction,
-            f"{{value:g}} {what} in the last 3 years",
+            f"{{value:g}} {counted} in the last 3 years",
         ),
-        FeatureDef(stem, f"{what} ever recorded before", direction, f"{{value:g}} {what} ever"),
+        FeatureDef(stem, f"{what} ever recorded before", direction, f"{{value:g}} {counted} ever"),
     ]
 
 
 FEATURES: tuple[FeatureDef, ...] = (
-    *_counts("prior_ipv_offences", "prior IPV offences"),
-    *_counts("prior_ipv_charges", "prior IPV offences charged"),
-    *_counts("prior_ipv_convictions", "prior IPV convictions"),
+    *_counts("prior_ipv_offences", "prior IPV offences", "prior IPV offence{s}"),
+    *_counts("prior_ipv_charges", "prior IPV offences charged", "prior IPV offence{s} charged"),
+    *_counts("prior_ipv_convictions", "prior IPV convictions", "prior IPV conviction{s}"),
     FeatureDef(
         "days_since_last_ipv",
         f"days since the last prior IPV offence ({DAYS_CAP:g} when none)",
         -1,
-        "last prior IPV offence {value:.0f} days before",
+        "last prior IPV offence {value:.0f} day{s} before",
+        absent=f"no prior IPV offence in the last {DAYS_CAP:g} days",
+        absent_value=DAYS_CAP,
     ),
     FeatureDef(
         "protective_order_active",
         "a protective order entered within its term",
         1,
-        "{value:g} protective order(s) in force",
+        "{value:g} protective order{s} in force",
     ),
-    *_counts("po_violations", "protective-order violations")[::2],
-    FeatureDef("index_strangulation", "strangulation at the index offence", 1, "strangulation now"),
-    FeatureDef("index_weapon", "weapon at the index offence", 1, "weapon used now"),
-    FeatureDef("index_injury", "victim injured at the index offence", 1, "victim injured now"),
+    *_counts("po_violations", "protective-order violations", "protective-order violation{s}")[::2],
     FeatureDef(
-        "index_threat_to_kill", "threat to kill at the index offence", 1, "threat to kill now"
+        "index_strangulation",
+        "strangulation at the index offence",
+        1,
+        "strangulation now",
+        absent="no strangulation now",
+    ),
+    FeatureDef(
+        "index_weapon", "weapon at the index offence", 1, "weapon used now", absent="no weapon now"
+    ),
+    FeatureDef(
+        "index_injury",
+        "victim injured at the index offence",
+        1,
+        "victim injured now",
+        absent="no injury now",
+    ),
+    FeatureDef(
+        "index_threat_to_kill",
+        "threat to kill at the index offence",
+        1,
+        "threat to kill now",
+        absent="no threat to kill now",
     ),
     FeatureDef(
         "index_children_present",
         "children present at the index offence",
         0,
         "children present now",
+        absent="no children present now",
     ),
     FeatureDef(
         "strangulation_ever",
         "prior offences with strangulation",
         1,
-        "{value:g} prior offence(s) with strangulation",
+        "{value:g} prior offence{s} with strangulation",
     ),
     FeatureDef(
-        "weapon_ever", "prior offences with a weapon", 1, "{value:g} prior offence(s) with a weapon"
+        "weapon_ever", "prior offences with a weapon", 1, "{value:g} prior offence{s} with a weapon"
     ),
     FeatureDef(
         "injury_ever",
         "prior offences injuring a victim",
         1,
-        "{value:g} prior offence(s) with injury",
+        "{value:g} prior offence{s} with injury",
     ),
     FeatureDef(
         "threat_to_kill_ever",
         "prior offences with a threat to kill",
         1,
-        "{value:g} prior offence(s) with a threat to kill",
+        "{value:g} prior offence{s} with a threat to kill",
     ),
     FeatureDef(
         "prior_nonipv_offences",
         "prior offences not flagged IPV",
         1,
-        "{value:g} prior non-IPV offence(s)",
+        "{value:g} prior non-IPV offence{s}",
     ),
     FeatureDef(
         "distinct_victims",
         "distinct IPV victims, index offence included",
         1,
-        "{value:g} distinct IPV victim(s)",
+        "{value:g} distinct IPV victim{s}",
     ),
-    FeatureDef("on_probation", "on probation (a start within its term)", 1, "on probation"),
+    FeatureDef(
+        "on_probation",
+        "on probation (a start within its term)",
+        1,
+        "on probation",
+        absent="not on probation",
+    ),
     FeatureDef(
         "probation_violations",
         "probation violations ever recorded",
         1,
-        "{value:g} probation violation(s)",
+        "{value:g} probation violation{s}",
     ),
     FeatureDef(
-        "prior_custody", "prior offences with a jail booking", 1, "{value:g} prior jail booking(s)"
+        "prior_custody", "prior offences with a jail booking", 1, "{value:g} prior jail booking{s}"
     ),
     FeatureDef(
-        "in_custody", "in custody at the decision date", 0, "in custody at the decision date"
+        "in_custody",
+        "in custody at the decision date",
+        0,
+        "in custody at the decision date",
+        absent="not in custody at the decision date",
     ),
     FeatureDef(
         "prior_notifications",
         "prior IPVI notifications delivered",
         0,
-        "{value:g} prior IPVI notification(s)",
+        "{value:g} prior IPVI notification{s}",
     ),
     FeatureDef("age", "age in years at the decision date", -1, "age {value:.0f}"),
-    FeatureDef("sex_male", "recorded sex is male", 0, "recorded male", attribute="sex"),
+    FeatureDef(
+        "sex_male",
+        "recorded sex is male",
+        0,
+        "recorded male",
+        attribute="sex",
+        absent="not recorded male",
+    ),
     FeatureDef(
         "ipv_charges",
         "IPV offences charged, index included, counted as the tier rules say",
         1,
-        "{value:g} IPV offence(s) charged",
+        "{value:g} IPV offence{s} charged",
         model=False,
     ),
 )

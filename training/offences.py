@@ -24,6 +24,8 @@ OFFENCE_EVENT_TYPES: frozenset[str] = frozenset(
 # Event types that can be the new offence of a label (../shared/DESIGN.md, "The label").
 LABEL_EVENT_TYPES: frozenset[str] = frozenset({"incident", "charge", "order_violation"})
 
+NO_LINKS = "no linked persons: the crosswalk matches no mention (run `ipvi link`)"
+
 PERSON_EVENT_COLUMNS: tuple[str, ...] = (
     "person_id",
     "record_id",
@@ -114,12 +116,18 @@ def person_events(events: Table, mentions: Table, crosswalk: Table) -> Table:
     _require(mentions, ("record_id", "event_id", "role"), "mentions")
     _require(crosswalk, ("record_id", "person_id", "link_probability"), "crosswalk")
     # Index lookups, not merges: each merge costs more than the rest on a small request.
-    records = unique_ids(crosswalk["record_id"], "crosswalk.record_id")
+    mention_records = np.asarray(mentions["record_id"], dtype=object)
+    try:
+        records = unique_ids(crosswalk["record_id"], "crosswalk.record_id")
+    except IpviError:
+        if set(mention_records.tolist()).isdisjoint(np.asarray(crosswalk["record_id"]).tolist()):
+            raise IpviError(NO_LINKS) from None  # the more useful of the two errors
+        raise
     event_ids = unique_ids(events["event_id"], "events.event_id")
-    at = get_indexer(records, np.asarray(mentions["record_id"], dtype=object))
+    at = get_indexer(records, mention_records)
     linked = at >= 0
     if not linked.any():
-        raise IpviError("no linked persons: the crosswalk matches no mention (run `ipvi link`)")
+        raise IpviError(NO_LINKS)
     at = at[linked]
     person = np.asarray(crosswalk["person_id"], dtype=object)[at]
     probability = np.asarray(crosswalk["link_probability"], dtype=float)[at]

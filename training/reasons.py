@@ -36,6 +36,6 @@ def reason_codes(model: RiskModel, features: AsOfFeatures, *, k: int = 4) -> lis
     ):
         text = texts.get((name, number))
         if text is None:
-            text = texts[name, number] = FEATURE_BY_NAME[name].reason.format(value=number)
+            text = texts[name, number] = FEATURE_BY_NAME[name].reason_text(number)
         out[row].append({"feature": name, "text": text, "contribution": amount, "record_ids": ids})
     return out
