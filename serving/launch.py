@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from ipvi.config import ServingConfig
+from ipvi.config import load_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,9 +82,16 @@ class ServerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def command(self) -> list[str]:
+        """``bentoml serve`` on this port with the keep-alive of the configuration the server
+        reads (``IPVI_CONFIG`` in ``env``, else the process's), as ``ipvi serve`` passes it."""
+        path = self.env.get("IPVI_CONFIG") or os.environ.get("IPVI_CONFIG")
+        settings = load_config(path).serving
+        return serve_command("127.0.0.1", self.port, settings.keep_alive_seconds)
+
     def start(self) -> ServerProcess:
         env = {**os.environ, **self.env}
-        command = serve_command("127.0.0.1", self.port, ServingConfig().keep_alive_seconds)
+        command = self.command()
         started = time.perf_counter()
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(

@@ -35,7 +35,7 @@ from serving.auth import (
 )
 from serving.decisions import NO_ADVOCATE_WARNING, record_decision
 from serving.http import ApiError
-from serving.launch import serve_command
+from serving.launch import ServerProcess, serve_command
 from serving.limits import BodyLimitMiddleware
 from serving.link_index import shared_index
 from serving.schemas import DECISION_EXAMPLE, SCORE_EXAMPLE, DecisionRequest, ScoreRequest
@@ -472,3 +472,11 @@ def test_served_keep_alive_outlasts_the_clients_idle_expiry():
     assert keep_alive > httpx.Limits(max_connections=1).keepalive_expiry
     command = serve_command("127.0.0.1", 3000, keep_alive)
     assert command[command.index("--timeout-keep-alive") + 1] == str(keep_alive)
+
+
+def test_test_servers_take_the_keep_alive_of_their_configuration(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("serving:\n  keep_alive_seconds: 33\n")
+    server = ServerProcess(env={"IPVI_CONFIG": str(config)}, log_path=tmp_path / "log")
+    command = server.command()
+    assert command[command.index("--timeout-keep-alive") + 1] == "33"
