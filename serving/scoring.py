@@ -69,6 +69,7 @@ def check_batch(size: int, limit: int, field: str) -> None:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
 _MICROSECOND = timedelta(microseconds=1)
 NAT = np.iinfo(np.int64).min  # numpy's NaT as an integer
 
@@ -79,10 +80,11 @@ def _utc_naive_array(values: list[datetime | None]) -> np.ndarray:
     Counted in whole microseconds from the epoch: numpy's conversion of datetime objects, and
     pandas', cost several times more per value.
     """
+    # Naive values against a naive epoch: no aware copy of each value (most of the cost).
     micros = [
         NAT
         if value is None
-        else ((value if value.tzinfo else value.replace(tzinfo=UTC)) - _EPOCH) // _MICROSECOND
+        else (value - (_NAIVE_EPOCH if value.tzinfo is None else _EPOCH)) // _MICROSECOND
         for value in values
     ]
     return np.array(micros, dtype=np.int64).astype("datetime64[us]").astype("datetime64[ns]")
