@@ -15,6 +15,8 @@ import pandas as pd
 
 from ipvi.schema import EVENT_COLUMNS, MENTION_COLUMNS
 
+EXTRACT_TAIL_DAYS = 365.0 + 90.0 + 30.0
+
 
 def toy_history(
     n_persons: int = 400, *, years: int = 6, seed: int = 0, start: str = "2015-01-01"
@@ -36,7 +38,10 @@ def toy_history(
     """
     rng = np.random.default_rng(seed)
     origin = pd.Timestamp(start)
-    horizon = years * 365.0
+    # Careers run on past the ``years`` shown in full, long enough that every label window
+    # the extract shows as observed (one year plus the recording allowance) was simulated.
+    shown = years * 365.0
+    horizon = shown + EXTRACT_TAIL_DAYS
     events: list[dict] = []
     mentions: list[dict] = []
     links: list[dict] = []
@@ -91,7 +96,7 @@ def toy_history(
         sex = "male" if rng.random() < 0.8 else "female"
         frailty = rng.gamma(shape=1.2, scale=1 / 1.2)
         age0 = (origin.date() - dob).days / 365.25
-        t = rng.uniform(0, horizon * 0.5)
+        t = rng.uniform(0, shown * 0.5)
         prior = 0
         violations = 0
         while t < horizon:
@@ -170,4 +175,13 @@ def toy_history(
     events_frame = pd.DataFrame(events, columns=list(EVENT_COLUMNS))
     mentions_frame = pd.DataFrame(mentions).reindex(columns=list(MENTION_COLUMNS))
     crosswalk = pd.DataFrame(links).assign(linkage_run_id="toy")
-    return events_frame, mentions_frame, crosswalk
+    # The extract is taken when the simulation ends: a record entered later (a disposition
+    # months after its charge) is not in it. Keeping such records would date the extract
+    # after the last simulated offence, and the last label windows would count as observed
+    # over months in which no offence could happen.
+    extracted = events_frame["recorded_at"] <= origin + pd.Timedelta(days=horizon)
+    events_frame = events_frame[extracted].reset_index(drop=True)
+    kept = mentions_frame["event_id"].isin(events_frame["event_id"])
+    mentions_frame = mentions_frame[kept].reset_index(drop=True)
+    crosswalk = crosswalk[crosswalk["record_id"].isin(mentions_frame["record_id"])]
+    return events_frame, mentions_frame, crosswalk.reset_index(drop=True)
