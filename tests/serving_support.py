@@ -19,7 +19,7 @@ from serving.auth import add_key
 from serving.launch import ServerProcess
 from training.registry import toy_champion
 
-TOY_PERSONS = 400
+TOY_PERSONS = 1000
 
 
 def champion_store(base: Path) -> dict:

@@ -342,7 +342,7 @@ def versions_trained_on(tracking_uri: str, name: str, person_hash: str) -> list[
     return sorted(hits, key=int)
 
 
-def toy_champion(folder: Path, *, persons: int = 400, reason: str = "toy model") -> dict:
+def toy_champion(folder: Path, *, persons: int = 1000, reason: str = "toy model") -> dict:
     """A throw-away MLflow store in ``folder`` whose champion is trained on toy histories.
 
     For tests and benchmarks of the service, which need a registered champion but not a
