@@ -263,7 +263,7 @@ class SplitConfig(StrictModel):
 class ModelParams(StrictModel):
     """LightGBM settings and calibration."""
 
-    learning_rate: float = Field(0.05, gt=0, le=1)
+    learning_rate: float = Field(0.1, gt=0, le=1)
     num_leaves: int = Field(7, ge=2)
     min_child_samples: int = Field(40, ge=1)
     max_rounds: int = Field(600, ge=1)

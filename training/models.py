@@ -82,7 +82,7 @@ class RiskModel:
     def __init__(
         self,
         *,
-        learning_rate: float = 0.05,
+        learning_rate: float = 0.1,
         num_leaves: int = 7,
         min_child_samples: int = 40,
         max_rounds: int = 600,
