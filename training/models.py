@@ -239,15 +239,19 @@ class RiskModel:
         platt = self.calibrator_
         return expit(raw * platt.coef_[0, 0] + platt.intercept_[0])
 
-    def contribution_matrix(self, X: pd.DataFrame) -> np.ndarray:
+    def contribution_matrix(self, X: pd.DataFrame, num_threads: int | None = None) -> np.ndarray:
         """Per-feature contributions to the raw score (``pred_contrib``), one column per
-        feature of ``feature_names_in_``; the array behind :meth:`contributions`."""
+        feature of ``feature_names_in_``; the array behind :meth:`contributions`.
+
+        ``num_threads`` (default: the model's) may differ for a large batch: contributions
+        walk every path of every tree, the costliest part of scoring many rows.
+        """
         check_fitted(self, "booster_")
         values = self.booster_.predict(
             self._matrix(X),
             num_iteration=self.best_iteration_,
             pred_contrib=True,
-            num_threads=self.num_threads,
+            num_threads=num_threads or self.num_threads,
         )
         return values[:, :-1]
 

@@ -13,12 +13,15 @@ from training.features import FEATURE_BY_NAME, AsOfFeatures
 from training.models import RiskModel
 
 
-def reason_codes(model: RiskModel, features: AsOfFeatures, *, k: int = 4) -> list[list[dict]]:
+def reason_codes(
+    model: RiskModel, features: AsOfFeatures, *, k: int = 4, num_threads: int | None = None
+) -> list[list[dict]]:
     """The top ``k`` contributions of each row of ``features.X`` as reason dicts.
 
     Each reason is ``{"feature", "text", "contribution", "record_ids"}``, largest first.
+    ``num_threads`` is passed to :meth:`RiskModel.contribution_matrix`.
     """
-    values = model.contribution_matrix(features.X)
+    values = model.contribution_matrix(features.X, num_threads=num_threads)
     names = np.array(model.feature_names_in_, dtype=object)
     top = np.argsort(-values, axis=1, kind="stable")[:, :k]
     n, width = top.shape
