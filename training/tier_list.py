@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from linkage.review import escape_cell
 from training.tiers import TIER_ORDINAL
 
-FORMULA_PREFIXES: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
 LIST_COLUMNS: tuple[str, ...] = (
     "tier",
     "person_id",
@@ -34,9 +34,9 @@ LIST_COLUMNS: tuple[str, ...] = (
 
 
 def escape_formula(value) -> str:
-    """A cell a spreadsheet shows as text: a leading ``= + - @`` (or tab/CR) is quoted."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+    """A cell a spreadsheet shows as text: its text, quoted as :func:`linkage.review.escape_cell`
+    quotes a leading ``= + - @`` (or tab/CR)."""
+    return escape_cell("" if value is None else str(value))
 
 
 def _reasons_text(reasons: list[dict]) -> str:
@@ -113,11 +113,6 @@ def _texts(column: pd.Series) -> list[str]:
     return ["" if gap else str(value) for value, gap in zip(column, missing, strict=True)]
 
 
-def _formula_escaped(texts: list[str]) -> list[str]:
-    """:func:`escape_formula` of every text (inlined: a call per cell is most of the cost)."""
-    return ["'" + text if text.startswith(FORMULA_PREFIXES) else text for text in texts]
-
-
 def _html_escaped(texts: list[str]) -> list[str]:
     """``html.escape`` of every text: on the column joined once when a separator is free
     (five replacements over one string, not five per cell of a 100k-person list)."""
@@ -139,7 +134,8 @@ def write_list(
     with csv_path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(rows.columns)
-        writer.writerows(zip(*[_formula_escaped(column) for column in texts], strict=True))
+        escaped = [[escape_formula(text) for text in column] for column in texts]
+        writer.writerows(zip(*escaped, strict=True))
     head = "".join(f"<th>{html.escape(c)}</th>" for c in rows.columns)
     cells = [[f"<td>{t}</td>" for t in _html_escaped(column)] for column in texts]
     body = "".join("<tr>" + "".join(record) + "</tr>" for record in zip(*cells, strict=True))
