@@ -62,8 +62,6 @@ def lookup(values: np.ndarray, positions: np.ndarray, missing=None) -> np.ndarra
 def _id_ranks(ids: np.ndarray) -> np.ndarray:
     """Each id's rank in sorted order (``ids`` unique strings): sorted as a numpy string
     array, in C, which is quick when the registry returns them in order already."""
-    if len(ids) <= 1:
-        return np.zeros(len(ids), dtype=np.intp)
     ranks = np.empty(len(ids), dtype=np.intp)
     ranks[np.argsort(ids.astype(str), kind="stable")] = np.arange(len(ids))
     return ranks
