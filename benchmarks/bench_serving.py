@@ -122,8 +122,9 @@ def batch_body(n: int) -> dict:
 
 
 def served_model(tracking_uri: str, source: str) -> dict:
-    """What was measured: the champion's trees and their depth, which set the cost of its
-    reason codes (``pred_contrib`` grows with trees x leaves x depth squared)."""
+    """What was measured: the champion's trees and their depth. The cost of its reason codes
+    (``pred_contrib``) grows with the trees: 13 ms per 1,000 rows for a 43-tree toy, 115 ms for
+    183 trees on this machine; depth mattered little (3 against 6 deep: 54 against 67 ms)."""
     from training.registry import load_bundle
 
     bundle, info = load_bundle(tracking_uri, "ipvi-risk", "champion")
