@@ -36,6 +36,14 @@ def test_bad_value_is_an_error_naming_the_key(tmp_path):
         load_config(path)
 
 
+def test_serving_thread_and_keep_alive_settings_are_bounded_and_named(tmp_path):
+    for key, value in (("batch_threads", 0), ("batch_threads", 65), ("keep_alive_seconds", 0)):
+        path = tmp_path / f"{key}.yaml"
+        path.write_text(f"serving:\n  {key}: {value}\n")
+        with pytest.raises(ConfigError, match=rf"config key 'serving\.{key}'"):
+            load_config(path)
+
+
 def test_unknown_canonical_field_in_a_mapping_is_named(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("ingest:\n  agencies:\n    police:\n      columns:\n        shoe_size: X\n")
