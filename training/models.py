@@ -19,6 +19,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 from ipvi.errors import IpviError
+from training.compiled_trees import compile_trees
 from training.features import FEATURE_BY_NAME, check_no_protected
 
 NOT_FITTED = "this {name} is not fitted yet: call fit first"
@@ -63,6 +64,9 @@ class RiskModel:
     calibrator_ : fitted IsotonicRegression or LogisticRegression
     feature_names_in_ : list of str
     best_iteration_ : int
+    compiled_trees_ : CompiledTrees or None
+        The trees as contribution tables (:mod:`training.compiled_trees`), None when they are
+        too large to compile (LightGBM then computes the contributions).
 
     Examples
     --------
@@ -193,6 +197,7 @@ class RiskModel:
             )
             self.booster_ = lgb.train(params, both, num_boost_round=self.best_iteration_)
         self.feature_names_in_ = columns
+        self.compiled_trees_ = compile_trees(self.booster_, self.best_iteration_)
         raw = self.raw_score(calibration_set[0])
         labels = np.asarray(calibration_set[1])
         if self.calibration == "isotonic":
@@ -243,10 +248,13 @@ class RiskModel:
         """Per-feature contributions to the raw score (``pred_contrib``), one column per
         feature of ``feature_names_in_``; the array behind :meth:`contributions`.
 
-        ``num_threads`` (default: the model's) may differ for a large batch: contributions
-        walk every path of every tree, the costliest part of scoring many rows.
+        From the compiled trees when there are; else LightGBM's, with ``num_threads``
+        (default: the model's), which may differ for a large batch: its contributions walk
+        every path of every tree, the costliest part of scoring many rows.
         """
         check_fitted(self, "booster_")
+        if self.compiled_trees_ is not None:
+            return self.compiled_trees_.contributions(self._matrix(X))
         values = self.booster_.predict(
             self._matrix(X),
             num_iteration=self.best_iteration_,
@@ -254,6 +262,12 @@ class RiskModel:
             num_threads=num_threads or self.num_threads,
         )
         return values[:, :-1]
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickle, compiling the trees of a model saved before they were compiled."""
+        self.__dict__.update(state)
+        if "booster_" in state and "compiled_trees_" not in state:
+            self.compiled_trees_ = compile_trees(self.booster_, self.best_iteration_)
 
     def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
         """Per-feature contributions to the raw score (``pred_contrib``), one column each."""
