@@ -375,7 +375,6 @@ class ServingConfig(StrictModel):
     model_alias: str = "champion"
     model_version: str | None = None
     max_batch: int = Field(1000, ge=1)
-    batch_threads: int = Field(2, ge=1, le=64)
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     key_cache_seconds: float = Field(10.0, gt=0, le=30)
     link_rate_per_second: float = Field(20.0, gt=0)

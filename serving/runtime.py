@@ -173,7 +173,6 @@ class Runtime:
             self.config.tracking_uri,
             self.config.mlflow.model_name,
             self.model_version or settings.model_alias,
-            batch_threads=settings.batch_threads,
         )
         self.engine = registry_engine(self.config.database_url)
         self.guard = DatabaseGuard(

@@ -273,10 +273,8 @@ def check_registered(tracking_uri: str, model_name: str, reference: str) -> str:
     return str(version.version)
 
 
-def load_scorer(tracking_uri: str, model_name: str, reference: str, batch_threads: int = 1):
+def load_scorer(tracking_uri: str, model_name: str, reference: str):
     """The served model version, refusing a missing version or a package-version mismatch.
-
-    ``batch_threads`` is the scorer's (:class:`~training.scoring.RiskScorer`).
 
     Returns
     -------
@@ -296,7 +294,7 @@ def load_scorer(tracking_uri: str, model_name: str, reference: str, batch_thread
     from training.scoring import RiskScorer
 
     try:
-        scorer = RiskScorer.from_registry(tracking_uri, model_name, reference, batch_threads)
+        scorer = RiskScorer.from_registry(tracking_uri, model_name, reference)
     except Exception:  # MLflow's "not found" errors differ by store; all mean the same here
         raise IpviError(
             NO_CHAMPION.format(ref=reference, name=model_name, uri=tracking_uri)

@@ -13,7 +13,7 @@ from ipvi.columns import Columns
 from ipvi.config import load_config
 from training.examples import toy_history
 from training.pipeline import train
-from training.scoring import PARALLEL_ROWS, RiskScorer
+from training.scoring import RiskScorer
 
 TIER_COLUMNS = [
     "index_event_id",
@@ -79,16 +79,6 @@ def test_columns_answer_exactly_what_frames_answer(scorer_and_history):
         )
     nobody = scorer.score_many(*columns, as_of=pd.Timestamp("1900-01-01"))
     assert isinstance(nobody, Columns) and nobody.empty
-
-
-def test_a_large_batch_on_two_threads_scores_exactly_as_on_one(scorer_and_history):
-    scorer, history = scorer_and_history
-    events = history[0]
-    two = RiskScorer(scorer.bundle, model_name="ipvi-risk", model_version="1", batch_threads=2)
-    kwargs = {"as_of": pd.Timestamp("2030-01-01"), "index_event_ids": list(events["event_id"])}
-    one_thread = scorer.score_many(*history, **kwargs)
-    assert len(one_thread) >= PARALLEL_ROWS  # large enough to use the batch threads
-    pd.testing.assert_frame_equal(two.score_many(*history, **kwargs), one_thread, check_exact=True)
 
 
 def test_columns_records_are_python_values():

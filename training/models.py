@@ -244,13 +244,12 @@ class RiskModel:
         platt = self.calibrator_
         return expit(raw * platt.coef_[0, 0] + platt.intercept_[0])
 
-    def contribution_matrix(self, X: pd.DataFrame, num_threads: int | None = None) -> np.ndarray:
+    def contribution_matrix(self, X: pd.DataFrame) -> np.ndarray:
         """Per-feature contributions to the raw score (``pred_contrib``), one column per
         feature of ``feature_names_in_``; the array behind :meth:`contributions`.
 
-        From the compiled trees when there are; else LightGBM's, with ``num_threads``
-        (default: the model's), which may differ for a large batch: its contributions walk
-        every path of every tree, the costliest part of scoring many rows.
+        From the compiled trees (:mod:`training.compiled_trees`), else from LightGBM, whose
+        contributions walk every path of every tree for every row (many times slower).
         """
         check_fitted(self, "booster_")
         if self.compiled_trees_ is not None:
@@ -259,7 +258,7 @@ class RiskModel:
             self._matrix(X),
             num_iteration=self.best_iteration_,
             pred_contrib=True,
-            num_threads=num_threads or self.num_threads,
+            num_threads=self.num_threads,
         )
         return values[:, :-1]
 

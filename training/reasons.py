@@ -1,8 +1,9 @@
 """Reason codes: the features that pushed each score up most, in plain language, with sources.
 
-LightGBM's ``pred_contrib`` splits each raw score into per-feature contributions (SHAP values
-of the trees). The top ``k`` (3-5) become sentences from the feature definitions ("3 prior IPV
-offences in the last 12 months"), each citing the source record ids the feature rests on.
+The trees' SHAP values (path-dependent TreeSHAP, as LightGBM's ``pred_contrib`` computes them,
+read from :mod:`training.compiled_trees`) split each raw score into per-feature contributions.
+The top ``k`` (3-5) become sentences from the feature definitions ("3 prior IPV offences in
+the last 12 months"), each citing the source record ids the feature rests on.
 """
 
 from __future__ import annotations
@@ -13,15 +14,12 @@ from training.features import FEATURE_BY_NAME, AsOfFeatures
 from training.models import RiskModel
 
 
-def reason_codes(
-    model: RiskModel, features: AsOfFeatures, *, k: int = 4, num_threads: int | None = None
-) -> list[list[dict]]:
+def reason_codes(model: RiskModel, features: AsOfFeatures, *, k: int = 4) -> list[list[dict]]:
     """The top ``k`` contributions of each row of ``features.X`` as reason dicts.
 
     Each reason is ``{"feature", "text", "contribution", "record_ids"}``, largest first.
-    ``num_threads`` is passed to :meth:`RiskModel.contribution_matrix`.
     """
-    values = model.contribution_matrix(features.X, num_threads=num_threads)
+    values = model.contribution_matrix(features.X)
     names = np.array(model.feature_names_in_, dtype=object)
     top = np.argsort(-values, axis=1, kind="stable")[:, :k]
     n, width = top.shape

@@ -41,9 +41,6 @@ from training.offences import assign_offences, index_offences, person_events
 from training.reasons import reason_codes
 from training.tiers import assign_tiers, possible_dual_arrests
 
-# Batches from this many index offences up compute reason codes on ``batch_threads``.
-PARALLEL_ROWS = 256
-
 # The tier columns of every answer, in order.
 TIER_KEYS = (
     "tier",
@@ -114,7 +111,6 @@ def score_index(
     events_by_person: Table,
     persons: Table | None,
     stamp: dict | None = None,
-    reason_threads: int | None = None,
 ) -> Table:
     """Score index offences: probability, band, tier with reasons, reason codes, markers.
 
@@ -130,8 +126,6 @@ def score_index(
     stamp : dict, optional
         Further columns (one value per row), such as the model version, added in the
         same table.
-    reason_threads : int, optional
-        Threads for the reason codes' contributions (default: the model's).
 
     Returns
     -------
@@ -153,9 +147,7 @@ def score_index(
             "band": band,
             "band_use": band_use,
             **{key: columns[key] for key in TIER_KEYS},
-            "reason_codes": reason_codes(
-                bundle.model, features, k=settings["reason_codes"], num_threads=reason_threads
-            ),
+            "reason_codes": reason_codes(bundle.model, features, k=settings["reason_codes"]),
             "lethality_flags": columns["lethality_flags"],
             "scorecard_points": bundle.scorecard.score(X),
             "odara_count": odara_count(X),
@@ -174,10 +166,6 @@ class RiskScorer:
     bundle : ModelBundle
     model_name, model_version, mlflow_run_id : str
         Stamped on every score.
-    batch_threads : int
-        Threads for the reason codes of a batch of at least :data:`PARALLEL_ROWS` index
-        offences (smaller ones use the model's own setting, one thread by default: waking
-        threads costs more than a few rows, and a busy worker's threads would spin).
     """
 
     def __init__(
@@ -187,18 +175,14 @@ class RiskScorer:
         model_name: str,
         model_version: str,
         mlflow_run_id: str | None = None,
-        batch_threads: int = 1,
     ) -> None:
         self.bundle = bundle
         self.model_name = model_name
         self.model_version = model_version
         self.mlflow_run_id = mlflow_run_id
-        self.batch_threads = batch_threads
 
     @classmethod
-    def from_registry(
-        cls, tracking_uri: str, name: str, alias_or_version: str, batch_threads: int = 1
-    ) -> RiskScorer:
+    def from_registry(cls, tracking_uri: str, name: str, alias_or_version: str) -> RiskScorer:
         """Load a registered version by alias (``champion``, ``challenger``) or number."""
         from training.registry import load_bundle
 
@@ -208,7 +192,6 @@ class RiskScorer:
             model_name=name,
             model_version=info["version"],
             mlflow_run_id=info["run_id"],
-            batch_threads=batch_threads,
         )
 
     def _index(
@@ -278,7 +261,6 @@ class RiskScorer:
                 "mlflow_run_id": np.full(n, self.mlflow_run_id, dtype=object),
                 "linkage_run_id": _linkage_run(crosswalk, index["person_id"]),
             },
-            reason_threads=self.batch_threads if n >= PARALLEL_ROWS else None,
         )
 
     def tier_many(
