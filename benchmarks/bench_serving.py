@@ -15,7 +15,8 @@ encoded once, as load generators do; the server is
   of birth in turn), the time until the link index is ready, the service's start-up time and
   RSS (every process of the server, after the run);
 - the server's CPU milliseconds per answered request at each level, a cost that a busy machine
-  distorts less than latency;
+  distorts less than latency, and each server process's share of that CPU (how evenly the
+  keep-alive connections spread over the workers);
 - in-process prediction of the same single-person input, so serving overhead is a ratio.
 
 The model is a small one trained on :func:`training.examples.toy_history` and registered in a
@@ -195,8 +196,11 @@ def measured(server: ServerProcess, url: str, body, headers: dict, clients: int,
     figures = asyncio.run(load(url, body, headers, clients, seconds))
     # Per process: one that started meanwhile counts whole, one that ended is not counted.
     after = server_cpu_seconds(server)
-    spent = sum(used - before.get(pid, 0.0) for pid, used in after.items())
+    by_process = sorted((used - before.get(pid, 0.0) for pid, used in after.items()), reverse=True)
+    spent = sum(by_process)
     figures["server_cpu_ms_per_request"] = round(1000 * spent / max(figures["requests"], 1), 2)
+    # How evenly the work spread over the server's processes (workers, then the supervisor).
+    figures["server_cpu_share"] = [round(used / spent, 2) for used in by_process] if spent else []
     return figures
 
 

@@ -372,6 +372,7 @@ class ServingConfig(StrictModel):
     workers: int = Field(2, ge=1, le=64)
     request_timeout_seconds: float = Field(30.0, gt=0)
     keep_alive_seconds: int = Field(75, ge=1)
+    max_requests_per_connection: int = Field(100, ge=0)
     model_alias: str = "champion"
     model_version: str | None = None
     max_batch: int = Field(1000, ge=1)

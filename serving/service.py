@@ -17,6 +17,7 @@ from ipvi.config import load_config
 from serving import decisions, scoring
 from serving.audit_log import AuditMiddleware
 from serving.auth import AuthMiddleware, is_public
+from serving.connections import ConnectionRecycleMiddleware
 from serving.health import ReadinessMiddleware
 from serving.http import answer, answers_errors
 from serving.limits import BodyLimitMiddleware
@@ -135,8 +136,12 @@ ENDPOINTS = {
     "/v1/decision": Endpoint(DecisionRequest, DecisionResponse, DECISION_EXAMPLE),
 }
 
-# Outermost first: every request is audited, oversized bodies never reach parsing, and only
-# requests with a valid key for the path reach an endpoint.
+# Outermost first: connections are recycled whatever the answer, every request is audited,
+# oversized bodies never reach parsing, and only requests with a valid key for the path reach
+# an endpoint.
+RiskService.add_asgi_middleware(
+    ConnectionRecycleMiddleware, max_requests=_settings.max_requests_per_connection
+)
 RiskService.add_asgi_middleware(
     DocsMiddleware,
     document=lambda: complete_document(

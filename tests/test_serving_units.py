@@ -33,6 +33,7 @@ from serving.auth import (
     list_keys,
     revoke_key,
 )
+from serving.connections import TRACKED_CONNECTIONS, ConnectionRecycleMiddleware
 from serving.decisions import NO_ADVOCATE_WARNING, record_decision
 from serving.http import ApiError
 from serving.launch import ServerProcess, serve_command
@@ -279,6 +280,47 @@ def test_body_limit_answers_413_for_declared_and_streamed_bodies():
     assert small.json()["size"] == 1000
     assert (large.status_code, streamed.status_code) == (413, 413)
     assert (empty.status_code, form.status_code) == (400, 415)
+
+
+def test_keep_alive_connections_close_after_max_requests_each():
+    app = ConnectionRecycleMiddleware(_echo, max_requests=3)
+    off = ConnectionRecycleMiddleware(_echo, max_requests=0)
+
+    async def run():
+        clients = {
+            port: httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app, client=("127.0.0.1", port)),
+                base_url="http://t",
+            )
+            for port in (1001, 1002)
+        }
+        seen = {port: [] for port in clients}
+        for _ in range(7):  # the two connections interleaved
+            for port, client in clients.items():
+                answer = await client.post("/v1/score", content=b"{}")
+                assert answer.status_code == 200 and answer.json()["size"] == 2
+                seen[port].append(answer.headers.get("connection"))
+        async with _client(off) as client:
+            never = [(await client.get("/livez")).headers.get("connection") for _ in range(5)]
+        for client in clients.values():
+            await client.aclose()
+        return seen, never
+
+    seen, never = asyncio.run(run())
+    assert seen[1001] == [None, None, "close", None, None, "close", None]
+    assert seen[1002] == seen[1001]  # each connection is counted on its own
+    assert never == [None] * 5
+    # Counts are kept for a bounded number of connections.
+    many = ConnectionRecycleMiddleware(_echo, max_requests=10)
+
+    async def many_connections():
+        for port in range(TRACKED_CONNECTIONS + 50):
+            transport = httpx.ASGITransport(app=many, client=("10.0.0.1", port))
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                await client.get("/livez")
+
+    asyncio.run(many_connections())
+    assert len(many.served_) == TRACKED_CONNECTIONS
 
 
 def test_auth_middleware_statuses(engine):
