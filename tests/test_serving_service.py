@@ -52,6 +52,7 @@ def server(registry):
         registry["url"],
         max_body_bytes=200_000,
         max_batch=5,
+        max_requests_per_connection=20,
     ) as process:
         yield process
 
@@ -80,6 +81,14 @@ def test_health_probes_and_docs_need_no_key(server):
     operation = document["paths"]["/v1/decision"]["post"]
     assert operation["requestBody"]["content"]["application/json"]["example"] == DECISION_EXAMPLE
     assert {"401", "403", "413", "503"} <= set(operation["responses"])
+
+
+def test_a_keep_alive_connection_is_closed_after_max_requests(server):
+    with httpx.Client(base_url=server.url) as client:
+        answers = [client.get("/livez") for _ in range(41)]
+    assert all(answer.status_code == 200 for answer in answers)
+    closing = [k for k, answer in enumerate(answers) if answer.headers.get("connection") == "close"]
+    assert closing == [19, 39]  # every 20th on a connection; the client then reconnects
 
 
 def test_keys_are_required_and_roles_checked(server, registry):
