@@ -3,8 +3,8 @@
 Start it with ``ipvi serve`` or, from the project root, ``bentoml serve`` (bentofile.yaml).
 This file only wires: each endpoint parses its typed request, calls one library function and
 returns its typed response (scores and tiers as the schema's fields, encoded directly); errors
-are :class:`~serving.http.ApiError` answers. Keys, body size, the audit log, /readyz and the
-OpenAPI document are ASGI middlewares.
+are :class:`~serving.http.ApiError` answers. Keys, body size, the audit log, /readyz, the
+OpenAPI document and keep-alive recycling are ASGI middlewares.
 """
 
 from __future__ import annotations
