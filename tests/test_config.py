@@ -36,11 +36,14 @@ def test_bad_value_is_an_error_naming_the_key(tmp_path):
         load_config(path)
 
 
-def test_serving_keep_alive_setting_is_bounded_and_named(tmp_path):
-    for key, value in (("keep_alive_seconds", 0),):
+def test_serving_connection_settings_are_bounded_and_named(tmp_path):
+    for key, value, bound in (
+        ("keep_alive_seconds", 0, "greater than or equal to 1"),
+        ("max_requests_per_connection", -1, "greater than or equal to 0"),
+    ):
         path = tmp_path / f"{key}.yaml"
         path.write_text(f"serving:\n  {key}: {value}\n")
-        with pytest.raises(ConfigError, match=rf"config key 'serving\.{key}'"):
+        with pytest.raises(ConfigError, match=rf"config key 'serving\.{key}': .*{bound}"):
             load_config(path)
 
 
