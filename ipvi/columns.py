@@ -212,6 +212,19 @@ def get_indexer(keys: Any, queries: Any) -> np.ndarray:
     )
 
 
+def unique_sorted(values: Any) -> np.ndarray:
+    """The sorted distinct values of a 1-d integer (or date) array, as ``np.unique(values)``.
+
+    By sorting: NumPy 2.4's ``np.unique`` hashes the values first, ten times slower from a
+    thousand values on (twenty-five times at 100,000). Not for floats: NaN would repeat.
+    """
+    ordered = np.sort(values)
+    first = np.empty(len(ordered), dtype=bool)
+    first[:1] = True
+    first[1:] = ordered[1:] != ordered[:-1]
+    return ordered[first]
+
+
 def isin(values: Any, wanted: Iterable[Any]) -> np.ndarray:
     """Whether each value is one of ``wanted``, by hashing (``np.isin`` sorts or loops over
     object arrays: quadratic for a thousand ids)."""

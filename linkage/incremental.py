@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ipvi.columns import unique_sorted
 from ipvi.errors import IpviError
 from linkage.compare import Vocabulary
 from linkage.fellegi_sunter import FellegiSunter, probability
@@ -274,7 +275,7 @@ class LinkIndex:
                     found.append(order[low:high])
         if not found:
             return np.zeros(0, dtype=np.int64)
-        return np.unique(np.concatenate(found))
+        return unique_sorted(np.concatenate(found))
 
     def link(self, mention: dict) -> LinkMatch:
         """Link one canonical mention (a dict of canonical fields) to the indexed persons."""

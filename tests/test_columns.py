@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ipvi.columns import SMALL, Columns, factorize, get_indexer, isin, like
+from ipvi.columns import SMALL, Columns, factorize, get_indexer, isin, like, unique_sorted
 
 
 def _ids(n: int, seed: int, missing: bool = False) -> np.ndarray:
@@ -37,6 +37,16 @@ def test_get_indexer_and_isin_are_pandas(n):
     np.testing.assert_array_equal(get_indexer(keys, queries), expected)
     wanted = list(keys[::2])
     np.testing.assert_array_equal(isin(queries, wanted), pd.Series(queries).isin(wanted))
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 9, 5000])
+def test_unique_sorted_is_numpy_unique(n):
+    rng = np.random.default_rng(n)
+    integers = rng.integers(-50, max(n // 2, 1), n)
+    np.testing.assert_array_equal(unique_sorted(integers), np.unique(integers))
+    dates = np.datetime64("2020-01-01") + integers.astype("timedelta64[D]")
+    np.testing.assert_array_equal(unique_sorted(dates), np.unique(dates))
+    assert unique_sorted(integers).dtype == integers.dtype
 
 
 def test_get_indexer_refuses_repeated_keys_as_pandas_does():

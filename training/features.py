@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from ipvi.columns import Table, factorize, get_indexer, like
+from ipvi.columns import Table, factorize, get_indexer, like, unique_sorted
 from ipvi.errors import IpviError
 from ipvi.schema import PROTECTED_FIELDS
 from training.offences import as_datetime, lookup
@@ -246,10 +246,11 @@ def group_lists(
     aggregation per group; groups with no value get an empty list.
     """
     width = max(len(labels), 1)
-    keys = np.unique(np.asarray(groups, dtype=np.int64) * width + np.asarray(codes))
+    keys = unique_sorted(np.asarray(groups, dtype=np.int64) * width + np.asarray(codes))
     bounds = np.searchsorted(keys // width, np.arange(n_groups + 1))
-    values = np.asarray(labels, dtype=object)[keys % width]
-    return [values[bounds[g] : bounds[g + 1]].tolist() for g in range(n_groups)]
+    values = np.asarray(labels, dtype=object)[keys % width].tolist()
+    # Slices of one list: a numpy slice and its tolist per group cost several times more.
+    return list(map(values.__getitem__, map(slice, bounds[:-1].tolist(), bounds[1:].tolist())))
 
 
 def lists_of(groups: np.ndarray, values, n_groups: int) -> list[list]:
@@ -452,7 +453,8 @@ class AsOfFeatures:
         prov, history = self.provenance, self.history
         rows = np.asarray(rows, dtype=np.int64)
         column_of = {name: j for j, name in enumerate(prov.columns)}
-        columns = np.array([column_of.get(name, -1) for name in features], dtype=np.int64)
+        names = np.asarray(features, dtype=object).tolist()  # not one numpy scalar at a time
+        columns = np.array([column_of.get(name, -1) for name in names], dtype=np.int64)
         lo = np.searchsorted(prov.rows, rows, side="left")
         hi = np.where(columns >= 0, np.searchsorted(prov.rows, rows, side="right"), lo)
         pair, unit = expand(lo, hi)
@@ -598,7 +600,7 @@ def compute_features(
     victim_rows = event_ipv & act & pd.notna(victim)
     victim_code = factorize(victim[victim_rows])[0].astype(np.int64)
     width = len(victim_code) + 1
-    distinct = np.unique(rows[victim_rows] * width + victim_code) // width
+    distinct = unique_sorted(rows[victim_rows] * width + victim_code) // width
     X["distinct_victims"] = np.bincount(distinct, minlength=n).astype(float)
     status["distinct_victims"] = victim_rows
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ipvi.columns import Table, factorize, get_indexer, like
+from ipvi.columns import Table, factorize, get_indexer, like, unique_sorted
 from ipvi.errors import IpviError
 from ipvi.schema import EVENT_COLUMNS, EVENT_FLAGS, OFFENDER_ROLES
 from linkage.blocking import connected_labels
@@ -236,7 +236,7 @@ def index_offences(
     ipv = np.asarray(person_events["ipv"], dtype=bool)
     date = np.asarray(person_events["offense_date"], dtype="datetime64[ns]")
     recorded = np.asarray(person_events["recorded_at"], dtype="datetime64[ns]")
-    wanted = np.unique(offence[ipv & (offence >= 0)])
+    wanted = unique_sorted(offence[ipv & (offence >= 0)])
     if latest_known_at is not None:
         known_at = pd.Timestamp(latest_known_at).as_unit("ns").to_datetime64()
         known = (offence >= 0) & (date < known_at) & (recorded <= known_at)

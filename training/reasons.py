@@ -29,14 +29,12 @@ def reason_codes(model: RiskModel, features: AsOfFeatures, *, k: int = 4) -> lis
     contribution = np.round(values[rows, columns], 6)
     value = features.X[list(names)].to_numpy(dtype=float)[rows, columns]
     records, _ = features.cite(rows, feature, np.arange(len(rows)), len(rows))
+    keys = list(zip(feature.tolist(), value.tolist(), strict=True))
     # Each distinct (feature, value) is worded once: a batch repeats a few hundred of them.
-    texts: dict[tuple[str, float], str] = {}
-    out: list[list[dict]] = [[] for _ in range(n)]
-    for row, name, amount, number, ids in zip(
-        rows.tolist(), feature, contribution.tolist(), value.tolist(), records, strict=True
-    ):
-        text = texts.get((name, number))
-        if text is None:
-            text = texts[name, number] = FEATURE_BY_NAME[name].reason_text(number)
-        out[row].append({"feature": name, "text": text, "contribution": amount, "record_ids": ids})
-    return out
+    texts = {key: FEATURE_BY_NAME[key[0]].reason_text(key[1]) for key in set(keys)}
+    reasons = [
+        {"feature": name, "text": texts[name, number], "contribution": amount, "record_ids": ids}
+        for (name, number), amount, ids in zip(keys, contribution.tolist(), records, strict=True)
+    ]
+    # Each row's reasons are ``width`` consecutive pairs.
+    return [reasons[start : start + width] for start in range(0, len(reasons), width)]

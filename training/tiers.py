@@ -21,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from ipvi.columns import Table, factorize, like
+from ipvi.columns import Table, factorize, like, unique_sorted
 from ipvi.config import TierConfig
 from ipvi.errors import IpviError
 from training.features import FEATURE_BY_NAME, INDEX_OFFENCE, AsOfFeatures, expand, lists_of
@@ -232,7 +232,7 @@ def possible_dual_arrests(index: Table, person_events: Table, *, days: int) -> T
     near = np.abs(dates - index_date) <= np.timedelta64(days, "D")
     known = recorded <= np.asarray(index["as_of"], dtype="datetime64[ns]")[rows]
     rows = rows[near & known]
-    found = np.unique(rows)
+    found = unique_sorted(rows)
     records = lists_of(
         np.searchsorted(found, rows),
         np.asarray(with_victim["record_id"], dtype=object)[events[near & known]],
