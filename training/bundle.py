@@ -9,13 +9,14 @@ and other as-of settings, and the package version. It is saved as a folder (``mo
 
 from __future__ import annotations
 
+import functools
 import json
 import pickle
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from ipvi.config import TierConfig, TrainingConfig
+from ipvi.config import LethalityFlag, TierConfig, TrainingConfig
 from ipvi.errors import IpviError
 from training.bands import bands_payload
 from training.features import feature_table
@@ -64,10 +65,15 @@ class ModelBundle:
         }
         return cls(model=model, scorecard=scorecard, features=features, settings=settings)
 
-    @property
+    @functools.cached_property
     def tier_config(self) -> TierConfig:
-        """The frozen tier rules."""
+        """The frozen tier rules (parsed once: every request reads them)."""
         return TierConfig.model_validate(self.settings["tiers"])
+
+    @functools.cached_property
+    def lethality(self) -> list[LethalityFlag]:
+        """The frozen lethality markers (parsed once: every request reads them)."""
+        return [LethalityFlag.model_validate(flag) for flag in self.settings["lethality"]]
 
     def save(self, folder: str | Path) -> Path:
         """Write the bundle to ``folder`` (created)."""

@@ -30,7 +30,6 @@ import numpy as np
 import pandas as pd
 
 from ipvi.columns import Table, factorize, get_indexer, isin, like
-from ipvi.config import LethalityFlag
 from ipvi.errors import IpviError
 from training.bands import assign_bands
 from training.baselines import odara_count
@@ -73,11 +72,10 @@ def _tier_columns(
     bundle: ModelBundle, index: Table, features: AsOfFeatures, tiers: Table
 ) -> dict[str, np.ndarray | list]:
     """The columns every answer carries: the index, the tier with its reasons, the markers."""
-    flags = [LethalityFlag.model_validate(flag) for flag in bundle.settings["lethality"]]
     return {
         **{key: np.asarray(index[key]) for key in ("index_event_id", "person_id", "as_of")},
         **{key: np.asarray(tiers[key]) for key in TIER_KEYS},
-        "lethality_flags": lethality_flags(features.X, flags),
+        "lethality_flags": lethality_flags(features.X, bundle.lethality),
     }
 
 
