@@ -102,7 +102,7 @@ def bench(work: Path, persons: int, seed: int) -> dict:
         steps,
     )
     _step("ingest", [*cli, "ingest", str(data), "--json"], env, work / "ingest.json", steps)
-    _step("link", [*cli, "link", "--json"], env, work / "link.json", steps)
+    _step("link", [*cli, "link", "--no-link-index", "--json"], env, work / "link.json", steps)
     trained, seconds, cpu, peak_mb = run_step(
         [*cli, "train", "--truth", str(data / "truth"), "--json"], env
     )

@@ -14,32 +14,17 @@ import logging
 import threading
 from pathlib import Path
 
-from sqlalchemy import case, desc, func, select
+from sqlalchemy import case, func, select
 
-from ipvi.tables.ingest import mentions, purge_tombstones
-from ipvi.tables.linkage import crosswalk, linkage_runs
+from ipvi.tables.ingest import mentions
+from ipvi.tables.linkage import crosswalk
 from serving.http import ApiError
-from serving.link_index import shared_index
+from serving.link_index import last_purge, latest_run_id, shared_index
 from serving.schemas import LinkCandidate, LinkRequest
 
 logger = logging.getLogger(__name__)
 
 INDEX_NOT_READY = "the link index is still being built; retry shortly"
-
-
-def latest_run_id(session) -> str | None:
-    """The newest successful linkage run."""
-    return session.scalar(
-        select(linkage_runs.c.run_id)
-        .where(linkage_runs.c.status == "succeeded")
-        .order_by(desc(linkage_runs.c.finished_at), desc(linkage_runs.c.run_id))
-        .limit(1)
-    )
-
-
-def last_purge(session) -> int | None:
-    """The newest purge tombstone's id (None before any purge)."""
-    return session.scalar(select(func.max(purge_tombstones.c.tombstone_id)))
 
 
 def victim_only_persons(session) -> frozenset[str]:

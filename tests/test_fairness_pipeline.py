@@ -47,7 +47,7 @@ def test_high_label_bias_fails_the_gate_and_champion_does_not_move(tmp_path, mon
         ("generate", "--persons", PERSONS, "--seed", "21", "--label-bias", LABEL_BIAS,
          "--segregation", "0.9", "--out", str(data)),
         ("ingest", str(data)),
-        ("link",),
+        ("link", "--no-link-index"),  # nothing serves here
         ("train", "--truth", str(data / "truth"), "--json"),
     ]  # fmt: skip
     for step in steps:

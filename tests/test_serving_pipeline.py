@@ -20,20 +20,25 @@ from ipvi.db import make_engine, session_scope
 from ipvi.tables.ingest import mentions
 from ipvi.tables.linkage import crosswalk, person_id_changes, persons
 from tests.cli_support import run_ipvi
-from tests.serving_support import add_keys, running_server
+from tests.serving_support import add_keys, running_server, write_config
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
 PERSONS = 1500
 PARITY_ROWS = 200
+# The server's settings, in the configuration every command reads too: `ipvi link` and
+# `ipvi purge` build the link index into the server's spool folder, as in a deployment.
+SERVER = {"link_refresh_seconds": 3, "link_rate_per_second": 0.5, "link_burst": 3}
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pipeline")
+    url = f"sqlite:///{folder / 'registry.sqlite'}"
     env = {
-        "IPVI_DATABASE_URL": f"sqlite:///{folder / 'registry.sqlite'}",
+        "IPVI_DATABASE_URL": url,
         "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
+        "IPVI_CONFIG": str(write_config(folder, url, **SERVER)),
     }
     run_ipvi(
         ["generate", "--persons", str(PERSONS), "--seed", "3", "--out", str(folder / "data")], env
@@ -52,12 +57,7 @@ def pipeline(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(pipeline):
     with running_server(
-        pipeline["folder"],
-        pipeline["store"],
-        pipeline["url"],
-        link_refresh_seconds=3,
-        link_rate_per_second=0.5,
-        link_burst=3,
+        pipeline["folder"], pipeline["store"], pipeline["url"], **SERVER
     ) as process:
         deadline = time.monotonic() + 300
         while httpx.get(f"{process.url}/readyz").json()["linkage_run_id"] is None:
@@ -266,12 +266,18 @@ def test_link_is_rate_limited_per_key(pipeline, server, keys):
 
 def test_a_new_linkage_run_is_picked_up_within_60_s(pipeline, server):
     before = httpx.get(f"{server.url}/readyz").json()["linkage_run_id"]
-    run_ipvi(["link"], pipeline["env"])
+    spool = pipeline["folder"] / "spool"
+    summary = json.loads(run_ipvi(["link", "--json"], pipeline["env"]).splitlines()[-1])
     finished = time.monotonic()
+    # The run built the index of its own state for the server, and removed the old one.
+    assert Path(summary["link_index"]).parent == spool
+    assert summary["run_id"] in summary["link_index"]
+    assert list(spool.glob("link-index-*.pickle")) == [Path(summary["link_index"])]
+    assert Path(summary["link_index"]).stat().st_mode & 0o777 == 0o600
     while httpx.get(f"{server.url}/readyz").json()["linkage_run_id"] == before:
         assert time.monotonic() - finished < 60, server.tail()
         time.sleep(1)
-    assert Path(pipeline["folder"] / "server.log").exists()
+    assert httpx.get(f"{server.url}/readyz").json()["linkage_run_id"] == summary["run_id"]
 
 
 def test_a_purged_person_leaves_the_link_index(pipeline, server, keys):
@@ -285,8 +291,14 @@ def test_a_purged_person_leaves_the_link_index(pipeline, server, keys):
         return [c["person_id"] for c in answer.json()["candidates"]]
 
     assert person in candidates()
-    run_ipvi(["purge", "--person-id", person, "--reason", "serving test"], pipeline["env"])
+    spool = pipeline["folder"] / "spool"
+    before = list(spool.glob("link-index-*.pickle"))
+    purge = ["purge", "--person-id", person, "--reason", "serving test", "--json"]
+    summary = json.loads(run_ipvi(purge, pipeline["env"]).splitlines()[-1])
     purged = time.monotonic()
+    # The index without the person replaced the one holding its identifiers at once.
+    assert list(spool.glob("link-index-*.pickle")) == [Path(summary["link_index"])]
+    assert Path(summary["link_index"]) not in before
     while person in candidates():  # no new linkage run: the purge alone rebuilds the index
         assert time.monotonic() - purged < 60, server.tail()
         time.sleep(2.5)  # within the key's link rate limit

@@ -26,7 +26,7 @@ def _pipeline(data, home) -> dict[str, pd.DataFrame]:
         "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
     }
     run_ipvi(["ingest", str(data)], env)
-    run_ipvi(["link"], env)
+    run_ipvi(["link", "--no-link-index"], env)  # nothing serves here
     run_ipvi(["train"], env)
     run_ipvi(["score", "--all", "--as-of", "2026-01-01", "--model", "challenger"], env)
     engine = make_engine(env["IPVI_DATABASE_URL"])

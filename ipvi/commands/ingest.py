@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from ipvi.commands.context import emit_json, get_config, get_engine, info
+from ipvi.commands.context import emit_json, get_config, get_engine, info, prebuild_link_index
 
 
 def purge_steps() -> list:
@@ -141,6 +141,12 @@ def register(app: typer.Typer) -> None:
             help="Why (court order, expunction, correction); kept in the tombstone.",
         ),
         json_output: bool = typer.Option(False, "--json", help="Print one JSON line of counts."),
+        link_index: bool = typer.Option(
+            True,
+            "--link-index/--no-link-index",
+            help="rebuild the service's link index without the purged records (in "
+            "serving.audit_spool_dir), removing the old one",
+        ),
     ) -> None:
         """Purge records from every stage (see the command's help)."""
         from ipvi.db import session_scope
@@ -167,6 +173,7 @@ def register(app: typer.Typer) -> None:
             "records": result.record_count,
             "removed": result.removed,
             "counts": result.counts,
+            **(prebuild_link_index() if link_index else {}),
         }
         if json_output:
             emit_json(payload)

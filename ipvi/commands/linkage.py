@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from ipvi.commands.context import emit_json, get_config, get_engine, info
+from ipvi.commands.context import emit_json, get_config, get_engine, info, prebuild_link_index
 
 review_app = typer.Typer(help="Clerical review of uncertain record pairs.", no_args_is_help=True)
 
@@ -52,11 +52,18 @@ def dedupe(
 def link(
     truth: Path = typer.Option(None, "--truth", help="truth folder: evaluate the run against it"),
     as_json: bool = typer.Option(False, "--json", help="print the run summary as one JSON line"),
+    link_index: bool = typer.Option(
+        True,
+        "--link-index/--no-link-index",
+        help="build the service's link index of the new run (in serving.audit_spool_dir)",
+    ),
 ) -> None:
     """Link the registry's mentions into persons: crosswalk, review queue, run log."""
     from linkage.run import link_registry
 
     summary = link_registry(get_engine(), get_config().linkage, truth_dir=truth)
+    if link_index:
+        summary.update(prebuild_link_index())
     if as_json:
         emit_json(summary)
     else:
