@@ -6,7 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ipvi.columns import SMALL, Columns, factorize, get_indexer, isin, like, unique_sorted
+from ipvi.columns import (
+    SMALL,
+    Columns,
+    factorize,
+    get_indexer,
+    is_one_of,
+    isin,
+    like,
+    unique_sorted,
+)
 
 
 def _ids(n: int, seed: int, missing: bool = False) -> np.ndarray:
@@ -47,6 +56,16 @@ def test_unique_sorted_is_numpy_unique(n):
     dates = np.datetime64("2020-01-01") + integers.astype("timedelta64[D]")
     np.testing.assert_array_equal(unique_sorted(dates), np.unique(dates))
     assert unique_sorted(integers).dtype == integers.dtype
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 3000])
+def test_is_one_of_is_numpy_isin(n):
+    words = _ids(n, seed=n, missing=True)
+    choices = frozenset(words[:3].tolist()) - {None}
+    np.testing.assert_array_equal(is_one_of(words, choices), np.isin(words, list(choices)))
+    letters = np.array(list("ABCD" * n))
+    np.testing.assert_array_equal(is_one_of(letters, {"A", "B"}), np.isin(letters, ["A", "B"]))
+    assert not is_one_of(words, []).any()
 
 
 def test_get_indexer_refuses_repeated_keys_as_pandas_does():

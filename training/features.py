@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from ipvi.columns import Table, factorize, get_indexer, like, unique_sorted
+from ipvi.columns import Table, factorize, get_indexer, is_one_of, like, unique_sorted
 from ipvi.errors import IpviError
 from ipvi.schema import PROTECTED_FIELDS
 from training.offences import as_datetime, lookup
@@ -536,7 +536,7 @@ def compute_features(
     ipv = any_event(event_ipv)
     o_flags = {flag: any_event(np.asarray(events[flag], dtype=bool)[positions]) for flag in flags}
     convicted = any_event(disposition == "convicted")
-    dismissed = any_event(np.isin(disposition, ["dismissed", "acquitted"])) & ~convicted
+    dismissed = any_event(is_one_of(disposition, ["dismissed", "acquitted"])) & ~convicted
     charged = any_event(etype == "charge")
     custody = etype == "custody_start"
     prior = ~is_index
@@ -651,7 +651,7 @@ def persons_table(mentions: Table, crosswalk: Table) -> Table:
     n = len(people)
     dob = as_datetime(mentions["dob"])[linked]
     sex = np.asarray(mentions["sex"], dtype=object)[linked]
-    known_sex = np.isin(sex, ["male", "female"])
+    known_sex = is_one_of(sex, ["male", "female"])
     return like(
         mentions,
         {

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ipvi.columns import Table, factorize, get_indexer, like, unique_sorted
+from ipvi.columns import Table, factorize, get_indexer, is_one_of, like, unique_sorted
 from ipvi.errors import IpviError
 from ipvi.schema import EVENT_COLUMNS, EVENT_FLAGS, OFFENDER_ROLES
 from linkage.blocking import connected_labels
@@ -146,7 +146,7 @@ def person_events(events: Table, mentions: Table, crosswalk: Table) -> Table:
     victim_of_event = np.full(len(event_ids), None, dtype=object)
     victim_of_event[victim_row[first]] = victim_person[first]
 
-    offender = np.flatnonzero(np.isin(role, list(OFFENDER_ROLES)) & (event_row >= 0))
+    offender = np.flatnonzero(is_one_of(role, OFFENDER_ROLES) & (event_row >= 0))
     offender = offender[np.argsort(-probability[offender], kind="stable")]
     person_code = factorize(person)[0].astype(np.int64)
     pair = person_code[offender] * (len(event_ids) + 1) + event_row[offender]
@@ -190,7 +190,7 @@ def assign_offences(person_events: Table, window_days: int = 2) -> Table:
     ``offence_id = -1``. Offence ids are integers, stable for the same input.
     """
     frame = person_events.reset_index(drop=True)
-    is_act = np.isin(np.asarray(frame["event_type"], dtype=object), list(OFFENCE_EVENT_TYPES))
+    is_act = is_one_of(frame["event_type"], OFFENCE_EVENT_TYPES)
     acts = np.flatnonzero(is_act)
     person = factorize(np.asarray(frame["person_id"], dtype=object), sort=True)[0][acts]
     date = sortable(frame["offense_date"])[acts]

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from ipvi.columns import Table, factorize, like, unique_sorted
+from ipvi.columns import Table, factorize, is_one_of, like, unique_sorted
 from ipvi.config import TierConfig
 from ipvi.errors import IpviError
 from training.features import FEATURE_BY_NAME, INDEX_OFFENCE, AsOfFeatures, expand, lists_of
@@ -154,7 +154,7 @@ def assign_tiers(
         )
     ]
     low_link = np.nan_to_num(weakest, nan=1.0) < config.confirm_threshold
-    review = np.isin(tier, list(PUNITIVE_TIERS)) & low_link
+    review = is_one_of(tier, PUNITIVE_TIERS) & low_link
     dual = np.zeros(n, dtype=bool)
     if dual_arrest is not None and len(dual_arrest):
         dual[np.asarray(dual_arrest["row"])] = True
