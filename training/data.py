@@ -7,6 +7,7 @@ through an explicit ``--truth DIR`` option, for evaluation.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    bindparam,
     select,
     type_coerce,
 )
@@ -96,6 +98,31 @@ def read_history(
     return events, mentions, crosswalk
 
 
+@functools.cache
+def _history_queries() -> tuple:
+    """The two queries of :func:`person_history`, built once: building a statement and its
+    cache key cost more than running it on SQLite. ``person_ids`` is an expanding parameter."""
+    their_events = (
+        select(mentions_t.c.event_id)
+        .join(crosswalk_t, crosswalk_t.c.record_id == mentions_t.c.record_id)
+        .where(crosswalk_t.c.person_id.in_(bindparam("person_ids", expanding=True)))
+    )
+    links = [crosswalk_t.c[c] for c in CROSSWALK_READ if c != "record_id"]
+    mention_columns = [*[mentions_t.c[c] for c in MENTION_READ], *links]
+    linked = (
+        select(*[_raw(column) for column in mention_columns])
+        .select_from(
+            mentions_t.outerjoin(crosswalk_t, crosswalk_t.c.record_id == mentions_t.c.record_id)
+        )
+        .where(mentions_t.c.event_id.in_(their_events))
+    )
+    event_columns = [events_t.c[c] for c in EVENT_COLUMNS]
+    events = select(*[_raw(column) for column in event_columns]).where(
+        events_t.c.event_id.in_(their_events)
+    )
+    return (linked, mention_columns), (events, event_columns)
+
+
 def person_history(connection, person_ids: list[str]) -> tuple[Columns, Columns, Columns]:
     """``events``, ``mentions`` and ``crosswalk`` of named persons, as :class:`Columns`.
 
@@ -104,30 +131,18 @@ def person_history(connection, person_ids: list[str]) -> tuple[Columns, Columns,
     queries of a few index lookups each on an open ``connection``, and no DataFrame: the
     service calls this for each person-id request.
     """
-    their_events = (
-        select(mentions_t.c.event_id)
-        .join(crosswalk_t, crosswalk_t.c.record_id == mentions_t.c.record_id)
-        .where(crosswalk_t.c.person_id.in_(person_ids))
-    )
-    links = [crosswalk_t.c[c] for c in CROSSWALK_READ if c != "record_id"]
-    linked = connection.execute(
-        select(*[_raw(mentions_t.c[c]) for c in MENTION_READ], *links)
-        .select_from(
-            mentions_t.outerjoin(crosswalk_t, crosswalk_t.c.record_id == mentions_t.c.record_id)
-        )
-        .where(mentions_t.c.event_id.in_(their_events))
-    ).fetchall()
-    event_rows = connection.execute(
-        select(*[_raw(events_t.c[c]) for c in EVENT_COLUMNS]).where(
-            events_t.c.event_id.in_(their_events)
-        )
-    ).fetchall()
-    both = _columns(linked, [*[mentions_t.c[c] for c in MENTION_READ], *links])
+    (linked, mention_columns), (events, event_columns) = _history_queries()
+    wanted = {"person_ids": list(person_ids)}
+    # Plain tuples: numpy probes a SQLAlchemy row for array interfaces, each probe a raised
+    # and caught error inside SQLAlchemy (a millisecond a request).
+    linked_rows = [tuple(row) for row in connection.execute(linked, wanted)]
+    event_rows = [tuple(row) for row in connection.execute(events, wanted)]
+    both = _columns(linked_rows, mention_columns)
     mentions = both[list(MENTION_READ)]
     crosswalk = both[list(CROSSWALK_READ)].take(np.flatnonzero(pd.notna(both["person_id"])))
     if crosswalk.empty:
         raise IpviError(NOT_LINKED)
-    return _columns(event_rows, [events_t.c[c] for c in EVENT_COLUMNS]), mentions, crosswalk
+    return _columns(event_rows, event_columns), mentions, crosswalk
 
 
 def _columns(rows: list, columns: list) -> Columns:
