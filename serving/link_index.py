@@ -2,17 +2,17 @@
 
 Building a link index reads and standardises every linked mention: at a million mentions that
 takes a minute and a couple of GB, which a worker would keep as resident memory long after.
-So the index is built by a separate process (``python -m serving.link_index PATH``, with the
-worker's environment, so the same configuration and registry), written to ``PATH`` and
-loaded by every worker: memory holds only the compact index, once per worker, and a second
-worker waits for the first one's build instead of repeating it. ``ipvi link`` builds the file
-of its new run before it ends (:func:`prebuild_index`), so a service on the same folder picks
-the run up by loading it, in seconds.
+So the index is built by a separate process (``python -m serving.link_index PATH RUN_ID``,
+with the same configuration and registry), written to ``PATH`` and loaded by every worker:
+memory holds only the compact index, once per worker, and a second worker waits for the first
+one's build instead of repeating it.
 
-The file is a pickle in the service's private spool folder (mode 0600), written and read only
-by the service itself. It holds standardised identifiers, like the registry it is built from,
-so it is named by the linkage run *and* the last purge: ``ipvi purge`` makes the workers build
-a new one (and delete the old) within ``serving.link_refresh_seconds``.
+The file is a pickle in the service's private spool folder (mode 0600). It holds standardised
+identifiers, like the registry it is built from, so it is named by the linkage run *and* the
+last purge. ``ipvi link`` and ``ipvi purge`` build the file of the new state before they end
+(:func:`prebuild_index`) and delete the old one, so a service on the same folder picks the
+change up by loading a file within ``serving.link_refresh_seconds``; a service that finds no
+file (the change was made elsewhere, or with ``--no-link-index``) builds it itself.
 """
 
 from __future__ import annotations

@@ -17,8 +17,10 @@ import pytest
 from sqlalchemy import case, func, insert, select
 
 from ipvi.db import make_engine, session_scope
+from ipvi.errors import IpviError
 from ipvi.tables.ingest import mentions
 from ipvi.tables.linkage import crosswalk, person_id_changes, persons
+from serving.link_index import shared_index
 from tests.cli_support import run_ipvi
 from tests.serving_support import add_keys, running_server, write_config
 
@@ -302,3 +304,12 @@ def test_a_purged_person_leaves_the_link_index(pipeline, server, keys):
     while person in candidates():  # no new linkage run: the purge alone rebuilds the index
         assert time.monotonic() - purged < 60, server.tail()
         time.sleep(2.5)  # within the key's link rate limit
+
+
+def test_an_index_of_a_replaced_run_is_refused_and_not_kept(pipeline, tmp_path, monkeypatch):
+    for name, value in pipeline["env"].items():
+        monkeypatch.setenv(name, value)
+    spool = tmp_path / "spool"
+    with pytest.raises(IpviError, match="linkage run LR-replaced is no longer current"):
+        shared_index(spool, "LR-replaced")
+    assert not list(spool.glob("link-index-*"))
