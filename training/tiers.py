@@ -21,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from ipvi.columns import Table, factorize, is_one_of, like, unique_sorted
+from ipvi.columns import Table, factorize, is_one_of, isin, like, unique_sorted
 from ipvi.config import TierConfig
 from ipvi.errors import IpviError
 from training.features import FEATURE_BY_NAME, INDEX_OFFENCE, AsOfFeatures, expand, lists_of
@@ -69,19 +69,30 @@ def _describe(condition) -> str:
     return f"{feature} {op} {value:g}"
 
 
-def matching_rule(X: Table, config: TierConfig) -> np.ndarray:
-    """The number of the first rule each row of ``X`` matches (the last rule catches all)."""
+def condition_masks(X: Table, config: TierConfig) -> dict[tuple, np.ndarray]:
+    """:func:`condition_mask` of every distinct condition of the rules, by ``tuple(condition)``:
+    each is evaluated once, to pick the rule and to cite its reasons."""
     validate_rules(config)
+    conditions = [tuple(c) for rule in config.rules for c in [*rule.all, *rule.any]]
+    return {condition: condition_mask(X, condition) for condition in dict.fromkeys(conditions)}
+
+
+def matching_rule(X: Table, config: TierConfig, masks: dict | None = None) -> np.ndarray:
+    """The number of the first rule each row of ``X`` matches (the last rule catches all).
+
+    ``masks`` (:func:`condition_masks`) when the caller has them already.
+    """
+    masks = condition_masks(X, config) if masks is None else masks
     n = len(X)
     rule_of = np.full(n, -1)
     for number, rule in enumerate(config.rules):
         matched = rule_of < 0
         for condition in rule.all:
-            matched &= condition_mask(X, condition)
+            matched &= masks[tuple(condition)]
         if rule.any:
             any_mask = np.zeros(n, dtype=bool)
             for condition in rule.any:
-                any_mask |= condition_mask(X, condition)
+                any_mask |= masks[tuple(condition)]
             matched &= any_mask
         rule_of[matched] = number
     return rule_of
@@ -121,13 +132,14 @@ def assign_tiers(
     """
     X = features.X
     n = len(X)
-    rule_of = matching_rule(X, config)
+    masks = condition_masks(X, config)
+    rule_of = matching_rule(X, config, masks)
     # (rows, feature, description) of each condition holding for the rows its rule tiered.
     held: list[tuple[np.ndarray, str, str | None]] = []
     for number, rule in enumerate(config.rules):
         matched = rule_of == number
         for condition in [*rule.all, *rule.any]:
-            rows = np.flatnonzero(matched & condition_mask(X, condition))
+            rows = np.flatnonzero(matched & masks[tuple(condition)])
             held.append((rows, condition[0], _describe(condition)))
         held.append((np.flatnonzero(matched), INDEX_OFFENCE, None))
     sizes = [len(rows) for rows, _, _ in held]
@@ -195,9 +207,12 @@ def possible_dual_arrests(index: Table, person_events: Table, *, days: int) -> T
     DataFrame or Columns (as ``index``)
         ``row`` and ``record_ids`` (the partner-side records) of each possible dual arrest.
     """
+    none = like(index, {"row": np.array([], dtype=np.int64), "record_ids": []})
+    # Only events whose victim is one of the suspects can be the partner's side: usually none.
+    suspects = np.asarray(index["person_id"], dtype=object).tolist()
+    if not isin(person_events["victim_person_id"], suspects).any():
+        return none
     with_victim = person_events.take(np.flatnonzero(pd.notna(person_events["victim_person_id"])))
-    if with_victim.empty or index.empty:
-        return like(index, {"row": np.array([], dtype=np.int64), "record_ids": []})
     offence = np.asarray(with_victim["offence_id"])
     # Persons coded once, so (offender, victim) pairs become integer keys.
     codes, persons = factorize(
