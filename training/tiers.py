@@ -207,11 +207,10 @@ def possible_dual_arrests(index: Table, person_events: Table, *, days: int) -> T
     DataFrame or Columns (as ``index``)
         ``row`` and ``record_ids`` (the partner-side records) of each possible dual arrest.
     """
-    none = like(index, {"row": np.array([], dtype=np.int64), "record_ids": []})
     # Only events whose victim is one of the suspects can be the partner's side: usually none.
     suspects = np.asarray(index["person_id"], dtype=object).tolist()
     if not isin(person_events["victim_person_id"], suspects).any():
-        return none
+        return like(index, {"row": np.array([], dtype=np.int64), "record_ids": []})
     with_victim = person_events.take(np.flatnonzero(pd.notna(person_events["victim_person_id"])))
     offence = np.asarray(with_victim["offence_id"])
     # Persons coded once, so (offender, victim) pairs become integer keys.
