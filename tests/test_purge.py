@@ -177,3 +177,32 @@ def test_cli_purge(db_url, tmp_path, monkeypatch, capsys):
     # Every stage contributes its step; the ingest rows go last, after what refers to them.
     modules = [step.__module__ for step in purge_steps()]
     assert modules == ["serving.audit_log", "training.store", "linkage.purge", "ipvi.ingest.purge"]
+
+
+def test_cli_purge_warns_when_the_link_index_cannot_be_built(db_url, tmp_path, monkeypatch, capsys):
+    from datetime import datetime
+
+    from sqlalchemy import insert
+
+    from ipvi.tables.linkage import linkage_runs
+
+    config = tmp_path / "config.yaml"
+    config.write_text(f"serving:\n  audit_spool_dir: {tmp_path / 'spool'}\n")
+    monkeypatch.setenv("IPVI_DATABASE_URL", db_url)
+    monkeypatch.setenv("IPVI_CONFIG", str(config))
+    engine = open_registry(db_url)
+    with session_scope(engine) as session:  # a run on record, but nothing linked to index
+        session.execute(
+            insert(linkage_runs).values(
+                run_id="LR-empty", started_at=datetime(2026, 1, 1), status="succeeded"
+            )
+        )
+    engine.dispose()
+    assert main(["purge", "--record-id", "CT-C-404", "--reason", "typo?", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out.strip())["link_index"] is None
+    assert (
+        "warning: the service will build the link index itself: building the link index "
+        "failed: error: no linked mentions in the registry" in err
+    )
+    assert not list((tmp_path / "spool").glob("link-index-*"))
