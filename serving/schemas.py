@@ -42,17 +42,12 @@ def _as_utc(value: datetime) -> datetime:
 UtcDateTime = Annotated[datetime, AfterValidator(_as_utc)]
 
 
-def _in_registry_range(value: datetime) -> datetime:
-    if not MIN_YEAR <= value.year <= MAX_YEAR:
-        raise ValueError(f"year must be between {MIN_YEAR} and {MAX_YEAR}")
-    return value
-
-
 MIN_YEAR, MAX_YEAR = 1900, 2099
-# Dates the registry can hold; the pattern puts the range in the published schema too.
+# Dates the registry can hold, checked by pydantic-core itself (a Python validator per date
+# was a tenth of parsing a large batch); the pattern puts the range in the published schema.
 RecordTime = Annotated[
     datetime,
-    AfterValidator(_in_registry_range),
+    Field(ge=datetime(MIN_YEAR, 1, 1), lt=datetime(MAX_YEAR + 1, 1, 1)),
     WithJsonSchema(
         {"type": "string", "format": "date-time", "pattern": "^(19|20)[0-9]{2}-"}, mode="validation"
     ),

@@ -295,6 +295,15 @@ def test_tier_uses_rules_only_and_score_refuses_bad_dates_and_batches(server, re
     too_many_events = {"histories": [{**history, "events": history["events"] * 126}]}
     limited = httpx.post(f"{server.url}/v1/score", json=too_many_events, headers=bearer(key))
     assert limited.status_code == 400 and "events" in limited.text
+    first = history["events"][0]
+    ancient = {
+        "histories": [{**history, "events": [{**first, "offense_date": "1850-01-01T00:00:00Z"}]}]
+    }
+    refused = httpx.post(f"{server.url}/v1/score", json=ancient, headers=bearer(key))
+    assert refused.status_code == 400
+    detail = refused.json()["detail"][0]
+    assert detail["loc"] == ["histories", 0, "events", 0, "offense_date"]
+    assert "1900-01-01" in detail["msg"]
 
 
 def test_schemathesis_finds_no_failures_for_any_role(server, registry):

@@ -14,6 +14,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import select, update
 
 from ipvi.config import load_config
@@ -452,6 +453,26 @@ def test_inline_histories_become_canonical_frames_with_victims_linked():
     assert partner_event["offense_date"] == pd.Timestamp("2024-01-06 02:00:00")
     assert events["ipv"].dtype == bool
     assert partner_event["victim_record_id"] == "PD-PARTNER-1#victim"
+
+
+def test_request_dates_outside_the_registry_range_are_refused_naming_the_field():
+    history = SCORE_EXAMPLE["histories"][0]
+    first = history["events"][0]
+    for when, ok in [
+        ("1899-12-31T23:59:59Z", False),
+        ("1900-01-01T00:00:00Z", True),
+        ("2099-12-31T23:59:59.999999+05:00", True),
+        ("2150-06-01T12:00:00", False),
+    ]:
+        body = {"histories": [{**history, "events": [{**first, "recorded_at": when}]}]}
+        if ok:
+            ScoreRequest.model_validate_json(json.dumps(body))
+            continue
+        with pytest.raises(ValidationError) as refused:
+            ScoreRequest.model_validate_json(json.dumps(body))
+        (error,) = refused.value.errors()
+        assert error["loc"] == ("histories", 0, "events", 0, "recorded_at")
+        assert when not in str(refused.value)  # errors never repeat the input
 
 
 def test_inline_histories_refuse_repeated_ids_naming_the_field():
