@@ -126,8 +126,8 @@ class Columns:
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self._data)
 
-    def records(self) -> list[dict[str, Any]]:
-        """The rows as dicts of Python values: dates as datetimes, NaN and NaT as None."""
+    def lists(self) -> dict[str, list[Any]]:
+        """The columns as lists of Python values: dates as datetimes, NaN and NaT as None."""
         native = {}
         for name, values in self._data.items():
             if values.dtype.kind == "M":
@@ -137,6 +137,11 @@ class Columns:
                 for position in np.flatnonzero(pd.isna(values)):
                     items[position] = None
             native[name] = items
+        return native
+
+    def records(self) -> list[dict[str, Any]]:
+        """The rows as dicts of Python values: dates as datetimes, NaN and NaT as None."""
+        native = self.lists()
         names = list(native)
         return [dict(zip(names, row, strict=True)) for row in zip(*native.values(), strict=True)]
 
