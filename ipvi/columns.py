@@ -236,10 +236,23 @@ def unique_sorted(values: Any) -> np.ndarray:
     thousand values on (twenty-five times at 100,000). Not for floats: NaN would repeat.
     """
     ordered = np.sort(values)
+    return ordered[run_starts(ordered)]
+
+
+def unique_counts(values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted distinct values and how often each occurs, as ``np.unique(values,
+    return_counts=True)``, by sorting (see :func:`unique_sorted`)."""
+    ordered = np.sort(values)
+    starts = np.flatnonzero(run_starts(ordered))
+    return ordered[starts], np.diff(starts, append=len(ordered))
+
+
+def run_starts(ordered: np.ndarray) -> np.ndarray:
+    """Whether each value of a sorted array is the first of its run of equal values."""
     first = np.empty(len(ordered), dtype=bool)
     first[:1] = True
     first[1:] = ordered[1:] != ordered[:-1]
-    return ordered[first]
+    return first
 
 
 def isin(values: Any, wanted: Iterable[Any]) -> np.ndarray:

@@ -14,6 +14,7 @@ from ipvi.columns import (
     is_one_of,
     isin,
     like,
+    unique_counts,
     unique_sorted,
 )
 
@@ -49,13 +50,18 @@ def test_get_indexer_and_isin_are_pandas(n):
 
 
 @pytest.mark.parametrize("n", [0, 1, 2, 9, 5000])
-def test_unique_sorted_is_numpy_unique(n):
+def test_unique_sorted_and_counts_are_numpy_unique(n):
     rng = np.random.default_rng(n)
     integers = rng.integers(-50, max(n // 2, 1), n)
     np.testing.assert_array_equal(unique_sorted(integers), np.unique(integers))
     dates = np.datetime64("2020-01-01") + integers.astype("timedelta64[D]")
     np.testing.assert_array_equal(unique_sorted(dates), np.unique(dates))
     assert unique_sorted(integers).dtype == integers.dtype
+    for values in (integers, dates):
+        distinct, counts = unique_counts(values)
+        expected, expected_counts = np.unique(values, return_counts=True)
+        np.testing.assert_array_equal(distinct, expected)
+        np.testing.assert_array_equal(counts, expected_counts)
 
 
 @pytest.mark.parametrize("n", [0, 1, 7, 3000])

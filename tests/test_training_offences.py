@@ -408,3 +408,37 @@ def test_missing_flags_are_not_recorded_and_a_non_boolean_flag_is_an_error():
     events.loc[0, "weapon"] = "yes"
     with pytest.raises(IpviError, match="not true or false"):
         person_events(events, mentions, crosswalk)
+
+
+def test_persons_table_takes_each_persons_most_common_dob_and_sex_ties_to_the_smallest():
+    rows = [  # (record, person, dob, sex)
+        ("r1", "A", "1990-01-02", "male"),
+        ("r2", "A", "1990-01-02", "female"),
+        ("r3", "A", "1990-01-01", "female"),
+        ("r4", "A", None, "male"),
+        ("r5", "B", "1985-05-05", "male"),
+        ("r6", "B", "1980-01-01", "male"),  # one each: the earliest wins
+        ("r7", "C", None, None),
+        ("r8", "C", None, "unknown"),
+        ("r9", None, "1970-01-01", "male"),  # not linked: no person
+    ]
+    mentions = pd.DataFrame(
+        {
+            "record_id": [r[0] for r in rows],
+            "dob": pd.to_datetime([r[2] for r in rows]),
+            "sex": [r[3] for r in rows],
+        }
+    )
+    linked = [r for r in rows if r[1] is not None]
+    crosswalk = pd.DataFrame(
+        {"record_id": [r[0] for r in linked], "person_id": [r[1] for r in linked]}
+    )
+    persons = persons_table(mentions, crosswalk)
+    assert list(persons["person_id"]) == ["A", "B", "C"]
+    assert list(persons["dob"]) == [
+        pd.Timestamp("1990-01-02"),
+        pd.Timestamp("1980-01-01"),
+        pd.NaT,
+    ]
+    # A: two "male", two "female": the tie goes to "female"; C: no known sex.
+    assert list(persons["sex"]) == ["female", "male", None]

@@ -18,7 +18,16 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from ipvi.columns import Table, factorize, get_indexer, is_one_of, like, unique_sorted
+from ipvi.columns import (
+    Table,
+    factorize,
+    get_indexer,
+    is_one_of,
+    like,
+    run_starts,
+    unique_counts,
+    unique_sorted,
+)
 from ipvi.errors import IpviError
 from ipvi.schema import PROTECTED_FIELDS
 from training.offences import as_datetime, lookup
@@ -664,16 +673,21 @@ def persons_table(mentions: Table, crosswalk: Table) -> Table:
 
 def _most_common(groups: np.ndarray, values: np.ndarray, present: np.ndarray, n: int) -> np.ndarray:
     """Per group, its most frequent present value (ties: the smallest); missing when none."""
-    codes, labels = factorize(values[present], sort=True)
+    kept = values[present]
+    if kept.dtype.kind == "M":  # no NaT among the present: sorting codes them
+        labels = unique_sorted(kept)
+        codes = np.searchsorted(labels, kept)
+    else:
+        codes, labels = factorize(kept, sort=True)
     width = max(len(labels), 1)
-    keys, counts = np.unique(groups[present] * width + codes, return_counts=True)
+    keys, counts = unique_counts(groups[present] * width + codes)
     group, code = keys // width, keys % width
     # Most frequent first, then the smallest value: the first row of each group wins.
     order = np.lexsort((code, -counts, group))
-    first = np.unique(group[order], return_index=True)[1]
+    first = order[run_starts(group[order])]
     missing = np.datetime64("NaT") if values.dtype.kind == "M" else None
     out = np.full(n, missing, dtype=values.dtype if values.dtype.kind == "M" else object)
-    out[group[order][first]] = np.asarray(labels)[code[order][first]]
+    out[group[first]] = np.asarray(labels)[code[first]]
     return out
 
 
