@@ -16,7 +16,7 @@ from operator import attrgetter
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import column, table
+from sqlalchemy import bindparam, column, select, table
 
 from ipvi.columns import Columns, object_array
 from ipvi.errors import IpviError
@@ -332,6 +332,13 @@ _changes = table(
     column("kind"),
     column("run_id"),
 )
+# Built once: building a statement and its cache key cost more than running it on SQLite.
+_STATUSES = select(_persons.c.person_id, _persons.c.status).where(
+    _persons.c.person_id.in_(bindparam("person_ids", expanding=True))
+)
+_SUCCESSORS = select(_changes.c.successor_id, _changes.c.kind).where(
+    _changes.c.retired_id == bindparam("retired_id")
+)
 MAX_MERGE_HOPS = 20
 
 
@@ -341,25 +348,15 @@ def resolve_persons(session, person_ids: Sequence[str]) -> dict[str, tuple[str, 
     A merged id answers for its survivor (following later merges too); a split id has no
     single successor and is a 409 listing the new ids; an id the registry never had is a 404.
     """
-    from sqlalchemy import select
-
     wanted = list(dict.fromkeys(person_ids))
-    status = dict(
-        session.execute(
-            select(_persons.c.person_id, _persons.c.status).where(_persons.c.person_id.in_(wanted))
-        ).all()
-    )
+    status = dict(session.execute(_STATUSES, {"person_ids": wanted}).tuples().all())
     resolved: dict[str, tuple[str, str]] = {}
     for position, requested in enumerate(person_ids):
         if requested not in status:
             raise ApiError(404, f"unknown person id {requested!r}", field=f"person_ids.{position}")
         current, hops = requested, 0
         while status.get(current) == "retired":
-            changes = session.execute(
-                select(_changes.c.successor_id, _changes.c.kind).where(
-                    _changes.c.retired_id == current
-                )
-            ).all()
+            changes = session.execute(_SUCCESSORS, {"retired_id": current}).tuples().all()
             if not changes:
                 break
             if any(kind == "split" for _, kind in changes):
@@ -369,18 +366,12 @@ def resolve_persons(session, person_ids: Sequence[str]) -> dict[str, tuple[str, 
                     field=f"person_ids.{position}",
                     extra={"successor_ids": sorted({successor for successor, _ in changes})},
                 )
-            current = changes[0].successor_id
+            current = changes[0][0]
             hops += 1
             if hops > MAX_MERGE_HOPS:
                 break
             if current not in status:
-                status.update(
-                    session.execute(
-                        select(_persons.c.person_id, _persons.c.status).where(
-                            _persons.c.person_id == current
-                        )
-                    ).all()
-                )
+                status.update(session.execute(_STATUSES, {"person_ids": [current]}).tuples().all())
         resolved[requested] = (current, "current" if current == requested else "merged")
     return resolved
 
