@@ -139,12 +139,6 @@ class Columns:
             native[name] = items
         return native
 
-    def records(self) -> list[dict[str, Any]]:
-        """The rows as dicts of Python values: dates as datetimes, NaN and NaT as None."""
-        native = self.lists()
-        names = list(native)
-        return [dict(zip(names, row, strict=True)) for row in zip(*native.values(), strict=True)]
-
 
 def _missing(item: Any) -> bool:
     if item is None or item is pd.NA or item is pd.NaT:

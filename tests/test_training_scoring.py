@@ -81,7 +81,7 @@ def test_columns_answer_exactly_what_frames_answer(scorer_and_history):
     assert isinstance(nobody, Columns) and nobody.empty
 
 
-def test_columns_records_are_python_values():
+def test_columns_lists_are_python_values():
     table = Columns(
         {
             "when": np.array(["2024-05-01T10:00", "NaT"], dtype="datetime64[ns]"),
@@ -90,14 +90,13 @@ def test_columns_records_are_python_values():
             "ok": np.array([True, False]),
         }
     )
-    first, second = table.records()
-    assert first == {
-        "when": pd.Timestamp("2024-05-01T10:00").to_pydatetime(),
-        "score": 0.25,
-        "reasons": ["a", "b"],
-        "ok": True,
+    values = table.lists()
+    assert values == {
+        "when": [pd.Timestamp("2024-05-01T10:00").to_pydatetime(), None],
+        "score": [0.25, None],
+        "reasons": [["a", "b"], []],
+        "ok": [True, False],
     }
-    assert second == {"when": None, "score": None, "reasons": [], "ok": False}
-    assert type(first["ok"]) is bool and type(first["score"]) is float
+    assert type(values["ok"][0]) is bool and type(values["score"][0]) is float
     with pytest.raises(ValueError, match="different lengths"):
         Columns({"a": [1, 2], "b": [1]})
