@@ -39,6 +39,21 @@ def test_factorize_is_pandas_factorize(n, sort, missing):
     assert list(uniques) == list(expected_uniques)
 
 
+@pytest.mark.parametrize("n", [0, 1, 7, SMALL, SMALL + 1, 3000])
+@pytest.mark.parametrize("sort", [False, True])
+def test_factorize_of_integers_and_dates_is_pandas_factorize(n, sort):
+    rng = np.random.default_rng(n)
+    integers = rng.integers(-5, max(n // 3, 2), n)
+    dates = np.datetime64("2020-01-01", "ns") + integers.astype("timedelta64[D]")
+    dates[rng.random(n) < 0.2] = np.datetime64("NaT")
+    for values in (integers, dates):
+        codes, uniques = factorize(values, sort=sort)
+        expected_codes, expected_uniques = pd.factorize(values, sort=sort)
+        np.testing.assert_array_equal(codes, expected_codes)
+        np.testing.assert_array_equal(uniques, np.asarray(expected_uniques))
+        assert uniques.dtype == values.dtype
+
+
 @pytest.mark.parametrize("n", [0, 5, SMALL // 2, 3000])
 def test_get_indexer_and_isin_are_pandas(n):
     keys = np.array(sorted(set(_ids(n, seed=1))), dtype=object)

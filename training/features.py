@@ -673,12 +673,7 @@ def persons_table(mentions: Table, crosswalk: Table) -> Table:
 
 def _most_common(groups: np.ndarray, values: np.ndarray, present: np.ndarray, n: int) -> np.ndarray:
     """Per group, its most frequent present value (ties: the smallest); missing when none."""
-    kept = values[present]
-    if kept.dtype.kind == "M":  # no NaT among the present: sorting codes them
-        labels = unique_sorted(kept)
-        codes = np.searchsorted(labels, kept)
-    else:
-        codes, labels = factorize(kept, sort=True)
+    codes, labels = factorize(values[present], sort=True)
     width = max(len(labels), 1)
     keys, counts = unique_counts(groups[present] * width + codes)
     group, code = keys // width, keys % width
