@@ -121,7 +121,13 @@ class Columns:
         float columns already hold NaN)."""
         if not self._data:
             return np.empty((self._rows, 0), dtype=dtype)
-        return np.column_stack([np.asarray(v, dtype=dtype) for v in self._data.values()])
+        if dtype is None:
+            return np.column_stack(list(self._data.values()))
+        # Filled a column at a time: column_stack reshapes and copies each one first.
+        matrix = np.empty((self._rows, len(self._data)), dtype=dtype)
+        for position, values in enumerate(self._data.values()):
+            matrix[:, position] = values
+        return matrix
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self._data)
@@ -133,9 +139,19 @@ class Columns:
             if values.dtype.kind == "M":
                 values = values.astype("datetime64[us]")
             items = values.tolist()  # NaT is None already
-            if values.dtype.kind in "fO":
-                for position in np.flatnonzero(pd.isna(values)):
-                    items[position] = None
+            if values.dtype.kind == "f":
+                missing = np.isnan(values).nonzero()[0].tolist()
+            elif values.dtype.kind == "O":
+                # On a few values a Python pass costs less than pandas' isna.
+                missing = (
+                    [position for position, item in enumerate(items) if _missing(item)]
+                    if len(items) <= SMALL
+                    else pd.isna(values).nonzero()[0].tolist()
+                )
+            else:
+                missing = []
+            for position in missing:
+                items[position] = None
             native[name] = items
         return native
 
@@ -246,6 +262,17 @@ def unique_counts(values: Any) -> tuple[np.ndarray, np.ndarray]:
     ordered = np.sort(values)
     starts = np.flatnonzero(run_starts(ordered))
     return ordered[starts], np.diff(starts, append=len(ordered))
+
+
+def in_sorted(values: Any, keys: np.ndarray) -> np.ndarray:
+    """Whether each value is one of the sorted distinct ``keys``, as ``np.isin(values, keys)``
+    by binary search (``np.isin`` costs tens of microseconds to set up, most of the time on one
+    person's rows)."""
+    values = np.asarray(values)
+    if not len(keys):
+        return np.zeros(values.shape, dtype=bool)
+    position = np.minimum(np.searchsorted(keys, values), len(keys) - 1)
+    return keys[position] == values
 
 
 def run_starts(ordered: np.ndarray) -> np.ndarray:

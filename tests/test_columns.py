@@ -11,6 +11,7 @@ from ipvi.columns import (
     Columns,
     factorize,
     get_indexer,
+    in_sorted,
     is_one_of,
     isin,
     like,
@@ -87,6 +88,48 @@ def test_is_one_of_is_numpy_isin(n):
     letters = np.array(list("ABCD" * n))
     np.testing.assert_array_equal(is_one_of(letters, {"A", "B"}), np.isin(letters, ["A", "B"]))
     assert not is_one_of(words, []).any()
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 3000])
+def test_in_sorted_is_numpy_isin(n):
+    rng = np.random.default_rng(n)
+    values = rng.integers(-3, 40, n)
+    for keys in (unique_sorted(rng.integers(0, 30, n // 2 + 1)), np.array([], dtype=np.int64)):
+        np.testing.assert_array_equal(in_sorted(values, keys), np.isin(values, keys))
+    dates = np.datetime64("2024-01-01") + values.astype("timedelta64[D]")
+    some = unique_sorted(dates[:2])
+    np.testing.assert_array_equal(in_sorted(dates, some), np.isin(dates, some))
+
+
+@pytest.mark.parametrize("n", [1, 7, SMALL + 1])
+def test_lists_hold_python_values_with_missing_as_none_at_any_size(n):
+    rng = np.random.default_rng(n)
+    frame = pd.DataFrame(
+        {
+            "id": _ids(n, seed=n, missing=True),
+            "score": np.where(rng.random(n) < 0.3, np.nan, rng.random(n)),
+            "when": pd.to_datetime(np.where(rng.random(n) < 0.3, None, "2024-05-01")),
+            "count": rng.integers(0, 9, n),
+        }
+    )
+    frame.loc[0, "id"] = pd.NA
+    lists = Columns.from_frame(frame).lists()
+    expected = {
+        name: [None if pd.isna(v) else v for v in frame[name].astype(object).tolist()]
+        for name in frame.columns
+    }
+    expected["when"] = [None if v is None else v.to_pydatetime() for v in expected["when"]]
+    assert lists == expected
+    assert all(type(v) is float for v in lists["score"] if v is not None)
+
+
+def test_to_numpy_fills_missing_as_nan_like_pandas():
+    frame = pd.DataFrame(
+        {"a": [1, 2, 3], "b": [0.5, np.nan, 2.0], "c": [None, 1.0, 4], "d": [True, False, True]}
+    )
+    np.testing.assert_array_equal(
+        Columns.from_frame(frame).to_numpy(dtype=float), frame.to_numpy(dtype=float)
+    )
 
 
 def test_get_indexer_refuses_repeated_keys_as_pandas_does():

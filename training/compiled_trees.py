@@ -71,7 +71,8 @@ class CompiledTrees:
         left = (values <= self.threshold) | (np.isnan(values) & self.nan_left)
         if len(self._zero_splits):  # splits that route zero as missing
             k = self._zero_splits
-            zero = np.abs(np.nan_to_num(values[:, k])) <= ZERO
+            split_values = values[:, k]
+            zero = (np.abs(split_values) <= ZERO) | np.isnan(split_values)
             left[:, k] = np.where(zero, self.zero_left[k].astype(bool), left[:, k])
         # A block is one or two whole bytes of bits (packing the flat row is the fast way).
         packed = np.packbits(left.ravel(), bitorder="little").reshape(len(X), -1)

@@ -628,6 +628,9 @@ def compute_features(
     return AsOfFeatures(X=X, provenance=provenance, history=history)
 
 
+YEAR = np.timedelta64(int(365.25 * 24 * 3600), "s")  # a mean calendar year, for ages
+
+
 def _age_and_sex(index: Table, persons: Table | None) -> tuple[np.ndarray, np.ndarray]:
     """Age in years at each row's decision date, and 1.0 where recorded male (NaN unknown)."""
     n = len(index)
@@ -638,7 +641,7 @@ def _age_and_sex(index: Table, persons: Table | None) -> tuple[np.ndarray, np.nd
     )
     dob = lookup(as_datetime(persons["dob"]), where, np.datetime64("NaT")).astype("datetime64[ns]")
     as_of = np.asarray(index["as_of"], dtype="datetime64[ns]")
-    age = (as_of - dob) / np.timedelta64(pd.Timedelta(days=365.25))
+    age = (as_of - dob) / YEAR
     sex = lookup(np.asarray(persons["sex"], dtype=object), where)
     return age, np.where(pd.isna(sex), np.nan, sex == "male")
 

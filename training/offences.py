@@ -12,7 +12,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ipvi.columns import Table, factorize, get_indexer, is_one_of, like, unique_sorted
+from ipvi.columns import (
+    Table,
+    factorize,
+    get_indexer,
+    in_sorted,
+    is_one_of,
+    like,
+    unique_sorted,
+)
 from ipvi.errors import IpviError
 from ipvi.schema import EVENT_COLUMNS, EVENT_FLAGS, OFFENDER_ROLES
 from linkage.blocking import connected_labels
@@ -77,7 +85,7 @@ def as_datetime(values) -> np.ndarray:
 def _flag(values: np.ndarray) -> np.ndarray:
     """A nullable flag column as booleans, missing as False; anything but a boolean (or 0/1)
     is an error naming the value's type."""
-    present = ~pd.isna(values)
+    present = pd.notna(values)
     kept = values[present]
     if not ((kept == True) | (kept == False)).all():  # noqa: E712 (elementwise, not identity)
         raise IpviError("an event flag holds a value that is not true or false")
@@ -240,8 +248,8 @@ def index_offences(
     if latest_known_at is not None:
         known_at = pd.Timestamp(latest_known_at).as_unit("ns").to_datetime64()
         known = (offence >= 0) & (date < known_at) & (recorded <= known_at)
-        wanted = wanted[np.isin(wanted, offence[known])]
-    candidate = np.flatnonzero(np.isin(offence, wanted))
+        wanted = wanted[in_sorted(wanted, unique_sorted(offence[known]))]
+    candidate = np.flatnonzero(in_sorted(offence, wanted))
     event = np.asarray(person_events["event_id"], dtype=object)[candidate]
     person = np.asarray(person_events["person_id"], dtype=object)[candidate]
     date, recorded = date[candidate], recorded[candidate]

@@ -165,7 +165,7 @@ def assign_tiers(
             rule_of, held_by_row, record_lists, weakest, strict=True
         )
     ]
-    low_link = np.nan_to_num(weakest, nan=1.0) < config.confirm_threshold
+    low_link = np.where(np.isnan(weakest), 1.0, weakest) < config.confirm_threshold
     review = is_one_of(tier, PUNITIVE_TIERS) & low_link
     dual = np.zeros(n, dtype=bool)
     if dual_arrest is not None and len(dual_arrest):
