@@ -50,8 +50,11 @@ class Columns:
     __slots__ = ("_data", "_rows")
 
     def __init__(self, data: Mapping[str, Any] | None = None) -> None:
-        self._data = {name: _array(values) for name, values in (data or {}).items()}
-        lengths = {len(values) for values in self._data.values()}
+        self._data = {
+            name: values if type(values) is np.ndarray else _array(values)
+            for name, values in (data or {}).items()
+        }
+        lengths = set(map(len, self._data.values()))
         if len(lengths) > 1:
             raise ValueError(f"columns of different lengths: {sorted(lengths)}")
         self._rows = lengths.pop() if lengths else 0

@@ -321,11 +321,11 @@ class History:
 
     def __init__(self, person_events: Table) -> None:
         key, self.persons = person_date_key(person_events)
-        order = np.argsort(key, kind="stable")
-        sorted_already = bool(np.all(order == np.arange(len(order))))
-        self.events = person_events if sorted_already else person_events.take(order)
-        self.events = self.events.reset_index(drop=True)
-        self.key = key[order]
+        if not (key[1:] < key[:-1]).any():  # sorted already (a stable sort would not move it)
+            self.events, self.key = person_events.reset_index(drop=True), key
+        else:
+            order = np.argsort(key, kind="stable")
+            self.events, self.key = person_events.take(order).reset_index(drop=True), key[order]
         self.offence = np.asarray(self.events["offence_id"])
         # A unit is an offence, or a status event on its own (after every offence id).
         self.unit = np.where(
@@ -405,11 +405,12 @@ class Provenance:
     ) -> Provenance:
         """Stack (rows, units, {feature: mask}) parts, keeping the units that count."""
         rows, units, matrices = [], [], []
+        column_of = {name: column for column, name in enumerate(columns)}
         for part_rows, part_units, masks in parts:
             matrix = np.zeros((len(part_rows), len(columns)), dtype=bool)
-            for column, name in enumerate(columns):
-                if name in masks:
-                    matrix[:, column] = np.asarray(masks[name], dtype=bool)
+            for name, mask in masks.items():
+                if name in column_of:
+                    matrix[:, column_of[name]] = mask
             keep = matrix.any(axis=1)
             rows.append(part_rows[keep])
             units.append(part_units[keep])

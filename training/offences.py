@@ -94,10 +94,13 @@ def _flag(values: np.ndarray) -> np.ndarray:
     return out
 
 
+LAST = np.iinfo(np.int64).max  # missing dates sort after every date
+
+
 def sortable(dates) -> np.ndarray:
     """Dates as int64 nanoseconds with missing dates last, as pandas sorts them."""
     values = np.asarray(dates, dtype="datetime64[ns]")
-    return np.where(np.isnat(values), np.iinfo(np.int64).max, values.astype(np.int64))
+    return np.where(np.isnat(values), LAST, values.astype(np.int64))
 
 
 def person_events(events: Table, mentions: Table, crosswalk: Table) -> Table:
