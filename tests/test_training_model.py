@@ -64,6 +64,12 @@ def test_risk_model_is_monotone_calibrated_and_checks_input():
     assert p.min() >= 0 and p.max() <= 1 and auc(y, p) > 0.65
     contributions = model.contributions(X[:5])
     assert list(contributions.columns) == list(X.columns)
+    # The feature matrix (columns in training order) answers as the table does.
+    shuffled = X[X.columns[::-1]]
+    matrix = model.feature_matrix(shuffled)
+    assert matrix.shape == X.shape and model.feature_matrix(matrix) is matrix
+    np.testing.assert_array_equal(model.predict_proba(matrix), p)
+    np.testing.assert_array_equal(model.contribution_matrix(matrix[:5]), contributions.to_numpy())
     with pytest.raises(IpviError, match="one class"):
         RiskModel().fit(X, np.zeros(len(X)), eval_set=(X, y), calibration_set=(X, y))
     constant = X.assign(age=40.0)

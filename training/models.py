@@ -208,27 +208,31 @@ class RiskModel:
             self.calibrator_ = LogisticRegression(C=1e6).fit(raw.reshape(-1, 1), labels)
         return self
 
-    def _matrix(self, X: pd.DataFrame) -> np.ndarray:
-        """The features as a float64 array in training order.
+    def feature_matrix(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """The model's inputs as a float64 array in training order (``feature_names_in_``).
 
-        LightGBM's pandas path costs milliseconds per call (dtype checks, copies), which
-        dominates single-row scoring; for float64 features the array gives identical results.
+        Every method taking ``X`` accepts this array as well (taken as it is), so a caller
+        asking for several answers converts the table once. LightGBM's pandas path costs
+        milliseconds per call (dtype checks, copies), which dominates single-row scoring; for
+        float64 features the array gives identical results.
         """
+        if isinstance(X, np.ndarray):
+            return X
         return X[self.feature_names_in_].to_numpy(dtype=float, na_value=np.nan)
 
-    def raw_score(self, X: pd.DataFrame) -> np.ndarray:
+    def raw_score(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """LightGBM's raw (log-odds) score, before calibration."""
         check_fitted(self, "booster_")
         # Threads as configured: OpenMP's default (every core) spins for milliseconds per
         # call on a busy machine, which dominates single-row scoring.
         return self.booster_.predict(
-            self._matrix(X),
+            self.feature_matrix(X),
             num_iteration=self.best_iteration_,
             raw_score=True,
             num_threads=self.num_threads,
         )
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+    def predict_proba(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """The calibrated probability of a recorded IPV re-offence (one column)."""
         check_fitted(self, "calibrator_")
         raw = self.raw_score(X)
@@ -244,7 +248,7 @@ class RiskModel:
         platt = self.calibrator_
         return expit(raw * platt.coef_[0, 0] + platt.intercept_[0])
 
-    def contribution_matrix(self, X: pd.DataFrame) -> np.ndarray:
+    def contribution_matrix(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Per-feature contributions to the raw score (``pred_contrib``), one column per
         feature of ``feature_names_in_``; the array behind :meth:`contributions`.
 
@@ -253,9 +257,9 @@ class RiskModel:
         """
         check_fitted(self, "booster_")
         if self.compiled_trees_ is not None:
-            return self.compiled_trees_.contributions(self._matrix(X))
+            return self.compiled_trees_.contributions(self.feature_matrix(X))
         values = self.booster_.predict(
-            self._matrix(X),
+            self.feature_matrix(X),
             num_iteration=self.best_iteration_,
             pred_contrib=True,
             num_threads=self.num_threads,

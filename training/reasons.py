@@ -14,12 +14,16 @@ from training.features import FEATURE_BY_NAME, AsOfFeatures
 from training.models import RiskModel
 
 
-def reason_codes(model: RiskModel, features: AsOfFeatures, *, k: int = 4) -> list[list[dict]]:
+def reason_codes(
+    model: RiskModel, features: AsOfFeatures, *, k: int = 4, matrix: np.ndarray | None = None
+) -> list[list[dict]]:
     """The top ``k`` contributions of each row of ``features.X`` as reason dicts.
 
     Each reason is ``{"feature", "text", "contribution", "record_ids"}``, largest first.
+    ``matrix`` is ``model.feature_matrix(features.X)`` when the caller has it already.
     """
-    values = model.contribution_matrix(features.X)
+    matrix = model.feature_matrix(features.X) if matrix is None else matrix
+    values = model.contribution_matrix(matrix)
     names = np.array(model.feature_names_in_, dtype=object)
     top = np.argsort(-values, axis=1, kind="stable")[:, :k]
     n, width = top.shape
@@ -27,7 +31,7 @@ def reason_codes(model: RiskModel, features: AsOfFeatures, *, k: int = 4) -> lis
     columns = top.ravel()
     feature = names[columns]
     contribution = np.round(values[rows, columns], 6)
-    value = features.X[list(names)].to_numpy(dtype=float)[rows, columns]
+    value = matrix[rows, columns]
     records, _ = features.cite(rows, feature, np.arange(len(rows)), len(rows))
     keys = list(zip(feature.tolist(), value.tolist(), strict=True))
     # Each distinct (feature, value) is worded once: a batch repeats a few hundred of them.

@@ -133,8 +133,9 @@ def score_index(
     settings = bundle.settings
     features, tiers = _features_and_tiers(bundle, index, events_by_person, persons)
     X = features.X
-    # The model picks its own inputs (bundle.features) from the full feature table.
-    probability = bundle.model.predict_proba(X)
+    # The model picks its own inputs (bundle.features) from the full feature table, once.
+    matrix = bundle.model.feature_matrix(X)
+    probability = bundle.model.predict_proba(matrix)
     band, band_use = assign_bands(probability, settings["bands"])
     columns = _tier_columns(bundle, index, features, tiers)
     return like(
@@ -145,7 +146,9 @@ def score_index(
             "band": band,
             "band_use": band_use,
             **{key: columns[key] for key in TIER_KEYS},
-            "reason_codes": reason_codes(bundle.model, features, k=settings["reason_codes"]),
+            "reason_codes": reason_codes(
+                bundle.model, features, k=settings["reason_codes"], matrix=matrix
+            ),
             "lethality_flags": columns["lethality_flags"],
             "scorecard_points": bundle.scorecard.score(X),
             "odara_count": odara_count(X),
