@@ -263,8 +263,8 @@ def unique_counts(values: Any) -> tuple[np.ndarray, np.ndarray]:
     """The sorted distinct values and how often each occurs, as ``np.unique(values,
     return_counts=True)``, by sorting (see :func:`unique_sorted`)."""
     ordered = np.sort(values)
-    starts = np.flatnonzero(run_starts(ordered))
-    return ordered[starts], np.diff(starts, append=len(ordered))
+    bounds = np.append(run_starts(ordered).nonzero()[0], len(ordered))
+    return ordered[bounds[:-1]], bounds[1:] - bounds[:-1]
 
 
 def in_sorted(values: Any, keys: np.ndarray) -> np.ndarray:
