@@ -124,7 +124,7 @@ def history_frames(histories: Sequence[History]) -> tuple[Columns, Columns, Colu
     typed["offense_date"] = _utc_naive_array(list(typed["offense_date"]))
     typed["recorded_at"] = _utc_naive_array(list(typed["recorded_at"]))
     victims = typed.pop("victim_id")
-    named = np.flatnonzero(pd.notna(victims))
+    named = np.array([k for k, victim in enumerate(victims.tolist()) if victim is not None], int)
     victim_records = np.array([f"{event_ids[k]}#victim" for k in named], dtype=object)
     typed["victim_record_id"] = np.full(len(flat), None, dtype=object)
     typed["victim_record_id"][named] = victim_records
@@ -148,11 +148,11 @@ def history_frames(histories: Sequence[History]) -> tuple[Columns, Columns, Colu
         "role": np.full(len(named), "victim", dtype=object),
     }
     n_mentions = len(flat) + len(named)
+    # Identifiers a history does not carry: one array of None read by every such column.
+    absent = np.full(n_mentions, None, dtype=object)
     mentions_frame = Columns(
         {
-            name: np.concatenate([subject[name], victim[name]])
-            if name in subject
-            else np.full(n_mentions, None, dtype=object)
+            name: np.concatenate([subject[name], victim[name]]) if name in subject else absent
             for name in MENTION_COLUMNS
         }
     )

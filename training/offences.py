@@ -44,7 +44,8 @@ PERSON_EVENT_COLUMNS: tuple[str, ...] = (
 
 
 def _require(frame: Table, columns: tuple[str, ...] | list[str], name: str) -> None:
-    missing = [column for column in columns if column not in frame.columns]
+    present = set(frame.columns)
+    missing = [column for column in columns if column not in present]
     if missing:
         raise IpviError(f"{name} lacks column(s): {', '.join(missing)}")
 
