@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ipvi.columns import SMALL
 from ipvi.config import ConfigError, load_config
 from ipvi.errors import IpviError
 from ipvi.schema import EVENT_COLUMNS, MENTION_COLUMNS
@@ -14,6 +15,7 @@ from training.features import (
     DAYS_CAP,
     FEATURE_BY_NAME,
     FEATURES,
+    _counts_by_row,
     compute_features,
     model_features,
     persons_table,
@@ -442,3 +444,15 @@ def test_persons_table_takes_each_persons_most_common_dob_and_sex_ties_to_the_sm
     ]
     # A: two "male", two "female": the tie goes to "female"; C: no known sex.
     assert list(persons["sex"]) == ["female", "male", None]
+
+
+@pytest.mark.parametrize("entries", [0, 5, SMALL + 1])
+def test_counts_by_row_are_bincounts_whatever_the_size(entries):
+    rng = np.random.default_rng(entries)
+    n = 7
+    rows = np.sort(rng.integers(0, n, entries))
+    masks = {"a": rng.random(entries) < 0.5, "b": rng.random(entries) < 0.1}
+    counts = _counts_by_row(rows, masks, n)
+    for name, mask in masks.items():
+        np.testing.assert_array_equal(counts[name], np.bincount(rows[mask], minlength=n))
+        assert counts[name].dtype == float

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ipvi.columns import (
+    SMALL,
     Table,
     factorize,
     get_indexer,
@@ -270,6 +271,23 @@ def lists_of(groups: np.ndarray, values, n_groups: int) -> list[list]:
 
 def _count(rows: np.ndarray, mask, n: int) -> np.ndarray:
     return np.bincount(rows[np.asarray(mask)], minlength=n).astype(float)
+
+
+def _counts_by_row(rows: np.ndarray, masks: dict[str, np.ndarray], n: int) -> dict:
+    """Per mask, how many entries of each row ``0 .. n - 1`` it holds (as floats).
+
+    ``rows`` must be ascending (the offences of :func:`_offences` are). A few entries (one
+    request) are summed for every mask in one ``reduceat``; many (training) one ``bincount``
+    per mask, which needs no copy of all the masks at once.
+    """
+    if len(rows) > SMALL:
+        return {name: _count(rows, mask, n) for name, mask in masks.items()}
+    counts = np.zeros((len(masks), n))
+    if len(rows):
+        starts = run_starts(rows).nonzero()[0]
+        stacked = np.array(list(masks.values()), dtype=float)
+        counts[:, rows[starts]] = np.add.reduceat(stacked, starts, axis=1)
+    return dict(zip(masks, counts, strict=True))
 
 
 # Dates as whole seconds, shifted positive, and a person stride: one sortable int64 key.
@@ -580,9 +598,7 @@ def compute_features(
     np.minimum.at(last_days, o_rows[prior & ipv], o_days[prior & ipv])
     indicators["days_since_last_ipv"] = prior & ipv & (o_days == last_days[o_rows])
 
-    X: dict[str, np.ndarray] = {}
-    for name, mask in indicators.items():
-        X[name] = _count(o_rows, mask, n)
+    X: dict[str, np.ndarray] = _counts_by_row(o_rows, indicators, n)
     for name in (f"index_{flag}" for flag in flags):
         X[name] = np.minimum(X[name], 1.0)
     X["days_since_last_ipv"] = np.minimum(last_days, DAYS_CAP)
