@@ -273,7 +273,7 @@ def _count(rows: np.ndarray, mask, n: int) -> np.ndarray:
     return np.bincount(rows[np.asarray(mask)], minlength=n).astype(float)
 
 
-def _counts_by_row(rows: np.ndarray, masks: dict[str, np.ndarray], n: int) -> dict:
+def _counts_by_row(rows: np.ndarray, masks: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
     """Per mask, how many entries of each row ``0 .. n - 1`` it holds (as floats).
 
     ``rows`` must be ascending (the offences of :func:`_offences` are). A few entries (one
@@ -295,6 +295,7 @@ _SHIFT = 6 * 10**9
 _STRIDE = 2 * 10**10
 # "No date": below every real date, so a per-row maximum over no event stays here.
 NO_DATE = np.iinfo(np.int64).min
+YEAR = np.timedelta64(int(365.25 * 24 * 3600), "s")  # a mean calendar year, for ages
 
 
 def _seconds(values) -> np.ndarray:
@@ -643,9 +644,6 @@ def compute_features(
         [(o_rows, o_offence, offence_flags), (rows, history.unit[positions], status)],
     )
     return AsOfFeatures(X=X, provenance=provenance, history=history)
-
-
-YEAR = np.timedelta64(int(365.25 * 24 * 3600), "s")  # a mean calendar year, for ages
 
 
 def _age_and_sex(index: Table, persons: Table | None) -> tuple[np.ndarray, np.ndarray]:
