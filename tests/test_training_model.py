@@ -70,6 +70,8 @@ def test_risk_model_is_monotone_calibrated_and_checks_input():
     assert matrix.shape == X.shape and model.feature_matrix(matrix) is matrix
     np.testing.assert_array_equal(model.predict_proba(matrix), p)
     np.testing.assert_array_equal(model.contribution_matrix(matrix[:5]), contributions.to_numpy())
+    with pytest.raises(IpviError, match=r"needs 3 columns in training order; got shape \(5, 2\)"):
+        model.predict_proba(matrix[:5, :2])
     with pytest.raises(IpviError, match="one class"):
         RiskModel().fit(X, np.zeros(len(X)), eval_set=(X, y), calibration_set=(X, y))
     constant = X.assign(age=40.0)

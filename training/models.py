@@ -217,6 +217,12 @@ class RiskModel:
         float64 features the array gives identical results.
         """
         if isinstance(X, np.ndarray):
+            # Columns are read by position: a matrix of another width would be misread.
+            if X.ndim != 2 or X.shape[1] != len(self.feature_names_in_):
+                raise IpviError(
+                    f"a feature matrix needs {len(self.feature_names_in_)} columns in training "
+                    f"order; got shape {X.shape}"
+                )
             return X
         return X[self.feature_names_in_].to_numpy(dtype=float, na_value=np.nan)
 
