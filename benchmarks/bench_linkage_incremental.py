@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from linkage.synthetic import IDENTIFIER_FIELDS
+from synth.mentions import IDENTIFIER_FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_ID = "LR-bench"
@@ -33,7 +33,7 @@ RUN_ID = "LR-bench"
 
 def split(size: int, queries: int):
     """Generated mentions, the indexed part and the held-out queries, and the truth."""
-    from linkage.synthetic import generate_mentions
+    from synth.mentions import generate_mentions
 
     mentions, truth = generate_mentions(size + queries, seed=7)
     held_out = np.random.default_rng(1).choice(len(mentions), queries, replace=False)

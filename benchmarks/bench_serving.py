@@ -20,7 +20,7 @@ encoded once, as load generators do; the server is
   keep-alive connections spread over the workers);
 - in-process prediction of the same single-person input, so serving overhead is a ratio.
 
-The model is a small one trained on :func:`training.examples.toy_history` and registered in a
+The model is a small one trained on :func:`synth.histories.toy_history` and registered in a
 throw-away MLflow store (or ``--tracking-uri`` with a champion). ``--quick`` shortens everything.
 """
 
@@ -50,7 +50,7 @@ from serving.auth import add_key  # noqa: E402
 from serving.launch import ServerProcess  # noqa: E402
 from serving.link_index import prebuild_index  # noqa: E402
 from serving.schemas import SCORE_EXAMPLE  # noqa: E402
-from training.registry import toy_champion  # noqa: E402
+from synth.champion import toy_champion  # noqa: E402
 
 
 def percentiles(samples: list[float]) -> dict[str, float | None]:
@@ -154,8 +154,9 @@ def in_process_ms(tracking_uri: str, repeats: int) -> float:
     from threadpoolctl import threadpool_limits
 
     from serving.http import answer
+    from serving.model import load_scorer
     from serving.schemas import ScoreRequest
-    from serving.scoring import history_frames, load_scorer, resolve_as_of, score_results
+    from serving.scoring import history_frames, resolve_as_of, score_results
 
     scorer, audit = load_scorer(tracking_uri, "ipvi-risk", "champion")
     threadpool_limits(limits=1)  # as each service worker runs (serving.runtime)

@@ -5,7 +5,7 @@ scorecard, baselines, person-bootstrap evaluation) and of scoring every person a
 (``RiskScorer.score_many``, the ``ipvi score --all`` path without the database), with the
 number of index offences and the test figures.
 
-Data: ``--source toy`` (default) uses :func:`training.examples.toy_history`, fast to make at any
+Data: ``--source toy`` (default) uses :func:`synth.histories.toy_history`, fast to make at any
 size; ``--source registry`` reads a generated set already ingested and linked into the registry
 at ``IPVI_DATABASE_URL`` (truth crosswalk or linkage), with ``--truth DIR/truth`` for the
 ceiling. ``--quick`` uses a small size. Seed fixed here so runs compare. The issue-4 accuracy
@@ -44,10 +44,11 @@ def main() -> None:
     import pandas as pd
 
     from ipvi.config import load_config
+    from synth.histories import toy_history
     from training.bundle import ModelBundle
     from training.data import load_history, load_truth
-    from training.examples import toy_history
-    from training.pipeline import summary, train
+    from training.pipeline import train
+    from training.result import summary
     from training.scoring import RiskScorer
 
     config = load_config()

@@ -1,6 +1,6 @@
 """Bulk inserts through the database driver: ``executemany`` on SQLite, ``COPY`` on PostgreSQL.
 
-SQLAlchemy's per-row parameter handling costs seconds per hundred thousand rows. Here each
+SQLAlchemy's per-row parameter handling dominates inserts of many rows. Here each
 column is converted once, by its declared type, to what SQLAlchemy itself would store (SQLite
 keeps dates as ISO text, JSON as ``json.dumps`` text), so SQLAlchemy reads the rows back as it
 would have written them.
@@ -17,7 +17,7 @@ import pyarrow as pa
 from sqlalchemy import JSON, Connection, Table
 from sqlalchemy.types import Boolean, Date, DateTime, Float, Integer
 
-from ipvi.ingest.fields import TEXT
+from ipvi.schema import TEXT
 
 CHUNK_ROWS = 50_000
 

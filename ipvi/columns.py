@@ -18,11 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-
-def object_array(values: Iterable[Any]) -> np.ndarray:
-    """A 1-d object array with one element per item (lists stay lists, not a second axis)."""
-    values = values if isinstance(values, list | tuple) else list(values)
-    return np.fromiter(values, dtype=object, count=len(values))
+from ipvi.arrays import object_array, unique_sorted
 
 
 def _array(values: Any) -> np.ndarray:
@@ -247,43 +243,6 @@ def is_one_of(values: Any, choices: Iterable[Any]) -> np.ndarray:
     for choice in choices:
         found |= values == choice
     return found
-
-
-def unique_sorted(values: Any) -> np.ndarray:
-    """The sorted distinct values of a 1-d integer (or date) array, as ``np.unique(values)``.
-
-    By sorting: NumPy 2.4's ``np.unique`` hashes the values first, ten times slower from a
-    thousand values on (twenty-five times at 100,000). Not for floats: NaN would repeat.
-    """
-    ordered = np.sort(values)
-    return ordered[run_starts(ordered)]
-
-
-def unique_counts(values: Any) -> tuple[np.ndarray, np.ndarray]:
-    """The sorted distinct values and how often each occurs, as ``np.unique(values,
-    return_counts=True)``, by sorting (see :func:`unique_sorted`)."""
-    ordered = np.sort(values)
-    bounds = np.append(run_starts(ordered).nonzero()[0], len(ordered))
-    return ordered[bounds[:-1]], bounds[1:] - bounds[:-1]
-
-
-def in_sorted(values: Any, keys: np.ndarray) -> np.ndarray:
-    """Whether each value is one of the sorted distinct ``keys``, as ``np.isin(values, keys)``
-    by binary search (``np.isin`` costs tens of microseconds to set up, most of the time on one
-    person's rows)."""
-    values = np.asarray(values)
-    if not len(keys):
-        return np.zeros(values.shape, dtype=bool)
-    position = np.minimum(np.searchsorted(keys, values), len(keys) - 1)
-    return keys[position] == values
-
-
-def run_starts(ordered: np.ndarray) -> np.ndarray:
-    """Whether each value of a sorted array is the first of its run of equal values."""
-    first = np.empty(len(ordered), dtype=bool)
-    first[:1] = True
-    first[1:] = ordered[1:] != ordered[:-1]
-    return first
 
 
 def isin(values: Any, wanted: Iterable[Any]) -> np.ndarray:

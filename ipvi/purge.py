@@ -7,7 +7,7 @@ each step sees everything it has to remove. What remains is a tombstone without 
 hash of the target, the reason, the time and the counts, plus a hash of each purged record id so
 that ``ipvi ingest`` never stores that record again.
 
-Stages contribute their step in their own package; ``ipvi/commands/ingest.py`` wires them::
+Stages contribute their step in their own package; :mod:`workflows.purge` lists them::
 
     purge = Purge(steps=[ingest_purge_step, linkage_purge_step], resolvers=[person_records])
     result = purge.run(session, PurgeTarget(record_ids=("PD-1001",)), reason="court order 12")

@@ -1,10 +1,15 @@
 """Canonical columns and vocabularies shared by every stage.
 
-These are the data contracts of ../shared/DESIGN.md written once in code: ingest maps agency
+These are the data contracts of docs/ARCHITECTURE.md written once in code: ingest maps agency
 extracts onto them, and every later stage reads them by these names.
 """
 
 from __future__ import annotations
+
+import pandas as pd
+
+# The pandas dtype of text read from an extract and of text written in bulk (ipvi.bulk).
+TEXT = pd.StringDtype("pyarrow")
 
 # One row per person named in an agency record.
 MENTION_COLUMNS: tuple[str, ...] = (

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ipvi.arrays import connected_labels, in_sorted, unique_sorted
 from linkage.standardize import MISSING
 
 
@@ -33,30 +34,6 @@ class CandidatePairs:
 
     def __len__(self) -> int:
         return len(self.left)
-
-
-def sorted_unique(values: np.ndarray) -> np.ndarray:
-    """Sorted distinct integers (sort-based: numpy's hash-based ``unique`` is slower here).
-
-    Values already strictly increasing (the candidate pairs' codes) are returned as they are.
-    """
-    if len(values) < 2 or bool((values[1:] > values[:-1]).all()):
-        return values
-    values = np.sort(values)
-    return values[np.r_[True, values[1:] != values[:-1]]] if len(values) else values
-
-
-def in_sorted(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """``np.isin(values, sorted_values)`` by one binary search per value (``sorted_values``
-    sorted): np.isin would sort both arrays again, and millions of candidate pairs with it.
-
-    >>> in_sorted(np.array([2, 5, 9]), np.array([5, 1, 9, 10])).tolist()
-    [True, False, True, False]
-    """
-    if not len(sorted_values):
-        return np.zeros(len(values), dtype=bool)
-    found = np.minimum(np.searchsorted(sorted_values, values), len(sorted_values) - 1)
-    return sorted_values[found] == values
 
 
 def block_codes(
@@ -153,40 +130,11 @@ def candidate_pairs(
             left, right, n_big = _cross_block_pairs(codes[: len(data)], codes[len(data) :], limit)
         rule_codes.append(left * n_right + right)
         skipped.append(n_big)
-    union = sorted_unique(np.concatenate(rule_codes)) if rule_codes else np.zeros(0, np.int64)
-    positions = [np.searchsorted(union, sorted_unique(codes)) for codes in rule_codes]
+    union = unique_sorted(np.concatenate(rule_codes)) if rule_codes else np.zeros(0, np.int64)
+    positions = [np.searchsorted(union, unique_sorted(codes)) for codes in rule_codes]
     return CandidatePairs(
         left=union // n_right, right=union % n_right, rule_pairs=positions, skipped_blocks=skipped
     )
-
-
-def connected_labels(n_records: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """The component of each record joined by the edges ``left``-``right``: its smallest record.
-
-    Union-find vectorised in numpy: every edge joining two components hooks the larger root
-    onto the smaller, then pointers jump to their roots, until no edge joins two components
-    (a few rounds). scipy's csgraph gives the same partition but costs its import (about
-    0.2 s of every ``ipvi dedupe`` or ``ipvi link`` process).
-
-    >>> connected_labels(6, np.array([4, 1, 3]), np.array([5, 2, 1]))
-    array([0, 1, 1, 1, 4, 4])
-    """
-    parent = np.arange(n_records)
-    left = np.asarray(left, dtype=np.int64)
-    right = np.asarray(right, dtype=np.int64)
-    while len(left):
-        a, b = parent[left], parent[right]
-        apart = a != b
-        left, right, a, b = left[apart], right[apart], a[apart], b[apart]
-        if not len(left):
-            break
-        np.minimum.at(parent, np.maximum(a, b), np.minimum(a, b))
-        while True:
-            jumped = parent[parent]
-            if np.array_equal(jumped, parent):
-                break
-            parent = jumped
-    return parent
 
 
 def linked_component_pairs(
@@ -216,7 +164,7 @@ def linked_component_pairs(
     >>> linked_component_pairs(5, left, right, np.array([True, True, False]), 10)
     (array([0]), array([2]))
     """
-    known = sorted_unique(np.minimum(left, right) * n_records + np.maximum(left, right))
+    known = unique_sorted(np.minimum(left, right) * n_records + np.maximum(left, right))
     labels = connected_labels(n_records, left[linked], right[linked])
     sizes = np.bincount(labels)
     codes = np.where(sizes[labels] > 1, labels, -1).astype(np.int64)
@@ -224,5 +172,5 @@ def linked_component_pairs(
     if n_left is not None:
         across = (new_left < n_left) & (new_right >= n_left)
         new_left, new_right = new_left[across], new_right[across]
-    fresh = ~in_sorted(known, new_left * n_records + new_right)
+    fresh = ~in_sorted(new_left * n_records + new_right, known)
     return new_left[fresh], new_right[fresh]

@@ -23,7 +23,8 @@ from itertools import chain
 import numpy as np
 import pandas as pd
 
-from linkage.blocking import connected_labels, sorted_unique, within_block_pairs
+from ipvi.arrays import connected_labels, unique_sorted
+from linkage.blocking import within_block_pairs
 from linkage.standardize import MISSING
 
 
@@ -116,7 +117,7 @@ def cluster_records(
         rows = slice(start, start + CHUNK_PAIRS)
         clash = conflicts(strong, inside_left[rows], inside_right[rows], exclusive)
         dirty[rows] |= clash & (decided[inside[rows]] != 1)
-    dirty_components = sorted_unique(components[inside_left[dirty]])
+    dirty_components = unique_sorted(components[inside_left[dirty]])
     labels = components.copy()
     refused: list[tuple[int, int]] = []
     if len(dirty_components):
@@ -144,7 +145,7 @@ def cluster_records(
             span = slice(bounds[first], bounds[last])
             part = order[span]
             # Records renumbered 0 .. m-1 within the chunk: lists of the chunk's size only.
-            records = sorted_unique(np.r_[left[part], right[part]])
+            records = unique_sorted(np.r_[left[part], right[part]])
             local_of[records] = np.arange(len(records))
             lefts, rights = local_of[left[part]], local_of[right[part]]
             scores, verdicts = log_odds[span], decided[part]

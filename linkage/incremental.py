@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ipvi.columns import unique_sorted
+from ipvi.arrays import unique_sorted
 from ipvi.errors import IpviError
 from linkage.compare import Vocabulary
 from linkage.fellegi_sunter import FellegiSunter, probability

@@ -1,8 +1,6 @@
 """Linkage's part of ``ipvi purge``: forget a person's or a record's links and review rows.
 
-Wired by ``ipvi/commands/ingest.py`` into :class:`ipvi.purge.Purge`::
-
-    Purge(steps=[ingest_purge_step, linkage.purge_step], resolvers=[linkage.person_records])
+Listed with the other stages' steps in :mod:`workflows.purge`.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The export shows agreement levels and their weights, never stored values, so no name, date of
 birth or address leaves the registry through it; for a pair where either mention has a
 confidential address even the address levels are withheld. Cells that a spreadsheet would run
-as a formula (starting with ``= + - @``, tab or carriage return) are escaped with a quote.
+as a formula are escaped (:func:`ipvi.export.write_csv`).
 
 Decision file schema (CSV, UTF-8, header row; other columns are ignored):
 
@@ -20,7 +20,6 @@ Decisions bind the next linkage run: ``match`` is a must-link, ``non-match`` a c
 
 from __future__ import annotations
 
-import csv
 import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,11 +29,11 @@ from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
 from ipvi.errors import IpviError
+from ipvi.export import write_csv
 from ipvi.tables.linkage import review_pairs
 
 DECISIONS: frozenset[str] = frozenset({"match", "non-match", "unsure"})
 DECISION_COLUMNS: tuple[str, ...] = ("pair_id", "decision", "reviewer", "decided_at")
-FORMULA_PREFIXES: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
 ADDRESS_FIELDS: frozenset[str] = frozenset({"street", "city", "zip"})
 WITHHELD = "withheld: confidential address"
 
@@ -43,31 +42,6 @@ def pair_id(record_a: str, record_b: str) -> str:
     """A stable id for an unordered pair of record ids (the same in every run)."""
     low, high = sorted((str(record_a), str(record_b)))
     return "RP-" + hashlib.sha256(f"{low}\x1f{high}".encode()).hexdigest()[:20]
-
-
-def escape_cell(value):
-    """Quote a text cell a spreadsheet would read as a formula.
-
-    >>> escape_cell("=HYPERLINK(1)"), escape_cell("-3"), escape_cell(0.5)
-    ("'=HYPERLINK(1)", "'-3", 0.5)
-    """
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value
-
-
-def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
-    """Write ``frame`` as UTF-8 CSV with formula-like text cells escaped."""
-    out = frame.copy()
-    for column in out.columns:
-        if out[column].dtype == object:
-            out[column] = out[column].map(escape_cell)
-    out.columns = [escape_cell(str(column)) for column in out.columns]
-    try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        out.to_csv(path, index=False, quoting=csv.QUOTE_MINIMAL)
-    except OSError as error:
-        raise IpviError(f"cannot write {path}: {error.strerror}") from None
 
 
 def evidence_for(contributions: pd.DataFrame, confidential: pd.Series) -> list[dict]:

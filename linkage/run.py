@@ -31,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from ipvi.arrays import in_sorted
 from ipvi.config import LinkageConfig
 from ipvi.db import session_scope
 from ipvi.errors import IpviError
@@ -44,7 +45,6 @@ from ipvi.tables.linkage import (
     persons,
     review_pairs,
 )
-from linkage.blocking import in_sorted
 from linkage.evaluate import blocking_metrics, cluster_metrics, metrics_by_group
 from linkage.fellegi_sunter import FellegiSunter
 from linkage.incremental import LinkIndex, assign_person_ids
@@ -218,7 +218,7 @@ def _review_rows(
         width = len(result.records)
         a, b = np.asarray(result.clusters.refused, dtype=np.int64).T
         codes = result.pairs.left * width + result.pairs.right
-        rows = np.union1d(rows, np.flatnonzero(in_sorted(np.sort(a * width + b), codes)))
+        rows = np.union1d(rows, np.flatnonzero(in_sorted(codes, np.sort(a * width + b))))
     if len(rows) == 0:
         return []
     ids = frame["record_id"].to_numpy(dtype=object)
@@ -287,9 +287,9 @@ def _chunks(rows: list[dict]):
 def _insert_many(session, table, rows: list[dict]) -> None:
     """Insert ``rows`` (dicts with the same keys) through the driver's executemany.
 
-    SQLAlchemy's per-row parameter handling cost about 15 s for the million rows of a 1M
-    crosswalk; the columns written this way need no conversion (text, numbers), and columns
-    left out take their defaults (null).
+    SQLAlchemy's per-row parameter handling dominates a crosswalk of a million rows; the
+    columns written this way need no conversion (text, numbers), and columns left out take
+    their defaults (null).
     """
     if not rows:
         return
@@ -355,7 +355,7 @@ def _link(engine: Engine, settings: LinkageSettings, run_id: str, truth_dir) -> 
     confidence = result.link_confidence(config.link_threshold)
     start = time.perf_counter()
     with session_scope(engine) as session:
-        # Through pandas on the session's connection: twice as fast as rows of a Result.
+        # Through pandas on the session's connection, not rows of a Result, at this size.
         walk = pd.read_sql(
             select(crosswalk.c.record_id, crosswalk.c.person_id), session.connection()
         )
@@ -579,26 +579,6 @@ def read_crosswalk(engine: Engine) -> pd.DataFrame:
     """The current crosswalk: record_id, person_id, link_probability, linkage_run_id."""
     with engine.connect() as connection:
         return pd.read_sql(select(crosswalk).order_by(crosswalk.c.record_id), connection)
-
-
-def resolve_person_id(engine: Engine, person_id: str) -> list[str]:
-    """The active id(s) a possibly retired ``person_id`` now goes by (following successors)."""
-    with engine.connect() as connection:
-        table = dict(connection.execute(select(persons.c.person_id, persons.c.successor_ids)).all())
-    if person_id not in table:
-        raise IpviError(f"unknown person id {person_id}")
-    current, seen, out = [person_id], set(), []
-    while current:
-        person = current.pop()
-        if person in seen:
-            continue
-        seen.add(person)
-        successors = table.get(person)
-        if successors:
-            current += list(successors)
-        else:
-            out.append(person)
-    return sorted(out)
 
 
 def load_link_index(engine: Engine, config: LinkageConfig) -> LinkIndex:

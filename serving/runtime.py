@@ -29,7 +29,7 @@ from serving.audit_log import AuditSpool
 from serving.auth import KeyCache, TokenBucket, active_keys
 from serving.http import ApiError
 from serving.linking import IntakeLinker
-from serving.scoring import load_scorer
+from serving.model import load_scorer
 
 logger = logging.getLogger(__name__)
 
@@ -212,9 +212,9 @@ class Runtime:
         # collector's full passes, which otherwise rescan it while a large batch is answered.
         gc.freeze()
         # A batch keeps tens of thousands of objects alive until it is answered: at Python's
-        # default (700) the young generation was collected ~50 times per 1,000 people, each
-        # pass rescanning the survivors (5 % of the batch's instructions). Requests free
-        # their objects by reference counting; cycles wait a little longer.
+        # default threshold the young generation is collected many times per batch, each
+        # pass rescanning the survivors. Requests free their objects by reference counting;
+        # cycles wait a little longer.
         gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
         self._started = True
         return self

@@ -16,11 +16,12 @@ from operator import itemgetter
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import bindparam, column, select, table
 
-from ipvi.columns import Columns, object_array
+from ipvi.arrays import object_array
+from ipvi.columns import Columns
 from ipvi.errors import IpviError
 from ipvi.schema import EVENT_COLUMNS, EVENT_FLAGS, MENTION_COLUMNS
+from linkage.person_ids import SPLIT, UNKNOWN, resolve_person_ids
 from serving.http import ApiError
 from serving.schemas import (
     SCORE_NOTE,
@@ -33,15 +34,6 @@ from serving.schemas import (
 
 FUTURE_AS_OF = "as_of {as_of} is in the future: a score can only use what is known now"
 NO_OFFENCE = "no IPV offence known as of this date"
-NO_CHAMPION = (
-    "no model version '{ref}' of '{name}' in the MLflow registry at {uri}: train one with "
-    "`ipvi train`, audit it with `ipvi audit` and promote it to champion "
-    "(or serve a given version with `ipvi serve --model-version V`)"
-)
-VERSION_MISMATCH = (
-    "model version {version} was trained with ipvi {trained}, this is ipvi {installed}: "
-    "retrain, or install the matching package version"
-)
 
 
 def utc_naive(value: datetime | pd.Timestamp) -> pd.Timestamp:
@@ -78,8 +70,8 @@ NAT = np.iinfo(np.int64).min  # numpy's NaT as an integer
 def _utc_naive_array(values: list[datetime | None]) -> np.ndarray:
     """Datetimes (aware, or naive in UTC) as naive UTC ``datetime64[ns]``, None as NaT.
 
-    Counted in whole microseconds from the epoch: numpy's conversion of datetime objects, and
-    pandas', cost several times more per value.
+    Counted in whole microseconds from the epoch rather than converted by numpy or pandas
+    one object at a time.
     """
     # Naive values against a naive epoch: no aware copy of each value (most of the cost).
     micros = [
@@ -114,7 +106,7 @@ def history_frames(histories: Sequence[History]) -> tuple[Columns, Columns, Colu
     )
     # One tuple per event, transposed into columns: one table per kind at the end.
     names = [name for name in EVENT_COLUMNS if name != "victim_record_id"]
-    # Read from each model's field dict: pydantic's attribute access costs twice as much.
+    # Read from each model's field dict rather than through pydantic's attribute access.
     rows = list(map(itemgetter(*names, "role", "victim_id"), map(vars, flat)))
     typed = {
         name: object_array(values)
@@ -222,9 +214,9 @@ def _results(values: dict[str, list], schema, requested, **given) -> list[dict]:
     """Rows with the fields of ``schema`` in its order, from ``values`` (a table's columns as
     lists; others dropped) and ``given`` (a list per row, or one value for every row).
 
-    Plain dicts, not validated models: building a thousand models cost a fifth of a batch
-    request, and the rows already hold the schema's types (tests validate answers against
-    the schema). A field in neither takes its schema default. Built a column at a time: the
+    Plain dicts, not validated models: the rows already hold the schema's types (tests
+    validate answers against the schema), and a batch would otherwise build a model per
+    row. A field in neither takes its schema default. Built a column at a time: the
     rows share most values.
     """
     sent = [requested[person] for person in values["person_id"]]
@@ -253,127 +245,24 @@ def _with_utc(times: list[datetime]) -> list[datetime]:
     return [aware[when] for when in times]
 
 
-def check_registered(tracking_uri: str, model_name: str, reference: str) -> str:
-    """The version ``reference`` names, if registered for this package version; else IpviError.
-
-    A quick look at the registry (no download), so a server refuses to start at once.
-    """
-    from mlflow import MlflowClient
-
-    from training.bundle import package_version
-
-    try:
-        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-        if str(reference).isdigit():
-            version = client.get_model_version(model_name, str(reference))
-        else:
-            version = client.get_model_version_by_alias(model_name, reference)
-    except Exception:  # MLflow's "not found" errors differ by store; all mean the same here
-        raise IpviError(
-            NO_CHAMPION.format(ref=reference, name=model_name, uri=tracking_uri)
-        ) from None
-    trained = version.tags.get("package_version")
-    if trained is not None and trained != package_version():
-        raise IpviError(
-            VERSION_MISMATCH.format(
-                version=version.version, trained=trained, installed=package_version()
-            )
-        )
-    return str(version.version)
-
-
-def load_scorer(tracking_uri: str, model_name: str, reference: str):
-    """The served model version, refusing a missing version or a package-version mismatch.
-
-    Returns
-    -------
-    (RiskScorer, dict)
-        The scorer and the fairness audit that cleared the version: ``audit_id`` and
-        ``audit_status`` (``forced`` when it was promoted over the gate), from the version's
-        registry tags.
-
-    Raises
-    ------
-    IpviError
-        Saying how to train and promote a champion, or which versions disagree.
-    """
-    from mlflow import MlflowClient
-
-    from training.bundle import package_version
-    from training.scoring import RiskScorer
-
-    try:
-        scorer = RiskScorer.from_registry(tracking_uri, model_name, reference)
-    except Exception:  # MLflow's "not found" errors differ by store; all mean the same here
-        raise IpviError(
-            NO_CHAMPION.format(ref=reference, name=model_name, uri=tracking_uri)
-        ) from None
-    trained = scorer.bundle.settings.get("package_version")
-    if trained != package_version():
-        raise IpviError(
-            VERSION_MISMATCH.format(
-                version=scorer.model_version, trained=trained, installed=package_version()
-            )
-        )
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    tags = client.get_model_version(model_name, scorer.model_version).tags
-    forced = tags.get("promotion_forced") == "true"
-    audit = {
-        "audit_id": tags.get("audit_id") or None,
-        "audit_status": "forced" if forced else (tags.get("audit_status") or None),
-    }
-    return scorer, audit
-
-
-_persons = table("persons", column("person_id"), column("status"))
-_changes = table(
-    "person_id_changes",
-    column("retired_id"),
-    column("successor_id"),
-    column("kind"),
-    column("run_id"),
-)
-# Built once: building a statement and its cache key cost more than running it on SQLite.
-_STATUSES = select(_persons.c.person_id, _persons.c.status).where(
-    _persons.c.person_id.in_(bindparam("person_ids", expanding=True))
-)
-_SUCCESSORS = select(_changes.c.successor_id, _changes.c.kind).where(
-    _changes.c.retired_id == bindparam("retired_id")
-)
-MAX_MERGE_HOPS = 20
-
-
 def resolve_persons(session, person_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
-    """Map each requested id to (the current person id, ``current`` or ``merged``).
-
-    A merged id answers for its survivor (following later merges too); a split id has no
-    single successor and is a 409 listing the new ids; an id the registry never had is a 404.
-    """
-    wanted = list(dict.fromkeys(person_ids))
-    status = dict(session.execute(_STATUSES, {"person_ids": wanted}).tuples().all())
+    """Map each requested id to (the current person id, ``current`` or ``merged``), by
+    :func:`linkage.person_ids.resolve_person_ids`: a merged id answers for its survivor; a
+    split id is a 409 listing the new ids; an id the registry never had is a 404."""
+    resolutions = resolve_person_ids(session, person_ids)
     resolved: dict[str, tuple[str, str]] = {}
     for position, requested in enumerate(person_ids):
-        if requested not in status:
+        found = resolutions[requested]
+        if found.status == UNKNOWN:
             raise ApiError(404, f"unknown person id {requested!r}", field=f"person_ids.{position}")
-        current, hops = requested, 0
-        while status.get(current) == "retired":
-            changes = session.execute(_SUCCESSORS, {"retired_id": current}).tuples().all()
-            if not changes:
-                break
-            if any(kind == "split" for _, kind in changes):
-                raise ApiError(
-                    409,
-                    f"person id {requested!r} was split; ask again with one of the new ids",
-                    field=f"person_ids.{position}",
-                    extra={"successor_ids": sorted({successor for successor, _ in changes})},
-                )
-            current = changes[0][0]
-            hops += 1
-            if hops > MAX_MERGE_HOPS:
-                break
-            if current not in status:
-                status.update(session.execute(_STATUSES, {"person_ids": [current]}).tuples().all())
-        resolved[requested] = (current, "current" if current == requested else "merged")
+        if found.status == SPLIT:
+            raise ApiError(
+                409,
+                f"person id {requested!r} was split; ask again with one of the new ids",
+                field=f"person_ids.{position}",
+                extra={"successor_ids": list(found.successor_ids)},
+            )
+        resolved[requested] = (found.person_id, found.status)
     return resolved
 
 

@@ -21,6 +21,7 @@ from serving.connections import ConnectionRecycleMiddleware
 from serving.health import ReadinessMiddleware
 from serving.http import answer, answers_errors
 from serving.limits import BodyLimitMiddleware
+from serving.model import served_version
 from serving.openapi import DocsMiddleware, Endpoint, complete_document
 from serving.runtime import MODEL_VERSION_ENV, get_runtime
 from serving.schemas import (
@@ -41,7 +42,7 @@ from serving.schemas import (
 _config = load_config()
 _settings = _config.serving
 # `bentoml serve` refuses to start, with the reason, when there is no model to serve.
-scoring.check_registered(
+served_version(
     _config.tracking_uri,
     _config.mlflow.model_name,
     os.environ.get(MODEL_VERSION_ENV) or _settings.model_version or _settings.model_alias,

@@ -17,7 +17,7 @@ import yaml
 from ipvi.db import open_registry, session_scope
 from serving.auth import add_key
 from serving.launch import ServerProcess
-from training.registry import toy_champion
+from synth.champion import toy_champion
 
 TOY_PERSONS = 1000
 

@@ -11,12 +11,9 @@ from ipvi.columns import (
     Columns,
     factorize,
     get_indexer,
-    in_sorted,
     is_one_of,
     isin,
     like,
-    unique_counts,
-    unique_sorted,
 )
 
 
@@ -65,21 +62,6 @@ def test_get_indexer_and_isin_are_pandas(n):
     np.testing.assert_array_equal(isin(queries, wanted), pd.Series(queries).isin(wanted))
 
 
-@pytest.mark.parametrize("n", [0, 1, 2, 9, 5000])
-def test_unique_sorted_and_counts_are_numpy_unique(n):
-    rng = np.random.default_rng(n)
-    integers = rng.integers(-50, max(n // 2, 1), n)
-    np.testing.assert_array_equal(unique_sorted(integers), np.unique(integers))
-    dates = np.datetime64("2020-01-01") + integers.astype("timedelta64[D]")
-    np.testing.assert_array_equal(unique_sorted(dates), np.unique(dates))
-    assert unique_sorted(integers).dtype == integers.dtype
-    for values in (integers, dates):
-        distinct, counts = unique_counts(values)
-        expected, expected_counts = np.unique(values, return_counts=True)
-        np.testing.assert_array_equal(distinct, expected)
-        np.testing.assert_array_equal(counts, expected_counts)
-
-
 @pytest.mark.parametrize("n", [0, 1, 7, 3000])
 def test_is_one_of_is_numpy_isin(n):
     words = _ids(n, seed=n, missing=True)
@@ -88,17 +70,6 @@ def test_is_one_of_is_numpy_isin(n):
     letters = np.array(list("ABCD" * n))
     np.testing.assert_array_equal(is_one_of(letters, {"A", "B"}), np.isin(letters, ["A", "B"]))
     assert not is_one_of(words, []).any()
-
-
-@pytest.mark.parametrize("n", [0, 1, 7, 3000])
-def test_in_sorted_is_numpy_isin(n):
-    rng = np.random.default_rng(n)
-    values = rng.integers(-3, 40, n)
-    for keys in (unique_sorted(rng.integers(0, 30, n // 2 + 1)), np.array([], dtype=np.int64)):
-        np.testing.assert_array_equal(in_sorted(values, keys), np.isin(values, keys))
-    dates = np.datetime64("2024-01-01") + values.astype("timedelta64[D]")
-    some = unique_sorted(dates[:2])
-    np.testing.assert_array_equal(in_sorted(dates, some), np.isin(dates, some))
 
 
 @pytest.mark.parametrize("n", [1, 7, SMALL + 1])

@@ -3,6 +3,8 @@ ingest migration in step with the table definitions the code queries."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
@@ -13,12 +15,22 @@ from ipvi.tables import ingest as ingest_tables
 from ipvi.tables import metadata
 
 
-def test_migrations_have_a_single_head_and_a_fixed_chain():
-    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
-    assert script.get_heads() == ["0005"]
-    chain = [revision.revision for revision in script.walk_revisions()]
-    assert chain == ["0005", "0004", "0003", "0002", "0001"]
-    assert script.get_revision("0001").down_revision is None
+def _script() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config("sqlite://"))
+
+
+def test_migrations_form_one_chain_from_every_file_to_a_single_head():
+    script = _script()
+    heads = script.get_heads()
+    assert len(heads) == 1
+    revisions = list(script.walk_revisions())  # from the head down
+    assert revisions[0].revision == heads[0]
+    for newer, older in zip(revisions, revisions[1:], strict=False):
+        assert newer.down_revision == older.revision, newer.revision
+    assert revisions[-1].down_revision is None
+    # Every migration file is on that chain, named after its revision.
+    files = sorted(path.name for path in Path(script.versions).glob("*.py"))
+    assert [name.split("_")[0] for name in files] == sorted(r.revision for r in revisions)
 
 
 def test_upgrade_from_empty_creates_the_ingest_tables_as_declared(db_url):
@@ -61,4 +73,4 @@ def test_ingest_migration_downgrades_to_empty(sqlite_url):
 
 def test_ci_check_upgrades_sqlite_from_empty(capsys):
     assert check_main([]) == 0
-    assert "sqlite upgraded to 0005" in capsys.readouterr().out
+    assert f"sqlite upgraded to {_script().get_current_head()}" in capsys.readouterr().out

@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
+from ingest.load import ingest_directory
 from ipvi.cli import main
 from ipvi.config import load_config
 from ipvi.db import open_registry
 from ipvi.errors import ConfigError, IpviError
-from ipvi.ingest.load import ingest_directory
 from ipvi.tables.ingest import (
     event_versions,
     events,

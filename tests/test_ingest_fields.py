@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from ipvi.ingest import fields
-from ipvi.ingest.mapping import split_full_name
+from ingest import fields
+from ingest.mapping import split_full_name
 
 
 def _text(*values: str) -> pd.Series:

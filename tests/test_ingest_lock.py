@@ -15,12 +15,12 @@ from datetime import datetime
 import pytest
 from sqlalchemy import func, insert, select
 
+from ingest.load import ingest_directory
+from ingest.lock import registry_lock
 from ipvi.bulk import CHUNK_ROWS
 from ipvi.config import load_config
 from ipvi.db import open_registry
 from ipvi.errors import IpviError
-from ipvi.ingest.load import ingest_directory
-from ipvi.ingest.lock import registry_lock
 from ipvi.tables.ingest import events, ingest_lock, ingest_runs, mentions
 from tests.fixtures.ingest_extracts import write_extracts, write_large_probation
 

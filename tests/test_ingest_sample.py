@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
+from ingest.load import ingest_directory
 from ipvi.config import load_config
 from ipvi.db import open_registry
-from ipvi.ingest.load import ingest_directory
 from ipvi.tables.ingest import field_issues, quarantine
 from tests.conftest import SAMPLE_DIR
 

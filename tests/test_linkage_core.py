@@ -10,7 +10,7 @@ from ipvi.config import config_from_dict, default_config_dict, load_config
 from ipvi.errors import ConfigError, IpviError
 from linkage import cluster as cluster_module
 from linkage import compare as compare_module
-from linkage.blocking import candidate_pairs, connected_labels, linked_component_pairs
+from linkage.blocking import candidate_pairs, linked_component_pairs
 from linkage.cluster import cluster_records
 from linkage.compare import (
     Comparison,
@@ -32,7 +32,7 @@ from linkage.linker import Linker
 from linkage.rl import UnionBlocker, compare_with_recordlinkage
 from linkage.settings import LinkageSettings
 from linkage.standardize import standardize_frame
-from linkage.synthetic import IDENTIFIER_FIELDS, generate_mentions
+from synth.mentions import IDENTIFIER_FIELDS, generate_mentions
 
 
 def frames(left: dict, right: dict):
@@ -143,22 +143,6 @@ def test_linked_components_add_pairs_no_rule_found_and_only_across_files():
     both = (np.array([0, 1]), np.array([2, 2]), np.ones(2, bool))
     assert [p.tolist() for p in linked_component_pairs(3, *both, 10)] == [[0], [1]]
     assert [p.tolist() for p in linked_component_pairs(3, *both, 10, n_left=2)] == [[], []]
-
-
-def test_connected_labels_match_scipy_on_random_graphs_and_chains():
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    rng = np.random.default_rng(3)
-    for n, m in [(1, 0), (50, 30), (2000, 1500)]:
-        left, right = rng.integers(0, n, m), rng.integers(0, n, m)
-        chain = np.arange(n)  # a chain of every record: one component, many hops
-        for a, b in [(left, right), (np.r_[left, chain[1:]], np.r_[right, chain[:-1]])]:
-            ours = connected_labels(n, a, b)
-            graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n))
-            reference = connected_components(graph, directed=False)[1]
-            assert (pd.factorize(ours)[0] == pd.factorize(reference)[0]).all()
-            assert (ours <= np.arange(n)).all()  # each label is the component's first record
 
 
 def test_iterative_blocking_raises_pair_completeness_on_generated_data():

@@ -10,7 +10,7 @@ import pytest
 
 from ipvi.cli import main
 from linkage.evaluate import cluster_metrics
-from linkage.synthetic import generate_mentions
+from synth.mentions import generate_mentions
 
 MAP = "first_name=fn,last_name=ln,dob=birth,zip=postcode,ssn7"
 

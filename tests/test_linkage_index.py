@@ -10,7 +10,7 @@ from linkage.incremental import WITHHELD, LinkIndex
 from linkage.linker import Linker
 from linkage.review import ADDRESS_FIELDS
 from linkage.settings import LinkageSettings
-from linkage.synthetic import generate_mentions
+from synth.mentions import generate_mentions
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from ipvi.tables.linkage import (
 )
 from linkage import person_records, purge_step
 from linkage.linker import Linker
+from linkage.person_ids import CURRENT, MERGED, SPLIT, UNKNOWN, Resolution, resolve_person_ids
 from linkage.review import export_pending, import_decisions, pair_id
 from linkage.run import (
     acquire_lock,
@@ -32,9 +33,8 @@ from linkage.run import (
     registry_keys,
     registry_record_keys,
     release_lock,
-    resolve_person_id,
 )
-from linkage.synthetic import generate_mentions
+from synth.mentions import generate_mentions
 
 CONFIG = load_config().linkage
 
@@ -91,7 +91,14 @@ def test_link_writes_crosswalk_persons_and_run(registry, tmp_path):
     assert len(walk) == len(frame) and walk["person_id"].str.startswith("P").all()
     assert summary["persons"] == walk["person_id"].nunique() == summary["minted"]
     assert summary["metrics"]["pairwise_f1"] > 0.95
-    assert {"race", "ethnicity"} <= set(summary["metrics"]["by_group"])
+    by_group = summary["metrics"]["by_group"]
+    # Every race and ethnicity of the mentions has its own figures, and together they cover
+    # every true person once per attribute.
+    for attribute in ("race", "ethnicity"):
+        groups = by_group[attribute]
+        assert set(groups) == set(frame[attribute].fillna("unknown").astype(str))
+        assert all(0.9 < figures["pairwise_f1"] <= 1 for figures in groups.values()), groups
+        assert sum(figures["persons"] for figures in groups.values()) >= truth.nunique()
     # a second run over the same mentions changes no id
     again = link_registry(engine, CONFIG)
     assert again["minted"] == again["merged"] == again["split"] == 0
@@ -146,7 +153,11 @@ def test_merge_keeps_the_oldest_id_and_split_mints_new_ones(registry):
         )
     assert retired["status"] == "retired" and retired["successor_ids"] == [older]
     assert change["kind"] == "merge" and change["successor_id"] == older
-    assert resolve_person_id(engine, newer) == [older]
+    with session_scope(engine) as session:
+        assert resolve_person_ids(session, [newer, older]) == {
+            newer: Resolution(MERGED, person_id=older),
+            older: Resolution(CURRENT, person_id=older),
+        }
 
     # now a reviewer says they are not the same: the merged person splits into new ids
     with session_scope(engine) as session:
@@ -160,7 +171,12 @@ def test_merge_keeps_the_oldest_id_and_split_mints_new_ones(registry):
     assert final[a] != final[b]
     assert older not in set(final)  # split: the old id retires, each part gets a fresh id
     assert summary["split"] == 1
-    assert sorted(resolve_person_id(engine, older)) == sorted({final[a], final[b]})
+    with session_scope(engine) as session:
+        resolved = resolve_person_ids(session, [older, newer, "P-never"])
+    parts = tuple(sorted({final[a], final[b]}))
+    assert resolved[older] == Resolution(SPLIT, successor_ids=parts)
+    assert resolved[newer] == Resolution(SPLIT, successor_ids=parts)  # merged, then split
+    assert resolved["P-never"] == Resolution(UNKNOWN)
 
 
 def test_concurrent_run_is_refused_and_ids_never_collide(registry):

@@ -8,13 +8,12 @@ import json
 import pytest
 from sqlalchemy import func, select
 
+from ingest.load import ingest_directory
+from ingest.purge import purge_step
 from ipvi.cli import main
-from ipvi.commands.ingest import purge_steps
 from ipvi.config import load_config
 from ipvi.db import open_registry, session_scope
 from ipvi.errors import IpviError
-from ipvi.ingest.load import ingest_directory
-from ipvi.ingest.purge import purge_step
 from ipvi.purge import Purge, PurgeTarget, hash_identifier
 from ipvi.tables.ingest import (
     event_versions,
@@ -27,6 +26,7 @@ from ipvi.tables.ingest import (
     quarantine,
 )
 from tests.fixtures.ingest_extracts import rows_of, write_csv, write_extracts
+from workflows.purge import STEPS
 
 
 @pytest.fixture
@@ -175,8 +175,8 @@ def test_cli_purge(db_url, tmp_path, monkeypatch, capsys):
     assert main(["purge", "--reason", "no target"]) == 2
     assert "--record-id ID (repeatable) or --person-id ID" in capsys.readouterr().err
     # Every stage contributes its step; the ingest rows go last, after what refers to them.
-    modules = [step.__module__ for step in purge_steps()]
-    assert modules == ["serving.audit_log", "training.store", "linkage.purge", "ipvi.ingest.purge"]
+    modules = [step.__module__ for step in STEPS]
+    assert modules == ["serving.audit_log", "training.store", "linkage.purge", "ingest.purge"]
 
 
 def test_cli_purge_warns_when_the_link_index_cannot_be_built(db_url, tmp_path, monkeypatch, capsys):

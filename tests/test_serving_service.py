@@ -306,6 +306,7 @@ def test_tier_uses_rules_only_and_score_refuses_bad_dates_and_batches(server, re
     assert "1900-01-01" in detail["msg"]
 
 
+@pytest.mark.slow
 def test_schemathesis_finds_no_failures_for_any_role(server, registry):
     """Property-based run against the OpenAPI document (stateful too), one key per role.
 

@@ -12,9 +12,9 @@ import pytest
 
 from ipvi.cli import main
 from ipvi.config import load_config
-from ipvi.synth import SynthParams, generate, simulate
-from ipvi.synth.core import AGENCIES, TRUTH_DIR
-from ipvi.synth.metrics import exact_match_quality, roc_auc
+from synth import SynthParams, generate, simulate
+from synth.core import AGENCIES, TRUTH_DIR
+from synth.metrics import exact_match_quality, roc_auc
 from tests.conftest import SAMPLE_DIR
 
 CONFIG = load_config()
@@ -224,7 +224,7 @@ def test_exact_match_floor_on_the_sample_extracts():
 def test_noise_rates_match_the_defaults():
     world = simulate(SynthParams(persons=3000, seed=11))
     noise = world.rows["noise"].to_numpy()
-    from ipvi.synth.extracts import NOISE_BITS
+    from synth.extracts import NOISE_BITS
 
     def rate(name: str, mask=None) -> float:
         sel = noise if mask is None else noise[mask]
@@ -336,6 +336,7 @@ def test_extract_date_bounds_what_is_recorded(small, tmp_path):
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(filed.min().date()))
 
 
+@pytest.mark.slow
 def test_shipped_sample_is_what_the_generator_makes(tmp_path):
     """data_samples/ is exactly `ipvi generate --persons 3000 --seed 7` of the current code."""
     out = tmp_path / "sample"

@@ -8,12 +8,13 @@ import pytest
 
 from ipvi.config import load_config
 from ipvi.errors import IpviError
+from synth.histories import toy_history
 from training.evaluate import PersonBootstrap, auc, ece
-from training.examples import toy_history
 from training.models import RiskModel
-from training.pipeline import summary, train
+from training.pipeline import train
+from training.result import summary
 from training.scorecard import MAX_ITEMS, Scorecard
-from training.tier_list import build_list, escape_formula, write_list
+from training.tier_list import build_list, write_list
 
 
 def _config(**changes):
@@ -160,7 +161,6 @@ def test_tier_list_escapes_formulas_and_reports_changes(trained, tmp_path):
     rows = build_list(scored.assign(person_id=scored["person_id"]), previous)
     assert "left the list" in set(rows["change"])
     assert rows["change"].str.startswith("tier").sum() == 1
-    assert escape_formula("=HYPERLINK(1)") == "'=HYPERLINK(1)" and escape_formula("B") == "B"
     rows.loc[0, "reason_codes"] = "=cmd|' /C calc'!A0"
     csv_path, html_path = write_list(rows, tmp_path, stem="list", title="<b>list</b>")
     text = csv_path.read_text()
@@ -215,3 +215,13 @@ def test_calibration_shortcut_equals_the_calibrators_own_predictions(calibration
     else:
         expected = model.calibrator_.predict(raw)
     np.testing.assert_array_equal(model.predict_proba(X), expected)
+
+
+def test_risk_model_defaults_are_those_of_ipvi_train():
+    """``RiskModel()`` and ``ipvi train`` (the packaged configuration) fit the same model."""
+    from ipvi.config import ModelParams, load_config
+
+    model = RiskModel()
+    defaults = {name: getattr(model, name) for name in ModelParams.model_fields}
+    assert defaults == load_config().training.model.model_dump()
+    assert model.calibration == "sigmoid"

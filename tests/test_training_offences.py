@@ -9,7 +9,7 @@ import pytest
 from ipvi.columns import SMALL
 from ipvi.config import ConfigError, load_config
 from ipvi.errors import IpviError
-from ipvi.schema import EVENT_COLUMNS, MENTION_COLUMNS
+from ipvi.schema import ETHNICITIES, EVENT_COLUMNS, MENTION_COLUMNS, RACES
 from training.bands import assign_bands, bands_payload
 from training.features import (
     DAYS_CAP,
@@ -98,11 +98,14 @@ class History:
         by_person = assign_offences(person_events(events, mentions, crosswalk))
         index = index_offences(by_person, CONFIG.decision_lag_days)
         labelled = label_index(index, by_person, extract_date=pd.Timestamp(extract))
-        features = compute_features(
-            labelled,
-            by_person,
-            persons=persons_table(mentions, crosswalk),
+        options = {
+            "count_charges": CONFIG.tiers.count_charges,
+            "protective_order_days": CONFIG.protective_order_days,
+            "probation_days": CONFIG.probation_days,
             **feature_options,
+        }
+        features = compute_features(
+            labelled, by_person, persons=persons_table(mentions, crosswalk), **options
         )
         return by_person, labelled, features
 
@@ -296,10 +299,31 @@ def test_bands_are_frozen_cut_points_and_never_risk_names():
 def test_protected_and_proxy_features_stay_out():
     columns = model_features(CONFIG.excluded_features)
     assert "sex_male" not in columns and "age" in columns
-    assert not {"race", "ethnicity"} & set(columns)
     assert "sex_male" in model_features([])
     with pytest.raises(IpviError, match="excluded_features"):
         model_features(["shoe_size"])
+
+
+def test_race_and_ethnicity_never_change_a_feature():
+    """Protected attributes serve only the audit: recoding every mention's race and ethnicity
+    leaves every feature of every index offence (sex and zip proxies included) as it was."""
+    from synth.histories import toy_history
+    from training.pipeline import build_dataset
+
+    events, mentions, crosswalk = toy_history(300, seed=4)
+
+    def recoded(seed: int) -> pd.DataFrame:
+        rng = np.random.default_rng(seed)
+        return mentions.assign(
+            race=rng.choice(sorted(RACES), len(mentions)),
+            ethnicity=rng.choice(sorted(ETHNICITIES), len(mentions)),
+        )
+
+    first = build_dataset(events, recoded(1), crosswalk, CONFIG)
+    second = build_dataset(events, recoded(2), crosswalk, CONFIG)
+    assert len(first.features.X) > 100
+    pd.testing.assert_frame_equal(first.features.X, second.features.X)
+    pd.testing.assert_frame_equal(first.index, second.index)
 
 
 def test_reason_wording_is_true_for_every_value():

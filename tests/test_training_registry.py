@@ -22,7 +22,7 @@ from ipvi.tables.ingest import events as events_table
 from ipvi.tables.ingest import mentions as mentions_table
 from ipvi.tables.linkage import crosswalk as crosswalk_table
 from ipvi.tables.training import evaluation_predictions, scores, tier_lists
-from training.examples import toy_history
+from synth.histories import toy_history
 
 
 def _rows(frame: pd.DataFrame) -> list[dict]:
@@ -173,7 +173,8 @@ def test_service_path_reproduces_evaluation_predictions(setup):
 def test_set_champion_records_reason(setup):
     from mlflow import MlflowClient
 
-    from training.registry import set_champion, version_info
+    from fairness.promotion import set_champion
+    from training.registry import version_info
 
     version = setup["figures"]["model_version"]
     with pytest.raises(IpviError, match="reason"):
@@ -217,9 +218,16 @@ def test_score_all_writes_lists_with_changes(setup):
     )
     second = json.loads(out.strip().splitlines()[-1])
     assert first["n_scored"] > 0 and set(first["changes"]) == {"new"}
-    assert "unchanged" in second["changes"] or any(k.startswith("tier") for k in second["changes"])
     listing = pd.read_csv(second["csv"])
-    assert {"tier", "band", "lethality_flags", "tier_reasons", "change"} <= set(listing.columns)
+    before = set(pd.read_csv(first["csv"])["person_id"])
+    on_list = listing[listing["change"] != "left the list"]
+    assert len(on_list) == second["n_scored"] and set(on_list["tier"]) <= set("ABCD")
+    # "new" is exactly who was not on the first list; those who left are listed at the end.
+    now = set(on_list["person_id"])
+    assert set(on_list.loc[on_list["change"] == "new", "person_id"]) == now - before
+    assert set(listing.loc[listing["change"] == "left the list", "person_id"]) == before - now
+    assert listing["change"].value_counts().to_dict() == second["changes"]
+    assert on_list["tier_reasons"].str.len().min() > 0
     assert "<table>" in Path(second["html"]).read_text()
     with setup["engine"].connect() as connection:
         assert connection.execute(select(tier_lists)).fetchall()

@@ -11,7 +11,7 @@ import pytest
 
 from ipvi.columns import Columns
 from ipvi.config import load_config
-from training.examples import toy_history
+from synth.histories import toy_history
 from training.pipeline import train
 from training.scoring import RiskScorer
 

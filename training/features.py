@@ -1,7 +1,7 @@
 """As-of features and the one table of feature definitions.
 
 A feature of an index offence is computed only from what the records showed at its decision
-date T (../shared/DESIGN.md, "as of"): events with ``offense_date < T`` and ``recorded_at <= T``,
+date T (docs/ARCHITECTURE.md, "as of"): events with ``offense_date < T`` and ``recorded_at <= T``,
 plus the index offence itself (whose disposition, like any other, counts only once recorded). A
 conviction recorded after T is not a conviction at T.
 
@@ -18,17 +18,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from ipvi.columns import (
-    SMALL,
-    Table,
-    factorize,
-    get_indexer,
-    is_one_of,
-    like,
-    run_starts,
-    unique_counts,
-    unique_sorted,
-)
+from ipvi.arrays import run_starts, unique_counts, unique_sorted
+from ipvi.columns import SMALL, Table, factorize, get_indexer, is_one_of, like
 from ipvi.errors import IpviError
 from ipvi.schema import PROTECTED_FIELDS
 from training.offences import as_datetime, lookup
@@ -365,7 +356,7 @@ class History:
         self.index_offence: np.ndarray = np.array([], dtype=np.int64)
 
     def known(self, rows: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        """Whether each event was known at its row's decision date (../shared/DESIGN.md).
+        """Whether each event was known at its row's decision date (docs/ARCHITECTURE.md).
 
         Known: dated before and recorded by the decision date; or part of the index offence,
         except a disposition not yet recorded.
@@ -521,9 +512,9 @@ def compute_features(
     person_events: Table,
     *,
     persons: Table | None = None,
-    count_charges: str = "pending_or_convicted",
-    protective_order_days: int = 365,
-    probation_days: int = 730,
+    count_charges: str,
+    protective_order_days: int,
+    probation_days: int,
 ) -> AsOfFeatures:
     """Compute every feature of :data:`FEATURES` for each index offence, as of its ``as_of``.
 
@@ -536,7 +527,10 @@ def compute_features(
     persons : DataFrame or Columns, optional
         ``person_id`` with ``dob`` and ``sex`` (for age and the optional sex feature).
     count_charges : {"all", "pending_or_convicted", "convicted"}
-        Which charges the tier feature ``ipv_charges`` counts.
+        Which charges the tier feature ``ipv_charges`` counts (``training.tiers.count_charges``).
+    protective_order_days, probation_days : int
+        How long an order or a probation term counts as active (``training.*`` in the
+        configuration; a model version uses the values frozen in its bundle).
     """
     n = len(index)
     history = History(person_events)

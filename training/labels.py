@@ -1,4 +1,4 @@
-"""The label of ../shared/DESIGN.md, one definition for training and the generator's target.
+"""The label of docs/ARCHITECTURE.md, one definition for training and the generator's target.
 
 For an index IPV offence with decision date T (index date + decision lag): positive when an
 incident, charge or order violation with ``ipv = true``, not part of the index offence, has its
@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ipvi.arrays import run_starts
 from training.features import expand, person_date_key, person_ranges
 from training.offences import LABEL_EVENT_TYPES
 
@@ -47,13 +48,13 @@ def custody_spells(person_events: pd.DataFrame, open_end: pd.Timestamp) -> pd.Da
     time = rows["time"].to_numpy()
     steps = rows["step"].to_numpy()
     liberty = steps == 0
-    segment = np.cumsum(_run_starts(person) | liberty)
+    segment = np.cumsum(run_starts(person) | liberty)
     # The count floored at zero: cumulative steps minus their running minimum (when negative).
     total = pd.Series(steps).groupby(segment).cumsum().to_numpy()
     count = total - np.minimum(pd.Series(total).groupby(segment).cummin().to_numpy(), 0)
     before = np.zeros_like(count)
     before[1:] = count[:-1]
-    before[_run_starts(segment)] = 0
+    before[run_starts(segment)] = 0
     opening = (steps == 1) & (before == 0)
     closing = (steps == -1) & (count == 0) & (before > 0)
     opens = pd.DataFrame(
@@ -83,11 +84,6 @@ def custody_spells(person_events: pd.DataFrame, open_end: pd.Timestamp) -> pd.Da
     )
     spells["end"] = spells["end"].fillna(spells["free"]).fillna(open_end)
     return _union(spells[["person_id", "start", "end"]])
-
-
-def _run_starts(values: np.ndarray) -> np.ndarray:
-    """Where each run of equal consecutive values begins."""
-    return np.r_[True, values[1:] != values[:-1]][: len(values)]
 
 
 def _union(spells: pd.DataFrame) -> pd.DataFrame:

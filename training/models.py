@@ -18,6 +18,7 @@ from scipy.special import expit
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
+from ipvi.config import ModelParams
 from ipvi.errors import IpviError
 from training.compiled_trees import compile_trees
 from training.features import FEATURE_BY_NAME, check_no_protected
@@ -43,11 +44,19 @@ def check_labels(y: np.ndarray, period: str) -> None:
         raise IpviError(ONE_CLASS.format(period=period, value=values[0] if len(values) else "none"))
 
 
+# The defaults of ``training.model`` in the configuration: ``RiskModel()`` and ``ipvi train``
+# start from the same values.
+_DEFAULTS = ModelParams()
+
+
 class RiskModel:
     """Monotone LightGBM plus a calibrator fitted on a later period.
 
     Parameters
     ----------
+    Every parameter defaults to its value under ``training.model`` in the configuration
+    (:class:`ipvi.config.ModelParams`).
+
     learning_rate, num_leaves, min_child_samples, max_rounds, early_stopping_rounds,
     reg_lambda, feature_fraction : LightGBM settings.
     calibration : {"isotonic", "sigmoid"}
@@ -86,18 +95,18 @@ class RiskModel:
     def __init__(
         self,
         *,
-        learning_rate: float = 0.1,
-        num_leaves: int = 7,
-        min_child_samples: int = 40,
-        max_rounds: int = 600,
-        early_stopping_rounds: int = 40,
-        reg_lambda: float = 5.0,
-        feature_fraction: float = 0.9,
-        calibration: str = "isotonic",
-        monotone: bool = True,
-        refit: bool = True,
-        num_threads: int = 1,
-        seed: int = 0,
+        learning_rate: float = _DEFAULTS.learning_rate,
+        num_leaves: int = _DEFAULTS.num_leaves,
+        min_child_samples: int = _DEFAULTS.min_child_samples,
+        max_rounds: int = _DEFAULTS.max_rounds,
+        early_stopping_rounds: int = _DEFAULTS.early_stopping_rounds,
+        reg_lambda: float = _DEFAULTS.reg_lambda,
+        feature_fraction: float = _DEFAULTS.feature_fraction,
+        calibration: str = _DEFAULTS.calibration,
+        monotone: bool = _DEFAULTS.monotone,
+        refit: bool = _DEFAULTS.refit,
+        num_threads: int = _DEFAULTS.num_threads,
+        seed: int = _DEFAULTS.seed,
     ) -> None:
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves

@@ -2,7 +2,7 @@
 
 The registry holds agency events and the people named in them; the crosswalk says which
 mentions are one person. This module joins the three into *person events* (one row per linked
-offender and event) and groups them into *offences* (../shared/DESIGN.md): the events of one
+offender and event) and groups them into *offences* (docs/ARCHITECTURE.md): the events of one
 person sharing a ``case_ref``, or else within a couple of days of each other. Features count
 offences, not records, and every IPV offence of a linked person is an *index offence*.
 """
@@ -12,24 +12,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ipvi.columns import (
-    Table,
-    factorize,
-    get_indexer,
-    in_sorted,
-    is_one_of,
-    like,
-    unique_sorted,
-)
+from ipvi.arrays import connected_labels, in_sorted, unique_sorted
+from ipvi.columns import Table, factorize, get_indexer, is_one_of, like
 from ipvi.errors import IpviError
 from ipvi.schema import EVENT_COLUMNS, EVENT_FLAGS, OFFENDER_ROLES
-from linkage.blocking import connected_labels
 
 # Event types that are (part of) an act; orders, probation and custody are status events.
 OFFENCE_EVENT_TYPES: frozenset[str] = frozenset(
     {"incident", "arrest", "charge", "disposition", "order_violation", "custody_start"}
 )
-# Event types that can be the new offence of a label (../shared/DESIGN.md, "The label").
+# Event types that can be the new offence of a label (docs/ARCHITECTURE.md, "The label").
 LABEL_EVENT_TYPES: frozenset[str] = frozenset({"incident", "charge", "order_violation"})
 
 NO_LINKS = "no linked persons: the crosswalk matches no mention (run `ipvi link`)"

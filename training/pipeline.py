@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,7 @@ from training.features import AsOfFeatures, compute_features, model_features, pe
 from training.labels import label_index
 from training.models import RiskModel
 from training.offences import assign_offences, index_offences, person_events
+from training.result import TrainResult
 from training.scorecard import Scorecard
 from training.scoring import score_index
 from training.tiers import tier_shares, tiers_only, validate_rules
@@ -143,20 +144,6 @@ def fingerprint(*frames: pd.DataFrame) -> str:
 def person_hashes(person_ids) -> list[str]:
     """SHA-256 of each person id: the persons a version was trained on, without the ids."""
     return sorted({hashlib.sha256(str(p).encode()).hexdigest() for p in person_ids})
-
-
-@dataclass
-class TrainResult:
-    """Everything a run produced: model bundle, test predictions, metrics, data facts."""
-
-    bundle: ModelBundle
-    predictions: pd.DataFrame
-    metrics: dict
-    counts: dict
-    data_fingerprint: str
-    trained_persons: list[str]
-    truth: pd.DataFrame | None = None
-    figures: dict = field(default_factory=dict)
 
 
 def _fit(
@@ -391,29 +378,3 @@ def _truth_evaluation(
             "truth_prior_ipv_offences": truth_prior,
         }
     )
-
-
-def summary(result: TrainResult) -> dict:
-    """The flat figures ``ipvi train --json`` prints (truth figures None without truth)."""
-    m = result.metrics
-    ceiling = m.get("ceiling", {})
-    return {
-        "auc": m["model"]["auc"],
-        "auc_ci": m["model"]["auc_ci"],
-        "pr_auc": m["model"]["pr_auc"],
-        "brier": m["model"]["brier"],
-        "ece": m["model"]["ece"],
-        "auc_tiers": m["tiers"]["auc"],
-        "auc_odara": m["odara"]["auc"],
-        "auc_scorecard": m["scorecard"]["auc"],
-        "auc_person_disjoint": m["person_disjoint"]["auc"],
-        "auc_ceiling": ceiling.get("auc"),
-        "ece_ceiling": ceiling.get("ece"),
-        "auc_ratio_ci": ceiling.get("auc_ratio_ci"),
-        "mae_vs_truth": ceiling.get("mae_vs_truth"),
-        "auc_truth_crosswalk": m.get("truth_crosswalk", {}).get("auc"),
-        "auc_no_linkage": m.get("no_linkage", {}).get("auc"),
-        "n_train": result.counts["n_train"],
-        "n_test": result.counts["n_test"],
-        "tier_shares": result.counts["tier_shares"],
-    }

@@ -5,10 +5,10 @@ data fingerprint, the feature definitions, plots (calibration, ROC, lift) and th
 model bundle (:mod:`training.bundle`) is registered as a pyfunc model under ``ipvi-risk`` with
 a signature and a fixed synthetic input example, and gets the alias ``challenger``.
 
-Functions other stages call:
+Functions other stages call (the ``champion`` alias is moved only by the fairness gate,
+:func:`fairness.promotion.promote`):
 
-- :func:`set_champion` moves the ``champion`` alias (the fairness gate's ``ipvi promote``);
-  ``forced=True`` needs a reason, and either is recorded on the version and on its run.
+- :func:`registered_version` finds a version by number or alias, or says there is none.
 - :func:`version_info` reads a version's bundled band cut-points and uses, data fingerprint,
   run id, package version and feature definitions.
 - :func:`load_bundle` loads a version's bundle (used by :class:`training.scoring.RiskScorer`).
@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +27,10 @@ import pandas as pd
 from ipvi.errors import IpviError
 from training.bundle import ModelBundle
 from training.features import FEATURES, feature_table
+from training.result import TrainResult
 
 EXPERIMENT = "ipvi-risk"
 BUNDLE_ARTIFACT = "bundle"
-CHAMPION = "champion"
 
 
 def _mlflow(tracking_uri: str):
@@ -131,7 +130,7 @@ def _flat_metrics(metrics: dict) -> dict[str, float]:
 
 
 def log_training_run(
-    result,
+    result: TrainResult,
     *,
     tracking_uri: str,
     model_name: str,
@@ -215,6 +214,25 @@ def log_training_run(
         return {"run_id": run.info.run_id, "model_version": version, "model_name": model_name}
 
 
+def registered_version(tracking_uri: str, name: str, alias_or_version: str):
+    """The registry's entry (an MLflow ``ModelVersion``) for a version number or an alias.
+
+    Raises
+    ------
+    IpviError
+        When the registry holds no such version or alias.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    _mlflow(tracking_uri)
+    try:
+        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    except MlflowException:  # a store MLflow cannot open (or no longer supports)
+        raise IpviError(f"cannot open the MLflow registry at {tracking_uri}") from None
+    return _resolve(client, name, alias_or_version)
+
+
 def _resolve(client, name: str, alias_or_version: str):
     from mlflow.exceptions import MlflowException
 
@@ -268,64 +286,6 @@ def load_bundle(tracking_uri: str, name: str, alias_or_version: str) -> tuple[Mo
     return bundle, {"version": str(mv.version), "run_id": mv.run_id}
 
 
-def set_champion(
-    model_name: str,
-    version: str,
-    *,
-    reason: str | None = None,
-    forced: bool = False,
-    audit_id: str | None = None,
-    audit_status: str | None = None,
-    tracking_uri: str,
-) -> dict:
-    """Point the ``champion`` alias at ``version``, recording why on the version and its run.
-
-    Parameters
-    ----------
-    forced : bool
-        Promotion without a passing fairness audit; needs a ``reason``.
-    audit_id, audit_status : str, optional
-        The fairness audit that cleared (or was overridden for) this version.
-
-    Returns
-    -------
-    dict
-        ``model_name``, ``version``, ``previous`` (the former champion version or None),
-        ``run_id``, ``promoted_at``.
-    """
-    from mlflow import MlflowClient
-
-    if forced and not (reason and reason.strip()):
-        raise IpviError("a forced promotion needs --reason TEXT")
-    _mlflow(tracking_uri)
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    mv = _resolve(client, model_name, str(version))
-    try:
-        previous = client.get_model_version_by_alias(model_name, CHAMPION).version
-    except Exception:  # no champion yet
-        previous = None
-    promoted_at = datetime.now(UTC).isoformat(timespec="seconds")
-    record = {
-        "promoted_at": promoted_at,
-        "promotion_forced": str(bool(forced)).lower(),
-        "promotion_reason": reason or "",
-        "audit_id": audit_id or "",
-        "audit_status": audit_status or "",
-    }
-    for key, value in record.items():
-        client.set_model_version_tag(model_name, str(mv.version), key, value)
-        if mv.run_id:
-            client.set_tag(mv.run_id, f"champion_{key}", value)
-    client.set_registered_model_alias(model_name, CHAMPION, str(mv.version))
-    return {
-        "model_name": model_name,
-        "version": str(mv.version),
-        "previous": previous,
-        "run_id": mv.run_id,
-        "promoted_at": promoted_at,
-    }
-
-
 def versions_trained_on(tracking_uri: str, name: str, person_hash: str) -> list[str]:
     """Versions of ``name`` whose training data included the person with this SHA-256."""
     from mlflow import MlflowClient
@@ -340,28 +300,3 @@ def versions_trained_on(tracking_uri: str, name: str, person_hash: str) -> list[
         if person_hash in set(persons.get("persons_sha256", [])):
             hits.append(str(mv.version))
     return sorted(hits, key=int)
-
-
-def toy_champion(folder: Path, *, persons: int = 1000, reason: str = "toy model") -> dict:
-    """A throw-away MLflow store in ``folder`` whose champion is trained on toy histories.
-
-    For tests and benchmarks of the service, which need a registered champion but not a
-    meaningful one (:func:`training.examples.toy_history`). Returns ``tracking_uri``,
-    ``model_version`` and ``run_id``.
-    """
-    from ipvi.config import load_config
-    from training.examples import toy_history
-    from training.pipeline import summary, train
-
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    result = train(*toy_history(persons, seed=0), load_config().training)
-    info = log_training_run(
-        result,
-        tracking_uri=uri,
-        artifact_location=str(folder / "artifacts"),
-        model_name="ipvi-risk",
-        summary=summary(result),
-        params={"source": "toy_history"},
-    )
-    set_champion("ipvi-risk", info["model_version"], reason=reason, forced=True, tracking_uri=uri)
-    return {"tracking_uri": uri, "model_version": info["model_version"], "run_id": info["run_id"]}

@@ -20,8 +20,8 @@ from training.tiers import TIER_ORDINAL
 def cited_records(scored: pd.DataFrame) -> pd.DataFrame:
     """``record_id`` -> highest ``priority`` among the tier reasons citing it (sorted by id)."""
     rank = scored["tier"].map(TIER_ORDINAL) + 0.5 * scored["provisional"].astype(float)
-    # A dict over the citations: a person's reasons cite a few records each, and a frame
-    # exploded to one row per citation cost seconds for a whole registry's list.
+    # A dict over the citations: a person's reasons cite a few records each, so a frame
+    # exploded to one row per citation would be mostly overhead for a whole registry.
     best: dict[str, float] = {}
     for reasons, priority in zip(scored["tier_reasons"], rank.tolist(), strict=True):
         for reason in reasons:

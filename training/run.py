@@ -19,9 +19,9 @@ from ipvi.config import Config
 from ipvi.db import session_scope
 from ipvi.errors import IpviError
 from training.data import SCORING_MENTIONS, load_history, load_truth, read_history
-from training.pipeline import summary as summarise
 from training.pipeline import train
 from training.registry import log_training_run
+from training.result import summary as summarise
 from training.review_priority import prioritise_review_pairs
 from training.scoring import RiskScorer
 from training.store import write_run, write_scores

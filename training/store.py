@@ -94,8 +94,9 @@ def read_predictions(session: Session, run_id: str) -> pd.DataFrame:
 def write_scores(session: Session, scored: pd.DataFrame, *, list_id: int | None) -> int:
     """Store scores (one row per person) through the driver; returns how many.
 
-    ``ipvi score --all`` writes a row per scored person: SQLAlchemy's per-row handling of
-    its JSON and date columns took about 7 s for 74k persons.
+    ``ipvi score --all`` writes a row per scored person, too many for SQLAlchemy's per-row
+    handling of JSON and date columns (:func:`ipvi.bulk.bulk_insert` converts each column
+    once).
     """
     rows = scored[list(SCORE_COLUMNS)].assign(list_id=list_id, scored_at=datetime.now())
     bulk_insert(session.connection(), scores, rows)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from linkage.review import escape_cell
+from ipvi.export import escape_cell
 from training.tiers import TIER_ORDINAL
 
 LIST_COLUMNS: tuple[str, ...] = (
@@ -31,12 +31,6 @@ LIST_COLUMNS: tuple[str, ...] = (
     "index_event_id",
     "change",
 )
-
-
-def escape_formula(value) -> str:
-    """A cell a spreadsheet shows as text: its text, quoted as :func:`linkage.review.escape_cell`
-    quotes a leading ``= + - @`` (or tab/CR)."""
-    return escape_cell("" if value is None else str(value))
 
 
 def _reasons_text(reasons: list[dict]) -> str:
@@ -134,7 +128,7 @@ def write_list(
     with csv_path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(rows.columns)
-        escaped = [[escape_formula(text) for text in column] for column in texts]
+        escaped = [[escape_cell(text) for text in column] for column in texts]
         writer.writerows(zip(*escaped, strict=True))
     head = "".join(f"<th>{html.escape(c)}</th>" for c in rows.columns)
     cells = [[f"<td>{t}</td>" for t in _html_escaped(column)] for column in texts]

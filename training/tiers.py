@@ -21,7 +21,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from ipvi.columns import Table, factorize, is_one_of, isin, like, unique_sorted
+from ipvi.arrays import unique_sorted
+from ipvi.columns import Table, factorize, is_one_of, isin, like
 from ipvi.config import TierConfig
 from ipvi.errors import IpviError
 from training.features import FEATURE_BY_NAME, INDEX_OFFENCE, AsOfFeatures, expand, lists_of

@@ -213,77 +213,39 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(False, "--force", help="Promote without a passing audit."),
         reason: str = typer.Option(None, "--reason", help="Why (required with --force)."),
     ) -> None:
-        from fairness import store
-        from fairness.promotion import check_promotion, log_audit_to_run, version_run_id
+        from fairness.promotion import promote as promote_version
         from ipvi.db import session_scope
-        from training.registry import set_champion
 
-        if force and not (reason and reason.strip()):
-            raise IpviError("--force requires --reason TEXT")
         config = get_config()
-        model_name = config.mlflow.model_name
-        digest = config.section_hash("fairness_policy")
-        engine = get_engine()
-        with session_scope(engine) as session:
-            check = check_promotion(
+        with session_scope(get_engine()) as session:
+            done = promote_version(
                 session,
                 version,
                 policy=config.fairness_policy,
-                digest=digest,
-                model_name=model_name,
+                digest=config.section_hash("fairness_policy"),
+                model_name=config.mlflow.model_name,
+                tracking_uri=config.tracking_uri,
+                force=force,
+                reason=reason,
             )
-        if not check.allowed and not force:
-            with session_scope(engine) as session:
-                store.record_promotion(
-                    session,
-                    model_version=version,
-                    audit_id=check.audit_id,
-                    outcome="refused",
-                    reason="; ".join(check.reasons),
-                    previous_champion=None,
-                )
-            for line in check.reasons:
+        if done.outcome == "refused":
+            for line in done.reasons:
                 info(line)
             raise IpviError(
-                f"version {version} not promoted; champion unchanged: {check.reasons[0]}"
+                f"version {version} not promoted; champion unchanged: {done.reasons[0]}"
             )
-        run_id = version_run_id(config.tracking_uri, model_name, version)
-        artifacts = (
-            log_audit_to_run(config.tracking_uri, run_id, check.audit["audit_json"])
-            if check.audit and run_id
-            else []
-        )
-        forced = not check.allowed
-        moved = set_champion(
-            model_name,
-            version,
-            reason=reason,
-            forced=forced,
-            audit_id=check.audit_id,
-            audit_status="forced" if forced else check.audit["status"],
-            tracking_uri=config.tracking_uri,
-        )
-        with session_scope(engine) as session:
-            store.record_promotion(
-                session,
-                model_version=version,
-                audit_id=check.audit_id,
-                outcome="forced" if forced else "promoted",
-                reason=reason,
-                previous_champion=moved["previous"],
-            )
-        if forced:
+        if done.forced:
             info(f"forced promotion of version {version}: {reason}")
-            for line in check.reasons:
+            for line in done.reasons:
                 info(f"  overridden: {line}")
         emit_json(
             {
-                "model_name": model_name,
-                "version": str(version),
-                "previous": moved["previous"],
-                "audit_id": check.audit_id,
-                "audit_status": "forced" if forced else check.audit["status"],
-                "forced": forced,
-                "artifacts": artifacts,
+                "model_name": done.model_name,
+                "version": done.version,
+                "previous": done.previous,
+                "audit_id": done.audit_id,
+                "audit_status": done.audit_status,
+                "forced": done.forced,
+                "artifacts": done.artifacts,
             }
         )

@@ -56,8 +56,8 @@ def register(app: typer.Typer) -> None:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         from ipvi.errors import IpviError
-        from ipvi.synth import SynthParams
-        from ipvi.synth import generate as run
+        from synth import SynthParams
+        from synth import generate as run
 
         try:
             date = dt.date.fromisoformat(extract_date)

@@ -1,8 +1,4 @@
-"""CLI commands ``ipvi ingest`` and ``ipvi purge``.
-
-``purge`` is built from each stage's step (see :mod:`ipvi.purge`): later stages append theirs to
-:func:`purge_steps` and :func:`purge_resolvers` below.
-"""
+"""CLI commands ``ipvi ingest`` and ``ipvi purge`` (whose steps are :mod:`workflows.purge`)."""
 
 from __future__ import annotations
 
@@ -11,25 +7,6 @@ from pathlib import Path
 import typer
 
 from ipvi.commands.context import emit_json, get_config, get_engine, info, prebuild_link_index
-
-
-def purge_steps() -> list:
-    """Every stage's purge step, run in this order in one transaction."""
-    from ipvi.ingest.purge import purge_step as ingest_step
-    from linkage.purge import purge_step as linkage_step
-    from serving.audit_log import purge_step as serving_step
-    from training.store import purge_step as training_step
-
-    # Downstream stages first: their rows refer to the records and persons purged upstream.
-    # The serving step removes nothing: it appends a chained tombstone to the audit log.
-    return [serving_step, training_step, linkage_step, ingest_step]
-
-
-def purge_resolvers() -> list:
-    """Resolvers that widen a purge target (e.g. a person id to its record ids)."""
-    from linkage.purge import person_records
-
-    return [person_records]
 
 
 class _Progress:
@@ -97,7 +74,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Ingest a folder of agency extracts (see the command's help)."""
-        from ipvi.ingest.load import ingest_directory
+        from ingest.load import ingest_directory
 
         config = get_config()
         engine = get_engine()
@@ -149,23 +126,20 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Purge records from every stage (see the command's help)."""
-        from ipvi.db import session_scope
         from ipvi.errors import IpviError
-        from ipvi.ingest.lock import registry_lock
-        from ipvi.purge import Purge, PurgeTarget
+        from ipvi.purge import PurgeTarget
+        from workflows.purge import purge_registry
 
         if not record_id and not person_id:
             raise IpviError("purge needs --record-id ID (repeatable) or --person-id ID")
         engine = get_engine()
-        purge = Purge(steps=purge_steps(), resolvers=purge_resolvers())
         try:
-            # Under the ingest lock, so a concurrent ingest cannot store a record being purged.
-            with (
-                registry_lock(engine, timeout=get_config().ingest.lock_timeout_seconds),
-                session_scope(engine) as session,
-            ):
-                target = PurgeTarget(record_ids=tuple(record_id or ()), person_id=person_id)
-                result = purge.run(session, target, reason=reason)
+            result = purge_registry(
+                engine,
+                PurgeTarget(record_ids=tuple(record_id or ()), person_id=person_id),
+                reason=reason,
+                lock_timeout=get_config().ingest.lock_timeout_seconds,
+            )
         finally:
             engine.dispose()
         payload = {

@@ -32,8 +32,8 @@ def dedupe(
     as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON line"),
 ) -> None:
     """Deduplicate one file, or link two, learning every parameter from the files."""
+    from ipvi.export import write_csv
     from linkage.dedupe import dedupe as run_dedupe
-    from linkage.review import write_csv
 
     result = run_dedupe(list(inputs), id_column, mapping, _settings())
     for warning in result.warnings:

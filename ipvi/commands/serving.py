@@ -61,7 +61,7 @@ def serve(
         os.environ["IPVI_CONFIG"] = str(Path(context._config_path).resolve())
 
     # Refuse to start (one clear line, exit 2) without a usable model, before spawning workers.
-    from serving.scoring import load_scorer
+    from serving.model import load_scorer
 
     config = get_config()
     load_scorer(

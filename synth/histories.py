@@ -2,7 +2,7 @@
 
 Two uses: the fixed input example registered with every model version (so the signature and
 example never carry a real person), and a fast, self-contained data set for tests and quick
-benchmarks of the training stage (the full generator lives in :mod:`ipvi.synth`). The process is
+benchmarks of the training stage (the full generator lives in :mod:`synth`). The process is
 simple but has the shape the model needs: offending depends on recorded history and an
 unobserved propensity; offences leave incidents, arrests, charges, later dispositions, jail
 bookings, protective orders and violations, each a separate agency record of one person.

@@ -5,7 +5,7 @@
 same simulation without writing files. See data_samples/README.md for every file and column.
 """
 
-from ipvi.synth.core import (
+from synth.core import (
     TRUTH_DIR,
     TRUTH_FILES,
     Cohort,
@@ -14,7 +14,7 @@ from ipvi.synth.core import (
     simulate,
     simulate_offending,
 )
-from ipvi.synth.params import SynthParams
+from synth.params import SynthParams
 
 __all__ = [
     "TRUTH_DIR",

@@ -22,9 +22,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ingest import fields
 from ipvi.config import AgencyMapping, IngestConfig
 from ipvi.errors import ConfigError
-from ipvi.ingest import fields
 from ipvi.purge import hash_identifier
 from ipvi.schema import (
     DISPOSITIONS,

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ipvi.synth import names as nm
-from ipvi.synth.params import NoiseParams
+from synth import names as nm
+from synth.params import NoiseParams
 
 # Race/ethnicity groups used to draw people; the extract codes are derived from them.
 GROUPS = ("white", "black", "hispanic", "asian", "other")

@@ -19,7 +19,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from ipvi.errors import IpviError
-from ipvi.ingest.fields import TEXT
+from ipvi.schema import TEXT
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Turn simulated careers into agency events: one row per person named in one agency event.
 
 The rows here are still internal (person index, float times, canonical event types and
-roles); :mod:`ipvi.synth.extracts` adds the identifiers, noise and each agency's formats.
+roles); :mod:`synth.extracts` adds the identifiers, noise and each agency's formats.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ipvi.synth.offending import Careers
+from synth.offending import Careers
 
 # Offence codes (NC statutes) by what happened.
 CODE_ASSAULT_ON_FEMALE = "14-33(C)(2)"

@@ -33,13 +33,13 @@ from sqlalchemy import (
     update,
 )
 
+from ingest.extract import check_columns, header, read_extract
+from ingest.lock import registry_lock
+from ingest.mapping import MappedExtract, check_mapping, map_extract, required_columns
 from ipvi.bulk import bulk_insert
 from ipvi.config import IngestConfig
 from ipvi.errors import ConfigError, IpviError
-from ipvi.ingest.extract import check_columns, header, read_extract
-from ipvi.ingest.fields import TEXT
-from ipvi.ingest.lock import registry_lock
-from ipvi.ingest.mapping import MappedExtract, check_mapping, map_extract, required_columns
+from ipvi.schema import TEXT
 from ipvi.tables.ingest import (
     event_versions,
     events,

@@ -18,13 +18,13 @@ import numpy as np
 import pandas as pd
 
 from ipvi.errors import IpviError
-from ipvi.synth import extracts as ex
-from ipvi.synth import malformed
-from ipvi.synth.events import build_rows
-from ipvi.synth.metrics import exact_match_quality, roc_auc
-from ipvi.synth.offending import Careers, simulate_careers
-from ipvi.synth.params import SynthParams
-from ipvi.synth.population import (
+from synth import extracts as ex
+from synth import malformed
+from synth.events import build_rows
+from synth.metrics import exact_match_quality, roc_auc
+from synth.offending import Careers, simulate_careers
+from synth.params import SynthParams
+from synth.population import (
     GROUP_SHARES,
     GROUPS,
     Neighbourhoods,

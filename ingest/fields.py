@@ -15,6 +15,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ipvi.schema import TEXT
+
 # Problem codes (stored in field_issues.problem and quarantine.detail).
 UNPARSEABLE = "unparseable"
 BEFORE_MIN_YEAR = "before_min_year"
@@ -24,7 +26,6 @@ UNKNOWN_CODE = "unknown_code"
 MISSING = "missing"
 
 DAYS_PER_YEAR = 365.2425
-TEXT = pd.StringDtype("pyarrow")
 
 
 @dataclass(frozen=True)

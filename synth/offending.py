@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ipvi.synth.params import SynthParams
+from synth.params import SynthParams
 
 PROBATION_DAYS = 540
 

@@ -1,6 +1,6 @@
 """Synthetic canonical mentions with known persons, for linkage tests and scale benchmarks.
 
-Not the project's sample generator (``ipvi/synth``): a fast, vectorised source of mentions at
+Not the project's sample generator (``synth``): a fast, vectorised source of mentions at
 any size (10 to millions) with the errors agencies make: typos, nicknames, first/last swaps,
 compound and changed surnames, day/month swaps, digit slips, missing fields, moves. First names
 come from the ``nicknames`` package's canonical names; surnames are built from syllables with

@@ -12,9 +12,9 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from ipvi.synth import names as nm
-from ipvi.synth.params import NoiseParams
-from ipvi.synth.population import ACP_ADDRESS, GROUPS, address_slot, pick_slot
+from synth import names as nm
+from synth.params import NoiseParams
+from synth.population import ACP_ADDRESS, GROUPS, address_slot, pick_slot
 
 # One bit per kind of identifier noise, as logged in truth/records.csv.
 NOISE_BITS: dict[str, int] = {
