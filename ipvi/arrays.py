@@ -39,11 +39,16 @@ def run_starts(ordered: np.ndarray) -> np.ndarray:
 def unique_sorted(values: Any) -> np.ndarray:
     """The sorted distinct values of a 1-d integer (or date) array, as ``np.unique(values)``.
 
-    By sorting rather than hashing. Not for floats: NaN would repeat.
+    By sorting rather than hashing. Values already strictly increasing (candidate pairs' codes
+    usually are) are returned as they are: sorting sorted values costs a full sort. Not for
+    floats: NaN would repeat.
 
     >>> unique_sorted(np.array([5, 1, 5, 3])).tolist()
     [1, 3, 5]
     """
+    values = np.asarray(values)
+    if len(values) < 2 or bool((values[1:] > values[:-1]).all()):
+        return values
     ordered = np.sort(values)
     return ordered[run_starts(ordered)]
 

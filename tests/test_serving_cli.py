@@ -18,6 +18,7 @@ from tests.serving_support import add_keys, champion_store, write_config
 pytestmark = pytest.mark.service
 
 
+@pytest.mark.slow
 def test_ipvi_serve_starts_the_service_on_loopback(tmp_path, tmp_path_factory):
     store = champion_store(tmp_path_factory.getbasetemp())
     database_url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
