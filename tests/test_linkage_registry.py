@@ -21,9 +21,9 @@ from ipvi.tables.linkage import (
     persons,
     review_pairs,
 )
-from linkage import person_records, purge_step
 from linkage.linker import Linker
 from linkage.person_ids import CURRENT, MERGED, SPLIT, UNKNOWN, Resolution, resolve_person_ids
+from linkage.purge import person_records, purge_step
 from linkage.review import export_pending, import_decisions, pair_id
 from linkage.run import (
     acquire_lock,
