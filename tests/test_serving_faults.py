@@ -180,6 +180,7 @@ def test_unreachable_database_gives_503_within_2_s_and_audit_rows_survive(setup)
         assert verify_chain(session).ok
 
 
+@pytest.mark.slow
 def test_kill_9_under_load_loses_at_most_one_second_of_audit_rows(setup):
     engine = setup["engine"]
     before = _audit_rows(engine)
