@@ -39,7 +39,9 @@ from ingest.mapping import MappedExtract, check_mapping, map_extract, required_c
 from ipvi.bulk import bulk_insert
 from ipvi.config import IngestConfig
 from ipvi.errors import ConfigError, IpviError
+from ipvi.purge import PurgedRecords
 from ipvi.schema import TEXT
+from ipvi.site_key import SiteKey
 from ipvi.tables.ingest import (
     event_versions,
     events,
@@ -165,6 +167,7 @@ def ingest_directory(
     folder: str | Path,
     config: IngestConfig,
     *,
+    key: SiteKey | None = None,
     progress: ProgressFn = _no_progress,
 ) -> IngestReport:
     """Ingest every agency extract of ``folder`` into the registry at ``engine``.
@@ -179,6 +182,9 @@ def ingest_directory(
         Holds the extracts named by ``config.agencies[*].file``.
     config : IngestConfig
         Mappings, DOB plausibility bounds and the lock timeout.
+    key : SiteKey, optional
+        The site secret: needed once the registry holds purged records, whose pseudonyms
+        (:class:`ipvi.purge.PurgedRecords`) keep them from being stored again.
     progress : callable, optional
         Called as ``progress(description, done, total)`` while files are read and written.
 
@@ -198,7 +204,7 @@ def ingest_directory(
             if (agency, folder / mapping.file) not in plan:
                 report.files[agency] = FileReport(agency, mapping.file, "missing")
         try:
-            _load_files(engine, report, plan, config, progress)
+            _load_files(engine, report, plan, config, progress, key)
         except BaseException as error:
             problem = str(error) if isinstance(error, IpviError) else type(error).__name__
             _finish_run(engine, run_id, "failed", problem)
@@ -213,6 +219,7 @@ def _load_files(
     plan: list[tuple[str, Path]],
     config: IngestConfig,
     progress: ProgressFn,
+    key: SiteKey | None,
 ) -> None:
     """Read and map the next file in a worker thread while the current one is written.
 
@@ -221,7 +228,8 @@ def _load_files(
     hashes read once here stay valid for the whole run.
     """
     with engine.connect() as connection:
-        purged = frozenset(connection.execute(select(purged_records.c.record_hash)).scalars())
+        hashes = frozenset(connection.execute(select(purged_records.c.record_hash)).scalars())
+    purged = PurgedRecords(hashes, key)
 
     def prepare(agency: str, path: Path) -> MappedExtract:
         progress(f"{agency}: reading", 0, 1)
@@ -234,7 +242,7 @@ def _load_files(
             config=config,
             row_numbers=extract.row_numbers,
             malformed=extract.malformed,
-            purged_hashes=purged,
+            purged=purged,
         )
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ipvi-ingest-read") as reader:

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from ingest import fields
 from ipvi.config import AgencyMapping, IngestConfig
 from ipvi.errors import ConfigError
-from ipvi.purge import hash_identifier
+from ipvi.purge import PurgedRecords
 from ipvi.schema import (
     DISPOSITIONS,
     ETHNICITIES,
@@ -392,7 +392,7 @@ def map_extract(
     config: IngestConfig,
     row_numbers: pd.Series,
     malformed: pd.DataFrame,
-    purged_hashes: frozenset[str] = frozenset(),
+    purged: PurgedRecords = PurgedRecords(),
 ) -> MappedExtract:
     """Map one parsed extract onto canonical mentions and events.
 
@@ -406,8 +406,8 @@ def map_extract(
         The line of each row in its file (header = line 1), for the quarantine table.
     malformed : DataFrame
         Lines the CSV reader could not split into the header's columns: ``row_number, text``.
-    purged_hashes : frozenset of str
-        ``hash_identifier`` of every purged record id: such rows are never stored again.
+    purged : PurgedRecords
+        Every purged record id's pseudonym: such rows are never stored again.
 
     Returns
     -------
@@ -426,14 +426,13 @@ def map_extract(
     record_id = table["record_id"]
 
     reason, detail = _first_reason(canonical.problems, index)
-    purged = np.zeros(len(raw), dtype=bool)
-    if purged_hashes:
+    is_purged = np.zeros(len(raw), dtype=bool)
+    if purged.hashes:
         known = fields.mask(record_id.notna())
-        hashes = [hash_identifier(value) for value in record_id[known]]
-        purged[known] = np.isin(np.array(hashes, dtype=object), list(purged_hashes))
+        is_purged[known] = purged.contains(list(record_id[known]))
 
     raw_hash = row_hashes(raw)
-    usable = fields.mask(reason.isna()) & ~purged
+    usable = fields.mask(reason.isna()) & ~is_purged
     candidates = pd.DataFrame({"record_id": record_id, "raw_hash": raw_hash})[usable]
     duplicate = candidates.duplicated(keep="first")
     conflict = ~duplicate & candidates.loc[~duplicate, "record_id"].duplicated(keep=False).reindex(
@@ -443,9 +442,9 @@ def map_extract(
     detail[duplicate[duplicate].index] = "row: repeats an earlier row of the file"
     reason[conflict[conflict].index] = RECORD_ID_CONFLICT
     detail[conflict[conflict].index] = "record_id: on rows with different content"
-    accepted = fields.mask(reason.isna()) & ~purged
+    accepted = fields.mask(reason.isna()) & ~is_purged
 
-    quarantined = fields.mask(reason.notna()) & ~purged
+    quarantined = fields.mask(reason.notna()) & ~is_purged
     occurrence = raw_hash.groupby(raw_hash).cumcount()
     quarantine = pd.DataFrame(
         {
@@ -473,7 +472,7 @@ def map_extract(
         events=events,
         issues=issues,
         quarantine=quarantine.reset_index(drop=True),
-        purged=int(purged.sum()),
+        purged=int(is_purged.sum()),
         rows_in=len(raw) + len(malformed),
     )
     if result.rows_in != result.accepted + result.quarantined:  # the ingest invariant

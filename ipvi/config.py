@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -47,6 +48,10 @@ class PathsConfig(StrictModel):
     home: str = ".ipvi"
     sample_dir: str = "data_samples"
     reports_dir: str = ".ipvi/reports"
+    # The site secret when IPVI_AUDIT_KEY is not set (ipvi.site_key); keep it off the database.
+    audit_key_file: str = ".ipvi/audit.key"
+    # Where `ipvi audit-log checkpoint` writes and `ipvi audit-log verify` reads by default.
+    audit_checkpoint_file: str = ".ipvi/audit-checkpoints.jsonl"
 
 
 # --------------------------------------------------------------------------- ingest
@@ -190,6 +195,8 @@ class LinkageConfig(StrictModel):
         ]
 
     lock_timeout_seconds: float = Field(0.0, ge=0)
+    # A running linkage renews its lock's lease; a lock whose lease ran out is stale.
+    lock_lease_seconds: float = Field(300.0, ge=10)
     seed: int = 0
 
 
@@ -384,18 +391,32 @@ class ServingConfig(StrictModel):
     db_timeout_seconds: float = Field(1.5, gt=0, le=2)
     retry_after_seconds: int = Field(2, ge=1)
     db_probe_seconds: float = Field(1.0, gt=0)
-    readyz_requires_database: bool = False
+    readyz_requires_database: bool = True
     audit_spool_dir: str = ".ipvi/audit_spool"
     audit_flush_seconds: float = Field(0.5, gt=0, le=1)
-    roles: dict[str, list[Literal["scoring", "advocate", "admin"]]] = Field(
+    public_metrics: bool = False
+    inline_person_id_pattern: str = r"^[A-Za-z0-9_-]{1,64}$"
+    decision_clock_skew_seconds: float = Field(300.0, ge=0)
+    link_victim_share: float = Field(0.5, gt=0, le=1)
+    roles: dict[str, list[Literal["scoring", "advocate", "admin", "monitoring"]]] = Field(
         default_factory=lambda: {
             "/v1/score": ["scoring", "admin"],
             "/v1/tier": ["scoring", "advocate", "admin"],
             "/v1/link": ["scoring", "advocate", "admin"],
             "/v1/decision": ["scoring", "advocate", "admin"],
+            "/metrics": ["monitoring", "admin"],
         }
     )
     decision_actions: dict[str, DecisionAction] = Field(default_factory=dict)
+
+    @field_validator("inline_person_id_pattern")
+    @classmethod
+    def _compiles(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ValueError(f"not a regular expression: {error}") from None
+        return pattern
 
 
 # --------------------------------------------------------------------------- root

@@ -21,24 +21,38 @@ from ipvi.errors import IpviError
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
+def _sqlite_pragmas(lock_wait_seconds: float):
+    def set_pragmas(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(lock_wait_seconds * 1000)}")
+        cursor.close()
+
+    return set_pragmas
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; a SQLite file's folder is created and WAL mode switched on."""
+def make_engine(url: str, *, lock_wait_seconds: float | None = None) -> Engine:
+    """An engine for ``url``; a SQLite file's folder is created and WAL mode switched on.
+
+    ``lock_wait_seconds`` bounds how long a statement waits for another transaction's lock
+    before failing (SQLite's busy timeout, 30 s by default; PostgreSQL's ``lock_timeout``, none
+    by default): the service sets it to its own deadline, so that a write it could not answer
+    in time does not go on waiting and commit later.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        wait = 30.0 if lock_wait_seconds is None else lock_wait_seconds
+        engine = create_engine(url, connect_args={"timeout": wait})
+        event.listen(engine, "connect", _sqlite_pragmas(wait))
         return engine
+    if lock_wait_seconds is not None and parsed.get_backend_name() == "postgresql":
+        given = parsed.query.get("options", "")
+        options = f"{given} -c lock_timeout={int(lock_wait_seconds * 1000)}".strip()
+        return create_engine(url, pool_pre_ping=True, connect_args={"options": options})
     return create_engine(url, pool_pre_ping=True)
 
 
@@ -88,3 +102,17 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def compact(engine: Engine) -> bool:
+    """Leave no trace of deleted rows in a SQLite file: rewrite it (``VACUUM``, which drops
+    the free pages that still hold deleted rows' bytes) and empty its write-ahead log, whose
+    old frames hold them too. Nothing on other engines (PostgreSQL reuses dead tuples' space
+    on its own; a storage-level erasure there is the operator's). Returns whether it ran.
+    """
+    if engine.dialect.name != "sqlite":
+        return False
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql("VACUUM")
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    return True

@@ -2,41 +2,65 @@
 
 A purge is a list of *steps*, one per stage, each ``step(session, target) -> {table: rows}``,
 run in one transaction: either every stage forgets the target or none does. Before the steps,
-*resolvers* may widen the target (linkage turns a person id into that person's record ids), so
-each step sees everything it has to remove. What remains is a tombstone without identifiers: a
-hash of the target, the reason, the time and the counts, plus a hash of each purged record id so
-that ``ipvi ingest`` never stores that record again.
+*resolvers* may widen the target (linkage turns a person id into that person's record ids and
+names the persons a record purge touches), so each step sees everything it has to remove.
+What remains is a tombstone without identifiers: a keyed pseudonym of the target
+(:meth:`ipvi.site_key.SiteKey.pseudonym`: no id can be tried against it without the site
+secret), the reason, the time and the counts, plus the pseudonym of each purged record id so
+that ``ipvi ingest`` never stores that record again. Steps see the tombstone's id
+(``target.tombstone_id``), so a row that is kept (a staff decision) can point to it instead of
+to the person.
 
 Stages contribute their step in their own package; :mod:`workflows.purge` lists them::
 
-    purge = Purge(steps=[ingest_purge_step, linkage_purge_step], resolvers=[person_records])
+    purge = Purge(steps=[ingest_purge_step, linkage_purge_step], resolvers=[person_records],
+                  key=load_site_key(config.paths.audit_key_file, create=True))
     result = purge.run(session, PurgeTarget(record_ids=("PD-1001",)), reason="court order 12")
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from ipvi.errors import IpviError
+from ipvi.site_key import PSEUDONYM_CHARS, SiteKey, legacy_hash
 from ipvi.tables.ingest import purge_tombstones, purged_records
 
 
 @dataclass(frozen=True)
 class PurgeTarget:
-    """What to purge: source record ids and/or a person id (a linked person's records)."""
+    """What to purge: source record ids and/or a person id (a linked person's records).
+
+    Attributes
+    ----------
+    persons : tuple of str
+        Every person whose derived rows (scores, lists, model artefacts) the purge touches:
+        the target person and the persons its records link to (filled by the resolvers).
+    tombstone_id : int or None
+        The purge's tombstone, set before the steps run.
+    pseudonyms : dict
+        The keyed pseudonym of the person id, every record id and every affected person,
+        computed before the steps run (steps never see the site key).
+    """
 
     record_ids: tuple[str, ...] = ()
     person_id: str | None = None
+    persons: tuple[str, ...] = ()
+    tombstone_id: int | None = None
+    pseudonyms: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def with_records(self, record_ids: Sequence[str]) -> PurgeTarget:
         """The same target with ``record_ids`` added (kept unique and in order)."""
         return replace(self, record_ids=tuple(dict.fromkeys((*self.record_ids, *record_ids))))
+
+    def with_persons(self, person_ids: Sequence[str]) -> PurgeTarget:
+        """The same target with ``person_ids`` among its affected persons."""
+        return replace(self, persons=tuple(dict.fromkeys((*self.persons, *person_ids))))
 
 
 PurgeStep = Callable[[Session, PurgeTarget], dict[str, int]]
@@ -45,20 +69,56 @@ Resolver = Callable[[Session, PurgeTarget], PurgeTarget]
 
 @dataclass(frozen=True)
 class PurgeResult:
-    """What a purge removed (rows per table) and the tombstone it left."""
+    """What a purge removed (rows per table), the tombstone it left and the resolved target
+    (the steps outside the database work from it once the rows are gone)."""
 
     tombstone_id: int
     record_count: int
     counts: dict[str, int]
+    target: PurgeTarget = field(default_factory=PurgeTarget)
 
     @property
     def removed(self) -> int:
         return sum(self.counts.values())
 
 
-def hash_identifier(value: str) -> str:
-    """The one-way hash a tombstone keeps instead of an identifier."""
-    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+@dataclass(frozen=True)
+class PurgedRecords:
+    """The pseudonyms of every purged record id: ``ipvi ingest`` never stores those records
+    again.
+
+    Parameters
+    ----------
+    hashes : frozenset of str
+        ``purged_records.record_hash``: keyed pseudonyms, and the unkeyed SHA-256 that
+        purges before the site key stored.
+    key : SiteKey or None
+        Needed as soon as ``hashes`` is not empty.
+    """
+
+    hashes: frozenset[str] = frozenset()
+    key: SiteKey | None = None
+
+    def contains(self, record_ids: Sequence[str]) -> list[bool]:
+        """Whether each of ``record_ids`` was purged."""
+        if not self.hashes:
+            return [False] * len(record_ids)
+        if self.key is None:
+            raise IpviError(
+                "the registry holds purged records: ingest needs the site key to refuse them "
+                "(IPVI_AUDIT_KEY or paths.audit_key_file)"
+            )
+        forms = [self.key.pseudonym]
+        if any(len(h) != PSEUDONYM_CHARS for h in self.hashes):  # purged before keyed hashes
+            forms.append(legacy_hash)
+        return [any(form(value) in self.hashes for form in forms) for value in record_ids]
+
+
+def tombstone_hash(key: SiteKey, target: PurgeTarget) -> str:
+    """The pseudonym a tombstone keeps of what was asked for (so ``ipvi purge --verify`` can
+    find the tombstone of a given id)."""
+    text = "\n".join(sorted(target.record_ids)) + f"\nperson:{target.person_id or ''}"
+    return key.pseudonym(text)
 
 
 @dataclass
@@ -69,11 +129,14 @@ class Purge:
     ----------
     steps : list of callables
         ``step(session, target) -> {table: rows removed}``, run in order.
+    key : SiteKey
+        The site secret the tombstone's pseudonyms are keyed with.
     resolvers : list of callables
         ``resolver(session, target) -> target``, run first, to widen the target.
     """
 
     steps: list[PurgeStep]
+    key: SiteKey
     resolvers: list[Resolver] = field(default_factory=list)
 
     def run(self, session: Session, target: PurgeTarget, *, reason: str) -> PurgeResult:
@@ -85,23 +148,33 @@ class Purge:
         original = target
         for resolve in self.resolvers:
             target = resolve(session, target)
-        counts: dict[str, int] = {}
-        for step in self.steps:
-            for table, rows in step(session, target).items():
-                counts[table] = counts.get(table, 0) + int(rows)
-        key = "\n".join(sorted(original.record_ids)) + f"\nperson:{original.person_id or ''}"
         tombstone_id = session.execute(
             insert(purge_tombstones)
             .values(
                 purged_at=datetime.now(),
                 reason=reason.strip(),
-                target_hash=hash_identifier(key),
+                target_hash=tombstone_hash(self.key, original),
                 record_count=len(target.record_ids),
-                counts=counts,
+                counts={},
             )
             .returning(purge_tombstones.c.tombstone_id)
         ).scalar_one()
-        hashes = {hash_identifier(record_id) for record_id in target.record_ids}
+        values = {*target.record_ids, *target.persons, target.person_id} - {None}
+        target = replace(
+            target,
+            tombstone_id=tombstone_id,
+            pseudonyms={value: self.key.pseudonym(value) for value in values},
+        )
+        counts: dict[str, int] = {}
+        for step in self.steps:
+            for table, rows in step(session, target).items():
+                counts[table] = counts.get(table, 0) + int(rows)
+        session.execute(
+            update(purge_tombstones)
+            .where(purge_tombstones.c.tombstone_id == tombstone_id)
+            .values(counts=counts)
+        )
+        hashes = {target.pseudonyms[record_id] for record_id in target.record_ids}
         known = set(
             session.execute(
                 select(purged_records.c.record_hash).where(purged_records.c.record_hash.in_(hashes))
@@ -111,5 +184,8 @@ class Purge:
         if fresh:
             session.execute(insert(purged_records), fresh)
         return PurgeResult(
-            tombstone_id=tombstone_id, record_count=len(target.record_ids), counts=counts
+            tombstone_id=tombstone_id,
+            record_count=len(target.record_ids),
+            counts=counts,
+            target=target,
         )

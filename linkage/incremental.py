@@ -12,8 +12,8 @@ values, blocking keys as sorted integers for binary search, the model its linkag
 links one new record against all of them without re-running anything: look up its blocking
 keys, compare with the few candidates, score, and return the best person above the link
 threshold. Each candidate person carries the agreement level label of every compared field for
-its best-matching record (never a stored value); address levels are withheld when that record's
-address is confidential.
+its best-matching record (never a stored value). The registry's index
+(:func:`linkage.run.load_link_index`) holds a confidential address as missing.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from ipvi.arrays import unique_sorted
 from ipvi.errors import IpviError
 from linkage.compare import Vocabulary
 from linkage.fellegi_sunter import FellegiSunter, probability
-from linkage.review import ADDRESS_FIELDS
 from linkage.settings import LinkageSettings
 from linkage.standardize import MISSING, standardize_record
 
@@ -118,16 +117,12 @@ def assign_person_ids(
     return IdAssignment(person_ids=person_ids, minted=minted, changes=changes)
 
 
-# The agreement shown in place of an address level when the stored address is confidential.
-WITHHELD = "withheld"
-
-
 @dataclass
 class LinkMatch:
     """The answer for one record: the best person, its probability, and the candidates.
 
     Each candidate is ``{"person_id", "probability", "agreement"}``, ``agreement`` mapping every
-    comparison to its level label (``"exact"``, ``"day and month swapped"``, ``"withheld"``...).
+    comparison to its level label (``"exact"``, ``"day and month swapped"``...).
     """
 
     person_id: str | None
@@ -157,8 +152,6 @@ class LinkIndex:
         Per blocking rule: the sorted joint keys (integers) and the mention position of each.
     person_codes_ : ndarray of int
         Each indexed mention's person, as a position in ``persons_`` (the distinct person ids).
-    confidential_ : ndarray of bool
-        Whether each indexed mention's address is confidential (its address levels are withheld).
     level_labels_ : list of list of str
         Per comparison, the label of each level without the comparison-name prefix.
     model_ : FellegiSunter
@@ -177,13 +170,11 @@ class LinkIndex:
         person_ids,
         model: FellegiSunter,
         run_id: str | None = None,
-        confidential: np.ndarray | None = None,
     ) -> LinkIndex:
         """Index ``standardized`` mentions (from :meth:`Linker.standardize`) and their persons.
 
         ``model`` is already fitted (by the run that made ``person_ids``): nothing is learned
-        here but the lookup structures. ``confidential`` flags mentions whose address is
-        confidential (default: none).
+        here but the lookup structures.
         """
         self.run_id_ = run_id
         standardized = standardized.reset_index(drop=True)
@@ -206,11 +197,6 @@ class LinkIndex:
         person_codes, persons = pd.factorize(np.asarray(person_ids, dtype=object))
         self.person_codes_ = person_codes.astype(np.int32)
         self.persons_ = np.asarray(persons, dtype=object)
-        self.confidential_ = (
-            np.zeros(len(standardized), dtype=bool)
-            if confidential is None
-            else np.asarray(confidential, dtype=bool)
-        )
         self.level_labels_ = [
             [label.removeprefix(f"{c.name}: ") for label in c.level_labels()]
             for c in self.settings.comparisons
@@ -308,7 +294,7 @@ class LinkIndex:
             {
                 "person_id": persons[row],
                 "probability": round(float(match[row]), 6),
-                "agreement": self._agreement(levels[row], positions[row]),
+                "agreement": self._agreement(levels[row]),
             }
             for row in rows
         ]
@@ -317,12 +303,10 @@ class LinkIndex:
         person = persons[rows[0]] if best >= threshold else None
         return LinkMatch(person, best, top, (time.perf_counter() - start) * 1000)
 
-    def _agreement(self, levels: np.ndarray, position: int) -> dict[str, str]:
-        """Level label per comparison of one pair; addresses withheld if the stored one is
-        confidential."""
-        hidden = self.confidential_[position]
+    def _agreement(self, levels: np.ndarray) -> dict[str, str]:
+        """Level label per comparison of one pair."""
         return {
-            c.name: WITHHELD if hidden and c.name in ADDRESS_FIELDS else labels[level]
+            c.name: labels[level]
             for c, labels, level in zip(
                 self.settings.comparisons, self.level_labels_, levels, strict=True
             )

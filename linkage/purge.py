@@ -28,6 +28,20 @@ def person_records(session: Session, target: PurgeTarget) -> PurgeTarget:
     return target.with_records(list(records))
 
 
+def record_persons(session: Session, target: PurgeTarget) -> PurgeTarget:
+    """Name the persons the target touches: the target person and every person one of its
+    records links to (their scores, lists and model artefacts rest on those records)."""
+    ids = list(target.record_ids)
+    persons = [target.person_id] if target.person_id else []
+    for start in range(0, len(ids), 500):  # stay under the bound-parameter limits
+        persons += session.execute(
+            select(crosswalk.c.person_id)
+            .where(crosswalk.c.record_id.in_(ids[start : start + 500]))
+            .distinct()
+        ).scalars()
+    return target.with_persons(persons)
+
+
 def purge_step(session: Session, target: PurgeTarget) -> dict[str, int]:
     """Delete the target's crosswalk rows, review pairs, and (for a person id) the person."""
     counts: dict[str, int] = {}

@@ -49,7 +49,7 @@ from linkage.evaluate import blocking_metrics, cluster_metrics, metrics_by_group
 from linkage.fellegi_sunter import FellegiSunter
 from linkage.incremental import LinkIndex, assign_person_ids
 from linkage.linker import Linker, LinkResult
-from linkage.review import decided_pairs, evidence_for, pair_id
+from linkage.review import ADDRESS_FIELDS, decided_pairs, evidence_for, pair_id
 from linkage.settings import LinkageSettings
 from linkage.standardize import MENTION_LINK_FIELDS, on_distinct
 
@@ -587,7 +587,9 @@ def load_link_index(engine: Engine, config: LinkageConfig) -> LinkIndex:
     Nothing is refitted: the crosswalk names its linkage run, whose m / u, prior and term
     frequencies were stored with it (``linkage_models``); the mentions are read in one query
     and standardised column-wise. Mentions ingested after the run are not indexed until the
-    next run links them. ``index.run_id_`` is the run the index reflects.
+    next run links them. ``index.run_id_`` is the run the index reflects. A confidential
+    address is indexed as missing, so the service's answer for it (its agreement levels and its
+    weight alike) is the answer for an unknown address.
     """
     settings = LinkageSettings.from_config(config)
     columns = [
@@ -623,14 +625,11 @@ def load_link_index(engine: Engine, config: LinkageConfig) -> LinkIndex:
             "'linkage.comparisons'): run `ipvi link` again"
         )
     model = FellegiSunter.from_dict(settings.comparisons, stored["model"])
+    # A confidential address is indexed as missing: no answer can tell it from an unknown one.
+    confidential = frame["address_confidential"].fillna(False).astype(bool).to_numpy()
+    address = [name for name in ADDRESS_FIELDS if name in frame]
+    frame.loc[confidential, address] = None
     frame = registry_keys(frame)
     standardized = Linker(settings).standardize(frame[list(MENTION_LINK_FIELDS + REGISTRY_KEYS)])
     index = LinkIndex(settings, prepare=registry_record_keys)
-    confidential = frame["address_confidential"].fillna(False).astype(bool).to_numpy()
-    return index.fit(
-        standardized,
-        frame["person_id"],
-        model,
-        run_id=run_id,
-        confidential=confidential,
-    )
+    return index.fit(standardized, frame["person_id"], model, run_id=run_id)

@@ -2,9 +2,9 @@
 
 A key is 256 random bits shown once when created; the registry stores only its SHA-256, and a
 presented key is compared against every stored hash in constant time. Each key has a name (what
-the audit log records) and a role (``scoring``, ``advocate`` or ``admin``) that decides which
-endpoints it may call. Workers re-read the keys every ``serving.key_cache_seconds``, so a
-revocation takes effect within that time without a restart.
+the audit log records) and a role (``scoring``, ``advocate``, ``admin``, or ``monitoring`` for
+a metrics scraper) that decides which endpoints it may call. Workers re-read the keys every
+``serving.key_cache_seconds``, so a revocation takes effect within that time without a restart.
 """
 
 from __future__ import annotations
@@ -28,16 +28,18 @@ from sqlalchemy.orm import Session
 from ipvi.errors import IpviError
 from ipvi.tables.serving import api_keys
 from serving.http import json_response
+from serving.metrics import METRICS_PATH
 
 logger = logging.getLogger(__name__)
 
-ROLES: tuple[str, ...] = ("scoring", "advocate", "admin")
+ROLES: tuple[str, ...] = ("scoring", "advocate", "admin", "monitoring")
 KEY_BYTES = 32  # 256 bits
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
-# Paths anyone may call: health probes, metrics and the OpenAPI document with its viewer.
+# Paths anyone may call: health probes and the OpenAPI document with its viewer. /metrics too
+# when serving.public_metrics is true; else it needs a key whose role serving.roles allows.
 PUBLIC_PATHS: frozenset[str] = frozenset(
-    {"/livez", "/healthz", "/readyz", "/metrics", "/docs", "/docs.json", "/"}
+    {"/livez", "/healthz", "/readyz", "/docs", "/docs.json", "/"}
 )
 PUBLIC_PREFIXES: tuple[str, ...] = ("/static_content/", "/assets/")
 
@@ -220,8 +222,22 @@ class TokenBucket:
 
 
 def is_public(path: str) -> bool:
-    """Whether ``path`` is served without a key (probes, metrics, the OpenAPI document)."""
+    """Whether ``path`` is served without a key (probes, the OpenAPI document)."""
     return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+def public_paths(public_metrics: bool) -> Callable[[str], bool]:
+    """The test of paths served without a key: :func:`is_public`, and /metrics when
+    ``serving.public_metrics`` is true."""
+    if not public_metrics:
+        return is_public
+    return lambda path: path == METRICS_PATH or is_public(path)
+
+
+def unaudited(path: str) -> bool:
+    """Paths whose requests leave no audit row: they carry no one's data (probes, the OpenAPI
+    document, metrics scrapes)."""
+    return path == METRICS_PATH or is_public(path)
 
 
 class AuthMiddleware:
@@ -241,6 +257,8 @@ class AuthMiddleware:
         Path -> roles allowed to call it; other paths accept any valid key (and usually 404).
     rate_limits : mapping
         Path -> :class:`TokenBucket` applied per key name.
+    public : callable
+        ``public(path)``: whether ``path`` needs no key (:func:`public_paths`).
     """
 
     def __init__(
@@ -250,14 +268,16 @@ class AuthMiddleware:
         keys: Callable[[], KeyCache],
         roles: Mapping[str, Sequence[str]],
         rate_limits: Callable[[], Mapping[str, TokenBucket]],
+        public: Callable[[str], bool] = is_public,
     ) -> None:
         self.app = app
         self.keys = keys
         self.roles = roles
         self.rate_limits = rate_limits
+        self.public = public
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or is_public(scope["path"]):
+        if scope["type"] != "http" or self.public(scope["path"]):
             await self.app(scope, receive, send)
             return
         path = scope["path"]

@@ -1,13 +1,14 @@
-"""/readyz with the state of what the service depends on: the model and the registry database.
+"""/readyz with the state of what the service depends on: the model, the site key, the API keys,
+a writable registry database, the link index, and the audit log's last check.
 
-The service stays ready while the database is down, because requests with inline histories
-still answer (those needing the database get 503); ``serving.readyz_requires_database: true``
-makes /readyz answer 503 instead, for deployments that would rather route elsewhere.
+Ready means every request could be answered now (:meth:`serving.runtime.Runtime.readiness`).
+``serving.readyz_requires_database: false`` keeps the service ready while the database cannot
+be written, for deployments that would rather keep inline scoring routed to it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from serving.http import json_response
 
@@ -20,10 +21,10 @@ class ReadinessMiddleware:
     app : ASGI app
         The application behind it.
     report : callable
-        Returns ``(ready, report_dict)``.
+        Returns an awaitable of ``(ready, report_dict)``.
     """
 
-    def __init__(self, app, *, report: Callable[[], tuple[bool, dict]]) -> None:
+    def __init__(self, app, *, report: Callable[[], Awaitable[tuple[bool, dict]]]) -> None:
         self.app = app
         self.report = report
 
@@ -31,5 +32,5 @@ class ReadinessMiddleware:
         if scope["type"] != "http" or scope.get("path") != "/readyz":
             await self.app(scope, receive, send)
             return
-        ready, report = self.report()
+        ready, report = await self.report()
         await json_response(send, 200 if ready else 503, report)

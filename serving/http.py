@@ -2,16 +2,22 @@
 
 Every error the service gives is a JSON object ``{"error": message}``, plus ``"field"`` when one
 field of the request is at fault; messages name fields and ids, never personal identifiers.
+Every refusal of a request's content is a 422 naming the field and the reason, the schema's own
+(:class:`ValidationErrorMiddleware`) and the service's checks alike.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import Iterable
 
+import pydantic
 import pydantic_core
 from starlette.responses import JSONResponse, Response
+
+logger = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -108,3 +114,91 @@ def answers_errors(endpoint):
             return error.response()
 
     return wrapper
+
+
+# --------------------------------------------------------------------------- validation errors
+
+# BentoML logs every request its schema refuses, with a traceback, through this logger.
+BENTOML_REQUEST_LOGGER = "bentoml._internal.server.http_app"
+INVALID_REQUEST = "invalid request"
+
+
+class _SchemaRefusals(logging.Filter):
+    """Drops BentoML's traceback of a request the schema refused (the service logs one line)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, pydantic.ValidationError)
+
+
+def quiet_schema_refusals() -> None:
+    """Install the filter (once per process) on BentoML's request logger."""
+    target = logging.getLogger(BENTOML_REQUEST_LOGGER)
+    if not any(isinstance(f, _SchemaRefusals) for f in target.filters):
+        target.addFilter(_SchemaRefusals())
+
+
+def validation_answer(detail: list[dict]) -> dict:
+    """The service's 422 body for pydantic's error list (no input values: the schemas hide
+    them): the first field at fault and its reason, then every field and reason."""
+    problems = [
+        {
+            "field": ".".join(str(part) for part in error.get("loc", ())) or "body",
+            "reason": str(error.get("msg", "invalid")),
+        }
+        for error in detail
+    ]
+    first = problems[0] if problems else {"field": "body", "reason": "invalid"}
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return {
+        "error": f"{first['field']}: {first['reason']}{more}",
+        "field": first["field"],
+        "detail": problems,
+    }
+
+
+class ValidationErrorMiddleware:
+    """ASGI middleware giving every schema refusal the service's own error form.
+
+    BentoML answers a body its request schema refuses with ``400 {error, detail}`` (pydantic's
+    list); this turns that answer into ``422 {error, field, detail}`` naming the first field
+    and its reason (as every other refusal of the service does), puts the refusal in the audit
+    outcome, and logs it on one line.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        held: list[dict] = []
+
+        async def intercept(message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 400:
+                held.append(message)
+                return
+            if not held:
+                await send(message)
+                return
+            held.append(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                await self._answer(scope, held, send)
+
+        await self.app(scope, receive, intercept)
+
+    async def _answer(self, scope, held: list[dict], send) -> None:
+        body = b"".join(m.get("body", b"") for m in held[1:])
+        try:
+            detail = json.loads(body).get("detail")
+        except (ValueError, AttributeError):
+            detail = None
+        if not isinstance(detail, list):  # not a schema refusal: pass it on as it was
+            for message in held:
+                await send(message)
+            return
+        answer = validation_answer(detail)
+        scope.setdefault("state", {})["audit_outcome"] = f"refused: {answer['error']}"[:200]
+        logger.info("422 %s %s: %s", scope.get("method"), scope["path"], answer["error"])
+        await json_response(send, 422, answer)

@@ -22,6 +22,7 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -112,6 +113,29 @@ def prebuild_index(folder: Path, engine, config_path: str | None = None) -> Path
         return None
     with _building(folder):
         return _ensure_file(folder, run_id, purged, config_path)
+
+
+def prebuild_report(folder: Path, engine, config_path: str | None = None) -> dict:
+    """:func:`prebuild_index`, timed, with a failure turned into a warning: the registry's
+    change is stored whatever happens here, and a service that finds no file builds it.
+
+    Returns
+    -------
+    dict
+        ``link_index`` (the file, or None), ``link_index_seconds``, and ``warning`` (or None).
+    """
+    started = time.perf_counter()
+    warning = None
+    try:
+        path = prebuild_index(folder, engine, config_path)
+    except IpviError as error:
+        warning = f"the service will build the link index itself: {error}"
+        path = None
+    return {
+        "link_index": None if path is None else str(path),
+        "link_index_seconds": round(time.perf_counter() - started, 2),
+        "warning": warning,
+    }
 
 
 def shared_index(folder: Path, run_id: str, last_purge: int | None = None):

@@ -3,7 +3,8 @@
 One :class:`Runtime` per worker process, built on first use by :func:`get_runtime` and shared
 by the middlewares and the BentoML service class. Database work goes through
 :class:`DatabaseGuard`, which answers 503 with ``Retry-After`` within
-``serving.db_timeout_seconds`` when the registry is unreachable, instead of hanging.
+``serving.db_timeout_seconds`` when the registry is unreachable or locked, instead of hanging,
+and never commits a transaction whose request was already answered 503.
 """
 
 from __future__ import annotations
@@ -16,16 +17,20 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, exc, text
+from sqlalchemy import Engine, exc, text, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
 from threadpoolctl import threadpool_limits
 
 from ipvi.config import Config, load_config
 from ipvi.db import make_engine, session_scope, upgrade_to_head
-from serving.audit_log import AuditSpool
+from ipvi.site_key import SiteKey, load_site_key
+from ipvi.tables.serving import audit_chain_head
+from serving.audit_log import AuditSpool, last_checks
 from serving.auth import KeyCache, TokenBucket, active_keys
 from serving.http import ApiError
 from serving.linking import IntakeLinker
@@ -35,22 +40,55 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MODEL_VERSION_ENV = "IPVI_SERVING_MODEL_VERSION"
-DB_UNREACHABLE = "the registry database is unreachable; retry later"
+DB_UNREACHABLE = "the registry database is unreachable or locked; retry later"
 YOUNG_GC_THRESHOLD = 50_000  # allocations between young-generation collections
-# Errors meaning "cannot talk to the database", as opposed to a bad query.
+# Errors meaning "cannot talk to the database (or wait for its lock)", not a bad query.
 _UNREACHABLE_ERRORS = (exc.OperationalError, exc.InterfaceError, exc.TimeoutError)
 
 
-def registry_engine(url: str) -> Engine:
-    """The registry engine; on PostgreSQL a connect timeout keeps a dead server from hanging."""
+def registry_engine(url: str, lock_wait_seconds: float) -> Engine:
+    """The registry engine; on PostgreSQL a connect timeout keeps a dead server from hanging,
+    and on both engines a statement waits for a lock at most ``lock_wait_seconds``."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
         parsed = parsed.update_query_dict({"connect_timeout": "2"})
-    return make_engine(parsed.render_as_string(hide_password=False))
+    return make_engine(
+        parsed.render_as_string(hide_password=False), lock_wait_seconds=lock_wait_seconds
+    )
+
+
+class _Cancelled(Exception):
+    """The transaction's request was answered before it could commit: rolled back."""
+
+
+class _Ticket:
+    """Who decides a transaction's fate: the request (it may cancel, until the commit begins)
+    or the database thread (it may commit, unless cancelled). Exactly one of them wins."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state = "pending"  # -> committing | cancelled
+
+    def may_commit(self) -> bool:
+        with self._lock:
+            if self._state == "pending":
+                self._state = "committing"
+            return self._state == "committing"
+
+    def cancel(self) -> bool:
+        with self._lock:
+            if self._state == "pending":
+                self._state = "cancelled"
+            return self._state == "cancelled"
 
 
 class DatabaseGuard:
-    """Runs database calls off the event loop with a deadline and a circuit breaker.
+    """Runs database transactions off the event loop with a deadline and a circuit breaker.
+
+    A transaction that misses the deadline is cancelled: the request is answered 503 and the
+    transaction rolls back, even if the database would have let it through a moment later. Only
+    a transaction whose commit had already begun is waited for, and answered as committed. So
+    an answer and what the registry (and the audit log) holds always agree.
 
     After a call times out or cannot connect, the database is marked unreachable: calls fail at
     once with 503 until a background probe (every ``probe_seconds``) reaches it again.
@@ -82,6 +120,7 @@ class DatabaseGuard:
         self._lock = threading.Lock()
         self._prober: threading.Thread | None = None
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ipvi-db")
+        self._sessions = sessionmaker(bind=engine)
 
     @property
     def available(self) -> bool:
@@ -90,23 +129,47 @@ class DatabaseGuard:
     def unavailable(self) -> ApiError:
         return ApiError(503, DB_UNREACHABLE, retry_after=self.retry_after_seconds)
 
-    async def run(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``func(*args, **kwargs)`` in a worker thread, or :class:`ApiError` 503."""
+    async def transaction(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``func(session, *args, **kwargs)`` in one transaction in a worker thread, committed
+        only if the answer waits for it; else :class:`ApiError` 503 and a rollback."""
         if not self._available:
             raise self.unavailable()
+        ticket = _Ticket()
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._pool, functools.partial(func, *args, **kwargs))
+        future = loop.run_in_executor(
+            self._pool, functools.partial(self._run, ticket, func, args, kwargs)
+        )
         try:
-            return await asyncio.wait_for(future, self.timeout_seconds)
-        except (TimeoutError, *_UNREACHABLE_ERRORS) as error:
+            return await asyncio.wait_for(asyncio.shield(future), self.timeout_seconds)
+        except TimeoutError:
+            if not ticket.cancel():  # the commit had begun: answer with what it did
+                return await future
+            logger.warning("registry database did not answer within %.1f s", self.timeout_seconds)
+        except (_Cancelled, *_UNREACHABLE_ERRORS) as error:
             logger.warning("registry database unreachable: %s", type(error).__name__)
-            self.mark_unreachable()
-            raise self.unavailable() from None
+        self.mark_unreachable()
+        raise self.unavailable() from None
+
+    def _run(self, ticket: _Ticket, func: Callable[..., T], args, kwargs) -> T:
+        session = self._sessions()
+        try:
+            result = func(session, *args, **kwargs)
+            if not ticket.may_commit():
+                raise _Cancelled
+            session.commit()
+            return result
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
 
     def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Synchronous variant for background threads: marks the database down on failure."""
+        """``func(session, *args, **kwargs)`` in one committed transaction, synchronously (for
+        background threads): marks the database down on failure."""
         try:
-            return func(*args, **kwargs)
+            with session_scope(self.engine) as session:
+                return func(session, *args, **kwargs)
         except _UNREACHABLE_ERRORS:
             self.mark_unreachable()
             raise
@@ -136,6 +199,19 @@ class DatabaseGuard:
         self._available = True
 
 
+def can_write(session: Session) -> bool:
+    """Whether a write transaction can begin: takes (and, as the caller rolls back, releases)
+    the write lock of the audit chain's head row, which every audit flush needs too. Fails
+    after the engine's lock wait when another transaction holds it."""
+    session.execute(
+        update(audit_chain_head)
+        .where(audit_chain_head.c.id == 1)
+        .values(seq=audit_chain_head.c.seq)
+    )
+    session.rollback()
+    return True
+
+
 class Runtime:
     """Per-worker state of the service, built from the configuration.
 
@@ -154,6 +230,7 @@ class Runtime:
         self.engine: Engine | None = None
         self.guard: DatabaseGuard | None = None
         self.keys: KeyCache | None = None
+        self.site_key: SiteKey | None = None
         self.spool: AuditSpool | None = None
         self.rate_limits: dict[str, TokenBucket] = {}
         self.scorer = None
@@ -169,13 +246,16 @@ class Runtime:
         # One thread per native library (BLAS, OpenMP) in each worker: requests are small, the
         # workers already share the cores, and idle pool threads spin for milliseconds.
         threadpool_limits(limits=1)
-        # First the model: without it the service refuses to start, whatever else works.
+        # First the model and the site key: without them the service refuses to start.
         self.scorer, self.audit = load_scorer(
             self.config.tracking_uri,
             self.config.mlflow.model_name,
             self.model_version or settings.model_alias,
         )
-        self.engine = registry_engine(self.config.database_url)
+        self.site_key = load_site_key(self.config.paths.audit_key_file, create=True)
+        self.engine = registry_engine(
+            self.config.database_url, lock_wait_seconds=settings.db_timeout_seconds
+        )
         self.guard = DatabaseGuard(
             self.engine,
             timeout_seconds=settings.db_timeout_seconds,
@@ -192,13 +272,17 @@ class Runtime:
         self.spool = AuditSpool(
             settings.audit_spool_dir,
             engine_getter=lambda: self.engine,
+            key=self.site_key,
             flush_seconds=settings.audit_flush_seconds,
         )
         self.spool.start()
         spool_dir = Path(settings.audit_spool_dir)
         spool_dir.mkdir(parents=True, exist_ok=True)
         self.linker = IntakeLinker(
-            self.engine, refresh_seconds=settings.link_refresh_seconds, index_dir=spool_dir
+            self.engine,
+            refresh_seconds=settings.link_refresh_seconds,
+            index_dir=spool_dir,
+            victim_share=settings.link_victim_share,
         )
         self.linker.start()
         self.rate_limits = {
@@ -219,13 +303,8 @@ class Runtime:
         self._started = True
         return self
 
-    def in_session(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``func(session, *args, **kwargs)`` in one committed transaction."""
-        with session_scope(self.engine) as session:
-            return func(session, *args, **kwargs)
-
     def _load_keys(self):
-        return self.guard.call(self.in_session, active_keys)
+        return self.guard.call(active_keys)
 
     def close(self) -> None:
         """Flush the audit spool; rows stay spooled when the database is down."""
@@ -236,22 +315,67 @@ class Runtime:
         if self.engine is not None:
             self.engine.dispose()
 
-    def database_state(self) -> str:
-        """``ok`` or ``unreachable``, as /readyz reports it."""
-        return "ok" if self.guard is not None and self.guard.available else "unreachable"
+    async def database_state(self) -> str:
+        """``ok`` when a write transaction can begin within ``serving.db_timeout_seconds``,
+        else ``unreachable or locked``, as /readyz reports it."""
+        if self.guard is None:
+            return "unreachable or locked"
+        try:
+            await self.guard.transaction(can_write)
+        except ApiError:
+            return "unreachable or locked"
+        return "ok"
 
-    def readiness(self) -> tuple[bool, dict]:
-        """Whether this worker is ready, and the report /readyz shows."""
-        database = self.database_state()
-        ready = self._started and (database == "ok" or not self.settings.readyz_requires_database)
+    async def audit_checks(self) -> dict:
+        """The last ``ipvi audit-log verify`` and the age of the last checkpoint (/readyz)."""
+        try:
+            checks = await self.guard.transaction(last_checks)
+        except ApiError:
+            return {"last_verification": None, "checkpoint_age_seconds": None}
+        verified, checkpoint = checks["verify"], checks["checkpoint"]
+        now = datetime.now(UTC).replace(tzinfo=None)
+        return {
+            "last_verification": None
+            if verified is None
+            else {
+                "at": verified["checked_at"].isoformat(timespec="seconds") + "Z",
+                "ok": verified["ok"],
+                "first_bad_seq": verified["first_bad_seq"],
+            },
+            "checkpoint_age_seconds": None
+            if checkpoint is None
+            else round((now - checkpoint["checked_at"]).total_seconds()),
+        }
+
+    async def readiness(self) -> tuple[bool, dict]:
+        """Whether this worker is ready, and the report /readyz shows.
+
+        Ready when the champion and the site key are loaded (else the worker would not have
+        started), the API keys could be read, a write transaction can begin in time (unless
+        ``serving.readyz_requires_database`` is false), and the link index is loaded or being
+        built (or there is no linkage run to index yet).
+        """
+        database = await self.database_state()
+        keys_loaded = bool(self.keys and self.keys.loaded)
+        link_index = self.linker.state if self.linker else "not started"
+        ready = (
+            self._started
+            and self.scorer is not None
+            and keys_loaded
+            and (database == "ok" or not self.settings.readyz_requires_database)
+            and link_index in IntakeLinker.SERVING_STATES
+        )
         report = {
             "status": "ready" if ready else "not ready",
             "database": database,
-            "api_keys_loaded": bool(self.keys and self.keys.loaded),
+            "api_keys_loaded": keys_loaded,
             "model_name": self.scorer.model_name if self.scorer else None,
             "model_version": self.scorer.model_version if self.scorer else None,
+            "link_index": link_index,
             "linkage_run_id": self.linker.run_id if self.linker else None,
+            "audit_key_id": self.site_key.key_id if self.site_key else None,
             "audit_rows_spooled": self.spool.pending_rows() if self.spool else 0,
+            "audit_log": await self.audit_checks() if database == "ok" else None,
         }
         return ready, report
 

@@ -9,6 +9,7 @@ links have probability 1); registry persons are read with :func:`training.data.p
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import repeat
@@ -34,6 +35,12 @@ from serving.schemas import (
 
 FUTURE_AS_OF = "as_of {as_of} is in the future: a score can only use what is known now"
 NO_OFFENCE = "no IPV offence known as of this date"
+DOB_AFTER_AS_OF = "dob is after as_of"
+AGE_OUT_OF_RANGE = "dob gives an age outside {low}-{high} years at as_of"
+NOT_PSEUDONYMOUS = (
+    "person_id must be a pseudonymous id matching serving.inline_person_id_pattern {pattern} "
+    "(never a name or a date of birth)"
+)
 
 
 def utc_naive(value: datetime | pd.Timestamp) -> pd.Timestamp:
@@ -53,6 +60,40 @@ def resolve_as_of(as_of: datetime | None, now: datetime | None = None) -> pd.Tim
     if stamp > current:
         raise ApiError(422, FUTURE_AS_OF.format(as_of=stamp.isoformat()), field="as_of")
     return stamp
+
+
+def check_histories(
+    histories: Sequence[History],
+    as_of: pd.Timestamp,
+    *,
+    id_pattern: str,
+    min_age: int,
+    max_age: int,
+) -> None:
+    """Refuse (422 naming the field) an inline person id that does not look pseudonymous, and
+    a date of birth after ``as_of`` or giving an age outside ``min_age``-``max_age`` there
+    (the bounds ``ipvi ingest`` holds registry dates of birth to). Messages never repeat the
+    values."""
+    pattern = re.compile(id_pattern)
+    for position, history in enumerate(histories):
+        if not pattern.fullmatch(history.person_id):
+            raise ApiError(
+                422,
+                NOT_PSEUDONYMOUS.format(pattern=id_pattern),
+                field=f"histories.{position}.person_id",
+            )
+        if history.dob is None:
+            continue
+        dob = utc_naive(history.dob)
+        if dob > as_of:
+            raise ApiError(422, DOB_AFTER_AS_OF, field=f"histories.{position}.dob")
+        age = (as_of - dob).days / 365.25
+        if not min_age <= age <= max_age:
+            raise ApiError(
+                422,
+                AGE_OUT_OF_RANGE.format(low=min_age, high=max_age),
+                field=f"histories.{position}.dob",
+            )
 
 
 def check_batch(size: int, limit: int, field: str) -> None:
@@ -170,9 +211,7 @@ def _check_unique(values: list[str], field: str, what: str, position=None) -> No
     for k, value in enumerate(values):
         if value in seen:
             where = position(k) if position is not None else (k,)
-            raise ApiError(
-                422, f"{what} {value!r} repeated in this request", field=field.format(*where)
-            )
+            raise ApiError(422, f"{what} repeated in this request", field=field.format(*where))
         seen.add(value)
 
 
@@ -254,11 +293,11 @@ def resolve_persons(session, person_ids: Sequence[str]) -> dict[str, tuple[str, 
     for position, requested in enumerate(person_ids):
         found = resolutions[requested]
         if found.status == UNKNOWN:
-            raise ApiError(404, f"unknown person id {requested!r}", field=f"person_ids.{position}")
+            raise ApiError(404, "unknown person id", field=f"person_ids.{position}")
         if found.status == SPLIT:
             raise ApiError(
                 409,
-                f"person id {requested!r} was split; ask again with one of the new ids",
+                "this person id was split; ask again with one of the new ids",
                 field=f"person_ids.{position}",
                 extra={"successor_ids": list(found.successor_ids)},
             )
@@ -294,14 +333,21 @@ async def assess(runtime, request, *, with_model: bool):
     limit = runtime.settings.max_batch
     if request.histories is not None:
         check_batch(len(request.histories), limit, "histories")
+        check_histories(
+            request.histories,
+            as_of,
+            id_pattern=runtime.settings.inline_person_id_pattern,
+            min_age=runtime.config.ingest.min_age_years,
+            max_age=runtime.config.ingest.max_age_years,
+        )
         frames = history_frames(request.histories)
         requested = {h.person_id: (h.person_id, "inline") for h in request.histories}
         asked = list(requested)
     else:
         check_batch(len(request.person_ids), limit, "person_ids")
         try:
-            resolved, frames = await runtime.guard.run(
-                runtime.in_session, registry_histories, request.person_ids
+            resolved, frames = await runtime.guard.transaction(
+                registry_histories, request.person_ids
             )
         except IpviError as error:
             raise ApiError(404, str(error), field="person_ids") from None

@@ -3,8 +3,9 @@
 Start it with ``ipvi serve`` or, from the project root, ``bentoml serve`` (bentofile.yaml).
 This file only wires: each endpoint parses its typed request, calls one library function and
 returns its typed response (scores and tiers as the schema's fields, encoded directly); errors
-are :class:`~serving.http.ApiError` answers. Keys, body size, the audit log, /readyz, the
-OpenAPI document and keep-alive recycling are ASGI middlewares.
+are :class:`~serving.http.ApiError` answers. Metrics, keys, body size, the audit log, the form
+of validation errors, /readyz, the OpenAPI document and keep-alive recycling are ASGI
+middlewares.
 """
 
 from __future__ import annotations
@@ -14,13 +15,25 @@ import os
 import bentoml
 
 from ipvi.config import load_config
+from ipvi.site_key import load_site_key
 from serving import decisions, scoring
 from serving.audit_log import AuditMiddleware
-from serving.auth import AuthMiddleware, is_public
+from serving.auth import AuthMiddleware, public_paths, unaudited
 from serving.connections import ConnectionRecycleMiddleware
 from serving.health import ReadinessMiddleware
-from serving.http import answer, answers_errors
+from serving.http import (
+    ValidationErrorMiddleware,
+    answer,
+    answers_errors,
+    quiet_schema_refusals,
+)
 from serving.limits import BodyLimitMiddleware
+from serving.metrics import (
+    METRICS_PATH,
+    MetricsMiddleware,
+    MetricsPageMiddleware,
+    server_directory,
+)
 from serving.model import served_version
 from serving.openapi import DocsMiddleware, Endpoint, complete_document
 from serving.runtime import MODEL_VERSION_ENV, get_runtime
@@ -41,18 +54,27 @@ from serving.schemas import (
 
 _config = load_config()
 _settings = _config.serving
-# `bentoml serve` refuses to start, with the reason, when there is no model to serve.
+# `bentoml serve` refuses to start, with the reason, when there is no model to serve or no
+# site key to chain the audit log with.
 served_version(
     _config.tracking_uri,
     _config.mlflow.model_name,
     os.environ.get(MODEL_VERSION_ENV) or _settings.model_version or _settings.model_alias,
 )
+load_site_key(_config.paths.audit_key_file, create=True)
+# This server's own metrics directory (the supervisor makes it, its workers inherit it), and
+# one log line, not a traceback, per request the schema refuses.
+server_directory(worker=bentoml.server_context.worker_index is not None)
+quiet_schema_refusals()
 
 
 @bentoml.service(
     name="ipvi-risk-service",
     workers=_settings.workers,
     traffic={"timeout": _settings.request_timeout_seconds},
+    # Labelled by raw path, BentoML's metrics grow with every path tried: serving.metrics
+    # counts by route template instead.
+    metrics={"enabled": False},
 )
 class RiskService:
     """IPVI decision support: rule tiers with risk scores next to them, linkage for intake,
@@ -103,7 +125,9 @@ class RiskService:
         only as victims are returned to advocate keys only."""
         advocate = ctx.request.state.api_key_role == "advocate"
         ctx.request.state.audit_model_version = self.runtime.scorer.model_version
-        result = self.runtime.linker.link(request, advocate=advocate)
+        result = await self.runtime.linker.link(
+            request, advocate=advocate, guard=self.runtime.guard
+        )
         ctx.request.state.audit_person_ids = [c.person_id for c in result["candidates"]]
         return LinkResponse(**result, model_version=self.runtime.scorer.model_version)
 
@@ -114,12 +138,12 @@ class RiskService:
         runtime = self.runtime
         ctx.request.state.audit_person_ids = [request.person_id]
         ctx.request.state.audit_model_version = runtime.scorer.model_version
-        result = await runtime.guard.run(
-            runtime.in_session,
+        result = await runtime.guard.transaction(
             decisions.record_decision,
             request,
             key_name=ctx.request.state.api_key_name,
             actions=runtime.settings.decision_actions,
+            clock_skew_seconds=runtime.settings.decision_clock_skew_seconds,
         )
         ctx.request.state.audit_outcome = "replayed" if result["replayed"] else "recorded"
         return DecisionResponse(**result, model_version=runtime.scorer.model_version)
@@ -137,9 +161,13 @@ ENDPOINTS = {
     "/v1/decision": Endpoint(DecisionRequest, DecisionResponse, DECISION_EXAMPLE),
 }
 
-# Outermost first: connections are recycled whatever the answer, every request is audited,
-# oversized bodies never reach parsing, and only requests with a valid key for the path reach
-# an endpoint.
+# Outermost first: every request is counted under its route template, connections are
+# recycled whatever the answer, every request with a key or to a known route is audited,
+# oversized bodies never reach parsing, only requests with a valid key for the path reach an
+# endpoint, and schema refusals leave as 422 naming the field.
+RiskService.add_asgi_middleware(
+    MetricsMiddleware, answered_here=("/readyz", "/docs", "/docs.json", METRICS_PATH)
+)
 RiskService.add_asgi_middleware(
     ConnectionRecycleMiddleware, max_requests=_settings.max_requests_per_connection
 )
@@ -154,12 +182,15 @@ RiskService.add_asgi_middleware(
 )
 RiskService.add_asgi_middleware(ReadinessMiddleware, report=lambda: get_runtime().readiness())
 RiskService.add_asgi_middleware(
-    AuditMiddleware, spool=lambda: get_runtime().spool, is_public=is_public
+    AuditMiddleware, spool=lambda: get_runtime().spool, unaudited=unaudited
 )
 RiskService.add_asgi_middleware(BodyLimitMiddleware, max_bytes=_settings.max_body_bytes)
+RiskService.add_asgi_middleware(ValidationErrorMiddleware)
 RiskService.add_asgi_middleware(
     AuthMiddleware,
     keys=lambda: get_runtime().keys,
     roles=_settings.roles,
     rate_limits=lambda: get_runtime().rate_limits,
+    public=public_paths(_settings.public_metrics),
 )
+RiskService.add_asgi_middleware(MetricsPageMiddleware)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fairness.promotion import set_champion
 from ipvi.config import load_config
+from ipvi.site_key import load_site_key
 from synth.histories import toy_history
 from training.pipeline import train
 from training.registry import log_training_run
@@ -36,6 +37,7 @@ def toy_champion(folder: Path, *, persons: int = 1000, reason: str = "toy model"
         model_name=MODEL_NAME,
         summary=summary(result),
         params={"source": "toy_history"},
+        key=load_site_key(folder / "audit.key", create=True),
     )
     set_champion(MODEL_NAME, info["model_version"], reason=reason, forced=True, tracking_uri=uri)
     return {"tracking_uri": uri, "model_version": info["model_version"], "run_id": info["run_id"]}

@@ -52,3 +52,21 @@ def db_url(request, tmp_path) -> str:
 def sqlite_url(tmp_path) -> str:
     """An empty SQLite registry URL, for tests that need only one engine."""
     return f"sqlite:///{tmp_path / 'registry.sqlite'}"
+
+
+# The site secret every test's commands and servers use (tests of the key file itself unset it).
+TEST_SITE_KEY = "test-site-key-" + "0123456789abcdef" * 3
+
+
+@pytest.fixture(autouse=True)
+def site_key_env(monkeypatch):
+    """``IPVI_AUDIT_KEY`` set for the test, so no test writes a key file into the project."""
+    monkeypatch.setenv("IPVI_AUDIT_KEY", TEST_SITE_KEY)
+
+
+@pytest.fixture
+def site_key():
+    """The test's site key (:mod:`ipvi.site_key`)."""
+    from ipvi.site_key import SiteKey
+
+    return SiteKey(secret=TEST_SITE_KEY.encode(), source="IPVI_AUDIT_KEY")

@@ -14,7 +14,8 @@ from ipvi.cli import main
 from ipvi.config import load_config
 from ipvi.db import open_registry, session_scope
 from ipvi.errors import IpviError
-from ipvi.purge import Purge, PurgeTarget, hash_identifier
+from ipvi.purge import Purge, PurgeTarget
+from ipvi.site_key import SiteKey
 from ipvi.tables.ingest import (
     event_versions,
     events,
@@ -26,7 +27,8 @@ from ipvi.tables.ingest import (
     quarantine,
 )
 from tests.fixtures.ingest_extracts import rows_of, write_csv, write_extracts
-from workflows.purge import STEPS
+from tests.conftest import TEST_SITE_KEY
+from workflows.purge import database_steps
 
 
 @pytest.fixture
@@ -49,9 +51,12 @@ def _ids(engine, column) -> set:
         return set(connection.execute(select(column)).scalars())
 
 
+KEY = SiteKey(secret=TEST_SITE_KEY.encode())
+
+
 def _purge(engine, *record_ids, reason="court order 2026-17", steps=None):
     with session_scope(engine) as session:
-        return Purge(steps=steps or [purge_step]).run(
+        return Purge(steps=steps or [purge_step], key=KEY).run(
             session, PurgeTarget(record_ids=record_ids), reason=reason
         )
 
@@ -103,13 +108,15 @@ def test_tombstone_keeps_no_identifier(loaded):
     assert "1003" not in stored and "Alvarez" not in stored
     assert tombstone.reason == "expunction order 55"
     assert tombstone.record_count == 1 and tombstone.counts["mentions"] == 1
-    assert hashes == {hash_identifier("PD-1003")}
+    assert hashes == {KEY.pseudonym("PD-1003")}
 
 
 def test_purged_record_is_never_ingested_again(loaded):
     engine, folder, config = loaded
     _purge(engine, "PD-1003")
-    report = ingest_directory(engine, folder, config)
+    with pytest.raises(IpviError, match="needs the site key"):
+        ingest_directory(engine, folder, config)
+    report = ingest_directory(engine, folder, config, key=KEY)
     assert report.by_reason["record_purged"] == 1
     assert report.rows_in == report.accepted + report.quarantined
     assert "PD-1003" not in _ids(engine, mentions.c.record_id)
@@ -126,7 +133,7 @@ def test_a_failing_step_rolls_every_step_back(loaded):
 
     with pytest.raises(RuntimeError):
         _purge(engine, "PD-1003", steps=[purge_step, later_stage])
-    assert calls == [PurgeTarget(record_ids=("PD-1003",))]
+    assert [target.record_ids for target in calls] == [("PD-1003",)]
     assert "PD-1003" in _ids(engine, mentions.c.record_id)
     with engine.connect() as connection:
         assert (
@@ -146,7 +153,7 @@ def test_resolver_widens_the_target_for_every_step(loaded):
         return {"scores": 0}
 
     with session_scope(engine) as session:
-        result = Purge(steps=[purge_step, record], resolvers=[person_records]).run(
+        result = Purge(steps=[purge_step, record], key=KEY, resolvers=[person_records]).run(
             session, PurgeTarget(person_id="P-1"), reason="person expunged"
         )
     assert seen == [("PD-1004", "PD-1005")]
@@ -162,8 +169,21 @@ def test_purge_needs_a_target_and_a_reason(loaded):
         _purge(engine, "PD-1003", reason="  ")
 
 
+def _local_config(tmp_path, monkeypatch):
+    """Every store the purge touches in ``tmp_path`` (not the project's .ipvi)."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"paths:\n  home: {tmp_path}\n  reports_dir: {tmp_path / 'reports'}\n"
+        f"mlflow:\n  tracking_uri: sqlite:///{tmp_path / 'mlflow.db'}\n"
+        f"training:\n  list_dir: {tmp_path / 'lists'}\n"
+        f"serving:\n  audit_spool_dir: {tmp_path / 'spool'}\n"
+    )
+    monkeypatch.setenv("IPVI_CONFIG", str(config))
+
+
 def test_cli_purge(db_url, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("IPVI_DATABASE_URL", db_url)
+    _local_config(tmp_path, monkeypatch)
     folder = write_extracts(tmp_path / "x", agencies=("court",))
     assert main(["ingest", str(folder)]) == 0
     args = ["purge", "--record-id", "CT-C-1", "--record-id", "CT-C-2", "--reason", "correction"]
@@ -175,8 +195,14 @@ def test_cli_purge(db_url, tmp_path, monkeypatch, capsys):
     assert main(["purge", "--reason", "no target"]) == 2
     assert "--record-id ID (repeatable) or --person-id ID" in capsys.readouterr().err
     # Every stage contributes its step; the ingest rows go last, after what refers to them.
-    modules = [step.__module__ for step in STEPS]
-    assert modules == ["serving.audit_log", "training.store", "linkage.purge", "ingest.purge"]
+    modules = [getattr(step, "func", step).__module__ for step in database_steps(KEY)]
+    assert modules == [
+        "serving.audit_log",
+        "serving.decisions",
+        "training.store",
+        "linkage.purge",
+        "ingest.purge",
+    ]
 
 
 def test_cli_purge_warns_when_the_link_index_cannot_be_built(db_url, tmp_path, monkeypatch, capsys):
@@ -186,10 +212,8 @@ def test_cli_purge_warns_when_the_link_index_cannot_be_built(db_url, tmp_path, m
 
     from ipvi.tables.linkage import linkage_runs
 
-    config = tmp_path / "config.yaml"
-    config.write_text(f"serving:\n  audit_spool_dir: {tmp_path / 'spool'}\n")
+    _local_config(tmp_path, monkeypatch)
     monkeypatch.setenv("IPVI_DATABASE_URL", db_url)
-    monkeypatch.setenv("IPVI_CONFIG", str(config))
     engine = open_registry(db_url)
     with session_scope(engine) as session:  # a run on record, but nothing linked to index
         session.execute(

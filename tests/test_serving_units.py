@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import subprocess
@@ -15,13 +16,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from ipvi.config import load_config
 from ipvi.db import open_registry, session_scope
 from ipvi.errors import IpviError
-from ipvi.purge import PurgeTarget, hash_identifier
+from ipvi.purge import PurgeTarget
 from ipvi.schema import EVENT_COLUMNS
+from ipvi.tables.linkage import persons
 from ipvi.tables.serving import api_keys, audit_log, decisions
 from serving.audit_log import AuditEntry, AuditSpool, append_entries, purge_step, verify_chain
 from serving.auth import (
@@ -147,7 +149,7 @@ def test_keys_add_prints_the_key_alone_on_the_last_line(tmp_path):
 # --------------------------------------------------------------------------- audit log
 
 
-def test_audit_chain_detects_edits_and_deletions(engine):
+def test_audit_chain_detects_edits_and_deletions(engine, site_key):
     with session_scope(engine) as session:
         append_entries(
             session,
@@ -155,40 +157,48 @@ def test_audit_chain_detects_edits_and_deletions(engine):
                 AuditEntry(endpoint="POST /v1/score", outcome="ok", person_ids=[f"P{i}"])
                 for i in range(5)
             ],
+            site_key,
         )
     with session_scope(engine) as session:
-        assert verify_chain(session).ok
-        assert verify_chain(session).rows == 5
+        assert verify_chain(session, site_key).ok
+        assert verify_chain(session, site_key).rows == 5
         session.execute(update(audit_log).where(audit_log.c.seq == 3).values(outcome="edited"))
-        assert verify_chain(session).first_bad_seq == 3
+        assert verify_chain(session, site_key).first_bad_seq == 3
         session.rollback()
     with session_scope(engine) as session:
         session.execute(audit_log.delete().where(audit_log.c.seq == 5))
-        report = verify_chain(session)
+        report = verify_chain(session, site_key)
         assert not report.ok and report.first_bad_seq == 5
 
 
-def test_purge_appends_a_chained_tombstone_and_keeps_rows(engine):
-    target = PurgeTarget(record_ids=("PD-1",), person_id="P000007")
+def test_purge_appends_a_chained_tombstone_and_keeps_rows(engine, site_key):
+    ids = ("P000007", "PD-1")
+    target = PurgeTarget(
+        record_ids=("PD-1",),
+        person_id="P000007",
+        pseudonyms={value: site_key.pseudonym(value) for value in ids},
+    )
     with session_scope(engine) as session:
-        append_entries(session, [AuditEntry(endpoint="POST /v1/score", outcome="ok")])
-        counts = purge_step(session, target)
-    assert counts == {"audit_log": 0, "decisions": 0}
+        append_entries(session, [AuditEntry(endpoint="POST /v1/score", outcome="ok")], site_key)
+        counts = purge_step(session, target, site_key)
+    assert counts == {"audit_log": 0}
     with session_scope(engine) as session:
         rows = session.execute(select(audit_log).order_by(audit_log.c.seq)).mappings().all()
-        assert verify_chain(session).ok
+        assert verify_chain(session, site_key).ok
     assert [row["kind"] for row in rows] == ["request", "purge_tombstone"]
-    assert rows[1]["person_ids"] == [hash_identifier("P000007"), hash_identifier("PD-1")]
+    assert rows[1]["person_ids"] == [site_key.pseudonym(value) for value in ids]
     assert "P000007" not in json.dumps(dict(rows[1]), default=str)
 
 
-def test_spool_keeps_rows_while_the_database_is_unreachable_and_flushes_them_once(engine, tmp_path):
+def test_spool_keeps_rows_while_the_database_is_unreachable_and_flushes_them_once(
+    engine, tmp_path, site_key
+):
     target = {"engine": None}
 
     def unreachable():
         raise ConnectionError("database down")
 
-    spool = AuditSpool(tmp_path / "spool", lambda: target["engine"] or unreachable(), 0.1)
+    spool = AuditSpool(tmp_path / "spool", lambda: target["engine"] or unreachable(), site_key, 0.1)
     entries = [AuditEntry(endpoint="POST /v1/tier", outcome="ok") for _ in range(3)]
     for entry in entries:
         spool.record(entry)
@@ -204,34 +214,52 @@ def test_spool_keeps_rows_while_the_database_is_unreachable_and_flushes_them_onc
     leftover.write_text("".join(json.dumps(e.__dict__) + "\n" for e in entries))
     assert spool.flush() == 0
     with session_scope(engine) as session:
-        assert verify_chain(session).rows == 4
+        assert verify_chain(session, site_key).rows == 4
 
 
-def test_spool_of_a_crashed_worker_is_flushed_by_another(engine, tmp_path):
-    crashed = AuditSpool(tmp_path, lambda: engine, 0.1)
+def test_spool_of_a_crashed_worker_is_flushed_by_another(engine, tmp_path, site_key):
+    crashed = AuditSpool(tmp_path, lambda: engine, site_key, 0.1)
     crashed.record(AuditEntry(endpoint="POST /v1/link", outcome="ok"))
     os.close(crashed._fd)  # the process died: its lock is gone, its file stays
-    survivor = AuditSpool(tmp_path, lambda: engine, 0.1)
+    survivor = AuditSpool(tmp_path, lambda: engine, site_key, 0.1)
     assert survivor.flush() == 1
 
 
 # --------------------------------------------------------------------------- decisions
 
 
+def add_person(engine, person_id: str) -> None:
+    """A linked person the registry holds (as ``ipvi link`` leaves one)."""
+    with session_scope(engine) as session:
+        seq = session.execute(select(persons.c.seq)).scalars().all()
+        session.execute(
+            insert(persons).values(
+                person_id=person_id,
+                seq=max(seq, default=0) + 1,
+                status="active",
+                created_run_id="LR-test",
+            )
+        )
+
+
 def test_decision_retry_is_a_no_op_and_reuse_is_a_conflict(engine):
     actions = load_config().serving.decision_actions
+    add_person(engine, DECISION_EXAMPLE["person_id"])
     request = DecisionRequest(
         **{**DECISION_EXAMPLE, "advocate_contacted_before_notification": None}
     )
+    record = functools.partial(
+        record_decision, key_name="desk", actions=actions, clock_skew_seconds=300
+    )
     with session_scope(engine) as session:
-        first = record_decision(session, request, key_name="desk", actions=actions)
+        first = record(session, request)
     with session_scope(engine) as session:
-        again = record_decision(session, request, key_name="desk", actions=actions)
+        again = record(session, request)
     assert (first["replayed"], again["replayed"]) == (False, True)
     assert first["warnings"] == again["warnings"] == [NO_ADVOCATE_WARNING]
     changed = request.model_copy(update={"action": "call_in"})
     with pytest.raises(ApiError) as conflict, session_scope(engine) as session:
-        record_decision(session, changed, key_name="desk", actions=actions)
+        record(session, changed)
     assert conflict.value.status == 409
     with session_scope(engine) as session:
         assert session.execute(select(decisions)).mappings().one()["key_name"] == "desk"

@@ -141,9 +141,10 @@ def fingerprint(*frames: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def person_hashes(person_ids) -> list[str]:
-    """SHA-256 of each person id: the persons a version was trained on, without the ids."""
-    return sorted({hashlib.sha256(str(p).encode()).hexdigest() for p in person_ids})
+def person_list(person_ids) -> list[str]:
+    """The distinct persons a version is trained on (kept only as keyed pseudonyms:
+    :func:`training.registry.log_training_run`, :func:`training.store.write_run`)."""
+    return sorted({str(p) for p in person_ids})
 
 
 def _fit(
@@ -282,7 +283,7 @@ def train(
             events[["event_id", "recorded_at", "offense_date", "event_type"]],
             crosswalk[["record_id", "person_id"]],
         ),
-        trained_persons=person_hashes(dataset.index.loc[period != "test", "person_id"]),
+        trained_persons=person_list(dataset.index.loc[period != "test", "person_id"]),
     )
     if truth is not None:
         result.truth = _truth_evaluation(

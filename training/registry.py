@@ -12,6 +12,8 @@ Functions other stages call (the ``champion`` alias is moved only by the fairnes
 - :func:`version_info` reads a version's bundled band cut-points and uses, data fingerprint,
   run id, package version and feature definitions.
 - :func:`load_bundle` loads a version's bundle (used by :class:`training.scoring.RiskScorer`).
+- :func:`purge_trained_persons` takes purged persons out of the versions' lists of the persons
+  they were trained on (``ipvi purge``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ipvi.errors import IpviError
+from ipvi.site_key import SiteKey, legacy_hash
 from training.bundle import ModelBundle
 from training.features import FEATURES, feature_table
 from training.result import TrainResult
@@ -138,8 +141,13 @@ def log_training_run(
     artifact_location: str,
     summary: dict,
     params: dict,
+    key: SiteKey,
 ) -> dict:
     """Log one training run, register its bundle and set ``alias``.
+
+    The persons it was trained on are logged as keyed pseudonyms (``trained_persons.json``,
+    :func:`trained_persons_artifact`), so ``ipvi purge`` can tell which versions a person's
+    data went into while no id can be read back or tried against the list without the key.
 
     Returns
     -------
@@ -168,7 +176,9 @@ def log_training_run(
         mlflow.log_dict(result.counts, "counts.json")
         mlflow.log_dict(feature_table().to_dict(orient="records"), "feature_definitions.json")
         mlflow.log_dict(bundle.settings["tiers"], "tier_rules.json")
-        mlflow.log_dict({"persons_sha256": result.trained_persons}, "trained_persons.json")
+        mlflow.log_dict(
+            trained_persons_artifact(key, result.trained_persons), TRAINED_PERSONS_ARTIFACT
+        )
         y = result.predictions["label"].to_numpy()
         p = result.predictions["probability"].to_numpy()
         model_block = result.metrics["model"]
@@ -286,17 +296,48 @@ def load_bundle(tracking_uri: str, name: str, alias_or_version: str) -> tuple[Mo
     return bundle, {"version": str(mv.version), "run_id": mv.run_id}
 
 
-def versions_trained_on(tracking_uri: str, name: str, person_hash: str) -> list[str]:
-    """Versions of ``name`` whose training data included the person with this SHA-256."""
+TRAINED_PERSONS_ARTIFACT = "trained_persons.json"
+# The key under which versions before the site key listed unkeyed SHA-256 hashes.
+_LEGACY_PERSONS = "persons_sha256"
+
+
+def trained_persons_artifact(key: SiteKey, person_ids: list[str]) -> dict:
+    """The content of ``trained_persons.json``: each person's keyed pseudonym, sorted."""
+    return {"persons_hmac": sorted(key.pseudonym(p) for p in person_ids), "key_id": key.key_id}
+
+
+def purge_trained_persons(
+    tracking_uri: str, name: str, key: SiteKey, person_ids: list[str], *, tombstone_id: int
+) -> list[str]:
+    """Remove persons from ``trained_persons.json`` of every version of ``name`` trained on
+    them, and tag those versions as needing retraining (``retrain_after_purge``: the
+    tombstones); returns those versions.
+
+    The model itself still holds what it learned from them until the next ``ipvi train``,
+    which no longer sees their records.
+    """
     from mlflow import MlflowClient
 
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[10:]).exists():
+        return []  # no store yet (nothing trained): do not create one
     mlflow = _mlflow(tracking_uri)
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    hits = []
+    forms = {key.pseudonym(p) for p in person_ids} | {legacy_hash(p) for p in person_ids}
+    hit = []
     for mv in client.search_model_versions(f"name = '{name}'"):
         if not mv.run_id:
             continue
-        persons = mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/trained_persons.json")
-        if person_hash in set(persons.get("persons_sha256", [])):
-            hits.append(str(mv.version))
-    return sorted(hits, key=int)
+        try:
+            stored = mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/{TRAINED_PERSONS_ARTIFACT}")
+        except Exception:  # a run without the artefact (an older layout): nothing to remove
+            continue
+        lists = {k: v for k, v in stored.items() if k in ("persons_hmac", _LEGACY_PERSONS)}
+        if not any(forms & set(values) for values in lists.values()):
+            continue
+        kept = {k: [h for h in v if h not in forms] for k, v in lists.items()}
+        client.log_dict(mv.run_id, {**stored, **kept}, TRAINED_PERSONS_ARTIFACT)
+        before = (mv.tags or {}).get("retrain_after_purge", "")
+        tombstones = ",".join(filter(None, [before, str(tombstone_id)]))
+        client.set_model_version_tag(name, mv.version, "retrain_after_purge", tombstones)
+        hit.append(str(mv.version))
+    return sorted(hit, key=int)

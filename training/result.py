@@ -22,7 +22,7 @@ class TrainResult:
     metrics: dict
     counts: dict
     data_fingerprint: str
-    trained_persons: list[str]
+    trained_persons: list[str]  # person ids, in memory only: stored as keyed pseudonyms
     truth: pd.DataFrame | None = None
     figures: dict = field(default_factory=dict)
 

@@ -4,7 +4,8 @@
 (:func:`training.pipeline.train`), logs and registers the model in MLflow, and writes the run's
 ``evaluation_predictions`` (and, with the truth, ``evaluation_truth``). :func:`score_all` scores
 every person with an IPV offence as of a date with a registered version, stores the scores and
-writes the coordinators' list with the changes since the last one.
+writes the coordinators' list with the changes since the last one; :func:`rewrite_tier_lists`
+rebuilds the lists a purge touched.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from sqlalchemy import insert, select, update
 from ipvi.config import Config
 from ipvi.db import session_scope
 from ipvi.errors import IpviError
+from ipvi.residue import whole_identifiers
+from ipvi.site_key import SiteKey
+from ipvi.tables.training import scores, tier_lists
 from training.data import SCORING_MENTIONS, load_history, load_truth, read_history
 from training.pipeline import train
 from training.registry import log_training_run
@@ -25,7 +29,7 @@ from training.result import summary as summarise
 from training.review_priority import prioritise_review_pairs
 from training.scoring import RiskScorer
 from training.store import write_run, write_scores
-from training.tier_list import build_list, write_list
+from training.tier_list import LIST_SOURCE_COLUMNS, build_list, write_list
 
 
 def run_params(config: Config) -> dict:
@@ -44,8 +48,14 @@ def run_params(config: Config) -> dict:
     }
 
 
-def train_from_registry(engine, config: Config, *, truth_dir: str | Path | None = None) -> dict:
-    """Train on the registry's linked persons; returns the ``ipvi train --json`` figures."""
+def train_from_registry(
+    engine, config: Config, *, key: SiteKey, truth_dir: str | Path | None = None
+) -> dict:
+    """Train on the registry's linked persons; returns the ``ipvi train --json`` figures.
+
+    The persons trained on are stored as keyed pseudonyms (``key``), in MLflow and in
+    ``model_training_persons``.
+    """
     events, mentions, crosswalk = load_history(engine)
     truth = load_truth(truth_dir) if truth_dir else None
     result = train(events, mentions, crosswalk, config.training, truth=truth)
@@ -58,6 +68,7 @@ def train_from_registry(engine, config: Config, *, truth_dir: str | Path | None 
         artifact_location=config.mlflow.artifact_location,
         summary=figures,
         params=run_params(config),
+        key=key,
     )
     with session_scope(engine) as session:
         write_run(
@@ -67,7 +78,7 @@ def train_from_registry(engine, config: Config, *, truth_dir: str | Path | None 
             data_fingerprint=result.data_fingerprint,
             predictions=result.predictions,
             truth=result.truth,
-            trained_persons=result.trained_persons,
+            trained_persons=sorted({key.pseudonym(p) for p in result.trained_persons}),
         )
     return {**run, **figures}
 
@@ -80,8 +91,6 @@ def score_all(
     alias_or_version: str = "champion",
 ) -> dict:
     """Score every person with an IPV offence known at ``as_of`` and write the tier list."""
-    from ipvi.tables.training import scores, tier_lists
-
     scorer = RiskScorer.from_registry(
         config.tracking_uri, config.mlflow.model_name, alias_or_version
     )
@@ -94,14 +103,7 @@ def score_all(
         last = session.execute(
             select(tier_lists.c.list_id).order_by(tier_lists.c.list_id.desc()).limit(1)
         ).scalar()
-        previous = None
-        if last is not None:
-            found = session.execute(
-                select(scores.c.person_id, scores.c.tier, scores.c.band).where(
-                    scores.c.list_id == last
-                )
-            ).fetchall()
-            previous = pd.DataFrame(found, columns=["person_id", "tier", "band"])
+        previous = None if last is None else list_scores(session, last, PREVIOUS_COLUMNS)
         list_id = session.execute(
             insert(tier_lists)
             .values(
@@ -118,17 +120,8 @@ def score_all(
         n = write_scores(session, scored, list_id=list_id)
         prioritised = prioritise_review_pairs(session, scored)
         rows = build_list(scored, previous)
-        stem = f"tier_list_{pd.Timestamp(as_of).date()}_{list_id}"
-        csv_path, html_path = write_list(
-            rows,
-            config.training.list_dir,
-            stem=stem,
-            title=f"IPVI tier list as of {pd.Timestamp(as_of).date()}",
-        )
-        session.execute(
-            update(tier_lists)
-            .where(tier_lists.c.list_id == list_id)
-            .values(csv_path=str(csv_path), html_path=str(html_path))
+        csv_path, html_path = write_tier_list(
+            session, rows, list_id=list_id, as_of=as_of, folder=config.training.list_dir
         )
     changes = rows["change"].value_counts().to_dict()
     return {
@@ -141,3 +134,75 @@ def score_all(
         "changes": changes,
         "review_pairs_prioritised": prioritised,
     }
+
+
+PREVIOUS_COLUMNS = ("person_id", "tier", "band")  # what a list is compared with
+
+
+def list_scores(session, list_id: int, columns=LIST_SOURCE_COLUMNS) -> pd.DataFrame:
+    """The stored scores of tier list ``list_id``: the ``columns`` :func:`build_list` reads
+    (all of them for the list itself, :data:`PREVIOUS_COLUMNS` of the list before it)."""
+    result = session.execute(
+        select(*(scores.c[name] for name in columns)).where(scores.c.list_id == list_id)
+    )
+    return pd.DataFrame(result.fetchall(), columns=list(columns))
+
+
+def write_tier_list(
+    session, rows: pd.DataFrame, *, list_id: int, as_of, folder: str | Path
+) -> tuple[Path, Path]:
+    """Write list ``list_id``'s CSV and HTML into ``folder`` and record where (the one way a
+    tier list reaches disk: ``ipvi score --all`` and ``ipvi purge`` alike)."""
+    day = pd.Timestamp(as_of).date()
+    csv_path, html_path = write_list(
+        rows, folder, stem=f"tier_list_{day}_{list_id}", title=f"IPVI tier list as of {day}"
+    )
+    session.execute(
+        update(tier_lists)
+        .where(tier_lists.c.list_id == list_id)
+        .values(
+            csv_path=str(csv_path),
+            html_path=str(html_path),
+            n_persons=int((rows["change"] != "left the list").sum()),
+        )
+    )
+    return csv_path, html_path
+
+
+def rewrite_tier_lists(engine, identifiers: list[str]) -> list[int]:
+    """Rebuild, from the stored scores, every tier list whose files name one of
+    ``identifiers`` (after ``ipvi purge`` removed their scores); returns the lists rewritten.
+
+    Each list is built as :func:`score_all` built it (:func:`build_list` against the list
+    before it), so the other persons' rows and changes stay as they were.
+    """
+    pattern = whole_identifiers(identifiers)
+    if pattern is None:
+        return []
+    rewritten = []
+    with session_scope(engine) as session:
+        stored = session.execute(select(tier_lists).order_by(tier_lists.c.list_id)).fetchall()
+        previous_id = None
+        for listed in stored:
+            paths = [Path(listed.csv_path), Path(listed.html_path)]
+            names = any(
+                path.is_file() and pattern.search(path.read_text(encoding="utf-8"))
+                for path in paths
+            )
+            if names:
+                previous = (
+                    None
+                    if previous_id is None
+                    else list_scores(session, previous_id, PREVIOUS_COLUMNS)
+                )
+                rows = build_list(list_scores(session, listed.list_id), previous)
+                write_tier_list(
+                    session,
+                    rows,
+                    list_id=listed.list_id,
+                    as_of=listed.as_of,
+                    folder=paths[0].parent,
+                )
+                rewritten.append(listed.list_id)
+            previous_id = listed.list_id
+    return rewritten

@@ -6,14 +6,15 @@ person ids and record ids only; no names, dates of birth, addresses or protected
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 
 import pandas as pd
-from sqlalchemy import delete, insert, inspect, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from ipvi.bulk import bulk_insert
+from ipvi.purge import PurgeTarget
+from ipvi.site_key import legacy_hash
 from ipvi.tables.training import (
     evaluation_predictions,
     evaluation_truth,
@@ -43,7 +44,8 @@ def write_run(
     truth: pd.DataFrame | None,
     trained_persons: list[str],
 ) -> None:
-    """Store one run: its summary, test predictions, truth rows and trained-person hashes."""
+    """Store one run: its summary, test predictions, truth rows and the keyed pseudonyms of
+    the persons it trained on."""
     run_id, version = run["run_id"], run["model_version"]
     session.execute(
         insert(training_runs).values(
@@ -103,47 +105,40 @@ def write_scores(session: Session, scored: pd.DataFrame, *, list_id: int | None)
     return len(rows)
 
 
-def affected_model_versions(session: Session, person_id: str) -> list[tuple[str, str]]:
-    """``(model_name, model_version)`` of every version trained on ``person_id``."""
-    person_hash = hashlib.sha256(str(person_id).encode()).hexdigest()
+def affected_model_versions(session: Session, pseudonyms: list[str]) -> list[tuple[str, str]]:
+    """``(model_name, model_version)`` of every version trained on a person with one of these
+    keyed pseudonyms (or the unkeyed hashes older versions stored)."""
     rows = session.execute(
         select(model_training_persons.c.model_name, model_training_persons.c.model_version)
-        .where(model_training_persons.c.person_hash == person_hash)
+        .where(model_training_persons.c.person_hash.in_(pseudonyms))
         .distinct()
     ).fetchall()
     return sorted((name, version) for name, version in rows)
 
 
-def _persons_of_records(session: Session, record_ids: tuple[str, ...]) -> set[str]:
-    if not record_ids or not inspect(session.get_bind()).has_table("crosswalk"):
-        return set()
-    from sqlalchemy import MetaData, Table
-
-    crosswalk = Table("crosswalk", MetaData(), autoload_with=session.get_bind())
-    return set(
-        session.execute(
-            select(crosswalk.c.person_id).where(crosswalk.c.record_id.in_(record_ids))
-        ).scalars()
-    )
-
-
-def purge_step(session: Session, target) -> dict[str, int]:
-    """Remove the target person's scores and evaluation rows (the ``ipvi purge`` step).
+def purge_step(session: Session, target: PurgeTarget) -> dict[str, int]:
+    """Remove the scores and evaluation rows of the persons the target touches (the
+    ``ipvi purge`` step).
 
     A record purge removes the derived rows of the person(s) the records link to, since their
-    scores rest on them. The model versions trained on the person are listed by
-    :func:`affected_model_versions` (their hash rows are kept: they hold no identifier) and
-    counted here under ``model_versions_trained_on_person``.
+    scores rest on them. The model versions trained on a purged person are counted under
+    ``model_versions_trained_on_person``; for a person purge, the person's pseudonym leaves
+    ``model_training_persons`` (the MLflow copy is handled after the transaction:
+    :func:`training.registry.purge_trained_persons`).
     """
-    persons = _persons_of_records(session, tuple(target.record_ids))
-    if target.person_id:
-        persons.add(target.person_id)
     counts = {"scores": 0, "evaluation_predictions": 0, "evaluation_truth": 0}
+    persons = list(target.persons)
     if not persons:
-        return {**counts, "model_versions_trained_on_person": 0}
+        return {**counts, "model_versions_trained_on_person": 0, "model_training_persons": 0}
     for table in (scores, evaluation_predictions, evaluation_truth):
         result = session.execute(delete(table).where(table.c.person_id.in_(persons)))
         counts[table.name] = int(result.rowcount or 0)
-    versions = {v for person in persons for v in affected_model_versions(session, person)}
-    counts["model_versions_trained_on_person"] = len(versions)
+    forms = [target.pseudonyms[p] for p in persons] + [legacy_hash(p) for p in persons]
+    counts["model_versions_trained_on_person"] = len(affected_model_versions(session, forms))
+    counts["model_training_persons"] = 0
+    if target.person_id:
+        purged = [target.pseudonyms[target.person_id], legacy_hash(target.person_id)]
+        counts["model_training_persons"] = session.execute(
+            delete(model_training_persons).where(model_training_persons.c.person_hash.in_(purged))
+        ).rowcount
     return counts

@@ -33,6 +33,22 @@ LIST_COLUMNS: tuple[str, ...] = (
 )
 
 
+# The score columns a list is built from (stored in ``scores``, so a list can be rebuilt).
+LIST_SOURCE_COLUMNS: tuple[str, ...] = (
+    "person_id",
+    "tier",
+    "provisional",
+    "identity_review_required",
+    "possible_dual_arrest",
+    "band",
+    "probability",
+    "lethality_flags",
+    "tier_reasons",
+    "reason_codes",
+    "index_event_id",
+)
+
+
 def _reasons_text(reasons: list[dict]) -> str:
     return "; ".join(f"{r['reason']} [{', '.join(r['record_ids'])}]" for r in reasons)
 

@@ -18,6 +18,11 @@ def set_config_path(path: str | None) -> None:
     get_config.cache_clear()
 
 
+def config_path() -> str | None:
+    """The ``--config`` file of this invocation (None: the packaged defaults)."""
+    return _config_path
+
+
 @functools.cache
 def get_config() -> Config:
     """The configuration for this invocation (defaults overridden by ``--config``)."""
@@ -42,31 +47,29 @@ def emit_json(payload: dict[str, Any]) -> None:
 
 
 def prebuild_link_index() -> dict:
-    """Build the service's link index of the registry's current state (after ``ipvi link`` or
-    ``ipvi purge``), so a running service loads it within ``serving.link_refresh_seconds``
-    instead of building it. A failure is a warning only: the change is stored, and the service
-    builds the index itself.
+    """Build the service's link index of the registry's current state (after ``ipvi link``),
+    so a running service loads it within ``serving.link_refresh_seconds`` instead of building
+    it (:func:`serving.link_index.prebuild_report`; a failure is a warning only).
 
     Returns
     -------
     dict
         ``link_index`` (the file, or None) and ``link_index_seconds``.
     """
-    import time
     from pathlib import Path
 
-    from ipvi.errors import IpviError
-    from serving.link_index import prebuild_index
+    from serving.link_index import prebuild_report
 
-    started = time.perf_counter()
-    try:
-        path = prebuild_index(
-            Path(get_config().serving.audit_spool_dir), get_engine(), _config_path
-        )
-    except IpviError as error:
-        info(f"warning: the service will build the link index itself: {error}")
-        path = None
-    return {
-        "link_index": None if path is None else str(path),
-        "link_index_seconds": round(time.perf_counter() - started, 2),
-    }
+    report = prebuild_report(Path(get_config().serving.audit_spool_dir), get_engine(), _config_path)
+    warning = report.pop("warning")
+    if warning:
+        info(f"warning: {warning}")
+    return report
+
+
+def site_key(*, create: bool = False):
+    """The site secret (:mod:`ipvi.site_key`); ``create`` makes the key file when missing
+    (commands that write hashes or the audit log)."""
+    from ipvi.site_key import load_site_key
+
+    return load_site_key(get_config().paths.audit_key_file, create=create)

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-from ipvi.commands.context import emit_json, get_config, get_engine, info, prebuild_link_index
+from ipvi.commands.context import (
+    config_path,
+    emit_json,
+    get_config,
+    get_engine,
+    info,
+    site_key,
+)
 
 
 class _Progress:
@@ -80,7 +87,9 @@ def register(app: typer.Typer) -> None:
         engine = get_engine()
         try:
             with _Progress() as progress:
-                report = ingest_directory(engine, folder, config.ingest, progress=progress)
+                report = ingest_directory(
+                    engine, folder, config.ingest, key=site_key(create=True), progress=progress
+                )
         finally:
             engine.dispose()
         for warning in report.warnings:
@@ -97,10 +106,14 @@ def register(app: typer.Typer) -> None:
 
     @app.command(
         "purge",
-        help="Remove records from the registry (expunction, correction), keeping only a "
-        "tombstone without identifiers. Their mentions, versions, field issues, quarantined rows "
-        "and the events only they refer to are deleted in one transaction, and a purged record "
-        "is never ingested again.",
+        help="Remove records or a person from every stage and every copy (expunction, "
+        "correction), keeping only a tombstone without identifiers. The database rows go in one "
+        "transaction (mentions, versions, field issues, quarantine, events only they refer to, "
+        "links, scores; decisions keep the action but name the tombstone and lose their reason); "
+        "then the tier lists are rebuilt without them, MLflow's lists of trained persons and "
+        "text reports lose them, the service's link index is rebuilt and a SQLite file is "
+        "compacted. A purged record is never ingested again. --verify ID searches every table "
+        "and file for what is left of ID (exit 1 when anything is).",
     )
     def purge(
         record_id: list[str] = typer.Option(
@@ -113,9 +126,17 @@ def register(app: typer.Typer) -> None:
             "crosswalk, review and id-change rows.",
         ),
         reason: str = typer.Option(
-            ...,
+            None,
             "--reason",
             help="Why (court order, expunction, correction); kept in the tombstone.",
+        ),
+        verify_id: str = typer.Option(
+            None,
+            "--verify",
+            metavar="ID",
+            help="Purge nothing: print every table and file where the person or record id ID "
+            "(or one of its record ids, or an unkeyed hash of them) still appears; exit 1 if "
+            "any.",
         ),
         json_output: bool = typer.Option(False, "--json", help="Print one JSON line of counts."),
         link_index: bool = typer.Option(
@@ -128,26 +149,44 @@ def register(app: typer.Typer) -> None:
         """Purge records from every stage (see the command's help)."""
         from ipvi.errors import IpviError
         from ipvi.purge import PurgeTarget
-        from workflows.purge import purge_registry
+        from workflows.purge import PurgeContext
+        from workflows.purge import purge as purge_everywhere
 
+        if verify_id:
+            if record_id or person_id:
+                raise IpviError("purge --verify ID searches only: give no --record-id/--person-id")
+            _verify(verify_id, json_output)
+            return
         if not record_id and not person_id:
             raise IpviError("purge needs --record-id ID (repeatable) or --person-id ID")
+        if not reason:
+            raise IpviError("purge needs --reason TEXT (court order, expunction, correction)")
         engine = get_engine()
         try:
-            result = purge_registry(
-                engine,
+            context = PurgeContext(
+                engine=engine,
+                config=get_config(),
+                key=site_key(create=True),
+                config_path=config_path(),
+                link_index=link_index,
+            )
+            report = purge_everywhere(
+                context,
                 PurgeTarget(record_ids=tuple(record_id or ()), person_id=person_id),
                 reason=reason,
-                lock_timeout=get_config().ingest.lock_timeout_seconds,
             )
         finally:
             engine.dispose()
+        result, after = report.result, dict(report.after)
+        warning = after.pop("warning", None)
+        if warning:
+            info(f"warning: {warning}")
         payload = {
             "tombstone_id": result.tombstone_id,
             "records": result.record_count,
             "removed": result.removed,
             "counts": result.counts,
-            **(prebuild_link_index() if link_index else {}),
+            **after,
         }
         if json_output:
             emit_json(payload)
@@ -159,3 +198,36 @@ def register(app: typer.Typer) -> None:
             f"purged {result.record_count} record(s): {counts or 'nothing stored'}; "
             f"tombstone {result.tombstone_id}"
         )
+        info(
+            f"tier lists rewritten: {after['tier_lists_rewritten']}; reports redacted: "
+            f"{len(after['reports_redacted'])}; model versions to retrain: "
+            f"{', '.join(after['model_versions_to_retrain']) or 'none'}"
+        )
+
+
+def _verify(identifier: str, json_output: bool) -> None:
+    """``ipvi purge --verify ID``: print where ``identifier`` still appears; exit 1 if anywhere."""
+    from workflows.purge import verify
+
+    engine = get_engine()
+    try:
+        search = verify(engine, get_config(), site_key(), identifier)
+    finally:
+        engine.dispose()
+    findings = [
+        {"store": f.store, "what": f.what, "count": f.count} for f in search.findings.values()
+    ]
+    if json_output:
+        emit_json({"found": findings, "kept_pseudonyms": search.kept})
+    else:
+        for finding in findings:
+            print(f"{finding['store']}: {finding['what']} ({finding['count']})")
+        for store, rows in search.kept.items():
+            info(f"kept by design: {store} holds its keyed pseudonym in {rows} value(s)")
+        info(
+            f"{identifier}: found in {len(findings)} place(s)"
+            if findings
+            else f"{identifier}: found nowhere"
+        )
+    if findings:
+        raise typer.Exit(1)

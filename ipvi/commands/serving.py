@@ -1,4 +1,5 @@
-"""CLI commands of the serving stage: ``ipvi serve`` and ``ipvi keys add|list|revoke``."""
+"""CLI commands of the serving stage: ``ipvi serve``, ``ipvi keys add|list|revoke`` and
+``ipvi audit-log verify|checkpoint``."""
 
 from __future__ import annotations
 
@@ -8,12 +9,16 @@ from pathlib import Path
 
 import typer
 
-from ipvi.commands.context import emit_json, get_config, get_engine, info
+from ipvi.commands.context import emit_json, get_config, get_engine, info, site_key
 from ipvi.errors import IpviError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 keys_app = typer.Typer(help="Manage the service's API keys.", no_args_is_help=True)
+audit_app = typer.Typer(
+    help="Check the service's audit log: verify its keyed chain, export signed checkpoints.",
+    no_args_is_help=True,
+)
 
 
 def _is_loopback(host: str) -> bool:
@@ -82,7 +87,9 @@ def serve(
 @keys_app.command("add")
 def keys_add(
     name: str = typer.Argument(..., help="A name for the key (recorded in the audit log)."),
-    role: str = typer.Option(..., "--role", help="scoring, advocate or admin."),
+    role: str = typer.Option(
+        ..., "--role", help="scoring, advocate, admin, or monitoring (/metrics only)."
+    ),
 ) -> None:
     """Create a key; it is printed once, alone, as the last line of standard output."""
     from ipvi.db import session_scope
@@ -126,7 +133,61 @@ def keys_revoke(name: str = typer.Argument(..., help="The key's name.")) -> None
     info(f"revoked key {name!r}; running services refuse it within {seconds:g} s")
 
 
+@audit_app.command("verify")
+def audit_verify(
+    since: int = typer.Option(
+        1, "--since", min=1, help="Start at this row (the row before it is taken as stored)."
+    ),
+    checkpoint: Path = typer.Option(
+        None,
+        "--checkpoint",
+        help="Checkpoint file to compare with (default paths.audit_checkpoint_file).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON line."),
+) -> None:
+    """Recompute the audit log's keyed chain from --since on and compare it with every signed
+    checkpoint: exit 1 naming the first bad row when a row was edited, deleted, re-hashed or
+    cut off the end."""
+    from dataclasses import asdict
+
+    from ipvi.db import session_scope
+    from serving.audit_log import read_checkpoints, record_verification, verify_chain
+
+    path = checkpoint or Path(get_config().paths.audit_checkpoint_file)
+    key = site_key()
+    with session_scope(get_engine()) as session:
+        report = verify_chain(session, key, since=since, checkpoints=read_checkpoints(path))
+        record_verification(session, report, since=since)
+    if as_json:
+        emit_json(asdict(report))
+    else:
+        info(report.message())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(
+    out: Path = typer.Option(
+        None,
+        "--out",
+        help="File the signed chain head is appended to (default paths.audit_checkpoint_file); "
+        "keep it, or a copy, where whoever can write the database cannot.",
+    ),
+) -> None:
+    """Append the audit log's signed chain head (row, hash, time) to a file, against which
+    `ipvi audit-log verify` detects rows cut off the end or the log re-hashed."""
+    from ipvi.db import session_scope
+    from serving.audit_log import write_checkpoint
+
+    path = out or Path(get_config().paths.audit_checkpoint_file)
+    with session_scope(get_engine()) as session:
+        checkpoint = write_checkpoint(session, site_key(create=True), path)
+    info(f"checkpoint of row {checkpoint.seq} written to {path}")
+
+
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the ipvi app."""
     app.command("serve")(serve)
     app.add_typer(keys_app, name="keys")
+    app.add_typer(audit_app, name="audit-log")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from ipvi.commands.context import emit_json, get_config, get_engine, info
+from ipvi.commands.context import emit_json, get_config, get_engine, info, site_key
 
 
 def train(
@@ -27,7 +27,9 @@ def train(
     (alias 'challenger') and write evaluation_predictions."""
     from training.run import train_from_registry
 
-    figures = train_from_registry(get_engine(), get_config(), truth_dir=truth)
+    figures = train_from_registry(
+        get_engine(), get_config(), key=site_key(create=True), truth_dir=truth
+    )
     if json_output:
         emit_json(figures)
         return

@@ -102,4 +102,10 @@ linkage_lock = Table(
     Column("name", String(16), primary_key=True),
     Column("run_id", String(40), nullable=False),
     Column("acquired_at", DateTime, nullable=False),
+    # The holder (ipvi.locks.LockHolder) and its lease, renewed while it runs: a row whose
+    # process is gone, or whose lease ran out, is stale (null: written before leases).
+    Column("host", String(255), nullable=True),
+    Column("pid", Integer, nullable=True),
+    Column("process_started", Float, nullable=True),
+    Column("lease_expires_at", DateTime, nullable=True),
 )

@@ -1,7 +1,9 @@
-"""Tables of the serving stage: API keys, the hash-chained audit log, staff decisions.
+"""Tables of the serving stage: API keys, the keyed hash-chained audit log and its checks,
+staff decisions.
 
-Audit-log and decision rows hold pseudonymous person ids only, never names, dates of birth or
-addresses, and are exempt from purge (a purge appends a chained tombstone instead).
+Audit-log rows hold keyed pseudonyms of person ids only and are exempt from purge (a purge
+appends a chained tombstone instead). Decision rows hold registry person ids; a purge replaces
+the person's id by its tombstone's and removes the free-text reason.
 """
 
 from __future__ import annotations
@@ -37,6 +39,22 @@ audit_log = Table(
     Column("outcome", String(200), nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("row_hash", String(64), nullable=False),
+    # Fingerprint of the site key that chained the row (null: written before the log was keyed).
+    Column("key_id", String(16), nullable=True),
+)
+
+# What `ipvi audit-log verify` found and when `ipvi audit-log checkpoint` last ran (/readyz).
+audit_checks = Table(
+    "audit_checks",
+    metadata,
+    Column("check_id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(20), nullable=False),  # verify | checkpoint
+    Column("checked_at", DateTime, nullable=False),
+    Column("first_seq", Integer, nullable=True),
+    Column("last_seq", Integer, nullable=True),
+    Column("ok", Boolean, nullable=False),
+    Column("first_bad_seq", Integer, nullable=True),
+    Column("detail", String(200), nullable=True),
 )
 
 # One row (id 1): the chain's last sequence number and hash. Updating it first serialises
