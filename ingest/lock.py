@@ -8,37 +8,26 @@ taken over, so a crash never wedges the registry.
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
-import psutil
 from sqlalchemy import Engine, delete, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from ipvi.errors import IpviError
+from ipvi.locks import LockHolder
 from ipvi.tables.ingest import ingest_lock
 
 LOCK_NAME = "ingest"
 POLL_SECONDS = 0.2
 
 
-def _process_started(pid: int) -> float | None:
-    try:
-        return psutil.Process(pid).create_time()
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return None
-
-
 def _is_stale(row) -> bool:
-    """A lock row is stale when its process on this host is gone (or its pid was reused)."""
-    if row.host != socket.gethostname():
-        return False  # another machine: cannot tell, so wait for it
-    started = _process_started(row.pid)
-    return started is None or abs(started - row.process_started) > 1.0
+    """A lock row is stale when its process on this host is gone (or its pid was reused); on
+    another machine no one can tell, so it is waited for."""
+    return LockHolder(row.host, row.pid, row.process_started).is_gone()
 
 
 @contextmanager
@@ -90,11 +79,12 @@ def _advisory_lock(engine: Engine, *, timeout: float) -> Iterator[None]:
 
 @contextmanager
 def _row_lock(engine: Engine, *, timeout: float) -> Iterator[None]:
+    holder = LockHolder.me()
     me = {
         "name": LOCK_NAME,
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "process_started": _process_started(os.getpid()),
+        "host": holder.host,
+        "pid": holder.pid,
+        "process_started": holder.process_started,
     }
     deadline = time.monotonic() + timeout
     while True:

@@ -1,6 +1,7 @@
 """Link the registry: mentions in, persons / crosswalk / review queue / run log out.
 
-A run holds the linkage lock (a second concurrent run fails at once, naming the holder), links
+A run holds the linkage lock (a second concurrent run fails at once, naming the holder; a lock
+left by a killed run is taken over, one whose lease ran out with ``--break-stale-lock``), links
 every current mention (offenders and victims alike), gives clusters stable person ids, and
 switches the crosswalk, persons, id changes, review queue and the learned model (m / u, prior,
 term frequencies, settings hash: ``linkage_models``) in ONE transaction: a reader sees the old
@@ -11,9 +12,13 @@ Readers (training, serving) use :func:`read_crosswalk` and :func:`load_link_inde
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 import uuid
-from datetime import datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +40,7 @@ from ipvi.arrays import in_sorted
 from ipvi.config import LinkageConfig
 from ipvi.db import session_scope
 from ipvi.errors import IpviError
+from ipvi.locks import LockHolder
 from ipvi.tables.ingest import events, mentions
 from ipvi.tables.linkage import (
     crosswalk,
@@ -52,6 +58,8 @@ from linkage.linker import Linker, LinkResult
 from linkage.review import ADDRESS_FIELDS, decided_pairs, evidence_for, pair_id
 from linkage.settings import LinkageSettings
 from linkage.standardize import MENTION_LINK_FIELDS, on_distinct
+
+logger = logging.getLogger(__name__)
 
 LOCK_NAME = "linkage"
 # Registry-only evidence built from the mention's agency, event and role (see registry_keys).
@@ -134,27 +142,88 @@ def read_mentions(engine: Engine, extra: tuple[str, ...] = ()) -> pd.DataFrame:
     return registry_keys(frame)
 
 
-def acquire_lock(engine: Engine, run_id: str, timeout: float = 0.0) -> None:
-    """Take the linkage lock or fail naming the run that holds it."""
+STALE_LOCK = (
+    "the linkage lock of run {run} is stale ({why}): if that run is really gone, take the lock "
+    "over with `ipvi link --break-stale-lock`"
+)
+
+
+def _holder_row(connection):
+    return connection.execute(select(linkage_lock)).mappings().first()
+
+
+def _staleness(row, now: datetime) -> tuple[str | None, bool]:
+    """Why the lock ``row`` is stale (None: it is live), and whether that is certain (its
+    process on this host is gone) rather than a lease that ran out (its holder may be on
+    another host, or may only be slow)."""
+    holder = LockHolder(row["host"], row["pid"], row["process_started"])
+    if holder.is_gone():
+        return f"{holder.describe()} is gone", True
+    expires = row["lease_expires_at"]
+    if expires is not None and expires < now:
+        return f"its lease expired at {expires:%Y-%m-%d %H:%M:%S}", False
+    return None, False
+
+
+def acquire_lock(
+    engine: Engine,
+    run_id: str,
+    timeout: float = 0.0,
+    *,
+    lease_seconds: float = 300.0,
+    break_stale: bool = False,
+) -> str | None:
+    """Take the linkage lock, naming this process and a lease of ``lease_seconds``.
+
+    A lock whose holder is certainly dead (its process on this host is gone: a killed
+    ``ipvi link``) is taken over; one whose lease ran out only with ``break_stale`` (its holder
+    may be alive on another host), else the error says how. A live holder is waited for up to
+    ``timeout`` seconds, then named in the error.
+
+    Returns
+    -------
+    str or None
+        Why a stale lock was taken over, if one was.
+    """
+    me = LockHolder.me()
     deadline = time.monotonic() + timeout
+    taken_over = None
     while True:
+        now = datetime.now()
         try:
             with engine.begin() as connection:
                 connection.execute(
                     insert(linkage_lock).values(
-                        name=LOCK_NAME, run_id=run_id, acquired_at=datetime.now()
+                        name=LOCK_NAME,
+                        run_id=run_id,
+                        acquired_at=now,
+                        host=me.host,
+                        pid=me.pid,
+                        process_started=me.process_started,
+                        lease_expires_at=now + timedelta(seconds=lease_seconds),
                     )
                 )
-            return
+            return taken_over
         except IntegrityError:
+            with engine.begin() as connection:
+                holder = _holder_row(connection)
+                if holder is None:
+                    continue  # released meanwhile
+                why, certain = _staleness(holder, now)
+                if why is not None and (certain or break_stale):
+                    connection.execute(
+                        delete(linkage_lock).where(linkage_lock.c.run_id == holder["run_id"])
+                    )
+                    taken_over = f"took over the lock of run {holder['run_id']}: {why}"
+                    continue
+            if why is not None:
+                raise IpviError(STALE_LOCK.format(run=holder["run_id"], why=why)) from None
             if time.monotonic() >= deadline:
-                with engine.connect() as connection:
-                    holder = connection.execute(select(linkage_lock)).mappings().first()
-                since = f" since {holder['acquired_at']:%Y-%m-%d %H:%M:%S}" if holder else ""
-                who = holder["run_id"] if holder else "another run"
+                who = LockHolder(holder["host"], holder["pid"], holder["process_started"])
+                by = f" by {who.describe()}" if who.pid is not None else ""
                 raise IpviError(
-                    f"linkage run {who} is in progress{since}; wait for it to finish "
-                    "(if it crashed, delete the row of table linkage_lock)"
+                    f"linkage run {holder['run_id']} is in progress since "
+                    f"{holder['acquired_at']:%Y-%m-%d %H:%M:%S}{by}; wait for it to finish"
                 ) from None
             time.sleep(0.2)
 
@@ -162,6 +231,33 @@ def acquire_lock(engine: Engine, run_id: str, timeout: float = 0.0) -> None:
 def release_lock(engine: Engine, run_id: str) -> None:
     with engine.begin() as connection:
         connection.execute(delete(linkage_lock).where(linkage_lock.c.run_id == run_id))
+
+
+@contextmanager
+def renewed_lease(engine: Engine, run_id: str, lease_seconds: float) -> Iterator[None]:
+    """Renew the lock's lease every third of ``lease_seconds`` while the block runs, so that
+    only a run that stopped renewing (killed, or wedged) lets its lease run out."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(lease_seconds / 3):
+            try:
+                with engine.begin() as connection:
+                    connection.execute(
+                        update(linkage_lock)
+                        .where(linkage_lock.c.run_id == run_id)
+                        .values(lease_expires_at=datetime.now() + timedelta(seconds=lease_seconds))
+                    )
+            except Exception as error:  # a busy database: try again at the next beat
+                logger.warning("linkage lock lease not renewed: %s", type(error).__name__)
+
+    thread = threading.Thread(target=renew, name="ipvi-link-lease", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _constraints(session, record_ids: pd.Index) -> tuple[list, list, pd.DataFrame]:
@@ -303,8 +399,16 @@ def _insert_many(session, table, rows: list[dict]) -> None:
         connection.exec_driver_sql(sql, chunk)
 
 
-def link_registry(engine: Engine, config: LinkageConfig, truth_dir: Path | None = None) -> dict:
+def link_registry(
+    engine: Engine,
+    config: LinkageConfig,
+    truth_dir: Path | None = None,
+    *,
+    break_stale_lock: bool = False,
+) -> dict:
     """Run linkage over the registry's current mentions and record the run.
+
+    ``break_stale_lock`` takes over a linkage lock whose lease ran out (:func:`acquire_lock`).
 
     Returns
     -------
@@ -313,14 +417,21 @@ def link_registry(engine: Engine, config: LinkageConfig, truth_dir: Path | None 
     """
     settings = LinkageSettings.from_config(config)
     run_id = new_run_id()
-    acquire_lock(engine, run_id, config.lock_timeout_seconds)
+    taken_over = acquire_lock(
+        engine,
+        run_id,
+        config.lock_timeout_seconds,
+        lease_seconds=config.lock_lease_seconds,
+        break_stale=break_stale_lock,
+    )
     started = datetime.now()
     try:
         with engine.begin() as connection:
             connection.execute(
                 insert(linkage_runs).values(run_id=run_id, started_at=started, status="running")
             )
-        summary = _link(engine, settings, run_id, truth_dir)
+        with renewed_lease(engine, run_id, config.lock_lease_seconds):
+            summary = _link(engine, settings, run_id, truth_dir)
     except BaseException:
         with engine.begin() as connection:
             connection.execute(
@@ -331,6 +442,8 @@ def link_registry(engine: Engine, config: LinkageConfig, truth_dir: Path | None 
         raise
     finally:
         release_lock(engine, run_id)
+    if taken_over:
+        summary["lock_taken_over"] = taken_over
     return summary
 
 

@@ -200,5 +200,5 @@ class ValidationErrorMiddleware:
             return
         answer = validation_answer(detail)
         scope.setdefault("state", {})["audit_outcome"] = f"refused: {answer['error']}"[:200]
-        logger.info("422 %s %s: %s", scope.get("method"), scope["path"], answer["error"])
+        logger.warning("422 %s %s: %s", scope.get("method"), scope["path"], answer["error"])
         await json_response(send, 422, answer)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -50,6 +51,15 @@ def server_directory(*, worker: bool) -> str:
     return directory
 
 
+def untraced_urls(traced_paths: Iterable[str]) -> str:
+    """A regular expression of the URLs OpenTelemetry should not trace: all but
+    ``traced_paths``. BentoML keeps each request's context, span included, until its
+    ``serving.request_timeout_seconds`` timer expires, so a span per request to a path no
+    route serves would hold memory in proportion to how fast anyone can send them."""
+    paths = "|".join(re.escape(path) for path in traced_paths)
+    return rf"^[a-z]+://[^/]*(?=/)(?!(?:{paths})(?:\?|$))"
+
+
 def route_template(scope, answered_here: Iterable[str]) -> str:
     """The route template of a request: the path of the first route of the application that
     matches it, one of ``answered_here`` (paths middlewares answer themselves), or
@@ -68,7 +78,15 @@ def route_template(scope, answered_here: Iterable[str]) -> str:
 class RequestMetrics:
     """The service's request counters and durations by route template and status.
 
-    Built lazily in each worker (after :func:`server_directory` has set the directory).
+    Built lazily in each worker (after :func:`server_directory` has set the directory), with
+    every series a request to an unknown path can touch already there at zero: so that the
+    first such request does not grow ``/metrics`` either, and ``rate()`` sees each series from
+    the start.
+
+    Parameters
+    ----------
+    templates : iterable of str
+        Every route template (:data:`UNMATCHED` is added).
 
     Attributes
     ----------
@@ -81,7 +99,7 @@ class RequestMetrics:
         serves, which leave no audit row.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, templates: Iterable[str]) -> None:
         from prometheus_client import Counter, Histogram
 
         self.requests = Counter(
@@ -104,6 +122,10 @@ class RequestMetrics:
             namespace=NAMESPACE,
             registry=None,
         )
+        for template in {*templates, UNMATCHED}:
+            self.duration.labels(endpoint=template)
+        for status in ("401", "404"):  # without a key / with one
+            self.requests.labels(endpoint=UNMATCHED, http_response_code=status)
 
     def observe(self, endpoint: str, status: int | None, seconds: float) -> None:
         self.requests.labels(endpoint=endpoint, http_response_code=str(status or 0)).inc()
@@ -137,10 +159,11 @@ class MetricsMiddleware:
         self.answered_here = frozenset(answered_here)
         self._metrics: RequestMetrics | None = None
 
-    @property
-    def metrics(self) -> RequestMetrics:
+    def metrics(self, scope) -> RequestMetrics:
         if self._metrics is None:
-            self._metrics = RequestMetrics()
+            routes = getattr(scope.get("app"), "routes", ())
+            templates = [*self.answered_here, *(route.path or "/" for route in routes)]
+            self._metrics = RequestMetrics(templates)
         return self._metrics
 
     async def __call__(self, scope, receive, send) -> None:
@@ -161,7 +184,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_watch)
         finally:
-            metrics = self.metrics
+            metrics = self.metrics(scope)
             metrics.observe(template, status["code"], time.perf_counter() - started)
             if template == UNMATCHED and state.get("api_key_name") is None:
                 metrics.unaudited.inc()

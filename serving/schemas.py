@@ -79,7 +79,10 @@ class DecisionRequest(Schema):
     decision_id: Identifier = Field(
         description="Client-chosen id; sending the same decision again is a no-op."
     )
-    person_id: Identifier = Field(description="Registry person id (pseudonymous).")
+    person_id: Identifier = Field(
+        description="Registry person id the registry holds now (a merged id is recorded under "
+        "its survivor)."
+    )
     action: Identifier = Field(
         description="One of the configured actions (serving.decision_actions)."
     )
@@ -90,14 +93,17 @@ class DecisionRequest(Schema):
         default=None, description="The rule tier staff saw."
     )
     reason: Text | None = Field(
-        default=None, description="Why; required when the tier was overridden."
+        default=None,
+        description="Why, in at most 200 characters and without names or other identifiers "
+        "(removed if the person is purged); required when the tier was overridden.",
     )
     advocate_contacted_before_notification: Flag | None = Field(
         default=None,
         description="Whether an advocate contacted the victim before an offender notification.",
     )
     decided_at: RecordTime | None = Field(
-        default=None, description="When staff decided (defaults to when it was recorded)."
+        default=None,
+        description="When staff decided (defaults to when it was recorded); not in the future.",
     )
 
 
@@ -158,27 +164,32 @@ class HistoryEvent(Schema):
 class History(Schema):
     """A person's canonical history, sent inline (no registry lookup)."""
 
-    person_id: Identifier = Field(description="The caller's pseudonymous id, echoed back.")
+    person_id: Identifier = Field(
+        description="The caller's pseudonymous id, echoed back: letters, digits, '_' and '-' "
+        "only by default (serving.inline_person_id_pattern), never a name or a date."
+    )
     dob: RecordTime | None = Field(default=None, description="Date of birth (for age).")
     events: list[HistoryEvent] = Field(min_length=1, max_length=MAX_EVENTS)
 
 
 class PeopleRequest(Schema):
-    """People to assess as of a date: inline ``histories`` or registry ``person_ids``, not both."""
+    """People to assess as of a date: inline ``histories`` or registry ``person_ids``, exactly
+    one of the two (the other absent or null; both or neither is a 422)."""
 
-    # Optional but never null, so the schema can say "exactly one of histories, person_ids".
-    model_config = ConfigDict(
-        extra="forbid",
-        strict=True,
-        hide_input_in_errors=True,
-        json_schema_extra={"oneOf": [{"required": ["histories"]}, {"required": ["person_ids"]}]},
-    )
-
-    as_of: RecordTime = Field(
+    as_of: RecordTime | None = Field(
         default=None, description="Decision date (default: now); a future date is refused (422)."
     )
-    histories: list[History] = Field(default=None, min_length=1)
-    person_ids: list[Identifier] = Field(default=None, min_length=1)
+    histories: list[History] | None = Field(
+        default=None,
+        min_length=1,
+        description="Inline event histories; send these or person_ids, not both.",
+    )
+    person_ids: list[Identifier] | None = Field(
+        default=None,
+        min_length=1,
+        description="Registry person ids (merged ids answer for their survivor); send these or "
+        "histories, not both.",
+    )
 
 
 class ScoreRequest(PeopleRequest):

@@ -33,6 +33,7 @@ from serving.metrics import (
     MetricsMiddleware,
     MetricsPageMiddleware,
     server_directory,
+    untraced_urls,
 )
 from serving.model import served_version
 from serving.openapi import DocsMiddleware, Endpoint, complete_document
@@ -52,6 +53,7 @@ from serving.schemas import (
     TierResponse,
 )
 
+API_PATHS = ("/v1/score", "/v1/tier", "/v1/link", "/v1/decision")
 _config = load_config()
 _settings = _config.serving
 # `bentoml serve` refuses to start, with the reason, when there is no model to serve or no
@@ -75,6 +77,7 @@ quiet_schema_refusals()
     # Labelled by raw path, BentoML's metrics grow with every path tried: serving.metrics
     # counts by route template instead.
     metrics={"enabled": False},
+    tracing={"excluded_urls": [untraced_urls(API_PATHS)]},
 )
 class RiskService:
     """IPVI decision support: rule tiers with risk scores next to them, linkage for intake,
@@ -154,12 +157,18 @@ class RiskService:
         self.runtime.close()
 
 
-ENDPOINTS = {
-    "/v1/score": Endpoint(ScoreRequest, ScoreResponse, SCORE_EXAMPLE),
-    "/v1/tier": Endpoint(TierRequest, TierResponse, TIER_EXAMPLE),
-    "/v1/link": Endpoint(LinkRequest, LinkResponse, LINK_EXAMPLE),
-    "/v1/decision": Endpoint(DecisionRequest, DecisionResponse, DECISION_EXAMPLE),
-}
+ENDPOINTS = dict(
+    zip(
+        API_PATHS,
+        (
+            Endpoint(ScoreRequest, ScoreResponse, SCORE_EXAMPLE),
+            Endpoint(TierRequest, TierResponse, TIER_EXAMPLE),
+            Endpoint(LinkRequest, LinkResponse, LINK_EXAMPLE),
+            Endpoint(DecisionRequest, DecisionResponse, DECISION_EXAMPLE),
+        ),
+        strict=True,
+    )
+)
 
 # Outermost first: every request is counted under its route template, connections are
 # recycled whatever the answer, every request with a key or to a known route is audited,
@@ -178,6 +187,7 @@ RiskService.add_asgi_middleware(
         ENDPOINTS,
         get_runtime().scorer.model_version,
         field_enums={"/v1/decision": {"action": sorted(_settings.decision_actions)}},
+        keyed_paths=() if _settings.public_metrics else (METRICS_PATH,),
     ),
 )
 RiskService.add_asgi_middleware(ReadinessMiddleware, report=lambda: get_runtime().readiness())

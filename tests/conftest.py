@@ -58,10 +58,13 @@ def sqlite_url(tmp_path) -> str:
 TEST_SITE_KEY = "test-site-key-" + "0123456789abcdef" * 3
 
 
-@pytest.fixture(autouse=True)
-def site_key_env(monkeypatch):
-    """``IPVI_AUDIT_KEY`` set for the test, so no test writes a key file into the project."""
-    monkeypatch.setenv("IPVI_AUDIT_KEY", TEST_SITE_KEY)
+@pytest.fixture(scope="session", autouse=True)
+def site_key_env():
+    """``IPVI_AUDIT_KEY`` set for the whole session (servers and commands started by tests
+    inherit it), so no test writes a key file into the project and all agree on the key."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("IPVI_AUDIT_KEY", TEST_SITE_KEY)
+        yield
 
 
 @pytest.fixture
@@ -70,3 +73,35 @@ def site_key():
     from ipvi.site_key import SiteKey
 
     return SiteKey(secret=TEST_SITE_KEY.encode(), source="IPVI_AUDIT_KEY")
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory):
+    """A registry built by the real pipeline, shared by every module that needs linked persons
+    (:mod:`tests.pipeline_support`)."""
+    from tests.pipeline_support import build_pipeline
+
+    return build_pipeline(tmp_path_factory.mktemp("pipeline"))
+
+
+@pytest.fixture(scope="session")
+def pipeline_server(pipeline):
+    """A server on :func:`pipeline`'s registry, its link index loaded."""
+    import time
+
+    import httpx
+
+    from tests.pipeline_support import SERVER
+    from tests.serving_support import running_server
+
+    with running_server(
+        pipeline["folder"], pipeline["store"], pipeline["url"], **SERVER
+    ) as process:
+        deadline = time.monotonic() + 300
+        while httpx.get(f"{process.url}/readyz").json()["linkage_run_id"] is None:
+            assert time.monotonic() < deadline, process.tail()
+            time.sleep(1)
+        yield process

@@ -13,8 +13,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
+from sqlalchemy import insert, select
 
 from ipvi.db import open_registry, session_scope
+from ipvi.tables.linkage import persons
 from serving.auth import add_key
 from serving.launch import ServerProcess
 from synth.champion import toy_champion
@@ -41,7 +43,8 @@ def champion_store(base: Path) -> dict:
 
 
 def write_config(folder: Path, database_url: str, **serving) -> Path:
-    """A configuration file for a test server: one worker, fast key and audit refresh."""
+    """A configuration file for a test server (one worker, fast key and audit refresh) and
+    the commands run beside it: every file they write goes into ``folder``."""
     settings = {
         "workers": 1,
         "key_cache_seconds": 1,
@@ -51,7 +54,22 @@ def write_config(folder: Path, database_url: str, **serving) -> Path:
         **serving,
     }
     path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump({"database": {"url": database_url}, "serving": settings}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "database": {"url": database_url},
+                "paths": {
+                    "home": str(folder),
+                    "reports_dir": str(folder / "reports"),
+                    "audit_key_file": str(folder / "audit.key"),
+                    "audit_checkpoint_file": str(folder / "audit-checkpoints.jsonl"),
+                },
+                "mlflow": {"artifact_location": str(folder / "mlartifacts")},
+                "training": {"list_dir": str(folder / "lists")},
+                "serving": settings,
+            }
+        )
+    )
     return path
 
 
@@ -63,6 +81,20 @@ def add_keys(database_url: str, roles: list[str]) -> dict[str, str]:
             return {role: add_key(session, name=f"test-{role}", role=role) for role in roles}
     finally:
         engine.dispose()
+
+
+def add_person(engine, person_id: str) -> None:
+    """A linked person the registry holds (as ``ipvi link`` leaves one): decisions need one."""
+    with session_scope(engine) as session:
+        seq = session.execute(select(persons.c.seq)).scalars().all()
+        session.execute(
+            insert(persons).values(
+                person_id=person_id,
+                seq=max(seq, default=0) + 1,
+                status="active",
+                created_run_id="LR-test",
+            )
+        )
 
 
 @contextmanager

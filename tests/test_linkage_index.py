@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from ipvi.config import load_config
-from linkage.incremental import WITHHELD, LinkIndex
+from linkage.incremental import LinkIndex
 from linkage.linker import Linker
-from linkage.review import ADDRESS_FIELDS
 from linkage.settings import LinkageSettings
 from synth.mentions import generate_mentions
 
@@ -28,7 +26,7 @@ def _swapped(dob: str) -> str:
     return f"{year}-{day}-{month}"
 
 
-def test_candidates_carry_level_labels_not_values_and_withhold_confidential_addresses(indexed):
+def test_candidates_carry_level_labels_not_values(indexed):
     mentions, persons, settings, standardized, model = indexed
     dob = mentions["dob"]
     # A well-formed dob whose day could be a month (so swapping gives another valid date).
@@ -36,8 +34,7 @@ def test_candidates_carry_level_labels_not_values_and_withhold_confidential_addr
     swappable &= (dob.str[5:7] != dob.str[8:10]) & (mentions["street"] != "")
     row = mentions[swappable].iloc[0]
     person = persons[row.name]
-    confidential = persons == person
-    index = LinkIndex(settings).fit(standardized, persons, model, confidential=confidential)
+    index = LinkIndex(settings).fit(standardized, persons, model)
     mention = row.drop(["record_id", "race", "ethnicity"]).to_dict()
     mention["dob"] = _swapped(mention["dob"])
     match = index.link(mention)
@@ -50,15 +47,8 @@ def test_candidates_carry_level_labels_not_values_and_withhold_confidential_addr
     assert set(best["agreement"]) == set(labels)
     assert best["agreement"]["dob"] == "day and month swapped"
     assert best["agreement"]["last_name"] == "exact"
-    for name in ADDRESS_FIELDS & set(labels):
-        assert best["agreement"][name] == WITHHELD
-    stored = set(mentions.loc[confidential].drop(columns="record_id").to_numpy().ravel())
+    stored = set(mentions.loc[persons == person].drop(columns="record_id").to_numpy().ravel())
     for candidate in match.candidates:
         for name, level in candidate["agreement"].items():
-            assert level in labels[name] | {WITHHELD}
+            assert level in labels[name]
             assert level not in stored
-    # Without the confidential flag the same record shows its address levels.
-    open_index = LinkIndex(settings).fit(standardized, persons, model)
-    shown = open_index.link(mention).candidates[0]["agreement"]
-    assert shown["street"] in labels["street"] and shown["street"] != WITHHELD
-    assert np.isclose(open_index.link(mention).probability, match.probability)

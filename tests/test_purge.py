@@ -26,8 +26,8 @@ from ipvi.tables.ingest import (
     purged_records,
     quarantine,
 )
-from tests.fixtures.ingest_extracts import rows_of, write_csv, write_extracts
 from tests.conftest import TEST_SITE_KEY
+from tests.fixtures.ingest_extracts import rows_of, write_csv, write_extracts
 from workflows.purge import database_steps
 
 

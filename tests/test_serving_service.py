@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from ipvi.db import open_registry, session_scope
+from ipvi.site_key import SiteKey
 from serving.audit_log import verify_chain
 from serving.auth import add_key, revoke_key
 from serving.schemas import (
@@ -29,7 +30,8 @@ from serving.schemas import (
     TierResponse,
 )
 from serving.scoring import NO_OFFENCE
-from tests.serving_support import champion_store, running_server
+from tests.conftest import TEST_SITE_KEY
+from tests.serving_support import add_person, champion_store, running_server
 
 pytestmark = pytest.mark.service
 
@@ -39,6 +41,8 @@ def registry(tmp_path_factory):
     folder = tmp_path_factory.mktemp("serving")
     url = f"sqlite:///{folder / 'registry.sqlite'}"
     engine = open_registry(url)
+    for person in (DECISION_EXAMPLE["person_id"], "P-audit-1"):
+        add_person(engine, person)
     store = champion_store(tmp_path_factory.getbasetemp())
     yield {"folder": folder, "url": url, "engine": engine, "store": store}
     engine.dispose()
@@ -76,7 +80,7 @@ def test_health_probes_and_docs_need_no_key(server):
     assert ready.status_code == 200
     assert ready.json()["database"] == "ok"
     assert httpx.get(f"{server.url}/livez").status_code == 200
-    assert httpx.get(f"{server.url}/metrics").status_code == 200
+    assert httpx.get(f"{server.url}/metrics").status_code == 401  # needs a monitoring key
     document = httpx.get(f"{server.url}/docs.json").json()
     operation = document["paths"]["/v1/decision"]["post"]
     assert operation["requestBody"]["content"]["application/json"]["example"] == DECISION_EXAMPLE
@@ -136,12 +140,13 @@ def test_bad_input_is_a_4xx_naming_the_field(server, registry):
     assert override.status_code == 422
     assert override.json()["field"] == "reason"
     long_reason = httpx.post(url, json=decision_body(reason="x" * 201), headers=bearer(key))
-    assert long_reason.status_code == 400
-    assert long_reason.json()["detail"][0]["loc"] == ["reason"]
+    assert long_reason.status_code == 422
+    assert long_reason.json()["field"] == "reason"
+    assert long_reason.json()["detail"][0]["field"] == "reason"
     broken = httpx.post(
         url, content=b"{not json", headers={**bearer(key), "content-type": "application/json"}
     )
-    assert broken.status_code == 400
+    assert broken.status_code == 422
     unknown = httpx.post(url, json=decision_body(action="lettr"), headers=bearer(key))
     assert unknown.status_code == 422
     assert unknown.json()["field"] == "action"
@@ -205,13 +210,13 @@ def test_every_request_leaves_a_chained_audit_row(server, registry):
             break
         time.sleep(0.2)
     assert len(rows) == 1
-    assert rows[0]["person_ids"] == ["P-audit-1"]
+    assert rows[0]["person_ids"] == [SiteKey(TEST_SITE_KEY.encode()).pseudonym("P-audit-1")]
     assert rows[0]["status_code"] == 200
     assert rows[0]["endpoint"] == "POST /v1/decision"
     stored = json.dumps([dict(row) for row in rows], default=str)
     assert key not in stored
     with session_scope(registry["engine"]) as session:
-        report = verify_chain(session)
+        report = verify_chain(session, SiteKey(TEST_SITE_KEY.encode()))
     assert report.ok and report.rows >= 2
 
 
@@ -294,16 +299,15 @@ def test_tier_uses_rules_only_and_score_refuses_bad_dates_and_batches(server, re
     assert both.status_code == 422
     too_many_events = {"histories": [{**history, "events": history["events"] * 126}]}
     limited = httpx.post(f"{server.url}/v1/score", json=too_many_events, headers=bearer(key))
-    assert limited.status_code == 400 and "events" in limited.text
+    assert limited.status_code == 422 and limited.json()["field"] == "histories.0.events"
     first = history["events"][0]
     ancient = {
         "histories": [{**history, "events": [{**first, "offense_date": "1850-01-01T00:00:00Z"}]}]
     }
     refused = httpx.post(f"{server.url}/v1/score", json=ancient, headers=bearer(key))
-    assert refused.status_code == 400
-    detail = refused.json()["detail"][0]
-    assert detail["loc"] == ["histories", 0, "events", 0, "offense_date"]
-    assert "1900-01-01" in detail["msg"]
+    assert refused.status_code == 422
+    assert refused.json()["field"] == "histories.0.events.0.offense_date"
+    assert "1900-01-01" in refused.json()["detail"][0]["reason"]
 
 
 @pytest.mark.slow
@@ -355,8 +359,8 @@ def test_no_identifiers_reach_the_server_log_or_the_answer(server, registry):
     time.sleep(1.5)
     body = {"first_name": "Quillonne", "last_name": "Zyxwvutsrq", "dob": "1971-02-03", "sex": "X"}
     refused = httpx.post(f"{server.url}/v1/link", json=body, headers=bearer(key))
-    assert refused.status_code == 400
-    assert refused.json()["detail"][0]["loc"] == ["sex"]
+    assert refused.status_code == 422
+    assert refused.json()["field"] == "sex"
     log = (registry["folder"] / "server.log").read_text()
     for value in ("Quillonne", "Zyxwvutsrq", "1971-02-03"):
         assert value not in refused.text and value not in log

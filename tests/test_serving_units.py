@@ -16,14 +16,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 
 from ipvi.config import load_config
 from ipvi.db import open_registry, session_scope
 from ipvi.errors import IpviError
 from ipvi.purge import PurgeTarget
 from ipvi.schema import EVENT_COLUMNS
-from ipvi.tables.linkage import persons
 from ipvi.tables.serving import api_keys, audit_log, decisions
 from serving.audit_log import AuditEntry, AuditSpool, append_entries, purge_step, verify_chain
 from serving.auth import (
@@ -44,6 +43,7 @@ from serving.limits import BodyLimitMiddleware
 from serving.link_index import shared_index
 from serving.schemas import DECISION_EXAMPLE, SCORE_EXAMPLE, DecisionRequest, ScoreRequest
 from serving.scoring import history_frames
+from tests.serving_support import add_person
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -226,20 +226,6 @@ def test_spool_of_a_crashed_worker_is_flushed_by_another(engine, tmp_path, site_
 
 
 # --------------------------------------------------------------------------- decisions
-
-
-def add_person(engine, person_id: str) -> None:
-    """A linked person the registry holds (as ``ipvi link`` leaves one)."""
-    with session_scope(engine) as session:
-        seq = session.execute(select(persons.c.seq)).scalars().all()
-        session.execute(
-            insert(persons).values(
-                person_id=person_id,
-                seq=max(seq, default=0) + 1,
-                status="active",
-                created_run_id="LR-test",
-            )
-        )
 
 
 def test_decision_retry_is_a_no_op_and_reuse_is_a_conflict(engine):

@@ -57,11 +57,21 @@ def link(
         "--link-index/--no-link-index",
         help="build the service's link index of the new run (in serving.audit_spool_dir)",
     ),
+    break_stale_lock: bool = typer.Option(
+        False,
+        "--break-stale-lock",
+        help="take over a linkage lock whose lease ran out (a run killed on another host); a "
+        "lock whose process on this host is gone is taken over anyway, a live one never",
+    ),
 ) -> None:
     """Link the registry's mentions into persons: crosswalk, review queue, run log."""
     from linkage.run import link_registry
 
-    summary = link_registry(get_engine(), get_config().linkage, truth_dir=truth)
+    summary = link_registry(
+        get_engine(), get_config().linkage, truth_dir=truth, break_stale_lock=break_stale_lock
+    )
+    if "lock_taken_over" in summary:
+        info(f"warning: {summary['lock_taken_over']}")
     if link_index:
         summary.update(prebuild_link_index())
     if as_json:

@@ -25,9 +25,10 @@ from serving.auth import add_key
 from serving.launch import ServerProcess, free_port
 from serving.schemas import DECISION_EXAMPLE, SCORE_EXAMPLE
 from tests.conftest import POSTGRES_URL, _postgres_schema_url
-from tests.serving_support import champion_store, write_config
+from tests.serving_support import add_person, champion_store, write_config
 
 pytestmark = [
+    pytest.mark.faults,
     pytest.mark.service,
     pytest.mark.postgres,
     pytest.mark.skipif(not POSTGRES_URL, reason="IPVI_TEST_POSTGRES_URL not set"),
@@ -118,6 +119,7 @@ def setup(tmp_path_factory):
     config = write_config(folder, proxied_url)
     with session_scope(engine) as session:
         key = add_key(session, name="desk", role="scoring")
+    add_person(engine, DECISION_EXAMPLE["person_id"])
     env = {
         "IPVI_CONFIG": str(config),
         "IPVI_DATABASE_URL": proxied_url,
@@ -142,7 +144,7 @@ def _audit_rows(engine) -> int:
         )
 
 
-def test_unreachable_database_gives_503_within_2_s_and_audit_rows_survive(setup):
+def test_unreachable_database_gives_503_within_2_s_and_audit_rows_survive(setup, site_key):
     proxy, engine = setup["proxy"], setup["engine"]
     log = setup["folder"] / "server-outage.log"
     with ServerProcess(env=setup["env"], log_path=log) as server, httpx.Client(timeout=10) as c:
@@ -177,11 +179,11 @@ def test_unreachable_database_gives_503_within_2_s_and_audit_rows_survive(setup)
     # 1 before, 5 during the outage, the probes after it, all in the log once
     assert _audit_rows(engine) >= 7
     with session_scope(engine) as session:
-        assert verify_chain(session).ok
+        assert verify_chain(session, site_key).ok
 
 
 @pytest.mark.slow
-def test_kill_9_under_load_loses_at_most_one_second_of_audit_rows(setup):
+def test_kill_9_under_load_loses_at_most_one_second_of_audit_rows(setup, site_key):
     engine = setup["engine"]
     before = _audit_rows(engine)
     log = setup["folder"] / "server-kill.log"
@@ -203,4 +205,4 @@ def test_kill_9_under_load_loses_at_most_one_second_of_audit_rows(setup):
     assert answered > 10
     assert lost <= max(1, rate)
     with session_scope(engine) as session:
-        assert verify_chain(session).ok
+        assert verify_chain(session, site_key).ok
