@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     from ipvi.errors import IpviError
 
     try:
-        app(args=argv, standalone_mode=False)
+        # Outside standalone mode click returns a command's `typer.Exit(code)` as the result.
+        code = app(args=argv, standalone_mode=False)
     except IpviError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(error, click.exceptions.Exit):
             return error.exit_code
         raise
-    return 0
+    return code if isinstance(code, int) and not isinstance(code, bool) else 0
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from sqlalchemy import exc, insert, select, update
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ipvi.config import DecisionAction
@@ -127,26 +128,23 @@ def record_decision(
         decided_at = request.decided_at or now
         if decided_at.tzinfo is not None:
             decided_at = decided_at.astimezone(UTC).replace(tzinfo=None)
-        try:
-            with session.begin_nested():
-                session.execute(
-                    insert(decisions).values(
-                        decision_id=request.decision_id,
-                        person_id=person_id,
-                        action=request.action,
-                        tier_decision=request.tier_decision,
-                        tier=request.tier,
-                        reason=request.reason,
-                        advocate_contacted_before_notification=(
-                            request.advocate_contacted_before_notification
-                        ),
-                        warnings=warnings,
-                        key_name=key_name,
-                        decided_at=decided_at,
-                        recorded_at=now,
-                        payload_hash=payload_hash,
-                    )
-                )
+        values = {
+            "decision_id": request.decision_id,
+            "person_id": person_id,
+            "action": request.action,
+            "tier_decision": request.tier_decision,
+            "tier": request.tier,
+            "reason": request.reason,
+            "advocate_contacted_before_notification": (
+                request.advocate_contacted_before_notification
+            ),
+            "warnings": warnings,
+            "key_name": key_name,
+            "decided_at": decided_at,
+            "recorded_at": now,
+            "payload_hash": payload_hash,
+        }
+        if _insert_once(session, values):
             return {
                 "decision_id": request.decision_id,
                 "person_id": person_id,
@@ -154,8 +152,7 @@ def record_decision(
                 "replayed": False,
                 "warnings": warnings,
             }
-        except exc.IntegrityError:  # a concurrent retry stored it first
-            stored = _stored(session, request.decision_id)
+        stored = _stored(session, request.decision_id)  # a concurrent retry stored it first
     if stored.payload_hash != payload_hash:
         raise ApiError(
             409, DECISION_ID_REUSED.format(decision_id=request.decision_id), field="decision_id"
@@ -167,6 +164,23 @@ def record_decision(
         "replayed": True,
         "warnings": list(stored.warnings),
     }
+
+
+_DIALECT_INSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+
+
+def _insert_once(session: Session, values: dict) -> bool:
+    """Insert the decision unless its id is stored (by a concurrent retry); whether it was.
+
+    ``ON CONFLICT DO NOTHING`` rather than a savepoint: on SQLite (pysqlite) releasing a
+    savepoint that began the transaction commits it, before the service knows whether the
+    request will still be answered (:class:`serving.runtime.DatabaseGuard`).
+    """
+    insert = _DIALECT_INSERT[session.get_bind().dialect.name]
+    statement = (
+        insert(decisions).values(**values).on_conflict_do_nothing(index_elements=["decision_id"])
+    )
+    return session.execute(statement).rowcount == 1
 
 
 def _stored(session: Session, decision_id: str):

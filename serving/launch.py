@@ -62,6 +62,9 @@ class ServerProcess:
         Defaults to a free port.
     start_timeout : float
         Seconds to wait for /readyz.
+    require_ready : bool
+        Wait for /readyz to say ready (else only for it to answer: a server that is meant to
+        report itself not ready).
     """
 
     def __init__(
@@ -70,11 +73,13 @@ class ServerProcess:
         log_path: Path,
         port: int | None = None,
         start_timeout: float = 90.0,
+        require_ready: bool = True,
     ) -> None:
         self.env = env
         self.log_path = log_path
         self.port = port or free_port()
         self.start_timeout = start_timeout
+        self.require_ready = require_ready
         self.process: subprocess.Popen | None = None
         self.started_seconds: float | None = None
 
@@ -107,7 +112,8 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}: {self.tail()}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code < 500:
+                status = httpx.get(f"{self.url}/readyz", timeout=1).status_code
+                if status < 500 or not self.require_ready:
                     self.started_seconds = time.perf_counter() - started
                     return self
             except httpx.HTTPError:

@@ -324,6 +324,8 @@ class Runtime:
             await self.guard.transaction(can_write)
         except ApiError:
             return "unreachable or locked"
+        except Exception as error:  # not a registry at all (a damaged file, a wrong schema)
+            return f"unusable: {type(error).__name__}"
         return "ok"
 
     async def audit_checks(self) -> dict:
