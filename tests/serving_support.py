@@ -59,7 +59,7 @@ def write_config(folder: Path, database_url: str, **serving) -> Path:
             {
                 "database": {"url": database_url},
                 "paths": {
-                    "home": str(folder),
+                    "home": str(folder / "home"),
                     "reports_dir": str(folder / "reports"),
                     "audit_key_file": str(folder / "audit.key"),
                     "audit_checkpoint_file": str(folder / "audit-checkpoints.jsonl"),

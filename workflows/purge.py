@@ -153,10 +153,10 @@ def purge(context: PurgeContext, target: PurgeTarget, *, reason: str) -> PurgeRe
 
 
 def stores(config: Config) -> list[Path]:
-    """Every folder and file the project writes to, on its default layout and as configured:
-    the home folder (registry, MLflow store, key and spool unless moved), reports, tier lists,
-    the audit spool and MLflow's artefacts."""
-    folders = [
+    """Every folder and file the project writes to, as configured: the home folder (registry,
+    MLflow store, key and spool unless moved elsewhere), reports, tier lists, the audit spool,
+    MLflow's artefacts, and SQLite databases wherever they are (with their write-ahead logs)."""
+    places = [
         config.paths.home,
         config.paths.reports_dir,
         config.training.list_dir,
@@ -165,8 +165,9 @@ def stores(config: Config) -> list[Path]:
     ]
     for url in (config.database_url, config.tracking_uri):
         if url.startswith("sqlite:///"):
-            folders.append(str(Path(url.removeprefix("sqlite:///")).parent))
-    return [Path(folder) for folder in dict.fromkeys(folders)]
+            database = url.removeprefix("sqlite:///")
+            places += [database, f"{database}-wal", f"{database}-shm"]
+    return [Path(place) for place in dict.fromkeys(places)]
 
 
 def verify(engine: Engine, config: Config, key: SiteKey, identifier: str) -> Search:
