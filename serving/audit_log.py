@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 from ipvi.db import session_scope
 from ipvi.site_key import SiteKey
 from ipvi.tables.serving import audit_chain_head, audit_checks, audit_log
+from serving.http import ResponseStatus
 from serving.metrics import UNMATCHED
 
 logger = logging.getLogger(__name__)
@@ -604,19 +605,13 @@ class AuditMiddleware:
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})
-        status = {"code": None}
-
-        async def send_and_watch(message):
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-            await send(message)
-
+        status = ResponseStatus(send)
         try:
-            await self.app(scope, receive, send_and_watch)
+            await self.app(scope, receive, status.send)
         finally:
             route = state.get("route_template", UNMATCHED)
             if route != UNMATCHED or state.get("api_key_name") is not None:
-                self._record(scope, state, route, status["code"])
+                self._record(scope, state, route, status.code)
 
     def _record(self, scope, state: dict, route: str, code: int | None) -> None:
         spool = self.spool()

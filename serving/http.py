@@ -65,6 +65,21 @@ class ApiError(Exception):
         return JSONResponse(self.payload(), status_code=self.status, headers=headers)
 
 
+class ResponseStatus:
+    """Passes an application's messages on and keeps the status it answered with (None until
+    it starts an answer: the client went away, or the application failed), for middlewares
+    that note each answer (the audit log, the metrics)."""
+
+    def __init__(self, send) -> None:
+        self._send = send
+        self.code: int | None = None
+
+    async def send(self, message) -> None:
+        if message["type"] == "http.response.start":
+            self.code = message["status"]
+        await self._send(message)
+
+
 async def json_response(
     send,
     status: int,

@@ -27,6 +27,8 @@ from collections.abc import Iterable
 
 from starlette.routing import Match
 
+from serving.http import ResponseStatus
+
 DIRECTORY_ENV = "IPVI_METRICS_DIR"
 METRICS_PATH = "/metrics"
 UNMATCHED = "(unmatched)"
@@ -173,19 +175,13 @@ class MetricsMiddleware:
         template = route_template(scope, self.answered_here)
         state = scope.setdefault("state", {})
         state["route_template"] = template
-        status = {"code": None}
+        status = ResponseStatus(send)
         started = time.perf_counter()
-
-        async def send_and_watch(message):
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-            await send(message)
-
         try:
-            await self.app(scope, receive, send_and_watch)
+            await self.app(scope, receive, status.send)
         finally:
             metrics = self.metrics(scope)
-            metrics.observe(template, status["code"], time.perf_counter() - started)
+            metrics.observe(template, status.code, time.perf_counter() - started)
             if template == UNMATCHED and state.get("api_key_name") is None:
                 metrics.unaudited.inc()
 

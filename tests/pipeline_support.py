@@ -9,6 +9,7 @@ site key, the service's spool) is inside its folder, so a test can look through 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 
@@ -51,11 +52,12 @@ def build_pipeline(folder: Path) -> dict:
 
 
 def fresh_keys(url: str, roles: list[str]) -> dict[str, dict[str, str]]:
-    """A new key per role (its own rate-limit bucket), as request headers by role."""
+    """A new key per role (its own rate-limit bucket), as request headers by role, once a test
+    server (whose key cache refreshes every second) knows them."""
     engine = open_registry(url)
     try:
         with session_scope(engine) as session:
-            return {
+            keys = {
                 role: {
                     "Authorization": "Bearer "
                     + add_key(session, name=f"{role}-{uuid.uuid4().hex[:8]}", role=role)
@@ -64,6 +66,8 @@ def fresh_keys(url: str, roles: list[str]) -> dict[str, dict[str, str]]:
             }
     finally:
         engine.dispose()
+    time.sleep(1.5)
+    return keys
 
 
 def victim_share(upper: float | None = None, lower: float | None = None):

@@ -36,9 +36,7 @@ def server(pipeline_server):
 
 @pytest.fixture(scope="module")
 def keys(pipeline, server):
-    found = fresh_keys(pipeline["url"], ["scoring", "advocate", "admin"])
-    time.sleep(1.5)  # the key cache refreshes every second in this configuration
-    return found
+    return fresh_keys(pipeline["url"], ["scoring", "advocate", "admin"])
 
 
 def test_person_id_scores_match_the_training_runs_predictions(pipeline, server, keys):

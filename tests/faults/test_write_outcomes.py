@@ -40,7 +40,6 @@ def setup(tmp_path_factory):
     settings = {"db_timeout_seconds": DEADLINE, "db_probe_seconds": 0.05, "retry_after_seconds": 1}
     with running_server(folder, store, url, **settings) as server:
         keys = fresh_keys(url, ["scoring"])
-        time.sleep(1.5)  # the key cache refreshes every second in this configuration
         yield {"server": server, "engine": engine, "path": path, "key": keys["scoring"]}
     engine.dispose()
 

@@ -4,8 +4,6 @@ is confidential (its answer is the answer for an unknown address)."""
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 from sqlalchemy import case, func, select
@@ -20,9 +18,7 @@ pytestmark = [pytest.mark.security, pytest.mark.service, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def keys(pipeline, pipeline_server):
-    found = fresh_keys(pipeline["url"], ["scoring", "advocate", "admin"])
-    time.sleep(1.5)  # the key cache refreshes every second in this configuration
-    return found
+    return fresh_keys(pipeline["url"], ["scoring", "advocate", "admin"])
 
 
 def test_mostly_victims_are_shown_to_advocates_only(pipeline, pipeline_server, keys):

@@ -56,9 +56,7 @@ def server(registry):
 
 @pytest.fixture(scope="module")
 def keys(registry, server):
-    found = fresh_keys(registry["url"], ["scoring", "monitoring", "admin"])
-    time.sleep(1.5)  # the key cache refreshes every second in this configuration
-    return found
+    return fresh_keys(registry["url"], ["scoring", "monitoring", "admin"])
 
 
 def _random_paths(url: str, n: int) -> None:
