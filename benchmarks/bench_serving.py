@@ -240,6 +240,7 @@ def main() -> int:
             json.dumps(
                 {
                     "database": {"url": registry},
+                    "paths": {"home": str(folder), "audit_key_file": str(folder / "audit.key")},
                     "serving": {
                         "workers": args.workers,
                         "audit_spool_dir": str(folder / "spool"),

@@ -178,9 +178,12 @@ def _insert_once(session: Session, values: dict) -> bool:
     """
     insert = _DIALECT_INSERT[session.get_bind().dialect.name]
     statement = (
-        insert(decisions).values(**values).on_conflict_do_nothing(index_elements=["decision_id"])
+        insert(decisions)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["decision_id"])
+        .returning(decisions.c.decision_id)
     )
-    return session.execute(statement).rowcount == 1
+    return session.execute(statement).first() is not None
 
 
 def _stored(session: Session, decision_id: str):

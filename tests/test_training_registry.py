@@ -235,20 +235,29 @@ def test_score_all_writes_lists_with_changes(setup):
     assert n == first["n_scored"] + second["n_scored"]
 
 
-def test_purge_step_removes_derived_rows(setup):
+def test_purge_step_removes_derived_rows(setup, site_key):
     from ipvi.purge import PurgeTarget
+    from ipvi.tables.training import model_training_persons
     from training.store import affected_model_versions, purge_step
 
     with setup["engine"].connect() as connection:
-        person = connection.execute(select(evaluation_predictions.c.person_id).limit(1)).scalar()
+        trained = set(connection.execute(select(model_training_persons.c.person_hash)).scalars())
+        tested = connection.execute(select(evaluation_predictions.c.person_id)).scalars()
+        # A person both trained on and in the test period (splits are by time, not by person).
+        person = next(p for p in tested if site_key.pseudonym(p) in trained)
+    target = PurgeTarget(
+        person_id=person, persons=(person,), pseudonyms={person: site_key.pseudonym(person)}
+    )
     with session_scope(setup["engine"]) as session:
-        versions = affected_model_versions(session, person)
-        counts = purge_step(session, PurgeTarget(person_id=person))
+        versions = affected_model_versions(session, [site_key.pseudonym(person)])
+        counts = purge_step(session, target)
         left = session.execute(
             select(evaluation_predictions).where(evaluation_predictions.c.person_id == person)
         ).fetchall()
+        after = affected_model_versions(session, [site_key.pseudonym(person)])
     assert counts["evaluation_predictions"] >= 1 and not left
-    assert counts["model_versions_trained_on_person"] == len(versions)
+    assert counts["model_versions_trained_on_person"] == len(versions) >= 1
+    assert counts["model_training_persons"] == len(versions) and after == []
 
 
 def test_train_on_empty_registry_is_a_clear_error(tmp_path, capsys):

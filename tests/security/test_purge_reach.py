@@ -16,13 +16,13 @@ import httpx
 import pytest
 from sqlalchemy import MetaData, Table, inspect, select, text
 
+from ipvi.cli import main
 from ipvi.db import make_engine
 from ipvi.site_key import SiteKey
 from ipvi.tables.linkage import crosswalk, review_pairs
 from ipvi.tables.serving import decisions
 from ipvi.tables.training import model_training_persons, scores
 from serving.schemas import DECISION_EXAMPLE
-from tests.cli_support import run_ipvi
 from tests.conftest import TEST_SITE_KEY
 from tests.pipeline_support import fresh_keys, identifiers, victim_share
 
@@ -59,12 +59,21 @@ def _tables_naming(url: str, pattern: re.Pattern) -> list[str]:
     return found
 
 
-def test_a_purged_person_is_found_nowhere(pipeline, pipeline_server):
-    env, folder, url = pipeline["env"], pipeline["folder"], pipeline["url"]
+def test_a_purged_person_is_found_nowhere(pipeline, pipeline_server, monkeypatch, capsys):
+    folder, url = pipeline["folder"], pipeline["url"]
+    for name, value in pipeline["env"].items():  # the commands run in this process
+        monkeypatch.setenv(name, value)
+
+    def ipvi(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
     keys = fresh_keys(url, ["scoring", "admin"])
     # Every copy the probe found: a tier list, a review export among the reports, scores,
     # a decision with a reason, audit rows, MLflow's list of trained persons, the link index.
-    run_ipvi(["score", "--all", "--as-of", "2026-01-01"], env)
+    assert ipvi("score", "--all", "--as-of", "2026-01-01")[0] == 0
     engine = make_engine(url)
     with engine.connect() as connection:
         listed = set(connection.execute(select(scores.c.person_id)).scalars())
@@ -88,7 +97,7 @@ def test_a_purged_person_is_found_nowhere(pipeline, pipeline_server):
             ).scalars()
         )
     engine.dispose()
-    run_ipvi(["review", "export", "--out", str(folder / "reports" / "review.csv")], env)
+    assert ipvi("review", "export", "--out", str(folder / "reports" / "review.csv"))[0] == 0
     server, admin = pipeline_server.url, keys["admin"]
     decision = {
         **DECISION_EXAMPLE,
@@ -109,19 +118,20 @@ def test_a_purged_person_is_found_nowhere(pipeline, pipeline_server):
     pattern = _whole({person, *records})
     data = folder / "data"  # the agency extracts ipvi generate wrote: the input, not a copy
     assert _files_naming(folder, pattern, data) and _tables_naming(url, pattern)
-    before = run_ipvi_code(["purge", "--verify", person], env)
-    assert before.returncode == 1 and "table crosswalk" in before.stdout
+    code, out, _ = ipvi("purge", "--verify", person)
+    assert code == 1 and "table crosswalk" in out
 
-    purge = ["purge", "--person-id", person, "--reason", "court order 22", "--json"]
-    summary = json.loads(run_ipvi(purge, env).splitlines()[-1])
+    code, out, err = ipvi("purge", "--person-id", person, "--reason", "court order 22", "--json")
+    assert code == 0, err
+    summary = json.loads(out.splitlines()[-1])
     assert person not in linked()  # at once: the server checks each answer against the registry
     assert summary["tier_lists_rewritten"] == 1
     assert summary["reports_redacted"] == [str(folder / "reports" / "review.csv")]
     assert summary["database_compacted"] is True
 
-    after = run_ipvi_code(["purge", "--verify", person], env)
-    assert after.returncode == 0, after.stdout + after.stderr
-    assert "found nowhere" in after.stderr
+    code, out, err = ipvi("purge", "--verify", person)
+    assert code == 0, out + err
+    assert "found nowhere" in err
     time.sleep(1)  # audit rows of the last requests flushed
     assert _files_naming(folder, pattern, data) == []
     assert _tables_naming(url, pattern) == []
@@ -145,18 +155,3 @@ def test_a_purged_person_is_found_nowhere(pipeline, pipeline_server):
     # ...and MLflow's list of the persons a version was trained on lost the person too.
     for path in (folder / "mlartifacts").rglob("trained_persons.json"):
         assert pseudonym not in path.read_text()
-
-
-def run_ipvi_code(args: list[str], env: dict):
-    """``ipvi ARGS`` whatever its exit code (``run_ipvi`` fails the test on a non-zero one)."""
-    import os
-    import subprocess
-    import sys
-
-    return subprocess.run(
-        [sys.executable, "-m", "ipvi.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-        timeout=900,
-    )
