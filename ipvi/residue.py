@@ -42,14 +42,15 @@ KEPT_PSEUDONYMS = frozenset({"purge_tombstones", "purged_records", "audit_log"})
 _CHUNK = 5000
 
 
-def whole_identifiers(values: Iterable[str]) -> re.Pattern | None:
+def whole_identifiers(values: Iterable[str], *, raw: bool = False) -> re.Pattern | None:
     """A pattern matching any of ``values`` as a whole identifier (``PD-100`` does not match
-    inside ``PD-1001``), or None for no values."""
+    inside ``PD-1001``), in text or, ``raw``, in bytes; None for no values."""
     values = sorted({v for v in values if v}, key=len, reverse=True)
     if not values:
         return None
     alternatives = "|".join(re.escape(v) for v in values)
-    return re.compile(rf"(?<![A-Za-z0-9._:-])(?:{alternatives})(?![A-Za-z0-9_:-]|\.[A-Za-z0-9])")
+    pattern = rf"(?<![A-Za-z0-9._:-])(?:{alternatives})(?![A-Za-z0-9_:-]|\.[A-Za-z0-9])"
+    return re.compile(pattern.encode() if raw else pattern)
 
 
 @dataclass
@@ -83,6 +84,7 @@ class Search:
 
     def __post_init__(self) -> None:
         self._clear = whole_identifiers(self.clear)
+        self._raw = whole_identifiers(self.clear, raw=True)
         self._unkeyed = {legacy_hash(value) for value in self.clear}
         self._hashed: dict[str, bool] = {}
         self._pseudonym = self.key.pseudonym(next(iter(self.clear))) if self.clear else None
@@ -102,10 +104,8 @@ class Search:
 
     def binary(self, store: str, data: bytes) -> None:
         """Look through the raw bytes of ``store`` (identifiers in clear only)."""
-        for value in self.clear:
-            if value.encode() in data:
-                self._note(store, "the identifier in clear (raw bytes)")
-                return
+        if self._raw is not None and self._raw.search(data):
+            self._note(store, "the identifier in clear (raw bytes)")
 
     def pseudonym_kept(self, store: str, value: str) -> None:
         if self._pseudonym and self._pseudonym in value:
