@@ -75,6 +75,9 @@ def check_histories(
     (the bounds ``ipvi ingest`` holds registry dates of birth to). Messages never repeat the
     values."""
     pattern = re.compile(id_pattern)
+    # Dates of birth as given (aware, or naive UTC) against the as-of date, without a
+    # pandas timestamp per person.
+    as_of_utc = as_of.to_pydatetime().replace(tzinfo=UTC)
     for position, history in enumerate(histories):
         if not pattern.fullmatch(history.person_id):
             raise ApiError(
@@ -82,12 +85,12 @@ def check_histories(
                 NOT_PSEUDONYMOUS.format(pattern=id_pattern),
                 field=f"histories.{position}.person_id",
             )
-        if history.dob is None:
+        dob = history.dob
+        if dob is None:
             continue
-        dob = utc_naive(history.dob)
-        if dob > as_of:
+        age = (as_of_utc - (dob if dob.tzinfo else dob.replace(tzinfo=UTC))).days / 365.25
+        if age < 0:
             raise ApiError(422, DOB_AFTER_AS_OF, field=f"histories.{position}.dob")
-        age = (as_of - dob).days / 365.25
         if not min_age <= age <= max_age:
             raise ApiError(
                 422,
