@@ -2,9 +2,10 @@
 
 A key is 256 random bits shown once when created; the registry stores only its SHA-256, and a
 presented key is compared against every stored hash in constant time. Each key has a name (what
-the audit log records) and a role (``scoring``, ``advocate`` or ``admin``) that decides which
-endpoints it may call. Workers re-read the keys every ``serving.key_cache_seconds``, so a
-revocation takes effect within that time without a restart.
+the audit log records) and a role (``scoring``, ``advocate``, ``admin`` or ``reviewer``) that
+decides which endpoints it may call (``reviewer``: the review pages under ``/review``). Workers
+re-read the keys every ``serving.key_cache_seconds``, so a revocation takes effect within that
+time without a restart.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from serving.http import json_response
 
 logger = logging.getLogger(__name__)
 
-ROLES: tuple[str, ...] = ("scoring", "advocate", "admin")
+ROLES: tuple[str, ...] = ("scoring", "advocate", "admin", "reviewer")
 KEY_BYTES = 32  # 256 bits
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 

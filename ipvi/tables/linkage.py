@@ -1,4 +1,4 @@
-"""Tables of the linkage stage (migration ``0002``).
+"""Tables of the linkage stage (migrations ``0002`` and ``0006``).
 
 ``persons`` holds every person id ever minted (``seq`` orders them: the oldest survives a
 merge); a retired id lists its successor(s). ``crosswalk`` maps each current mention to its
@@ -7,12 +7,25 @@ run. ``review_pairs`` is the clerical queue: ``pair_id`` is stable for a pair of
 decision survives later runs and binds them. ``linkage_runs`` logs each run; ``linkage_models``
 keeps what a run learned (m / u, prior, term frequencies and the hash of the settings they fit),
 so the service builds its link index without refitting; ``linkage_lock`` holds the one running
-linkage (a second run fails fast instead of interleaving).
+linkage (a second run fails fast instead of interleaving). ``review_sample`` is each run's random
+sample of pairs for the accuracy estimate, ``review_leases`` the pairs a reviewer holds now.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, DateTime, Float, Index, Integer, String, Table, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
 
 from ipvi.tables import metadata
 
@@ -91,9 +104,37 @@ review_pairs = Table(
     Column("reviewer", Text),
     Column("decided_at", DateTime),
     Column("linkage_run_id", String(40), nullable=False),
+    Column("note", Text),  # the clerk's optional note (review page)
+    # priority: between the review thresholds or refused for a conflict; sample: drawn only
+    # for the accuracy estimate (review_sample)
+    Column("queue", String(16), nullable=False, server_default="priority"),
     Index("ix_review_pairs_status", "status"),
     Index("ix_review_pairs_record_id_a", "record_id_a"),
     Index("ix_review_pairs_record_id_b", "record_id_b"),
+)
+
+# The accuracy sample of each run (linkage.accuracy): pairs drawn at random within strata of
+# (linked or not, match probability), in the order they were drawn.
+review_sample = Table(
+    "review_sample",
+    metadata,
+    Column("run_id", String(40), nullable=False),
+    Column("pair_id", String(40), nullable=False),
+    Column("stratum", String(40), nullable=False),
+    Column("linked", Boolean, nullable=False),
+    Column("match_probability", Float),
+    Column("draw", Integer, nullable=False),
+    PrimaryKeyConstraint("run_id", "pair_id", name="pk_review_sample"),
+)
+
+# A pair shown to one reviewer is held for them until ``expires_at`` (linkage.review_queue).
+review_leases = Table(
+    "review_leases",
+    metadata,
+    Column("pair_id", String(40), primary_key=True),
+    Column("holder", String(100), nullable=False),
+    Column("token", String(64), nullable=False),
+    Column("expires_at", DateTime, nullable=False),
 )
 
 linkage_lock = Table(
