@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 from ipvi.tables import metadata
@@ -127,14 +128,15 @@ review_sample = Table(
     PrimaryKeyConstraint("run_id", "pair_id", name="pk_review_sample"),
 )
 
-# A pair shown to one reviewer is held for them until ``expires_at`` (linkage.review_queue).
+# A pair shown to one reviewer is held for them until ``expires_at`` (linkage.review_queue); a
+# pair they skipped is kept from them (only) until then.
 review_leases = Table(
     "review_leases",
     metadata,
     Column("pair_id", String(40), primary_key=True),
     Column("holder", String(100), nullable=False),
-    Column("token", String(64), nullable=False),
     Column("expires_at", DateTime, nullable=False),
+    Column("skipped", Boolean, nullable=False, server_default=false()),
 )
 
 linkage_lock = Table(

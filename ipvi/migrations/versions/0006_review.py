@@ -35,8 +35,8 @@ def upgrade() -> None:
         "review_leases",
         sa.Column("pair_id", sa.String(40), nullable=False),
         sa.Column("holder", sa.String(100), nullable=False),
-        sa.Column("token", sa.String(64), nullable=False),
         sa.Column("expires_at", sa.DateTime, nullable=False),
+        sa.Column("skipped", sa.Boolean, nullable=False, server_default=sa.false()),
         sa.PrimaryKeyConstraint("pair_id", name="pk_review_leases"),
     )
     op.create_table(
