@@ -63,11 +63,14 @@ def evidence_for(contributions: pd.DataFrame, confidential: pd.Series) -> list[d
     return records
 
 
-def export_pending(session: Session, path: str | Path, limit: int | None = None) -> int:
-    """Write pending pairs by priority (highest first, none last), then most uncertain first."""
+def export_pending(
+    session: Session, path: str | Path, limit: int | None = None, queue: str = "priority"
+) -> int:
+    """Write pending pairs of ``queue`` by priority (highest first, none last), then most
+    uncertain first (``sample``: the accuracy sample's pairs, see :mod:`linkage.accuracy`)."""
     query = (
         select(review_pairs)
-        .where(review_pairs.c.status == "pending")
+        .where(review_pairs.c.status == "pending", review_pairs.c.queue == queue)
         .order_by(
             case((review_pairs.c.priority.is_(None), 1), else_=0),
             review_pairs.c.priority.desc(),

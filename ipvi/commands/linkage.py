@@ -149,13 +149,21 @@ def link_report(
 def review_export(
     out: Path = typer.Option(..., "--out", help="CSV file to write"),
     limit: int = typer.Option(None, "--limit", min=1, help="at most this many pairs"),
+    queue: str = typer.Option(
+        "priority",
+        "--queue",
+        help="priority (uncertain pairs) or sample (the random sample for accuracy)",
+    ),
 ) -> None:
     """Write pending review pairs: by priority, then the most uncertain first."""
     from ipvi.db import session_scope
+    from ipvi.errors import IpviError
     from linkage.review import export_pending
 
+    if queue not in ("priority", "sample"):
+        raise IpviError(f"--queue {queue!r}: choose priority or sample")
     with session_scope(get_engine()) as session:
-        count = export_pending(session, out, limit=limit)
+        count = export_pending(session, out, limit=limit, queue=queue)
     info(f"wrote {count} pending pair(s) to {out}")
 
 
