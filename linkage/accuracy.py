@@ -2,11 +2,12 @@
 
 Each linkage run draws a random sample of compared record pairs (:func:`draw_sample`) within
 strata of *linked or not* (the two records share a person id) crossed with bands of match
-probability: half the draws spread evenly over the strata, so that the rare kinds of pair (a
-link the model doubted, a non-link it almost made) are seen, half where they narrow the
-estimate most (:func:`allocate`). Clerks decide those pairs like any other (the review page's
-"sample for accuracy" queue); a decision taken before the run counts too, since the sample is
-drawn regardless of it.
+probability (:data:`PROBABILITY_EDGES`: few bands for linked pairs, whose errors decide
+precision, more for unlinked ones, whose matches decide recall): half the draws spread evenly
+over the strata, so that the rare kinds of pair (a link the model doubted, a non-link it
+almost made) are seen, half where they narrow the estimate most (:func:`allocate`). Clerks
+decide those pairs like any other (the review page's "sample for accuracy" queue); a
+decision taken before the run counts too, since the sample is drawn regardless of it.
 
 :func:`estimate` turns the decided pairs into precision and recall of the run's links:
 
@@ -16,7 +17,8 @@ drawn regardless of it.
   (its probabilities' mean) bounded to ``[MIN_SHARE_GUESS, 1 - MIN_SHARE_GUESS]``: a prior
   worth one decided pair, so the decisions outweigh the model wherever there are a few of
   them, and one that never takes the model's extremes at their word (on a generated registry
-  1.5 % of the unlinked pairs the model gave under 0.001 were matches);
+  1.5 % of the unlinked pairs the model gave under 0.001 were matches, and linked pairs owe
+  their link to their cluster as much as to their own probability);
 * true links ``TP = sum over linked strata of N_h pi_h``; precision ``TP / L`` (``L`` linked
   pairs, known); recall ``TP / M``, ``M`` every match among the compared pairs;
 * point estimates are posterior means; intervals the 2.5 and 97.5 percentiles of precision
@@ -33,8 +35,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-# Bands of match probability (upper edges open, except 1).
-PROBABILITY_EDGES: tuple[float, ...] = (0.0, 0.001, 0.01, 0.1, 0.5, 0.9, 0.99, 0.999, 1.0)
+# Bands of match probability (upper edges open, except 1), for linked and for unlinked pairs.
+PROBABILITY_EDGES: dict[bool, tuple[float, ...]] = {
+    True: (0.0, 0.5, 0.99, 1.0),
+    False: (0.0, 0.001, 0.1, 0.9, 1.0),
+}
 # Half the sample is spread evenly over the strata, half by each stratum's pairs times the
 # spread of its share of matches, never taken as below this share (nor above 1 minus it):
 # the model's probability is a guess of that share, and its extremes are its worst guesses.
@@ -83,11 +88,11 @@ def draw_sample(
     rng = np.random.default_rng(seed)
     left, right = np.asarray(left, np.int64), np.asarray(right, np.int64)
     linked = labels[left] == labels[right]
-    edges = np.asarray(PROBABILITY_EDGES)
-    band = np.clip(np.searchsorted(edges, probability, side="right") - 1, 0, len(edges) - 2)
     members: dict[str, np.ndarray] = {}
     strata: dict[str, dict] = {}
     for is_linked in (True, False):
+        edges = np.asarray(PROBABILITY_EDGES[is_linked])
+        band = np.clip(np.searchsorted(edges, probability, side="right") - 1, 0, len(edges) - 2)
         for k in range(len(edges) - 1):
             rows = np.flatnonzero((linked == is_linked) & (band == k))
             if len(rows):
