@@ -157,7 +157,7 @@ def _ticks(low: float, high: float, count: int) -> list[float]:
     """Round tick values between ``low`` and ``high``.
 
     >>> _ticks(-10, 10, 5)
-    [-10.0, -5.0, 0.0, 5.0, 10.0]
+    [-10, -5, 0, 5, 10]
     """
     raw = (high - low) / max(count, 1)
     magnitude = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1

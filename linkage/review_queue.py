@@ -38,7 +38,7 @@ from ipvi.tables.linkage import (
     review_pairs,
     review_sample,
 )
-from linkage.review import ADDRESS_FIELDS, DECISIONS
+from linkage.review import ADDRESS_FIELDS, DECISIONS, current_run
 
 QUEUES: tuple[str, ...] = ("priority", "sample")
 ACTIONS: frozenset[str] = DECISIONS | {"skip"}
@@ -85,16 +85,6 @@ class Lease:
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
-
-
-def current_run(session: Session) -> str | None:
-    """The newest succeeded linkage run (the one whose queue and sample are current)."""
-    return session.execute(
-        select(linkage_runs.c.run_id)
-        .where(linkage_runs.c.status == "succeeded")
-        .order_by(linkage_runs.c.finished_at.desc())
-        .limit(1)
-    ).scalar()
 
 
 def _in_queue(session: Session, queue: str):

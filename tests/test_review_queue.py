@@ -45,9 +45,11 @@ def linked(db_url):
 
 def _row(engine, pair):
     with engine.connect() as connection:
-        return connection.execute(
-            select(review_pairs).where(review_pairs.c.pair_id == pair)
-        ).mappings().one()
+        return (
+            connection.execute(select(review_pairs).where(review_pairs.c.pair_id == pair))
+            .mappings()
+            .one()
+        )
 
 
 def test_two_reviewers_never_hold_the_same_pair_and_a_held_pair_comes_back(linked):
@@ -84,9 +86,7 @@ def test_skip_records_nothing_and_keeps_the_pair_from_the_skipper_only(linked):
     assert other.pair_id == lease.pair_id  # the first pair in the queue, free for bob
 
 
-def test_a_decision_is_stored_as_review_import_stores_it_and_binds_the_next_run(
-    linked, tmp_path
-):
+def test_a_decision_is_stored_as_review_import_stores_it_and_binds_the_next_run(linked, tmp_path):
     walk = read_crosswalk(linked).set_index("record_id")["person_id"]
     with session_scope(linked) as session:
         leases = [
@@ -106,8 +106,14 @@ def test_a_decision_is_stored_as_review_import_stores_it_and_binds_the_next_run(
     assert result["recorded"] is True
     csv = tmp_path / "decisions.csv"
     pd.DataFrame(
-        [{"pair_id": imported.pair_id, "decision": "unsure", "reviewer": "carol",
-          "decided_at": "2026-11-26T14:30:00"}]
+        [
+            {
+                "pair_id": imported.pair_id,
+                "decision": "unsure",
+                "reviewer": "carol",
+                "decided_at": "2026-11-26T14:30:00",
+            }
+        ]
     ).to_csv(csv, index=False)
     with session_scope(linked) as session:
         import_decisions(session, csv)
@@ -117,14 +123,14 @@ def test_a_decision_is_stored_as_review_import_stores_it_and_binds_the_next_run(
     assert type(web["decided_at"]) is type(via_csv["decided_at"]) is dt.datetime
     assert web["note"] == "same tattoo noted"
     with session_scope(linked) as session:
-        assert pair in {
-            pair_id_of(r) for r in decided_pairs(session).itertuples(index=False)
-        }
+        assert pair in {pair_id_of(r) for r in decided_pairs(session).itertuples(index=False)}
         # twice: refused with who decided it, and nothing recorded twice
         with pytest.raises(ReviewConflict) as refused:
             decide(session, pair_id=pair, holder="alice", action=verdict)
     assert str(refused.value) == ALREADY_DECIDED.format(
-        pair_id=pair, decision=verdict, reviewer="alice",
+        pair_id=pair,
+        decision=verdict,
+        reviewer="alice",
         when=f"{web['decided_at']:%Y-%m-%d %H:%M} UTC",
     )
     link_registry(linked, CONFIG)
