@@ -40,19 +40,10 @@ sys.path.insert(0, str(ROOT))
 
 from ipvi.db import open_registry, session_scope  # noqa: E402
 from serving.auth import add_key  # noqa: E402
-from serving.launch import ServerProcess  # noqa: E402
+from serving.launch import CHROMIUM, ServerProcess, launch_chromium  # noqa: E402
 from synth.champion import toy_champion  # noqa: E402
 
 IPVI = ROOT / ".venv" / "bin" / "ipvi"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SERVER_MS = re.compile(r"path=(\S+?),.*?\) ([\d.]+)ms")
 
 
@@ -219,7 +210,7 @@ def browser_open(html: Path, anchor: Path) -> dict:
 
     out = {}
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         for name, path, ready in (
             ("linkage_report", anchor, "svg"),
             ("tier_list", html, "#rows tr"),

@@ -225,22 +225,8 @@ def next_pair(session: Session, *, holder: str, queue: str, lease_seconds: float
 def lease_of(session: Session, pair_id: str, *, holder: str, lease_seconds: float) -> Lease:
     """Lease one named pair to ``holder`` (a link to a pair); a live lease of another reviewer
     or a pair no longer pending is a :class:`ReviewConflict`."""
-    row = session.execute(
-        select(
-            review_pairs.c.status,
-            review_pairs.c.decision,
-            review_pairs.c.reviewer,
-            review_pairs.c.decided_at,
-            review_pairs.c.linkage_run_id,
-        ).where(review_pairs.c.pair_id == pair_id)
-    ).first()
-    _check_pending(row, pair_id, session)
+    lease = _pending_lease(session, pair_id)
     now = _now()
-    lease = (
-        session.execute(select(review_leases).where(review_leases.c.pair_id == pair_id))
-        .mappings()
-        .first()
-    )
     if lease and lease["holder"] != holder and lease["expires_at"] > now and not lease["skipped"]:
         raise ReviewConflict(
             f"pair {pair_id} is held by another reviewer until {lease['expires_at']:%H:%M:%S} UTC"
@@ -257,7 +243,17 @@ def lease_of(session: Session, pair_id: str, *, holder: str, lease_seconds: floa
     return Lease(pair_id, holder, expires)
 
 
-def _check_pending(row, pair_id: str, session: Session) -> None:
+def _pending_lease(session: Session, pair_id: str):
+    """The lease row of a pair (None when unleased), once the pair is known to be pending:
+    an unknown, decided or removed pair is a :class:`ReviewConflict` saying which."""
+    row = session.execute(
+        select(
+            review_pairs.c.status,
+            review_pairs.c.decision,
+            review_pairs.c.reviewer,
+            review_pairs.c.decided_at,
+        ).where(review_pairs.c.pair_id == pair_id)
+    ).first()
     if row is None:
         raise ReviewConflict(UNKNOWN_PAIR.format(pair_id=pair_id))
     if row.status == "decided":
@@ -271,6 +267,11 @@ def _check_pending(row, pair_id: str, session: Session) -> None:
         )
     if row.status != "pending":
         raise ReviewConflict(REMOVED.format(pair_id=pair_id, run_id=current_run(session)))
+    return (
+        session.execute(select(review_leases).where(review_leases.c.pair_id == pair_id))
+        .mappings()
+        .first()
+    )
 
 
 def decide(
@@ -299,22 +300,8 @@ def decide(
     """
     if action not in ACTIONS:
         raise IpviError(f"decision {action!r} is not one of {', '.join(sorted(ACTIONS))}")
-    row = session.execute(
-        select(
-            review_pairs.c.status,
-            review_pairs.c.decision,
-            review_pairs.c.reviewer,
-            review_pairs.c.decided_at,
-            review_pairs.c.linkage_run_id,
-        ).where(review_pairs.c.pair_id == pair_id)
-    ).first()
-    _check_pending(row, pair_id, session)
+    lease = _pending_lease(session, pair_id)
     now = _now()
-    lease = (
-        session.execute(select(review_leases).where(review_leases.c.pair_id == pair_id))
-        .mappings()
-        .first()
-    )
     if lease is None:
         raise ReviewConflict(NO_LEASE.format(pair_id=pair_id))
     if lease["holder"] != holder:

@@ -149,17 +149,21 @@ class ReviewPages:
                     return self._message(request, 401, "log in first: your session has ended")
                 return RedirectResponse(f"{PREFIX}/login", status_code=303)
             csrf = found["csrf_token"]
+        refusal = self._admit(request, key)
+        return refusal or Reviewer(name=key.name, role=key.role, csrf=csrf)
+
+    def _admit(self, request: Request, key) -> Response | None:
+        """Note the key for the audit row; a 403 page when its role may not use the pages."""
         state = request.scope.setdefault("state", {})
         state["api_key_name"], state["api_key_role"] = key.name, key.role
-        allowed = runtime.settings.roles.get(PREFIX, [])
-        if key.role not in allowed:
-            return self._message(
-                request,
-                403,
-                f"role '{key.role}' may not use the review pages: needs one of "
-                f"{', '.join(allowed)}",
-            )
-        return Reviewer(name=key.name, role=key.role, csrf=csrf)
+        allowed = self.runtime().settings.roles.get(PREFIX, [])
+        if key.role in allowed:
+            return None
+        return self._message(
+            request,
+            403,
+            f"role '{key.role}' may not use the review pages: needs one of {', '.join(allowed)}",
+        )
 
     # ------------------------------------------------------------------ login
 
@@ -186,20 +190,13 @@ class ReviewPages:
             )
             _set_cookie(response, request, LOGIN_COOKIE, token, max_age=1800)
             return response
-        state = request.scope.setdefault("state", {})
-        state["api_key_name"], state["api_key_role"] = key.name, key.role
-        allowed = runtime.settings.roles.get(PREFIX, [])
-        if key.role not in allowed:
-            return self._message(
-                request,
-                403,
-                f"role '{key.role}' may not use the review pages: needs one of "
-                f"{', '.join(allowed)}",
-            )
+        refusal = self._admit(request, key)
+        if refusal is not None:
+            return refusal
         cookie, _ = await self._db(
             open_session, key_name=key.name, hours=runtime.settings.review_session_hours
         )
-        state["audit_outcome"] = "review: logged in"
+        request.scope["state"]["audit_outcome"] = "review: logged in"
         response = RedirectResponse(f"{PREFIX}/", status_code=303)
         _set_cookie(
             response,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import time
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -20,20 +19,12 @@ from ipvi.db import make_engine, open_registry, session_scope
 from ipvi.tables.linkage import review_pairs
 from ipvi.tables.serving import audit_log
 from serving.auth import add_key
+from serving.launch import CHROMIUM, launch_chromium
 from tests.cli_support import run_ipvi
 from tests.serving_support import add_keys, champion_store, running_server, write_config
 
 pytestmark = [pytest.mark.service, pytest.mark.browser]
 
-CHROMIUM = Path(os.environ.get("IPVI_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PERSONS = 1000
 
@@ -86,7 +77,7 @@ def site(tmp_path_factory):
     with running_server(folder, store, url, key_cache_seconds=1) as server:
         time.sleep(1.5)  # the keys were added before the server read them; refresh once
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            browser = launch_chromium(playwright)
             yield {
                 "folder": folder,
                 "url": url,
