@@ -248,14 +248,14 @@ class ReviewPages:
             return self._message(request, 404, f"no queue {queue!r}: {', '.join(QUEUES)}")
         runtime = self.runtime()
         try:
-            data = await self._db(
-                _pair_page,
-                scorer=runtime.scorer,
+            lease = await self._db(
+                _lease,
                 holder=reviewer.name,
                 queue=queue,
                 pair_id=pair_id,
                 lease_seconds=runtime.settings.review_lease_seconds,
             )
+            data = await self._db(_pair_page, scorer=runtime.scorer, lease=lease, queue=queue)
         except ReviewConflict as conflict:
             return self._message(request, 409, str(conflict), reviewer)
         except ApiError as error:
@@ -355,13 +355,17 @@ def _progress_of_queues(session) -> dict:
     return {queue: progress(session, queue) for queue in QUEUES}
 
 
-def _pair_page(session, *, scorer, holder, queue, pair_id, lease_seconds) -> dict:
-    """Lease a pair (the next of ``queue``, or ``pair_id``) and gather its page, in one
-    transaction."""
+def _lease(session, *, holder, queue, pair_id, lease_seconds):
+    """Lease the next pair of ``queue`` to ``holder``, or the pair ``pair_id`` (None when the
+    queue has nothing for them); committed at once, so no write lock is held while the page
+    is gathered."""
     if pair_id is None:
-        lease = next_pair(session, holder=holder, queue=queue, lease_seconds=lease_seconds)
-    else:
-        lease = lease_of(session, pair_id, holder=holder, lease_seconds=lease_seconds)
+        return next_pair(session, holder=holder, queue=queue, lease_seconds=lease_seconds)
+    return lease_of(session, pair_id, holder=holder, lease_seconds=lease_seconds)
+
+
+def _pair_page(session, *, scorer, lease, queue) -> dict:
+    """What the page of a leased pair shows (``lease`` None: the queue's progress only)."""
     counts = progress(session, queue)
     if lease is None:
         return {"view": None, "progress": counts}

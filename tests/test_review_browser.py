@@ -289,3 +289,34 @@ def test_review_requests_are_audited_with_the_reviewers_name_and_no_identifiers(
     assert shown_names and not any(
         re.search(rf"\b{re.escape(name)}\b", logged) for name in shown_names
     )
+
+
+def test_scripts_get_json_and_clear_refusals_for_bad_decisions(site, reviewer_page):
+    page, _ = reviewer_page
+    base, key = site["server"].url, site["keys"]["second"]
+    headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
+    shown = page.request.get(f"{base}/review/queue/sample", headers=headers).json()
+    pair = shown["pair"]["pair_id"]
+    assert shown["queue"] == "sample" and shown["progress"]["pending"] > 0
+    shown_values = [r["values"] for r in shown["records"] if r]
+    assert all(
+        set(v) == {"first_name", "middle_name", "last_name", "suffix", "dob", "sex", "city", "zip"}
+        for v in shown_values
+    )
+    bad = page.request.post(
+        f"{base}/review/pair/{pair}", form={"decision": "maybe"}, headers=headers
+    )
+    assert bad.status == 422 and "decision" in bad.json()["error"]
+    done = page.request.post(
+        f"{base}/review/pair/{pair}",
+        form={"decision": "match", "queue": "sample"},
+        headers=headers,
+    )
+    assert done.status == 200 and done.json()["recorded"] is True
+    again = page.request.post(
+        f"{base}/review/pair/{pair}",
+        form={"decision": "match", "queue": "sample"},
+        headers=headers,
+    )
+    assert again.status == 409 and "already decided" in again.json()["error"]
+    assert _pair_row(site, pair)["reviewer"] == "test-reviewer-2"

@@ -225,3 +225,17 @@ def test_lease_of_a_named_pair_refuses_one_held_by_another(linked):
         assert lease_of(session, lease.pair_id, holder="alice", lease_seconds=LEASE).pair_id == (
             lease.pair_id
         )
+
+
+def test_the_report_and_the_label_estimate_read_both_engines(linked):
+    from linkage.report import accuracy_from_labels, registry_report
+
+    with session_scope(linked) as session:
+        lease = next_pair(session, holder="alice", queue="priority", lease_seconds=LEASE)
+        decide(session, pair_id=lease.pair_id, holder="alice", action="unsure")
+    report = registry_report(linked, CONFIG)
+    assert report["review_backlog"]["decided"]["unsure"] == 1
+    assert report["accuracy_from_labels"] is None  # one decision is not enough
+    assert report["changes"]["new"]["count"] == report["run"]["persons"]
+    estimate = accuracy_from_labels(linked, CONFIG)
+    assert estimate["enough"] is False and estimate["sample_pairs"] == CONFIG.accuracy.sample_size
