@@ -101,7 +101,8 @@ class ReviewPages:
                 Route("/queue/{queue}", self.queue, methods=["GET"]),
                 Route("/pair/{pair_id}", self.pair, methods=["GET"]),
                 Route("/pair/{pair_id}", self.decision, methods=["POST"]),
-            ]
+            ],
+            exception_handlers={ApiError: self._refused, ReviewConflict: self._conflict},
         )
 
     async def __call__(self, scope, receive, send) -> None:
@@ -122,6 +123,17 @@ class ReviewPages:
         return self._page(
             request, "message.html.j2", status=status, message=message, reviewer=reviewer
         )
+
+    async def _refused(self, request: Request, error: ApiError) -> Response:
+        """An :class:`ApiError` (the registry unreachable: 503) as a page or JSON."""
+        response = self._message(request, error.status, error.message)
+        if error.retry_after:
+            response.headers["Retry-After"] = str(error.retry_after)
+        return response
+
+    async def _conflict(self, request: Request, conflict: ReviewConflict) -> Response:
+        """A pair that cannot be shown or decided as asked (409, the message says why)."""
+        return self._message(request, 409, str(conflict))
 
     async def _db(self, func, *args, **kwargs):
         runtime = self.runtime()
@@ -247,19 +259,14 @@ class ReviewPages:
         if queue not in QUEUES:
             return self._message(request, 404, f"no queue {queue!r}: {', '.join(QUEUES)}")
         runtime = self.runtime()
-        try:
-            lease = await self._db(
-                _lease,
-                holder=reviewer.name,
-                queue=queue,
-                pair_id=pair_id,
-                lease_seconds=runtime.settings.review_lease_seconds,
-            )
-            data = await self._db(_pair_page, scorer=runtime.scorer, lease=lease, queue=queue)
-        except ReviewConflict as conflict:
-            return self._message(request, 409, str(conflict), reviewer)
-        except ApiError as error:
-            return self._message(request, error.status, error.message, reviewer)
+        lease = await self._db(
+            _lease,
+            holder=reviewer.name,
+            queue=queue,
+            pair_id=pair_id,
+            lease_seconds=runtime.settings.review_lease_seconds,
+        )
+        data = await self._db(_pair_page, scorer=runtime.scorer, lease=lease, queue=queue)
         state = request.scope.setdefault("state", {})
         if data["view"] is None:
             state["audit_outcome"] = f"review: {queue} queue empty"
