@@ -25,12 +25,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import case, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ipvi.errors import IpviError
 from ipvi.export import write_csv
-from ipvi.tables.linkage import linkage_runs, review_pairs, review_sample
+from ipvi.tables.linkage import REVIEW_QUEUE_ORDER, linkage_runs, review_pairs, review_sample
 
 DECISIONS: frozenset[str] = frozenset({"match", "non-match", "unsure"})
 DECISION_COLUMNS: tuple[str, ...] = ("pair_id", "decision", "reviewer", "decided_at")
@@ -91,12 +91,7 @@ def export_pending(
         query = (
             select(review_pairs)
             .where(review_pairs.c.status == "pending", review_pairs.c.queue == queue)
-            .order_by(
-                case((review_pairs.c.priority.is_(None), 1), else_=0),
-                review_pairs.c.priority.desc(),
-                (review_pairs.c.match_probability - 0.5) * (review_pairs.c.match_probability - 0.5),
-                review_pairs.c.pair_id,
-            )
+            .order_by(*REVIEW_QUEUE_ORDER)
         )
     if limit:
         query = query.limit(limit)

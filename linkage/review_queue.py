@@ -25,13 +25,14 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ipvi.errors import IpviError
 from ipvi.tables.ingest import events, mentions
 from ipvi.tables.linkage import (
+    REVIEW_QUEUE_ORDER,
     crosswalk,
     linkage_runs,
     review_leases,
@@ -110,12 +111,7 @@ def _queue_query(session: Session, queue: str, holder: str, now: datetime):
                 review_pairs.c.queue == "priority",
                 _available(holder, now),
             )
-            .order_by(
-                case((review_pairs.c.priority.is_(None), 1), else_=0),
-                review_pairs.c.priority.desc(),
-                (review_pairs.c.match_probability - 0.5) * (review_pairs.c.match_probability - 0.5),
-                review_pairs.c.pair_id,
-            )
+            .order_by(*REVIEW_QUEUE_ORDER)
         )
     if queue == "sample":
         return (
@@ -174,18 +170,30 @@ def next_pair(session: Session, *, holder: str, queue: str, lease_seconds: float
         raise IpviError(f"unknown queue {queue!r}: choose one of {', '.join(QUEUES)}")
     now = _now()
     expires = now + timedelta(seconds=lease_seconds)
-    held = session.execute(
-        select(review_leases.c.pair_id)
-        .join(review_pairs, review_pairs.c.pair_id == review_leases.c.pair_id)
-        .where(
-            review_leases.c.holder == holder,
-            review_leases.c.skipped.is_(False),
-            review_leases.c.expires_at > now,
-            review_pairs.c.status == "pending",
-            _in_queue(session, queue),
+    # The holder's own live lease first (reloading shows the same pair): their few lease
+    # rows, then those pairs' state (a join would let the planner walk every pending pair).
+    mine = (
+        session.execute(
+            select(review_leases.c.pair_id).where(
+                review_leases.c.holder == holder,
+                review_leases.c.skipped.is_(False),
+                review_leases.c.expires_at > now,
+            )
         )
-        .limit(1)
-    ).first()
+        .scalars()
+        .all()
+    )
+    held = None
+    if mine:
+        held = session.execute(
+            select(review_pairs.c.pair_id)
+            .where(
+                review_pairs.c.pair_id.in_(mine),
+                review_pairs.c.status == "pending",
+                _in_queue(session, queue),
+            )
+            .limit(1)
+        ).first()
     if held is not None:
         session.execute(
             update(review_leases)
@@ -360,11 +368,13 @@ def _shown(row) -> dict:
 
 
 def _prior_weight(session: Session, run_id: str) -> float | None:
-    """The log2 prior odds of the run that scored the pair (from its stored parameters)."""
-    parameters = session.execute(
-        select(linkage_runs.c.parameters).where(linkage_runs.c.run_id == run_id)
+    """The log2 prior odds of the run that scored the pair (read from its stored parameters
+    inside the database: the whole parameters document is not needed)."""
+    prior = session.execute(
+        select(linkage_runs.c.parameters[("model", "prior")].as_float()).where(
+            linkage_runs.c.run_id == run_id
+        )
     ).scalar()
-    prior = ((parameters or {}).get("model") or {}).get("prior")
     if not prior:
         return None
     return float(math.log2(prior) - math.log2(1 - prior))

@@ -26,6 +26,8 @@ from sqlalchemy import (
     Table,
     Text,
     false,
+    func,
+    literal_column,
 )
 
 from ipvi.tables import metadata
@@ -112,6 +114,24 @@ review_pairs = Table(
     Index("ix_review_pairs_status", "status"),
     Index("ix_review_pairs_record_id_a", "record_id_a"),
     Index("ix_review_pairs_record_id_b", "record_id_b"),
+)
+
+# The review queue's order, defined once (``ipvi review export`` and the review pages): pairs
+# whose decision could change a tier first (priority, highest first), then the most uncertain
+# (match probability nearest 0.5). Literals, not bound parameters, so that the index below
+# matches the ORDER BY on SQLite and PostgreSQL alike: the next pair is an index walk, not a
+# sort of every pending pair.
+REVIEW_QUEUE_ORDER = (
+    review_pairs.c.priority.is_(None),
+    review_pairs.c.priority.desc(),
+    func.abs(review_pairs.c.match_probability - literal_column("0.5")),
+    review_pairs.c.pair_id,
+)
+Index(
+    "ix_review_pairs_queue_order",
+    review_pairs.c.status,
+    review_pairs.c.queue,
+    *REVIEW_QUEUE_ORDER,
 )
 
 # The accuracy sample of each run (linkage.accuracy): pairs drawn at random within strata of

@@ -21,6 +21,19 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("queue", sa.String(16), nullable=False, server_default="priority")
         )
+    # The queue's order (ipvi.tables.linkage.REVIEW_QUEUE_ORDER), as an index it can walk.
+    op.create_index(
+        "ix_review_pairs_queue_order",
+        "review_pairs",
+        [
+            "status",
+            "queue",
+            sa.text("(priority IS NULL)"),
+            sa.text("priority DESC"),
+            sa.text("abs(match_probability - 0.5)"),
+            "pair_id",
+        ],
+    )
     op.create_table(
         "review_sample",
         sa.Column("run_id", sa.String(40), nullable=False),
@@ -54,6 +67,7 @@ def downgrade() -> None:
     op.drop_table("review_sessions")
     op.drop_table("review_leases")
     op.drop_table("review_sample")
+    op.drop_index("ix_review_pairs_queue_order", table_name="review_pairs")
     with op.batch_alter_table("review_pairs") as batch:
         batch.drop_column("queue")
         batch.drop_column("note")
