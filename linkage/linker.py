@@ -13,7 +13,12 @@ import numpy as np
 import pandas as pd
 
 from ipvi.errors import IpviError
-from linkage.blocking import CandidatePairs, candidate_pairs, linked_component_pairs
+from linkage.blocking import (
+    CandidatePairs,
+    candidate_pairs,
+    linked_component_pairs,
+    rule_report,
+)
 from linkage.cluster import Clusters, cluster_records
 from linkage.compare import compare_pairs, encode_for
 from linkage.fellegi_sunter import FellegiSunter
@@ -34,6 +39,9 @@ class LinkResult:
     clusters: Clusters
     model: FellegiSunter
     timings: dict[str, float] = field(default_factory=dict)
+    # Pairs and estimated matches per blocking rule, the estimated pair completeness, and the
+    # pairs iterative blocking added (:func:`linkage.blocking.rule_report`).
+    blocking: dict = field(default_factory=dict)
 
     @property
     def labels(self) -> np.ndarray:
@@ -152,16 +160,25 @@ class Linker:
             n_total,
             tf_values={c: all_records[c] for c in tf_columns},
         )
-        # EM was the only use of each rule's pairs: freed (about 0.7 GB at 1M mentions).
-        pairs.rule_pairs = []
         tf_records = _tf_records(data, tf_columns)
         weight = model.match_weight(levels, {c: v[pairs.left] for c, v in tf_records.items()})
+        blocking = rule_report(
+            config.blocking_rules, pairs.rule_pairs, probability_of(weight), pairs.skipped_blocks
+        )
+        # EM and the rule report were the only uses of each rule's pairs: freed (about 0.7 GB
+        # at 1M mentions).
+        pairs.rule_pairs = []
         offset = 0 if right is None else n_left
+        n_blocked = len(pairs)
         if config.expand_linked_components:
             pairs, levels, weight = self._expand(
                 pairs, levels, weight, model, offset, (data, right), (coded, vocabulary), tf_records
             )
         probability = probability_of(weight)
+        blocking["expansion"] = {
+            "pairs": int(len(pairs) - n_blocked),
+            "estimated_matches": round(float(probability[n_blocked:].sum()), 1),
+        }
         # Positions into all_records (a copy of the right positions only when linking two files).
         global_right = pairs.right + offset if offset else pairs.right
         if rescore is not None:
@@ -206,6 +223,7 @@ class Linker:
             clusters=clusters,
             model=model,
             timings=timings,
+            blocking=blocking,
         )
 
     def _expand(self, pairs, levels, weight, model, offset, frames, encoded, tf_records):

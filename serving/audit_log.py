@@ -41,7 +41,7 @@ from ipvi.db import session_scope
 from ipvi.site_key import SiteKey
 from ipvi.tables.serving import audit_chain_head, audit_checks, audit_log
 from serving.http import ResponseStatus
-from serving.metrics import UNMATCHED
+from serving.metrics import UNMATCHED, unknown_path
 
 logger = logging.getLogger(__name__)
 
@@ -575,9 +575,9 @@ class AuditSpool:
 
 class AuditMiddleware:
     """ASGI middleware writing one audit row per request, except to paths that carry no one's
-    data (health probes, metrics, the OpenAPI document) and to paths no route serves when the
-    request has no valid key (those are only counted: :mod:`serving.metrics`), so that no one
-    can grow the log without a key.
+    data (health probes, metrics, the OpenAPI document) and to paths no route serves (or that a
+    mounted application answers 404) when the request has no valid key: those are only counted
+    (:mod:`serving.metrics`), so that no one can grow the log without a key.
 
     The endpoint adds what only it knows to the request state (``audit_person_ids``,
     ``audit_model_version``, ``audit_outcome``); the key name comes from the auth middleware,
@@ -610,7 +610,7 @@ class AuditMiddleware:
             await self.app(scope, receive, status.send)
         finally:
             route = state.get("route_template", UNMATCHED)
-            if route != UNMATCHED or state.get("api_key_name") is not None:
+            if state.get("api_key_name") is not None or not unknown_path(route, status.code):
                 self._record(scope, state, route, status.code)
 
     def _record(self, scope, state: dict, route: str, code: int | None) -> None:

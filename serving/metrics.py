@@ -53,6 +53,12 @@ def server_directory(*, worker: bool) -> str:
     return directory
 
 
+def unknown_path(template: str, status: int | None) -> bool:
+    """Whether a request went to a path nothing serves: no route matched, or the mounted
+    application it reached answered 404. Without a key, such a request leaves no audit row."""
+    return template == UNMATCHED or status == 404
+
+
 def untraced_urls(traced_paths: Iterable[str]) -> str:
     """A regular expression of the URLs OpenTelemetry should not trace: all but
     ``traced_paths``. BentoML keeps each request's context, span included, until its
@@ -98,7 +104,7 @@ class RequestMetrics:
         ``ipvi_request_duration_seconds{endpoint}``.
     unaudited : Counter
         ``ipvi_unaudited_request_total``: requests without a valid key to paths no route
-        serves, which leave no audit row.
+        serves (or answered 404 by a mounted application), which leave no audit row.
     """
 
     def __init__(self, templates: Iterable[str]) -> None:
@@ -182,7 +188,7 @@ class MetricsMiddleware:
         finally:
             metrics = self.metrics(scope)
             metrics.observe(template, status.code, time.perf_counter() - started)
-            if template == UNMATCHED and state.get("api_key_name") is None:
+            if unknown_path(template, status.code) and state.get("api_key_name") is None:
                 metrics.unaudited.inc()
 
 

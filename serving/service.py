@@ -5,7 +5,8 @@ This file only wires: each endpoint parses its typed request, calls one library 
 returns its typed response (scores and tiers as the schema's fields, encoded directly); errors
 are :class:`~serving.http.ApiError` answers. Metrics, keys, body size, the audit log, the form
 of validation errors, /readyz, the OpenAPI document and keep-alive recycling are ASGI
-middlewares.
+middlewares. The review pages (:mod:`serving.review`) are an ASGI app mounted under
+``/review``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from serving.metrics import (
 )
 from serving.model import served_version
 from serving.openapi import DocsMiddleware, Endpoint, complete_document
+from serving.review import PREFIX as REVIEW_PREFIX
+from serving.review import ReviewPages
 from serving.runtime import MODEL_VERSION_ENV, get_runtime
 from serving.schemas import (
     DECISION_EXAMPLE,
@@ -70,6 +73,11 @@ server_directory(worker=bentoml.server_context.worker_index is not None)
 quiet_schema_refusals()
 
 
+# The clerks' review pages (HTML; they check keys and session cookies themselves).
+review_pages = ReviewPages(runtime=get_runtime)
+
+
+@bentoml.asgi_app(review_pages.app, path=REVIEW_PREFIX)
 @bentoml.service(
     name="ipvi-risk-service",
     workers=_settings.workers,
@@ -201,6 +209,7 @@ RiskService.add_asgi_middleware(
     keys=lambda: get_runtime().keys,
     roles=_settings.roles,
     rate_limits=lambda: get_runtime().rate_limits,
+    self_authenticating=(REVIEW_PREFIX,),
     public=public_paths(_settings.public_metrics),
 )
 RiskService.add_asgi_middleware(MetricsPageMiddleware)

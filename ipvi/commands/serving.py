@@ -88,7 +88,9 @@ def serve(
 def keys_add(
     name: str = typer.Argument(..., help="A name for the key (recorded in the audit log)."),
     role: str = typer.Option(
-        ..., "--role", help="scoring, advocate, admin, or monitoring (/metrics only)."
+        ...,
+        "--role",
+        help="scoring, advocate, admin, reviewer (the /review pages) or monitoring (/metrics).",
     ),
 ) -> None:
     """Create a key; it is printed once, alone, as the last line of standard output."""

@@ -5,15 +5,15 @@ without a key and keep null); ``audit_checks`` records verifications and checkpo
 linkage lock row names its holder's host and process and carries a lease, so a lock left by a
 killed run can be told from a live one.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
