@@ -137,7 +137,7 @@ class ReviewPages:
 
     async def _db(self, func, *args, **kwargs):
         runtime = self.runtime()
-        return await runtime.guard.run(runtime.in_session, func, *args, **kwargs)
+        return await runtime.guard.transaction(func, *args, **kwargs)
 
     # ------------------------------------------------------------------ who is asking
 
