@@ -20,7 +20,8 @@ Stages contribute their step in their own package; :mod:`workflows.purge` lists 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -80,6 +81,38 @@ class PurgeResult:
     @property
     def removed(self) -> int:
         return sum(self.counts.values())
+
+
+def whole_identifiers(values: Iterable[str], *, raw: bool = False) -> re.Pattern | None:
+    """A pattern matching any of ``values`` as a whole identifier (``PD-100`` does not match
+    inside ``PD-1001``), in text or, ``raw``, in bytes; None for no values."""
+    values = sorted({v for v in values if v}, key=len, reverse=True)
+    if not values:
+        return None
+    alternatives = "|".join(re.escape(v) for v in values)
+    pattern = rf"(?<![A-Za-z0-9._:-])(?:{alternatives})(?![A-Za-z0-9_:-]|\.[A-Za-z0-9])"
+    return re.compile(pattern.encode() if raw else pattern)
+
+
+def scrub(value, identifiers: Sequence[str]) -> tuple[object, int]:
+    """JSON data (a run's stored report, say) with ``identifiers`` replaced by ``[purged]``
+    wherever a string holds one as a whole identifier; and how many strings changed."""
+    pattern = whole_identifiers(identifiers)
+    changed = 0
+
+    def walk(node):
+        nonlocal changed
+        if isinstance(node, dict):
+            return {key: walk(item) for key, item in node.items()}
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        if isinstance(node, str) and pattern is not None:
+            replaced, count = pattern.subn("[purged]", node)
+            changed += bool(count)
+            return replaced
+        return node
+
+    return walk(value), changed
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from pathlib import Path
 from sqlalchemy import Engine, MetaData, String, Table, Text, inspect, select
 from sqlalchemy.types import JSON
 
-from ipvi.purge import PurgeTarget, tombstone_hash
+from ipvi.purge import PurgeTarget, tombstone_hash, whole_identifiers
 from ipvi.site_key import SiteKey, legacy_hash
 from ipvi.tables.ingest import purge_tombstones, purged_records
 from ipvi.tables.linkage import crosswalk
@@ -40,17 +40,6 @@ TEXT_SUFFIXES = frozenset({".csv", ".html", ".json", ".jsonl", ".md", ".txt", ".
 # Tables that hold keyed pseudonyms by design: the purge's own record, and the audit trail.
 KEPT_PSEUDONYMS = frozenset({"purge_tombstones", "purged_records", "audit_log"})
 _CHUNK = 5000
-
-
-def whole_identifiers(values: Iterable[str], *, raw: bool = False) -> re.Pattern | None:
-    """A pattern matching any of ``values`` as a whole identifier (``PD-100`` does not match
-    inside ``PD-1001``), in text or, ``raw``, in bytes; None for no values."""
-    values = sorted({v for v in values if v}, key=len, reverse=True)
-    if not values:
-        return None
-    alternatives = "|".join(re.escape(v) for v in values)
-    pattern = rf"(?<![A-Za-z0-9._:-])(?:{alternatives})(?![A-Za-z0-9_:-]|\.[A-Za-z0-9])"
-    return re.compile(pattern.encode() if raw else pattern)
 
 
 @dataclass

@@ -5,13 +5,14 @@ Listed with the other stages' steps in :mod:`workflows.purge`.
 
 from __future__ import annotations
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from ipvi.errors import IpviError
-from ipvi.purge import PurgeTarget
+from ipvi.purge import PurgeTarget, scrub
 from ipvi.tables.linkage import (
     crosswalk,
+    linkage_runs,
     person_id_changes,
     persons,
     review_leases,
@@ -84,4 +85,25 @@ def purge_step(session: Session, target: PurgeTarget) -> dict[str, int]:
         counts["persons"] = session.execute(
             delete(persons).where(persons.c.person_id == target.person_id)
         ).rowcount
+    counts["linkage_run_reports_scrubbed"] = _scrub_run_reports(session, target)
     return counts
+
+
+def _scrub_run_reports(session: Session, target: PurgeTarget) -> int:
+    """Runs' stored parameters and metrics (the linkage report's largest clusters, say) with
+    the target's ids replaced by ``[purged]``; how many runs changed."""
+    identifiers = [*target.record_ids, *([target.person_id] if target.person_id else [])]
+    changed_runs = 0
+    columns = (linkage_runs.c.parameters, linkage_runs.c.metrics)
+    for run_id, *stored in session.execute(select(linkage_runs.c.run_id, *columns)).all():
+        cleaned = {}
+        for column, value in zip(columns, stored, strict=True):
+            value, changed = scrub(value, identifiers)
+            if changed:
+                cleaned[column.name] = value
+        if cleaned:
+            session.execute(
+                update(linkage_runs).where(linkage_runs.c.run_id == run_id).values(**cleaned)
+            )
+            changed_runs += 1
+    return changed_runs

@@ -9,7 +9,8 @@ from concurrent.futures import ProcessPoolExecutor
 import pytest
 
 from ipvi.errors import IpviError
-from ipvi.residue import redact_files, whole_identifiers
+from ipvi.purge import scrub, whole_identifiers
+from ipvi.residue import redact_files
 from ipvi.site_key import KEY_ENV, PSEUDONYM_CHARS, load_site_key
 
 
@@ -65,3 +66,16 @@ def test_reports_lose_whole_identifiers_only(tmp_path):
     assert report.read_text() == "pair,records\n1,[purged];PD-1001\n2,[purged]\n"
     assert (tmp_path / "reports" / "chart.png").read_bytes() == b"PD-100"  # not text
     assert whole_identifiers([]) is None
+
+
+def test_stored_reports_lose_whole_identifiers_only():
+    report = {
+        "largest_clusters": [{"person_id": "P00000138", "records": 4}, {"person_id": "P00000139"}],
+        "note": "P00000138 and PD-1001 merged",
+        "sizes": [[2, 10]],
+    }
+    cleaned, changed = scrub(report, ["P00000138", "PD-100"])
+    assert changed == 2
+    assert cleaned["largest_clusters"][0] == {"person_id": "[purged]", "records": 4}
+    assert cleaned["largest_clusters"][1] == {"person_id": "P00000139"}
+    assert cleaned["note"] == "[purged] and PD-1001 merged" and cleaned["sizes"] == [[2, 10]]

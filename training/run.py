@@ -19,7 +19,7 @@ from sqlalchemy import insert, select, update
 from ipvi.config import Config
 from ipvi.db import session_scope
 from ipvi.errors import IpviError
-from ipvi.residue import whole_identifiers
+from ipvi.purge import whole_identifiers
 from ipvi.site_key import SiteKey
 from ipvi.tables.training import scores, tier_lists
 from training.data import SCORING_MENTIONS, load_history, load_truth, read_history
