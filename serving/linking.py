@@ -118,7 +118,7 @@ class IntakeLinker:
             for c in match.candidates
             if advocate or c["person_id"] not in victims
         ]
-        threshold = index.settings.config.link_threshold
+        threshold = index.link_threshold_
         best = (
             candidates[0].person_id
             if candidates and candidates[0].match_probability >= threshold
