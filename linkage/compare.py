@@ -22,7 +22,7 @@ from rapidfuzz import process
 from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler
 
 from ipvi.errors import IpviError
-from linkage.standardize import MISSING
+from linkage.standardize import MISSING, postal_area
 
 NULL_LEVEL = 0
 NO_DATE = -(2**40)  # the day number of a value that is no date
@@ -358,8 +358,6 @@ class PostalArea(Level):
     kind = "postal_area"
 
     def mask(self, values):
-        from linkage.standardize import postal_area
-
         area = values.vocabulary.derived_codes(
             "postal area", lambda v: v.map(postal_area), np.r_[values.a, values.b]
         )

@@ -29,6 +29,8 @@ from linkage.compare import NULL_LEVEL, Comparison
 
 NOT_FITTED = "the Fellegi-Sunter model is not fitted: call fit() first"
 MODEL_MISMATCH = "the stored Fellegi-Sunter model does not match the configured comparisons"
+# What a stored model holds beside m, u and the prior: how its run blocked and scored.
+STORED_RULE_KEYS = ("link_threshold", "blocking_rules", "rule_u", "rule_direct", "rule_share")
 EM_INVERTED = (
     "EM found no credible match class: among the pairs it called matches, agreement on {fields} "
     "is no likelier than among random pairs; either no two records are one person, or the "
@@ -70,6 +72,15 @@ class FellegiSunter:
         Probability that two random records match.
     tf_ : dict of str -> Series
         Value frequencies of the term-frequency-adjusted comparisons.
+    rule_u_, rule_share_ : list
+        Per training pass (blocking rule): the u of its blocks' non-matches per comparison
+        (None for a pass left out) and its blocks' match share (see :meth:`match_weight`).
+    discarded_passes_ : int
+        Training passes left out because their match class was not the matches.
+
+    The linker that fits a model also sets, for scoring and for the link index,
+    ``blocking_rules_`` (the rules its passes are), ``rule_direct_`` (the comparisons each
+    rule reads) and ``link_threshold_``; all of them are stored by :meth:`to_dict`.
 
     Examples
     --------
@@ -397,8 +408,7 @@ class FellegiSunter:
         """
         self._check_fitted()
         total = self._bayes_log2(levels, tf_left)
-        # A model stored before rules were scored apart has no rule_u_: every pair as one.
-        if rule_rows and self.rule_u_:
+        if rule_rows:
             summed, count = np.zeros(len(levels)), np.zeros(len(levels))
             for r, rows in enumerate(rule_rows):
                 if self.rule_u_[r] is not None and len(rows):
@@ -456,14 +466,11 @@ class FellegiSunter:
             "m": [m.tolist() for m in self.m_],
             "u": [u.tolist() for u in self.u_],
             "m_support": np.asarray(self.m_support_, dtype=float).tolist(),
-            "link_threshold": getattr(self, "link_threshold_", None),
-            "blocking_rules": getattr(self, "blocking_rules_", None),
-            "rule_u": [
-                None if u is None else [ui.tolist() for ui in u]
-                for u in getattr(self, "rule_u_", [])
-            ],
-            "rule_direct": [sorted(d) for d in getattr(self, "rule_direct_", [])],
-            "rule_share": list(getattr(self, "rule_share_", [])),
+            "link_threshold": float(self.link_threshold_),
+            "blocking_rules": self.blocking_rules_,
+            "rule_u": [None if u is None else [ui.tolist() for ui in u] for u in self.rule_u_],
+            "rule_direct": [sorted(d) for d in self.rule_direct_],
+            "rule_share": list(self.rule_share_),
             "tf": {
                 column: {"values": f.index.tolist(), "frequencies": f.to_numpy().tolist()}
                 for column, f in self.tf_.items()
@@ -479,12 +486,14 @@ class FellegiSunter:
         >>> from linkage.compare import Exact
         >>> model = FellegiSunter.from_dict([Comparison("zip", [Exact()])], {
         ...     "comparisons": ["zip"], "prior": 0.01, "m": [[1.0, 0.9, 0.1]],
-        ...     "u": [[1.0, 0.1, 0.9]], "m_support": [5.0], "tf": {}})
+        ...     "u": [[1.0, 0.1, 0.9]], "m_support": [5.0], "tf": {}, "link_threshold": 0.5,
+        ...     "blocking_rules": [["zip"]], "rule_u": [None], "rule_direct": [[0]],
+        ...     "rule_share": [0.0]})
         >>> model.predict_proba(np.array([[1], [2]], dtype=np.int8)).round(3).tolist()
         [0.083, 0.001]
         """
         names = [c.name for c in comparisons]
-        if state.get("comparisons") != names:
+        if state.get("comparisons") != names or not set(STORED_RULE_KEYS) <= set(state):
             raise IpviError(MODEL_MISMATCH)
         model = cls(comparisons)
         model.m_ = [np.asarray(m, dtype=float) for m in state["m"]]
@@ -493,14 +502,14 @@ class FellegiSunter:
             raise IpviError(MODEL_MISMATCH)
         model.m_support_ = np.asarray(state["m_support"], dtype=float)
         model.prior_ = float(state["prior"])
-        model.link_threshold_ = state.get("link_threshold")
-        model.blocking_rules_ = state.get("blocking_rules")
-        model.rule_u_: list = [
+        model.link_threshold_ = float(state["link_threshold"])
+        model.blocking_rules_ = [list(rule) for rule in state["blocking_rules"]]
+        model.rule_u_ = [
             None if u is None else [np.asarray(ui, dtype=float) for ui in u]
-            for u in state.get("rule_u", [])
+            for u in state["rule_u"]
         ]
-        model.rule_direct_ = [set(d) for d in state.get("rule_direct", [])]
-        model.rule_share_ = [float(share) for share in state.get("rule_share", [])]
+        model.rule_direct_ = [set(d) for d in state["rule_direct"]]
+        model.rule_share_ = [float(share) for share in state["rule_share"]]
         model.tf_ = {
             column: pd.Series(tf["frequencies"], index=pd.Index(tf["values"], dtype=object))
             for column, tf in state["tf"].items()

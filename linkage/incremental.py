@@ -162,9 +162,9 @@ class LinkIndex:
     level_labels_ : list of list of str
         Per comparison, the label of each level without the comparison-name prefix.
     rules_ : list of list of str
-        The blocking rules: the configured ones, or those the run chose (``auto``).
+        The blocking rules of the run that fitted the model.
     link_threshold_ : float
-        The link threshold: the configured one, or the one the run learned (``auto``).
+        The link threshold of that run.
     model_ : FellegiSunter
         The fitted model.
     run_id_ : str or None
@@ -191,16 +191,11 @@ class LinkIndex:
         """
         self.run_id_ = run_id
         standardized = standardized.reset_index(drop=True)
-        config = self.settings.config
-        # With ``auto``, the rules and threshold the run chose (stored with its model).
-        rules = config.blocking_rules
-        if rules == "auto":
-            rules = model.blocking_rules_ or []
+        # The rules and threshold of the run that fitted the model (stored with it): its
+        # scores are per rule, and `auto` chose both from the data.
+        rules = model.blocking_rules_
         self.rules_ = [list(rule) for rule in rules]
-        threshold = config.link_threshold
-        self.link_threshold_ = model.link_threshold_ if threshold == "auto" else threshold
-        if self.link_threshold_ is None:  # a model stored before thresholds were learned
-            self.link_threshold_ = 0.5
+        self.link_threshold_ = model.link_threshold_
         needed = set(self.settings.columns) | {c for rule in rules for c in rule}
         self.codes_: dict[str, tuple[np.ndarray, pd.Index]] = {}
         for column in needed:

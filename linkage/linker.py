@@ -219,11 +219,11 @@ class Linker:
         if plan is not None:
             # m and u from the seed's many training passes; the prior from these pairs.
             model = plan.model.refit_prior(levels, n_total)
-            model.blocking_rules_ = rules
             model.rule_u_ = [plan.model.rule_u_[k] for k in plan.chosen]
             model.rule_share_ = [plan.model.rule_share_[k] for k in plan.chosen]
         else:
             model = fit(levels, pairs.rule_pairs, [excluded(rule) for rule in rules])
+        model.blocking_rules_ = [list(rule) for rule in rules]
         model.rule_direct_ = [direct(rule) for rule in rules]
         tf_records = _tf_records(data, tf_columns)
         weight = model.match_weight(
