@@ -272,26 +272,32 @@ class FellegiSunter:
         being split into two classes of matches. Returns m and each pattern's posterior.
         """
         comparisons = [self.comparisons[k] for k in active]
-        u = [self.u_[k].copy() for k in active]
-        m = [self._initial_m(c) for c in comparisons]
+        # Every active comparison's levels side by side in one flat array (one bincount per
+        # step for all of them, not one per comparison).
+        sizes = np.array([c.n_levels for c in comparisons])
+        starts = np.r_[0, np.cumsum(sizes)[:-1]]
+        flat = (patterns + starts).ravel()
+        segment = np.repeat(np.arange(len(comparisons)), sizes)
+        null = np.zeros(sizes.sum(), dtype=bool)
+        null[starts] = True
+        free_u = np.repeat([c.column not in PERSONAL_COLUMNS for c in comparisons], sizes)
+        m = np.concatenate([self._initial_m(c) for c in comparisons])
+        u = np.concatenate([self.u_[k] for k in active])
         share = 0.1
+        n_active = len(active)
         for _ in range(self.max_iterations):
-            log_m = sum(np.log(m[j][patterns[:, j]]) for j in range(len(active)))
-            log_u = sum(np.log(u[j][patterns[:, j]]) for j in range(len(active)))
-            log_odds = np.log(share) - np.log1p(-share) + log_m - log_u
+            log_odds = (np.log(m)[flat] - np.log(u)[flat]).reshape(-1, n_active).sum(axis=1)
+            log_odds += np.log(share) - np.log1p(-share)
             posterior = 1.0 / (1.0 + np.exp(-np.clip(log_odds, -700, 700)))
             weighted = posterior * counts
             share = float(np.clip(weighted.sum() / counts.sum(), 1e-9, 1 - 1e-9))
-            moved = 0.0
-            for j, comparison in enumerate(comparisons):
-                m[j], step = _level_shares(patterns[:, j], weighted, comparison.n_levels, m[j])
-                if comparison.column not in PERSONAL_COLUMNS:
-                    nonmatches = counts - weighted
-                    u[j], _ = _level_shares(patterns[:, j], nonmatches, comparison.n_levels, u[j])
-                moved = max(moved, step)
+            new_m = _level_shares(flat, np.repeat(weighted, n_active), segment, null, m)
+            new_u = _level_shares(flat, np.repeat(counts - weighted, n_active), segment, null, u)
+            moved = float(np.abs(new_m - m).max())
+            m, u = new_m, np.where(free_u, new_u, u)
             if moved < self.tolerance:
                 break
-        return m, posterior
+        return np.split(m, starts[1:]), posterior
 
     def _fit_prior(self, patterns: np.ndarray, counts: np.ndarray, n_total_pairs: float):
         """The prior's fixed point over the distinct level ``patterns`` and their ``counts``.
@@ -528,16 +534,17 @@ class FellegiSunter:
         return out
 
 
-def _level_shares(levels: np.ndarray, weights: np.ndarray, n_levels: int, previous: np.ndarray):
-    """The weighted share of each non-missing level (missing kept at 1), and how far it moved
-    from ``previous`` (kept when there is no weight)."""
-    totals = np.bincount(levels, weights=weights, minlength=n_levels)
-    totals[NULL_LEVEL] = 0
-    if totals.sum() <= 0:
-        return previous, 0.0
-    new = np.clip(totals / totals.sum(), PROBABILITY_FLOOR, 1.0)
-    new[NULL_LEVEL] = 1.0
-    return new, float(np.abs(new - previous).max())
+def _level_shares(flat, weights, segment, null, previous) -> np.ndarray:
+    """The weighted share of each level within its comparison (``segment``), missing
+    (``null``) kept at 1; a comparison without weight keeps its ``previous`` shares."""
+    totals = np.bincount(flat, weights=weights, minlength=len(segment))
+    totals[null] = 0
+    sums = np.bincount(segment, weights=totals)[segment]
+    shares = np.clip(
+        np.divide(totals, sums, out=np.zeros_like(totals), where=sums > 0), PROBABILITY_FLOOR, 1.0
+    )
+    shares[null] = 1.0
+    return np.where(sums > 0, shares, previous)
 
 
 def pattern_codes(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
