@@ -40,7 +40,7 @@ NO_BLOCKING = (
 )
 # Seed pairs sampled over all candidate rules together (per record, and bounds), and at least
 # per rule: enough for each rule's EM pass, few enough to cost a fraction of the final pass.
-SEED_PAIRS_PER_RECORD = 10
+SEED_PAIRS_PER_RECORD = 5
 SEED_PAIRS = (100_000, 2_000_000)
 MIN_SEED_PAIRS_PER_RULE = 2_000
 # A rule is added only while it finds at least this share of the estimated matches.
