@@ -163,6 +163,13 @@ class LinkageSupervisedConfig(StrictModel):
     C: float = Field(1.0, gt=0)
 
 
+class LinkageAccuracyConfig(StrictModel):
+    """The random sample of pairs behind the accuracy estimate from labels (linkage.accuracy)."""
+
+    sample_size: int = Field(300, ge=0)
+    min_labels_per_stratum: int = Field(5, ge=1)
+
+
 class LinkageConfig(StrictModel):
     """Comparisons, blocking rules and thresholds of the linker (linkage.settings reads it)."""
 
@@ -177,6 +184,7 @@ class LinkageConfig(StrictModel):
     review_lower: float = Field(0.2, gt=0, lt=1)
     review_upper: float = Field(0.8, gt=0, lt=1)
     review_per_decision: bool = True
+    accuracy: LinkageAccuracyConfig = LinkageAccuracyConfig()
     random_pairs: int = Field(200_000, ge=1000)
     em_max_iterations: int = Field(100, ge=1)
     em_tolerance: float = Field(1e-5, gt=0)
@@ -405,8 +413,11 @@ class ServingConfig(StrictModel):
     readyz_requires_database: bool = False
     audit_spool_dir: str = ".ipvi/audit_spool"
     audit_flush_seconds: float = Field(0.5, gt=0, le=1)
-    roles: dict[str, list[Literal["scoring", "advocate", "admin"]]] = Field(
+    review_lease_seconds: float = Field(600.0, ge=10)
+    review_session_hours: float = Field(8.0, gt=0, le=24)
+    roles: dict[str, list[Literal["scoring", "advocate", "admin", "reviewer"]]] = Field(
         default_factory=lambda: {
+            "/review": ["reviewer"],
             "/v1/score": ["scoring", "admin"],
             "/v1/tier": ["scoring", "advocate", "admin"],
             "/v1/link": ["scoring", "advocate", "admin"],

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ipvi.errors import IpviError
 from linkage.linker import Linker
+from linkage.report import file_report
 from linkage.settings import LinkageSettings
 from linkage.standardize import CANONICAL_FIELDS
 
@@ -39,6 +40,7 @@ class DedupeResult:
     output: pd.DataFrame
     warnings: list[str] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
+    report: dict = field(default_factory=dict)  # linkage.report.file_report
 
 
 def parse_mapping(text: str) -> tuple[dict[str, str], list[str]]:
@@ -193,4 +195,5 @@ def dedupe(
             "warnings": warnings,
         }
     )
-    return DedupeResult(output=output, warnings=warnings, summary=summary)
+    report = file_report(result, result.labels, run_settings.config, summary)
+    return DedupeResult(output=output, warnings=warnings, summary=summary, report=report)

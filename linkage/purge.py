@@ -10,7 +10,14 @@ from sqlalchemy.orm import Session
 
 from ipvi.errors import IpviError
 from ipvi.purge import PurgeTarget
-from ipvi.tables.linkage import crosswalk, person_id_changes, persons, review_pairs
+from ipvi.tables.linkage import (
+    crosswalk,
+    person_id_changes,
+    persons,
+    review_leases,
+    review_pairs,
+    review_sample,
+)
 
 
 def person_records(session: Session, target: PurgeTarget) -> PurgeTarget:
@@ -29,7 +36,8 @@ def person_records(session: Session, target: PurgeTarget) -> PurgeTarget:
 
 
 def purge_step(session: Session, target: PurgeTarget) -> dict[str, int]:
-    """Delete the target's crosswalk rows, review pairs, and (for a person id) the person."""
+    """Delete the target's crosswalk rows, review pairs (with their accuracy-sample and lease
+    rows), and (for a person id) the person."""
     counts: dict[str, int] = {}
     ids = list(target.record_ids)
     removed_crosswalk = removed_review = 0
@@ -38,6 +46,11 @@ def purge_step(session: Session, target: PurgeTarget) -> dict[str, int]:
         removed_crosswalk += session.execute(
             delete(crosswalk).where(crosswalk.c.record_id.in_(chunk))
         ).rowcount
+        touching = select(review_pairs.c.pair_id).where(
+            or_(review_pairs.c.record_id_a.in_(chunk), review_pairs.c.record_id_b.in_(chunk))
+        )
+        for table in (review_sample, review_leases):
+            session.execute(delete(table).where(table.c.pair_id.in_(touching)))
         removed_review += session.execute(
             delete(review_pairs).where(
                 or_(review_pairs.c.record_id_a.in_(chunk), review_pairs.c.record_id_b.in_(chunk))

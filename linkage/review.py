@@ -25,12 +25,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import case, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ipvi.errors import IpviError
 from ipvi.export import write_csv
-from ipvi.tables.linkage import review_pairs
+from ipvi.tables.linkage import REVIEW_QUEUE_ORDER, linkage_runs, review_pairs, review_sample
 
 DECISIONS: frozenset[str] = frozenset({"match", "non-match", "unsure"})
 DECISION_COLUMNS: tuple[str, ...] = ("pair_id", "decision", "reviewer", "decided_at")
@@ -42,6 +42,16 @@ def pair_id(record_a: str, record_b: str) -> str:
     """A stable id for an unordered pair of record ids (the same in every run)."""
     low, high = sorted((str(record_a), str(record_b)))
     return "RP-" + hashlib.sha256(f"{low}\x1f{high}".encode()).hexdigest()[:20]
+
+
+def current_run(session: Session) -> str | None:
+    """The newest succeeded linkage run (the one whose queue and sample are current)."""
+    return session.execute(
+        select(linkage_runs.c.run_id)
+        .where(linkage_runs.c.status == "succeeded")
+        .order_by(linkage_runs.c.finished_at.desc())
+        .limit(1)
+    ).scalar()
 
 
 def evidence_for(contributions: pd.DataFrame, confidential: pd.Series) -> list[dict]:
@@ -63,18 +73,26 @@ def evidence_for(contributions: pd.DataFrame, confidential: pd.Series) -> list[d
     return records
 
 
-def export_pending(session: Session, path: str | Path, limit: int | None = None) -> int:
-    """Write pending pairs by priority (highest first, none last), then most uncertain first."""
-    query = (
-        select(review_pairs)
-        .where(review_pairs.c.status == "pending")
-        .order_by(
-            case((review_pairs.c.priority.is_(None), 1), else_=0),
-            review_pairs.c.priority.desc(),
-            (review_pairs.c.match_probability - 0.5) * (review_pairs.c.match_probability - 0.5),
-            review_pairs.c.pair_id,
+def export_pending(
+    session: Session, path: str | Path, limit: int | None = None, queue: str = "priority"
+) -> int:
+    """Write pending pairs of ``queue`` by priority (highest first, none last), then most
+    uncertain first (``sample``: the accuracy sample's pairs, see :mod:`linkage.accuracy`)."""
+    if queue == "sample":
+        query = (
+            select(review_pairs)
+            .join(review_sample, review_sample.c.pair_id == review_pairs.c.pair_id)
+            .where(
+                review_pairs.c.status == "pending", review_sample.c.run_id == current_run(session)
+            )
+            .order_by(review_sample.c.draw)
         )
-    )
+    else:
+        query = (
+            select(review_pairs)
+            .where(review_pairs.c.status == "pending", review_pairs.c.queue == queue)
+            .order_by(*REVIEW_QUEUE_ORDER)
+        )
     if limit:
         query = query.limit(limit)
     rows = session.execute(query).mappings().all()

@@ -44,11 +44,14 @@ from ipvi.tables.linkage import (
     person_id_changes,
     persons,
     review_pairs,
+    review_sample,
 )
+from linkage.accuracy import draw_sample
 from linkage.evaluate import blocking_metrics, cluster_metrics, metrics_by_group
 from linkage.fellegi_sunter import FellegiSunter
 from linkage.incremental import LinkIndex, assign_person_ids
 from linkage.linker import Linker, LinkResult
+from linkage.report import run_report_data
 from linkage.review import decided_pairs, evidence_for, pair_id
 from linkage.settings import LinkageSettings
 from linkage.standardize import MENTION_LINK_FIELDS, on_distinct
@@ -205,7 +208,7 @@ def _supervised_rescorer(settings: LinkageSettings, must: list, cannot: list):
 
 
 def _review_rows(
-    result: LinkResult, frame: pd.DataFrame, config: LinkageConfig, decided: pd.DataFrame, run_id
+    result: LinkResult, frame: pd.DataFrame, config: LinkageConfig, decided_ids: set, run_id
 ) -> list[dict]:
     """Pairs between the review thresholds, and links refused for conflicts, not yet decided."""
     p = result.probability
@@ -219,13 +222,18 @@ def _review_rows(
         rows = np.union1d(rows, np.flatnonzero(in_sorted(codes, np.sort(a * width + b))))
     if config.review_per_decision:
         rows = _one_pair_per_decision(rows, result)
+    return _queue_rows(result, frame, rows, decided_ids, run_id, queue="priority")
+
+
+def _queue_rows(
+    result: LinkResult, frame: pd.DataFrame, rows: np.ndarray, decided_ids: set, run_id, queue
+) -> list[dict]:
+    """``review_pairs`` rows of the candidate pairs ``rows`` not decided yet, with evidence."""
     if len(rows) == 0:
         return []
+    p = result.probability
     ids = frame["record_id"].to_numpy(dtype=object)
     left, right = result.pairs.left[rows], result.pairs.right[rows]
-    decided_ids = {
-        pair_id(a, b) for a, b in zip(decided["record_id_a"], decided["record_id_b"], strict=True)
-    }
     tf_columns = [c.column for c in result.model.comparisons if c.tf_level() is not None]
     tf_left = {c: result.records[c].to_numpy(dtype=object)[left] for c in tf_columns}
     contributions = result.model.contributions(result.levels[rows], tf_left)
@@ -250,9 +258,32 @@ def _review_rows(
                 "reviewer": None,
                 "decided_at": None,
                 "linkage_run_id": run_id,
+                "queue": queue,
             }
         )
     return out
+
+
+def _accuracy_sample(
+    result: LinkResult, frame: pd.DataFrame, config: LinkageConfig, run_id: str
+) -> tuple[pd.DataFrame, dict]:
+    """The run's random sample for the accuracy estimate: (sample rows, design)."""
+    sample, design = draw_sample(
+        result.pairs.left,
+        result.pairs.right,
+        result.probability,
+        result.labels,
+        sample_size=config.accuracy.sample_size,
+        seed=config.seed,
+    )
+    ids = frame["record_id"].to_numpy(dtype=object)
+    rows = sample["row"].to_numpy()
+    sample["pair_id"] = [
+        pair_id(a, b)
+        for a, b in zip(ids[result.pairs.left[rows]], ids[result.pairs.right[rows]], strict=True)
+    ]
+    sample["run_id"] = run_id
+    return sample, design
 
 
 def _one_pair_per_decision(rows: np.ndarray, result: LinkResult) -> np.ndarray:
@@ -375,7 +406,15 @@ def _link(engine: Engine, settings: LinkageSettings, run_id: str, truth_dir) -> 
             next_seq,
             config.person_id_prefix,
         )
-        review = _review_rows(result, frame, config, decided, run_id)
+        decided_ids = {
+            pair_id(a, b)
+            for a, b in zip(decided["record_id_a"], decided["record_id_b"], strict=True)
+        }
+        review = _review_rows(result, frame, config, decided_ids, run_id)
+        sample, design = _accuracy_sample(result, frame, config, run_id)
+        queued = {row["pair_id"] for row in review}
+        fresh_sample = sample["row"].to_numpy()[~sample["pair_id"].isin(queued).to_numpy()]
+        review += _queue_rows(result, frame, fresh_sample, decided_ids, run_id, queue="sample")
         # --- the switch: one transaction (this session) for everything below
         _insert_many(
             session,
@@ -447,7 +486,15 @@ def _link(engine: Engine, settings: LinkageSettings, run_id: str, truth_dir) -> 
                 session.execute(statement, chunk)
             for chunk in _chunks(fresh):
                 session.execute(insert(review_pairs), chunk)
+        _insert_many(
+            session,
+            review_sample,
+            sample[["run_id", "pair_id", "stratum", "linked", "match_probability", "draw"]]
+            .astype({"linked": bool, "draw": int, "match_probability": float})
+            .to_dict("records"),
+        )
         n_persons = len(pd.unique(ids.person_ids))
+        n_priority = sum(row["queue"] == "priority" for row in review)
         timings = {k: round(v, 3) for k, v in result.timings.items()}
         timings["read"] = round(read_seconds, 3)
         timings["write"] = round(time.perf_counter() - start, 3)
@@ -458,6 +505,9 @@ def _link(engine: Engine, settings: LinkageSettings, run_id: str, truth_dir) -> 
         parameters = {
             "settings": config.model_dump(mode="json"),
             "model": result.model.parameters(),
+            "blocking": result.blocking,
+            "accuracy_design": design,
+            "report": run_report_data(result, ids.person_ids, config),
             "learned": result.summary(),
             "skipped_blocks": dict(
                 zip(
@@ -483,7 +533,7 @@ def _link(engine: Engine, settings: LinkageSettings, run_id: str, truth_dir) -> 
                 metrics=metrics,
                 n_mentions=len(frame),
                 n_persons=n_persons,
-                n_review=len(review),
+                n_review=n_priority,
             )
         )
     summary = {
@@ -492,7 +542,8 @@ def _link(engine: Engine, settings: LinkageSettings, run_id: str, truth_dir) -> 
         "mentions": len(frame),
         "persons": n_persons,
         "candidate_pairs": len(result.pairs),
-        "review_pairs": len(review),
+        "review_pairs": n_priority,
+        "accuracy_sample_pairs": int(len(sample)),
         "minted": len(ids.minted),
         "merged": sum(1 for c in ids.changes if c[2] == "merge"),
         "split": len({c[0] for c in ids.changes if c[2] == "split"}),

@@ -2,9 +2,10 @@
 
 A key is 256 random bits shown once when created; the registry stores only its SHA-256, and a
 presented key is compared against every stored hash in constant time. Each key has a name (what
-the audit log records) and a role (``scoring``, ``advocate`` or ``admin``) that decides which
-endpoints it may call. Workers re-read the keys every ``serving.key_cache_seconds``, so a
-revocation takes effect within that time without a restart.
+the audit log records) and a role (``scoring``, ``advocate``, ``admin`` or ``reviewer``) that
+decides which endpoints it may call (``reviewer``: the review pages under ``/review``). Workers
+re-read the keys every ``serving.key_cache_seconds``, so a revocation takes effect within that
+time without a restart.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from serving.http import json_response
 
 logger = logging.getLogger(__name__)
 
-ROLES: tuple[str, ...] = ("scoring", "advocate", "admin")
+ROLES: tuple[str, ...] = ("scoring", "advocate", "admin", "reviewer")
 KEY_BYTES = 32  # 256 bits
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -161,6 +162,12 @@ class KeyCache:
     def loaded(self) -> bool:
         return self._keys is not None
 
+    def named(self, name: str) -> ApiKey | None:
+        """The active key called ``name`` (a review session's key, checked on each request)."""
+        with self._lock:
+            keys = self._keys or []
+        return next((candidate for candidate in keys if candidate.name == name), None)
+
     def identify(self, key: str) -> ApiKey | None:
         """The active key matching ``key``, comparing against every hash in constant time."""
         digest = hash_key(key)
@@ -241,6 +248,9 @@ class AuthMiddleware:
         Path -> roles allowed to call it; other paths accept any valid key (and usually 404).
     rate_limits : mapping
         Path -> :class:`TokenBucket` applied per key name.
+    self_authenticating : tuple of str
+        Path prefixes whose application checks keys itself (the review pages accept a session
+        cookie as well as the header); it sets ``api_key_name`` and ``api_key_role`` too.
     """
 
     def __init__(
@@ -250,17 +260,23 @@ class AuthMiddleware:
         keys: Callable[[], KeyCache],
         roles: Mapping[str, Sequence[str]],
         rate_limits: Callable[[], Mapping[str, TokenBucket]],
+        self_authenticating: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.keys = keys
         self.roles = roles
         self.rate_limits = rate_limits
+        self.self_authenticating = self_authenticating
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or is_public(scope["path"]):
+        path = scope.get("path", "")
+        if (
+            scope["type"] != "http"
+            or is_public(path)
+            or any(path == p or path.startswith(p + "/") for p in self.self_authenticating)
+        ):
             await self.app(scope, receive, send)
             return
-        path = scope["path"]
         cache = self.keys()
         presented = _bearer_token(scope)
         if presented is None:

@@ -1,7 +1,9 @@
 """Start a real ``bentoml serve`` process on a free loopback port (tests and benchmarks).
 
 The server is the one users run: the same service, middlewares and configuration file; it is
-started from the project root like ``bentoml serve`` with the bentofile.
+started from the project root like ``bentoml serve`` with the bentofile. Browser tests and
+benchmarks drive the system Chromium with the flags of :data:`CHROMIUM_ARGS`
+(Playwright's own browser download cannot run here).
 """
 
 from __future__ import annotations
@@ -21,6 +23,20 @@ import psutil
 from ipvi.config import load_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path(os.environ.get("IPVI_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS: tuple[str, ...] = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
+def launch_chromium(playwright):
+    """The system Chromium, headless and quiet, through a started Playwright."""
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS))
 
 
 def free_port() -> int:

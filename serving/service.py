@@ -4,7 +4,8 @@ Start it with ``ipvi serve`` or, from the project root, ``bentoml serve`` (bento
 This file only wires: each endpoint parses its typed request, calls one library function and
 returns its typed response (scores and tiers as the schema's fields, encoded directly); errors
 are :class:`~serving.http.ApiError` answers. Keys, body size, the audit log, /readyz, the
-OpenAPI document and keep-alive recycling are ASGI middlewares.
+OpenAPI document and keep-alive recycling are ASGI middlewares. The review pages
+(:mod:`serving.review`) are an ASGI app mounted under ``/review``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from serving.http import answer, answers_errors
 from serving.limits import BodyLimitMiddleware
 from serving.model import served_version
 from serving.openapi import DocsMiddleware, Endpoint, complete_document
+from serving.review import PREFIX as REVIEW_PREFIX
+from serving.review import ReviewPages
 from serving.runtime import MODEL_VERSION_ENV, get_runtime
 from serving.schemas import (
     DECISION_EXAMPLE,
@@ -49,6 +52,11 @@ served_version(
 )
 
 
+# The clerks' review pages (HTML; they check keys and session cookies themselves).
+review_pages = ReviewPages(runtime=get_runtime)
+
+
+@bentoml.asgi_app(review_pages.app, path=REVIEW_PREFIX)
 @bentoml.service(
     name="ipvi-risk-service",
     workers=_settings.workers,
@@ -162,4 +170,5 @@ RiskService.add_asgi_middleware(
     keys=lambda: get_runtime().keys,
     roles=_settings.roles,
     rate_limits=lambda: get_runtime().rate_limits,
+    self_authenticating=(REVIEW_PREFIX,),
 )

@@ -235,7 +235,9 @@ def test_review_export_order_escaping_and_no_confidential_evidence(registry, tmp
     with session_scope(engine) as session:
         pending = (
             session.execute(
-                select(review_pairs.c.pair_id).where(review_pairs.c.status == "pending")
+                select(review_pairs.c.pair_id).where(
+                    review_pairs.c.status == "pending", review_pairs.c.queue == "priority"
+                )
             )
             .scalars()
             .all()
@@ -367,7 +369,10 @@ def test_review_queue_asks_one_pair_per_cluster_decision(registry):
     walk = read_crosswalk(engine).set_index("record_id")["person_id"]
     with engine.connect() as connection:
         pending = pd.read_sql(
-            select(review_pairs).where(review_pairs.c.status == "pending"), connection
+            select(review_pairs).where(
+                review_pairs.c.status == "pending", review_pairs.c.queue == "priority"
+            ),
+            connection,
         )
     assert summary["review_pairs"] == len(pending) > 0
     a = walk.reindex(pending["record_id_a"]).to_numpy()

@@ -100,7 +100,7 @@ def test_rule_pair_counts_are_exact_and_within_the_budget():
     settings = LinkageSettings.from_config(load_config().linkage)
     linker = Linker(settings)
     result = linker.run(mentions[list(IDENTIFIER_FIELDS)])
-    plan = result.blocking
+    plan = result.plan
     assert plan is not None and plan.n_candidates > len(plan.rules)
     data = standardize_frame(mentions[list(IDENTIFIER_FIELDS)])
     for rule, counted in zip(plan.rules, plan.pairs, strict=True):

@@ -14,7 +14,7 @@ from training.models import RiskModel
 from training.pipeline import train
 from training.result import summary
 from training.scorecard import MAX_ITEMS, Scorecard
-from training.tier_list import build_list, write_list
+from training.tier_list import LIST_COLUMNS, build_list, write_list
 
 
 def _config(**changes):
@@ -225,3 +225,31 @@ def test_risk_model_defaults_are_those_of_ipvi_train():
     defaults = {name: getattr(model, name) for name in ModelParams.model_fields}
     assert defaults == load_config().training.model.model_dump()
     assert model.calibration == "sigmoid"
+
+
+def test_tier_list_page_carries_every_row_once_with_a_summary_and_no_markup_injection(
+    trained, tmp_path
+):
+    import json
+    import re
+
+    scored = trained.predictions.drop_duplicates("person_id").head(40).reset_index(drop=True)
+    hostile = "</script><script>alert(1)</script>"
+    scored.at[0, "tier_reasons"] = [{"reason": hostile, "record_ids": ["R-1", "R-2"]}]
+    previous = scored[["person_id", "tier", "band"]].iloc[5:].copy()
+    previous.loc[previous.index[0], "tier"] = "A" if scored.loc[5, "tier"] != "A" else "D"
+    rows = build_list(scored, previous)
+    csv_path, html_path = write_list(rows, tmp_path, stem="list", title="list")
+    assert csv_path.read_text().splitlines()[0] == ",".join(LIST_COLUMNS)
+    page = html_path.read_text()
+    assert hostile not in page and "alert(1)" in page  # escaped inside the JSON, not markup
+    data = json.loads(re.search(r'id="list-data">(.*?)</script>', page, re.S).group(1))
+    summary = json.loads(re.search(r'id="summary-data">(.*?)</script>', page, re.S).group(1))
+    assert [row[1] for row in data["rows"]] == rows["person_id"].tolist()
+    first = next(row for row in data["rows"] if row[1] == scored.at[0, "person_id"])
+    assert data["lookups"]["reasons"][first[8][0][0]] == hostile
+    assert first[7].split(" ")[:2] == ["R-1", "R-2"] and first[8][0][1] == "0-1"
+    assert {row[2] for row in data["rows"]} <= {0, 1, None}  # shown as yes / no, not True
+    counts = scored["tier"].value_counts()
+    assert summary["by_tier"] == {t: int(counts.get(t, 0)) for t in "ABCD"}
+    assert summary["new"] == 5 and summary["tier_up"] + summary["tier_down"] == 1

@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -228,7 +229,9 @@ def test_score_all_writes_lists_with_changes(setup):
     assert set(listing.loc[listing["change"] == "left the list", "person_id"]) == before - now
     assert listing["change"].value_counts().to_dict() == second["changes"]
     assert on_list["tier_reasons"].str.len().min() > 0
-    assert "<table>" in Path(second["html"]).read_text()
+    page = Path(second["html"]).read_text()
+    data = json.loads(re.search(r'id="list-data">(.*?)</script>', page, re.S).group(1))
+    assert [row[1] for row in data["rows"]] == listing["person_id"].tolist()
     with setup["engine"].connect() as connection:
         assert connection.execute(select(tier_lists)).fetchall()
         n = len(connection.execute(select(scores.c.score_id)).fetchall())

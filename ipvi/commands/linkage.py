@@ -1,4 +1,4 @@
-"""CLI commands of the linkage stage: link, dedupe, review export/import, link-eval.
+"""CLI commands of the linkage stage: link, dedupe, review export/import, link-eval, link-report.
 
 Each command parses options, loads the configuration, calls one library function and reports;
 the linkage library is imported inside the commands so ``ipvi dedupe`` loads no mlflow,
@@ -29,17 +29,24 @@ def dedupe(
         ..., "--map", help="canonical field=column pairs, e.g. first_name=FN,dob=BIRTH"
     ),
     out: Path = typer.Option(..., "--out", help="output CSV: id, cluster_id, confidence"),
+    report: Path = typer.Option(
+        None, "--report", help="also write the linkage report (HTML, charts inline) here"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON line"),
 ) -> None:
     """Deduplicate one file, or link two, learning every parameter from the files."""
     from ipvi.export import write_csv
     from linkage.dedupe import dedupe as run_dedupe
+    from linkage.report import write_report
 
     result = run_dedupe(list(inputs), id_column, mapping, _settings())
     for warning in result.warnings:
         info(f"warning: {warning}")
     write_csv(result.output, out)
     result.summary["out"] = str(out)
+    if report is not None:
+        write_report(result.report, html_path=report, json_path=None)
+        result.summary["report"] = str(report)
     if as_json:
         emit_json(result.summary)
     else:
@@ -77,10 +84,36 @@ def link(
 
 
 def link_eval(
-    truth: Path = typer.Option(..., "--truth", help="truth folder (record_id -> person_id)"),
+    truth: Path = typer.Option(None, "--truth", help="truth folder (record_id -> person_id)"),
+    labels: bool = typer.Option(
+        False,
+        "--labels",
+        help="estimate precision and recall from clerks' decisions on the accuracy sample",
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the metrics as one JSON line"),
 ) -> None:
-    """Evaluate the current crosswalk against the truth, overall and by race and ethnicity."""
+    """Evaluate the current crosswalk: against a truth folder, or from clerks' labels."""
+    from ipvi.errors import IpviError
+
+    if (truth is None) == (not labels):
+        raise IpviError("give either --truth DIR or --labels (exactly one)")
+    if labels:
+        from linkage.report import accuracy_from_labels
+
+        metrics = accuracy_from_labels(get_engine(), get_config().linkage)
+        if as_json:
+            emit_json(metrics)
+        elif metrics["enough"]:
+            for name in ("precision", "recall"):
+                low, high = metrics[f"{name}_interval"]
+                info(f"{name}: {metrics[name]:.4f} (95% interval {low:.4f} to {high:.4f})")
+            info(f"from {metrics['labels']} decided pairs of the accuracy sample")
+        else:
+            info(
+                f"not enough decisions yet: {metrics['labels']} of {metrics['sample_pairs']} "
+                f"sample pairs decided; {'; '.join(metrics['missing'][:3])}"
+            )
+        return
     from linkage.run import evaluate_crosswalk
 
     metrics = evaluate_crosswalk(get_engine(), truth)
@@ -92,17 +125,45 @@ def link_eval(
                 info(f"{key}: {value}")
 
 
+def link_report(
+    html: Path = typer.Option(None, "--html", help="write the report as HTML (charts inline)"),
+    json_out: Path = typer.Option(None, "--json", help="write the report as JSON"),
+) -> None:
+    """Report the registry's last linkage run: model, blocking, clusters, changes, backlog."""
+    from ipvi.errors import IpviError
+    from linkage.report import registry_report, write_report
+
+    if html is None and json_out is None:
+        raise IpviError("give --html FILE and/or --json FILE")
+    report = registry_report(get_engine(), get_config().linkage)
+    write_report(report, html_path=html, json_path=json_out)
+    accuracy = report["accuracy_from_labels"]
+    info(
+        f"linkage run {report['run']['run_id']}: report written to "
+        f"{', '.join(str(p) for p in (html, json_out) if p)}"
+        + ("" if accuracy else " (no accuracy estimate yet: not enough decided sample pairs)")
+    )
+
+
 @review_app.command("export")
 def review_export(
     out: Path = typer.Option(..., "--out", help="CSV file to write"),
     limit: int = typer.Option(None, "--limit", min=1, help="at most this many pairs"),
+    queue: str = typer.Option(
+        "priority",
+        "--queue",
+        help="priority (uncertain pairs) or sample (the random sample for accuracy)",
+    ),
 ) -> None:
     """Write pending review pairs: by priority, then the most uncertain first."""
     from ipvi.db import session_scope
+    from ipvi.errors import IpviError
     from linkage.review import export_pending
 
+    if queue not in ("priority", "sample"):
+        raise IpviError(f"--queue {queue!r}: choose priority or sample")
     with session_scope(get_engine()) as session:
-        count = export_pending(session, out, limit=limit)
+        count = export_pending(session, out, limit=limit, queue=queue)
     info(f"wrote {count} pending pair(s) to {out}")
 
 
@@ -126,4 +187,5 @@ def register(app: typer.Typer) -> None:
     app.command("dedupe")(dedupe)
     app.command("link")(link)
     app.command("link-eval")(link_eval)
+    app.command("link-report")(link_report)
     app.add_typer(review_app, name="review")

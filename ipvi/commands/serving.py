@@ -82,7 +82,9 @@ def serve(
 @keys_app.command("add")
 def keys_add(
     name: str = typer.Argument(..., help="A name for the key (recorded in the audit log)."),
-    role: str = typer.Option(..., "--role", help="scoring, advocate or admin."),
+    role: str = typer.Option(
+        ..., "--role", help="scoring, advocate, admin or reviewer (the /review pages)."
+    ),
 ) -> None:
     """Create a key; it is printed once, alone, as the last line of standard output."""
     from ipvi.db import session_scope

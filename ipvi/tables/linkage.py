@@ -1,4 +1,4 @@
-"""Tables of the linkage stage (migration ``0002``).
+"""Tables of the linkage stage (migrations ``0002`` and ``0006``).
 
 ``persons`` holds every person id ever minted (``seq`` orders them: the oldest survives a
 merge); a retired id lists its successor(s). ``crosswalk`` maps each current mention to its
@@ -7,12 +7,28 @@ run. ``review_pairs`` is the clerical queue: ``pair_id`` is stable for a pair of
 decision survives later runs and binds them. ``linkage_runs`` logs each run; ``linkage_models``
 keeps what a run learned (m / u, prior, term frequencies and the hash of the settings they fit),
 so the service builds its link index without refitting; ``linkage_lock`` holds the one running
-linkage (a second run fails fast instead of interleaving).
+linkage (a second run fails fast instead of interleaving). ``review_sample`` is each run's random
+sample of pairs for the accuracy estimate, ``review_leases`` the pairs a reviewer holds now.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, DateTime, Float, Index, Integer, String, Table, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    false,
+    func,
+    literal_column,
+)
 
 from ipvi.tables import metadata
 
@@ -91,9 +107,56 @@ review_pairs = Table(
     Column("reviewer", Text),
     Column("decided_at", DateTime),
     Column("linkage_run_id", String(40), nullable=False),
+    Column("note", Text),  # the clerk's optional note (review page)
+    # priority: between the review thresholds or refused for a conflict; sample: drawn only
+    # for the accuracy estimate (review_sample)
+    Column("queue", String(16), nullable=False, server_default="priority"),
     Index("ix_review_pairs_status", "status"),
     Index("ix_review_pairs_record_id_a", "record_id_a"),
     Index("ix_review_pairs_record_id_b", "record_id_b"),
+)
+
+# The review queue's order, defined once (``ipvi review export`` and the review pages): pairs
+# whose decision could change a tier first (priority, highest first), then the most uncertain
+# (match probability nearest 0.5). Literals, not bound parameters, so that the index below
+# matches the ORDER BY on SQLite and PostgreSQL alike: the next pair is an index walk, not a
+# sort of every pending pair.
+REVIEW_QUEUE_ORDER = (
+    review_pairs.c.priority.is_(None),
+    review_pairs.c.priority.desc(),
+    func.abs(review_pairs.c.match_probability - literal_column("0.5")),
+    review_pairs.c.pair_id,
+)
+Index(
+    "ix_review_pairs_queue_order",
+    review_pairs.c.status,
+    review_pairs.c.queue,
+    *REVIEW_QUEUE_ORDER,
+)
+
+# The accuracy sample of each run (linkage.accuracy): pairs drawn at random within strata of
+# (linked or not, match probability), in the order they were drawn.
+review_sample = Table(
+    "review_sample",
+    metadata,
+    Column("run_id", String(40), nullable=False),
+    Column("pair_id", String(40), nullable=False),
+    Column("stratum", String(40), nullable=False),
+    Column("linked", Boolean, nullable=False),
+    Column("match_probability", Float),
+    Column("draw", Integer, nullable=False),
+    PrimaryKeyConstraint("run_id", "pair_id", name="pk_review_sample"),
+)
+
+# A pair shown to one reviewer is held for them until ``expires_at`` (linkage.review_queue); a
+# pair they skipped is kept from them (only) until then.
+review_leases = Table(
+    "review_leases",
+    metadata,
+    Column("pair_id", String(40), primary_key=True),
+    Column("holder", String(100), nullable=False),
+    Column("expires_at", DateTime, nullable=False),
+    Column("skipped", Boolean, nullable=False, server_default=false()),
 )
 
 linkage_lock = Table(

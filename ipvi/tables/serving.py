@@ -1,4 +1,5 @@
-"""Tables of the serving stage: API keys, the hash-chained audit log, staff decisions.
+"""Tables of the serving stage: API keys, the hash-chained audit log, staff decisions, and the
+sessions of the review pages (migration ``0006``).
 
 Audit-log and decision rows hold pseudonymous person ids only, never names, dates of birth or
 addresses, and are exempt from purge (a purge appends a chained tombstone instead).
@@ -65,4 +66,16 @@ decisions = Table(
     Column("recorded_at", DateTime, nullable=False),
     # SHA-256 of the request: a retry with the same body is a no-op, a different body a conflict.
     Column("payload_hash", String(64), nullable=False),
+)
+
+# Review page sessions: the SHA-256 of the session cookie, the key it was opened with and the
+# CSRF token of its forms (serving.review_auth).
+review_sessions = Table(
+    "review_sessions",
+    metadata,
+    Column("session_hash", String(64), primary_key=True),
+    Column("key_name", String(100), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("expires_at", DateTime, nullable=False),
 )
