@@ -43,6 +43,17 @@ FEBRL_MAP = (
 )
 
 
+# What `ipvi dedupe --json` estimates of itself without truth, kept beside the true scores.
+SUMMARY_KEYS = (
+    "blocking_rules",
+    "estimated_pair_completeness",
+    "estimated_precision",
+    "estimated_recall",
+    "conflict_fields",
+    "link_threshold",
+)
+
+
 # A child forked from this (large) process would report this process's RSS as its own peak
 # (Linux carries the forked memory's high-water mark across exec): a small launcher forks the
 # measured command instead and prints its child's peak RSS.
@@ -57,7 +68,7 @@ _LAUNCHER = (
 )
 
 
-def _measured(command: list[str], env: dict | None = None) -> tuple[int, str, str, float, int]:
+def measured(command: list[str], env: dict | None = None) -> tuple[int, str, str, float, int]:
     """Run ``command``; return code, stdout, stderr, wall seconds and ITS peak RSS (bytes)."""
     start = time.perf_counter()
     completed = subprocess.run(
@@ -72,17 +83,29 @@ def _measured(command: list[str], env: dict | None = None) -> tuple[int, str, st
     return completed.returncode, completed.stdout, stderr, seconds, int(peak) * 1024
 
 
-def _f1(labels: np.ndarray, truth: np.ndarray) -> dict:
+def scores(labels: np.ndarray, truth: np.ndarray) -> dict:
+    """Pairwise and B-cubed scores, and the pairwise errors (false and missed links)."""
     from linkage.evaluate import cluster_metrics
 
     metrics = cluster_metrics(labels, truth)
-    return {k: round(v, 5) for k, v in metrics.items() if isinstance(v, float)}
+    out = {k: round(v, 5) for k, v in metrics.items() if isinstance(v, float)}
+    frame = pd.DataFrame({"p": pd.factorize(labels)[0], "t": pd.factorize(truth)[0]})
+
+    def pairs(keys: list[str]) -> int:
+        sizes = frame.groupby(keys).size().to_numpy(dtype=np.int64)
+        return int((sizes * (sizes - 1) // 2).sum())
+
+    true_links = pairs(["p", "t"])
+    out["false_links"] = pairs(["p"]) - true_links
+    out["missed_links"] = pairs(["t"]) - true_links
+    out["pairwise_errors"] = out["false_links"] + out["missed_links"]
+    return out
 
 
 def run_ours(inputs: list[Path], id_column: str, mapping: str, out: Path) -> dict:
     """``ipvi dedupe`` in its own process: wall seconds, peak RSS, output."""
     command = [str(IPVI), "dedupe", *map(str, inputs), "--id", id_column, "--map", mapping]
-    code, stdout, stderr, seconds, peak = _measured([*command, "--out", str(out), "--json"])
+    code, stdout, stderr, seconds, peak = measured([*command, "--out", str(out), "--json"])
     if code != 0:
         return {"error": stderr.strip().splitlines()[-1:]}
     summary = json.loads(stdout.strip().splitlines()[-1])
@@ -91,6 +114,7 @@ def run_ours(inputs: list[Path], id_column: str, mapping: str, out: Path) -> dic
         "peak_rss_bytes": peak,
         "candidate_pairs": summary["candidate_pairs"],
         "stage_seconds": summary["timings"],
+        **{key: summary.get(key) for key in SUMMARY_KEYS},
         "output": pd.read_csv(out, dtype={id_column: str}),
     }
 
@@ -99,7 +123,7 @@ def run_splink(inputs: list[Path], profile: str, out: Path) -> dict:
     """Splink 5 in ``.venv-bench`` (its own process)."""
     if not BENCH_PYTHON.exists():
         return {"skipped": "no .venv-bench (python -m venv .venv-bench; pip install -e .[bench])"}
-    code, stdout, stderr, seconds, peak = _measured(
+    code, stdout, stderr, seconds, peak = measured(
         [str(BENCH_PYTHON), str(SPLINK_RUNNER), str(inputs[0]), str(out), profile]
         + [str(p) for p in inputs[1:]]
     )
@@ -142,19 +166,19 @@ def run_recordlinkage_tutorial(frames: list[pd.DataFrame], truth: np.ndarray) ->
     )
     graph = coo_matrix((np.ones(len(left)), (left, right)), shape=(n, n))
     labels = connected_components(graph, directed=False)[1]
-    return {"seconds": round(time.perf_counter() - start, 3), **_f1(labels, truth)}
+    return {"seconds": round(time.perf_counter() - start, 3), **scores(labels, truth)}
 
 
 def _compare(ours: dict, splink: dict, truth_of) -> dict:
     out = {}
     if "output" in ours:
-        out["ours"] = {k: v for k, v in ours.items() if k != "output"} | _f1(
+        out["ours"] = {k: v for k, v in ours.items() if k != "output"} | scores(
             *truth_of(ours["output"], "ours")
         )
     else:
         out["ours"] = ours
     if "output" in splink:
-        out["splink"] = {k: v for k, v in splink.items() if k != "output"} | _f1(
+        out["splink"] = {k: v for k, v in splink.items() if k != "output"} | scores(
             *truth_of(splink["output"], "splink")
         )
         if "seconds" in out["ours"]:
@@ -247,7 +271,7 @@ def sample(folder: Path, use_splink: bool) -> dict:
     # Without the service's link index that `ipvi link` also builds: bench_serving times it.
     shutil.copy(folder / "registry.sqlite", folder / "registry_timed.sqlite")
     timed_env = dict(env, IPVI_DATABASE_URL=f"sqlite:///{folder / 'registry_timed.sqlite'}")
-    code, stdout, stderr, seconds, peak = _measured(
+    code, stdout, stderr, seconds, peak = measured(
         [str(IPVI), "link", "--no-link-index", "--json"], timed_env
     )
     if code != 0:
@@ -304,7 +328,9 @@ def sample(folder: Path, use_splink: bool) -> dict:
             truth = truth.drop_duplicates("record_id").set_index("record_id")["person_id"]
             output = splink.pop("output")
             splink.update(
-                _f1(output["cluster_id"].to_numpy(), truth.reindex(output["unique_id"]).to_numpy())
+                scores(
+                    output["cluster_id"].to_numpy(), truth.reindex(output["unique_id"]).to_numpy()
+                )
             )
             result["ratio_seconds_ours_to_splink"] = round(ours["seconds"] / splink["seconds"], 3)
             result["ratio_seconds_with_evaluation_to_splink"] = round(

@@ -7,8 +7,11 @@ as ``.venv-bench/bin/python benchmarks/linkage_splink_runner.py IN.parquet OUT.p
 cluster_id. Prints one JSON line: wall seconds and peak RSS.
 
 Profiles follow Splink's examples: ``people`` (the deduplicate-50k tutorial: forename/surname,
-date of birth, postcode-like and exact columns, EM on two blocking rules) and ``febrl``
-(Splink's FEBRL examples).
+date of birth, postcode-like and exact columns, EM on two blocking rules), ``febrl``
+(Splink's FEBRL examples) and ``generic`` (one configuration for any file of our canonical
+columns, as its tutorial builds one: a comparison from its library for each field type,
+``block_on`` over pairs of the identifying fields, m by EM on two blocking rules, term
+frequencies on names).
 """
 
 from __future__ import annotations
@@ -18,12 +21,49 @@ import resource
 import sys
 import time
 
+# Fields the generic profile pairs in its blocking rules (those present).
+GENERIC_BLOCKING = ("first_name", "surname", "dob", "zip", "email", "street", "ssn_last4", "phone")
 
-def settings_for(profile: str, link_type: str):
+
+def generic_comparison(column: str):
+    """The comparison library's comparison for one of our canonical field types."""
+    import splink.comparison_library as cl
+
+    if column in ("first_name", "surname", "middle_name"):
+        return cl.NameComparison(column).configure(term_frequency_adjustments=True)
+    if column == "dob":
+        return cl.DateOfBirthComparison(column, input_is_string=True)
+    if column == "zip":
+        return cl.PostcodeComparison(column)
+    if column == "email":
+        return cl.EmailComparison(column)
+    if column in ("ssn_last4", "phone"):
+        return cl.DamerauLevenshteinAtThresholds(column, 1)
+    if column in ("sex", "suffix", "city"):
+        return cl.ExactMatch(column).configure(term_frequency_adjustments=True)
+    return cl.JaroWinklerAtThresholds(column, [0.9, 0.7])
+
+
+def generic_settings(columns: list[str]):
+    from itertools import combinations
+
+    from splink import block_on
+
+    comparisons = [generic_comparison(column) for column in columns]
+    blocking = [c for c in GENERIC_BLOCKING if c in columns]
+    rules = [block_on(a, b) for a, b in combinations(blocking, 2)]
+    training = [block_on("first_name", "surname"), block_on("dob")]
+    deterministic = [block_on("first_name", "surname", "dob")]
+    return comparisons, rules, training, deterministic
+
+
+def settings_for(profile: str, link_type: str, columns: list[str]):
     import splink.comparison_library as cl
     from splink import SettingsCreator, block_on
 
-    if profile == "people":
+    if profile == "generic":
+        comparisons, rules, training, deterministic = generic_settings(columns)
+    elif profile == "people":
         comparisons = [
             cl.NameComparison("first_name").configure(term_frequency_adjustments=True),
             cl.NameComparison("surname").configure(term_frequency_adjustments=True),
@@ -84,11 +124,13 @@ def main(argv: list[str]) -> int:
     start = time.perf_counter()
     connection = duckdb.connect()
     db_api = DuckDBAPI(connection=connection)
-    tables = [db_api.register(parquet.read_table(source), table_name="a")]
+    first = parquet.read_table(source)
+    tables = [db_api.register(first, table_name="a")]
     if second:
         tables.append(db_api.register(parquet.read_table(second), table_name="b"))
+    columns = [c for c in first.column_names if c != "unique_id"]
     settings, training, deterministic = settings_for(
-        profile, "link_only" if second else "dedupe_only"
+        profile, "link_only" if second else "dedupe_only", columns
     )
     linker = Linker(tables if second else tables[0], settings)
     linker.training.estimate_probability_two_random_records_match(deterministic, recall=0.7)

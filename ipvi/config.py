@@ -14,10 +14,10 @@ import os
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ipvi.errors import ConfigError
 from ipvi.schema import EVENT_COLUMNS, MENTION_COLUMNS
@@ -109,8 +109,8 @@ class LinkageComparison(StrictModel):
     """One comparison: a named preset over a column, or explicit levels (null and else implicit).
 
     Level dicts are ``{type: exact|jaro_winkler|one_char_off|nickname|token_overlap|name_swap|
-    initial|day_month_swapped|same_year|same_prefix, ...parameters}``; linkage.settings checks
-    them.
+    initial|day_month_swapped|same_year|within_days|postal_area|same_prefix, ...parameters}``;
+    linkage.settings checks them.
     """
 
     column: str = Field(min_length=1)
@@ -125,6 +125,7 @@ class LinkageComparison(StrictModel):
             "initial",
             "digits",
             "agency_id",
+            "postcode",
         ]
         | None
     ) = None
@@ -140,12 +141,23 @@ class LinkageComparison(StrictModel):
         return values
 
 
+def _probability_or_auto(value: float | str) -> float | str:
+    if value != "auto" and not 0 < value < 1:
+        raise ValueError("must be 'auto' or lie in (0, 1)")
+    return value
+
+
+# A probability in (0, 1), or "auto": learned from the data in front of the linker.
+ProbabilityOrAuto = Annotated[float | Literal["auto"], AfterValidator(_probability_or_auto)]
+
+
 class LinkageClusterConfig(StrictModel):
     """Clustering that resists chaining (see linkage.cluster)."""
 
-    min_average_probability: float = Field(0.5, gt=0, lt=1)
+    min_average_probability: ProbabilityOrAuto = "auto"
     strong_identifiers: list[str] = Field(default_factory=lambda: ["ssn_last4", "dob"])
     exclusive_identifiers: list[str] = Field(default_factory=lambda: ["suffix"])
+    max_conflict_m: float = Field(0.01, ge=0, lt=1)
 
 
 class LinkageSupervisedConfig(StrictModel):
@@ -167,12 +179,13 @@ class LinkageConfig(StrictModel):
     """Comparisons, blocking rules and thresholds of the linker (linkage.settings reads it)."""
 
     comparisons: list[LinkageComparison] = Field(default_factory=list)
-    blocking_rules: list[list[str]] = Field(default_factory=list)
+    blocking_rules: list[list[str]] | Literal["auto"] = "auto"
+    pairs_per_record: float = Field(50.0, gt=0)
     max_block_size: int = Field(300, ge=2)
     # A rule's own limit, by the rule written as its fields joined with "+".
     block_size_limits: dict[str, int] = Field(default_factory=dict)
     expand_linked_components: bool = True
-    link_threshold: float = Field(0.5, gt=0, lt=1)
+    link_threshold: ProbabilityOrAuto = "auto"
     review_lower: float = Field(0.2, gt=0, lt=1)
     review_upper: float = Field(0.8, gt=0, lt=1)
     review_per_decision: bool = True
@@ -184,10 +197,18 @@ class LinkageConfig(StrictModel):
     supervised: LinkageSupervisedConfig = LinkageSupervisedConfig()
     person_id_prefix: str = Field("P", min_length=1, max_length=8)
 
+    @field_validator("blocking_rules")
+    @classmethod
+    def _rules(cls, rules):
+        if rules != "auto" and (not rules or any(not rule for rule in rules)):
+            raise ValueError("give 'auto' or a non-empty list of non-empty rules")
+        return rules
+
     @field_validator("block_size_limits")
     @classmethod
     def _limits_name_rules(cls, limits: dict[str, int], info) -> dict[str, int]:
-        rules = {"+".join(rule) for rule in info.data.get("blocking_rules", [])}
+        listed = info.data.get("blocking_rules", [])
+        rules = {"+".join(rule) for rule in listed} if listed != "auto" else set()
         for name, limit in limits.items():
             if name not in rules:
                 raise ValueError(f"'{name}' is not a blocking rule (write its fields joined by +)")
@@ -195,12 +216,9 @@ class LinkageConfig(StrictModel):
                 raise ValueError(f"'{name}': a block size limit is at least 2")
         return limits
 
-    def block_limits(self) -> list[int]:
-        """The block size limit of each blocking rule: its own, else ``max_block_size``."""
-        return [
-            self.block_size_limits.get("+".join(rule), self.max_block_size)
-            for rule in self.blocking_rules
-        ]
+    def block_limits(self, rules: list[list[str]]) -> list[int]:
+        """The block size limit of each of ``rules``: its own, else ``max_block_size``."""
+        return [self.block_size_limits.get("+".join(rule), self.max_block_size) for rule in rules]
 
     lock_timeout_seconds: float = Field(0.0, ge=0)
     # A running linkage renews its lock's lease; a lock whose lease ran out is stale.

@@ -23,8 +23,8 @@ class CandidatePairs:
     """Candidate pairs as positions into the left and right frames, and each rule's share.
 
     ``rule_pairs[k]`` holds the positions (into ``left`` / ``right``) of the pairs rule ``k``
-    produced; EM trains on them rule by rule (:class:`linkage.linker.Linker` empties them once
-    the model is fitted).
+    produced; EM trains on them rule by rule and they score the pairs
+    (:class:`linkage.linker.Linker` empties them once the pairs are scored).
     """
 
     left: np.ndarray
@@ -87,7 +87,7 @@ def within_block_pairs(
     return np.minimum(left, right), np.maximum(left, right), int(too_big.sum())
 
 
-def _cross_block_pairs(
+def cross_block_pairs(
     codes_left: np.ndarray, codes_right: np.ndarray, max_block_size: int
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Pairs of a left and a right row sharing a code (linking two files)."""
@@ -127,7 +127,7 @@ def candidate_pairs(
             left, right, n_big = within_block_pairs(codes, limit)
         else:
             codes = block_codes(both, rule, factorized)
-            left, right, n_big = _cross_block_pairs(codes[: len(data)], codes[len(data) :], limit)
+            left, right, n_big = cross_block_pairs(codes[: len(data)], codes[len(data) :], limit)
         rule_codes.append(left * n_right + right)
         skipped.append(n_big)
     union = unique_sorted(np.concatenate(rule_codes)) if rule_codes else np.zeros(0, np.int64)

@@ -4,11 +4,12 @@ Connected components over links merge whole populations through a few weak or wr
 Here components are only a first cut:
 
 * a component is accepted as is when every scored pair inside it links and no two of its
-  records hold conflicting strong identifiers;
+  records conflict on the hard identifiers (those the model found reliable in this data, see
+  :class:`HardIdentifiers`);
 * otherwise it is rebuilt by average-link merging: links in decreasing probability, two groups
   merge only if the mean log-odds over all their scored cross pairs reaches the log-odds of
   ``min_average_probability``, no cannot-link separates them, and no record of one conflicts
-  with a record of the other on every strong identifier (different SSN-4 *and* different DOB).
+  with a record of the other (every hard identifier both hold disagrees beyond a near miss).
   Links refused for a conflict are returned for clerical review.
 
 Review decisions bind: a "match" is a must-link, a "non-match" a cannot-link.
@@ -22,9 +23,12 @@ from itertools import chain
 
 import numpy as np
 import pandas as pd
+from rapidfuzz import process
+from rapidfuzz.distance import DamerauLevenshtein
 
 from ipvi.arrays import connected_labels, unique_sorted
 from linkage.blocking import within_block_pairs
+from linkage.compare import NO_DATE, day_numbers
 from linkage.standardize import MISSING
 
 
@@ -49,19 +53,93 @@ def identifier_codes(values: np.ndarray) -> np.ndarray:
     return codes
 
 
-def conflicts(
-    strong: np.ndarray, left: np.ndarray, right: np.ndarray, exclusive: np.ndarray | None = None
-) -> np.ndarray:
-    """True where two records disagree on every strong identifier (each present on both
-    sides), or on any exclusive one (a JR and a SR).
+# Days within which two dates of birth are a near miss (a year, leap day included).
+A_YEAR = 366
 
-    ``strong`` and ``exclusive`` are (records, identifiers) codes of
-    :func:`identifier_codes` (-1 missing).
+
+@dataclass
+class HardIdentifiers:
+    """The identifiers that forbid a merge, as codes per record, and what a near miss is.
+
+    Two present values *disagree* when they are more than a near miss apart: not one edit
+    apart (a digit or letter typo, two neighbours transposed) and, for dates, not within a
+    year of each other, with or without day and month swapped. A near miss never blocks a
+    merge.
     """
-    out = np.zeros(len(left), dtype=bool)
-    if strong.shape[1]:
-        a, b = strong[left], strong[right]
-        out |= ((a >= 0) & (b >= 0) & (a != b)).all(axis=1)
+
+    codes: np.ndarray  # (records, identifiers), -1 missing
+    values: list[np.ndarray]  # per identifier: the value of each code
+    days: list[np.ndarray]  # per identifier: the day number of each code's value (or NO_DATE)
+    swapped_days: list[np.ndarray]  # per identifier: the day number with day and month
+    # exchanged (or NO_DATE)
+
+    @classmethod
+    def from_values(cls, values: np.ndarray) -> HardIdentifiers:
+        codes = np.full(values.shape, -1, dtype=np.int64)
+        distinct, days, swapped_days = [], [], []
+        for k in range(values.shape[1]):
+            column = values[:, k]
+            part, uniques = pd.factorize(column)
+            codes[:, k] = np.where(column == MISSING, -1, part)
+            text = pd.Series(np.asarray(uniques, dtype=object), dtype=object)
+            distinct.append(text.to_numpy(dtype=object))
+            days.append(np.asarray(day_numbers(text), dtype=np.int64))
+            exchanged = text.str[:5] + text.str[8:10] + "-" + text.str[5:7]
+            exchanged = exchanged.where(days[-1] != NO_DATE, "")
+            swapped_days.append(np.asarray(day_numbers(exchanged), dtype=np.int64))
+        return cls(codes=codes, values=distinct, days=days, swapped_days=swapped_days)
+
+    @property
+    def n_fields(self) -> int:
+        return self.codes.shape[1]
+
+    def disagree(self, k: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Codes ``a`` and ``b`` of identifier ``k`` both present and more than a near miss
+        apart."""
+        out = (a >= 0) & (b >= 0) & (a != b)
+        rows = np.flatnonzero(out)
+        if not len(rows):
+            return out
+        ca, cb = a[rows], b[rows]
+        values, days, swapped_days = self.values[k], self.days[k], self.swapped_days[k]
+        edits = process.cpdist(
+            list(values[ca]), list(values[cb]), scorer=DamerauLevenshtein.distance, workers=1
+        )
+        near = np.asarray(edits) <= 1
+        dated = (days[ca] != NO_DATE) & (days[cb] != NO_DATE)
+        near |= dated & (np.abs(days[ca] - days[cb]) <= A_YEAR)
+        # Day and month swapped, with the year a near miss too (two slips of one person).
+        near |= (
+            dated & (swapped_days[cb] != NO_DATE) & (np.abs(days[ca] - swapped_days[cb]) <= A_YEAR)
+        )
+        out[rows] = ~near
+        return out
+
+    def conflict(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """True where some identifier is present on both records and every such identifier
+        disagrees (a differing SSN-4 with an equal date of birth is a typo, not a conflict)."""
+        if not self.n_fields:
+            return np.zeros(len(left), dtype=bool)
+        a, b = self.codes[left], self.codes[right]
+        present = (a >= 0) & (b >= 0)
+        disagree = np.column_stack(
+            [self.disagree(k, a[:, k], b[:, k]) for k in range(self.n_fields)]
+        )
+        return present.any(axis=1) & (disagree | ~present).all(axis=1)
+
+
+def conflicts(
+    strong: HardIdentifiers,
+    left: np.ndarray,
+    right: np.ndarray,
+    exclusive: np.ndarray | None = None,
+) -> np.ndarray:
+    """True where two records conflict on the hard identifiers (see
+    :meth:`HardIdentifiers.conflict`), or differ on any exclusive one (a JR and a SR).
+
+    ``exclusive`` holds (records, identifiers) codes of :func:`identifier_codes` (-1 missing).
+    """
+    out = strong.conflict(left, right)
     if exclusive is not None and exclusive.shape[1]:
         a, b = exclusive[left], exclusive[right]
         out |= ((a >= 0) & (b >= 0) & (a != b)).any(axis=1)
@@ -96,7 +174,7 @@ def cluster_records(
     right = np.asarray(right, dtype=np.int64)
     if exclusive is None:
         exclusive = np.empty((n_records, 0), dtype=object)
-    strong, exclusive = identifier_codes(strong), identifier_codes(exclusive)
+    strong, exclusive = HardIdentifiers.from_values(strong), identifier_codes(exclusive)
     probability = np.asarray(probability, dtype=float)
     decided = _decision_overrides(left, right, must_link, cannot_link)
     if must_link or cannot_link:
@@ -193,37 +271,29 @@ def _decision_overrides(left, right, must_link, cannot_link) -> np.ndarray:
     return decided
 
 
-def _identities(strong: np.ndarray, exclusive: np.ndarray):
-    """Per record an integer naming its (strong, exclusive) identifier codes, and a cached
-    conflict test on two such integers (scalar :func:`conflicts`).
+def _identities(strong: HardIdentifiers, exclusive: np.ndarray):
+    """Per record an integer naming its (hard, exclusive) identifier codes, and a cached
+    conflict test on two such integers (:func:`conflicts` of one representative record each).
 
     Records of one person mostly share their identifiers, so a group holds few distinct
     ones and each distinct couple is tested once per run.
     """
-    if not strong.shape[1] and not exclusive.shape[1]:
+    if not strong.n_fields and not exclusive.shape[1]:
         return None, None
     # Rows of codes numbered by hashing (np.unique over rows sorts them: seconds at 1M):
     # mixed radix, re-factorised after each column so that the numbers never overflow.
-    identity = np.zeros(len(strong), dtype=np.int64)
-    for column in np.hstack([strong, exclusive]).T:
+    identity = np.zeros(len(strong.codes), dtype=np.int64)
+    for column in np.hstack([strong.codes, exclusive]).T:
         identity = pd.factorize(identity * (int(column.max()) + 2) + column + 1)[0]
     first = np.zeros(identity.max() + 1 if len(identity) else 0, dtype=np.int64)
     first[identity[::-1]] = np.arange(len(identity))[::-1]
-    strong_of = strong[first].tolist()
-    exclusive_of = exclusive[first].tolist()
     cache: dict[tuple[int, int], bool] = {}
 
     def conflict(i: int, j: int) -> bool:
         key = (i, j) if i < j else (j, i)
         if key not in cache:
-            strong_conflict = bool(strong_of[i]) and all(
-                a >= 0 and b >= 0 and a != b
-                for a, b in zip(strong_of[i], strong_of[j], strict=True)
-            )
-            cache[key] = strong_conflict or any(
-                a >= 0 and b >= 0 and a != b
-                for a, b in zip(exclusive_of[i], exclusive_of[j], strict=True)
-            )
+            pair = np.array([first[i]]), np.array([first[j]])
+            cache[key] = bool(conflicts(strong, *pair, exclusive)[0])
         return cache[key]
 
     return identity, conflict

@@ -22,9 +22,10 @@ from rapidfuzz import process
 from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler
 
 from ipvi.errors import IpviError
-from linkage.standardize import MISSING
+from linkage.standardize import MISSING, postal_area
 
 NULL_LEVEL = 0
+NO_DATE = -(2**40)  # the day number of a value that is no date
 MISSING_CODE = 0  # the code of "" in every Vocabulary
 
 
@@ -252,24 +253,27 @@ class Nickname(Level):
 
 
 class TokenOverlap(Level):
-    """A compound surname shares its first or last token with the other (Garcia / Garcia Lopez)."""
+    """A multi-token value shares its first or last token with the other (Garcia / Garcia
+    Lopez, Jose Luis / Jose)."""
 
     kind = "token_overlap"
 
     def mask(self, values):
-        left_first, left_last = values.left["ln_first"], values.left["ln_last"]
-        right_first, right_last = values.right["ln_first"], values.right["ln_last"]
-        compound = (left_first != left_last) | (right_first != right_last)
+        vocabulary, a, b = values.vocabulary, values.a, values.b
+        codes = np.r_[a, b]
+        first = vocabulary.derived_codes("first token", lambda v: v.str.split(" ").str[0], codes)
+        last = vocabulary.derived_codes("last token", lambda v: v.str.split(" ").str[-1], codes)
+        compound = (first[a] != last[a]) | (first[b] != last[b])
         shared = (
-            (left_first == right_first)
-            | (left_first == right_last)
-            | (left_last == right_first)
-            | (left_last == right_last)
+            (first[a] == first[b])
+            | (first[a] == last[b])
+            | (last[a] == first[b])
+            | (last[a] == last[b])
         )
-        return compound & shared & (left_first != MISSING_CODE) & (right_first != MISSING_CODE)
+        return compound & shared
 
     def label(self, column):
-        return f"{column}: shares a surname token"
+        return f"{column}: shares a name token"
 
 
 class NameSwap(Level):
@@ -330,6 +334,39 @@ class SameYear(Level):
         return f"{column}: same year only"
 
 
+class WithinDays(Level):
+    """Dates at most ``days`` apart (a month or a year written wrong, not a wholly other date)."""
+
+    kind = "within_days"
+
+    def __init__(self, days: int = 366):
+        self.days = days
+
+    def mask(self, values):
+        ordinal = values.vocabulary.derived("ordinal", day_numbers, np.r_[values.a, values.b])
+        ordinal = ordinal.astype(np.int64)
+        a, b = ordinal[values.a], ordinal[values.b]
+        return (a != NO_DATE) & (b != NO_DATE) & (np.abs(a - b) <= self.days)
+
+    def label(self, column):
+        return f"{column}: within {self.days} days"
+
+
+class PostalArea(Level):
+    """The same postal area: a US ZIP3 or a UK outward code (see linkage.standardize)."""
+
+    kind = "postal_area"
+
+    def mask(self, values):
+        area = values.vocabulary.derived_codes(
+            "postal area", lambda v: v.map(postal_area), np.r_[values.a, values.b]
+        )
+        return area[values.a] == area[values.b]
+
+    def label(self, column):
+        return f"{column}: same postal area"
+
+
 class SamePrefix(Level):
     """Different values with the same prefix before ``separator`` (same agency, other id)."""
 
@@ -349,6 +386,13 @@ class SamePrefix(Level):
 
     def label(self, column):
         return f"{column}: same agency, different id"
+
+
+def day_numbers(values: pd.Series) -> np.ndarray:
+    """Days since 1970 of each ``YYYY-MM-DD`` value (NO_DATE for anything else)."""
+    dates = pd.to_datetime(values, format="%Y-%m-%d", errors="coerce")
+    days = (dates - pd.Timestamp("1970-01-01")).dt.days
+    return np.where(dates.notna(), days.fillna(0).to_numpy(np.int64), NO_DATE)
 
 
 def _date_parts(vocabulary: Vocabulary, codes: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -380,12 +424,13 @@ LEVEL_TYPES: dict[str, type[Level]] = {
         Initial,
         DayMonthSwapped,
         SameYear,
+        WithinDays,
+        PostalArea,
         SamePrefix,
     )
 }
 # Extra columns a level reads beyond the comparison's own.
 LEVEL_COLUMNS: dict[str, tuple[str, ...]] = {
-    "token_overlap": ("ln_first", "ln_last"),
     "name_swap": ("first_name", "last_name"),
 }
 

@@ -20,6 +20,18 @@ from linkage.report import file_report
 from linkage.settings import LinkageSettings
 from linkage.standardize import CANONICAL_FIELDS
 
+EMPTY_FIELD = (
+    "{file}: the column for {field} ({column}) is empty in every row: nothing to compare; "
+    "remove it from --map"
+)
+NO_LINKS = "no two rows were linked: every row is its own cluster (check --map)"
+GIANT_CLUSTER = (
+    "the largest cluster holds {size} rows ({share:.0%} of all rows): check that no mapped "
+    "column is shared by unrelated rows"
+)
+# A cluster holding more than this share of the rows (and more than a few) is reported.
+GIANT_SHARE = 0.05
+
 
 @dataclass
 class DedupeResult:
@@ -114,10 +126,11 @@ def _canonical(
     canonical = pd.DataFrame({field: frame[column] for field, column in fields.items()})
     for column in generic:
         canonical[column] = frame[column]
+    columns = {**fields, **{column: column for column in generic}}
     for name in canonical.columns:
         values = canonical[name]
         if values.isna().all() or (values.astype(str).str.strip() == "").all():
-            warnings.append(f"{file}: column for {name} is empty in every row: not compared")
+            raise IpviError(EMPTY_FIELD.format(file=file, field=name, column=columns[name]))
     return canonical.reset_index(drop=True), warnings
 
 
@@ -146,38 +159,41 @@ def dedupe(
         frames.append(frame)
         canonical.append(table)
         warnings += notes
-    usable = [
-        name
-        for name in canonical[0].columns
-        if all(table[name].notna().any() for table in canonical)
-    ]
-    if not usable:
-        raise IpviError("every mapped column is empty: nothing to compare")
-    compared_fields = [f for f in fields if f in usable]
+    compared_fields = list(fields)
     if "full_name" in compared_fields:
         compared_fields = [f for f in compared_fields if f != "full_name"]
         compared_fields += [
             f for f in ("first_name", "middle_name", "last_name") if f not in compared_fields
         ]
-    run_settings = settings.for_fields(compared_fields, [g for g in generic if g in usable])
-    keep = [name for name in canonical[0].columns if name in usable]
+    run_settings = settings.for_fields(compared_fields, generic)
     linker = Linker(run_settings)
-    other = canonical[1][keep] if len(canonical) == 2 else None
-    result = linker.run(canonical[0][keep], other)
-    confidence = result.link_confidence(run_settings.config.link_threshold)
+    other = canonical[1] if len(canonical) == 2 else None
+    result = linker.run(canonical[0], other)
     ids = pd.concat([frame[id_column] for frame in frames], ignore_index=True)
     output = pd.DataFrame(
-        {id_column: ids, "cluster_id": result.labels, "confidence": np.round(confidence, 6)}
+        {
+            id_column: ids,
+            "cluster_id": result.labels,
+            "confidence": np.round(result.link_confidence(), 6),
+        }
     )
     if len(inputs) == 2:
         output.insert(1, "source", np.repeat([1, 2], [len(frames[0]), len(frames[1])]))
-    summary = {
-        "records": int(len(output)),
-        "clusters": int(result.labels.max() + 1),
-        "candidate_pairs": int(len(result.pairs)),
-        "links": int((result.probability >= run_settings.config.link_threshold).sum()),
-        "timings": {k: round(v, 3) for k, v in result.timings.items()},
-        "compared": [c.name for c in run_settings.comparisons],
-    }
+    sizes = np.bincount(result.labels)
+    if sizes.max() == 1:
+        warnings.append(NO_LINKS)
+    elif sizes.max() > max(GIANT_SHARE * len(output), 20):
+        warnings.append(GIANT_CLUSTER.format(size=sizes.max(), share=sizes.max() / len(output)))
+    summary = result.summary()
+    summary.update(
+        {
+            "records": int(len(output)),
+            "clusters": int(result.labels.max() + 1),
+            "largest_cluster": int(sizes.max()),
+            "timings": {k: round(v, 3) for k, v in result.timings.items()},
+            "compared": [c.name for c in run_settings.comparisons],
+            "warnings": warnings,
+        }
+    )
     report = file_report(result, result.labels, run_settings.config, summary)
     return DedupeResult(output=output, warnings=warnings, summary=summary, report=report)

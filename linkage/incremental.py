@@ -154,6 +154,10 @@ class LinkIndex:
         Each indexed mention's person, as a position in ``persons_`` (the distinct person ids).
     level_labels_ : list of list of str
         Per comparison, the label of each level without the comparison-name prefix.
+    rules_ : list of list of str
+        The blocking rules of the run that fitted the model.
+    link_threshold_ : float
+        The link threshold of that run.
     model_ : FellegiSunter
         The fitted model.
     run_id_ : str or None
@@ -178,7 +182,11 @@ class LinkIndex:
         """
         self.run_id_ = run_id
         standardized = standardized.reset_index(drop=True)
-        rules = self.settings.config.blocking_rules
+        # The rules and threshold of the run that fitted the model (stored with it): its
+        # scores are per rule, and `auto` chose both from the data.
+        rules = model.blocking_rules_
+        self.rules_ = [list(rule) for rule in rules]
+        self.link_threshold_ = model.link_threshold_
         needed = set(self.settings.columns) | {c for rule in rules for c in rule}
         self.codes_: dict[str, tuple[np.ndarray, pd.Index]] = {}
         for column in needed:
@@ -240,12 +248,13 @@ class LinkIndex:
                     "keys for the link index; use fewer or coarser columns"
                 )
 
-    def candidates(self, record: dict[str, str]) -> np.ndarray:
-        """Positions of indexed mentions sharing a blocking key with the one ``record``."""
-        found = []
+    def candidates(self, record: dict[str, str]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Positions of indexed mentions sharing a blocking key with the one ``record``, and
+        per blocking rule which of those positions (indices into the first array) it found."""
+        found: list[np.ndarray] = []
         config = self.settings.config
         for rule, limit, (keys, order) in zip(
-            config.blocking_rules, config.block_limits(), self.keys_, strict=True
+            self.rules_, config.block_limits(self.rules_), self.keys_, strict=True
         ):
             key = 0
             for column in rule:
@@ -258,10 +267,11 @@ class LinkIndex:
                 low = np.searchsorted(keys, key, side="left")
                 high = np.searchsorted(keys, key, side="right")
                 if 0 < high - low <= limit:
-                    found.append(order[low:high])
-        if not found:
-            return np.zeros(0, dtype=np.int64)
-        return unique_sorted(np.concatenate(found))
+                    found.append(np.sort(order[low:high]))
+                    continue
+            found.append(np.zeros(0, dtype=np.int64))
+        positions = unique_sorted(np.concatenate(found)) if found else np.zeros(0, np.int64)
+        return positions, [np.searchsorted(positions, rule_found) for rule_found in found]
 
     def link(self, mention: dict) -> LinkMatch:
         """Link one canonical mention (a dict of canonical fields) to the indexed persons."""
@@ -271,7 +281,7 @@ class LinkIndex:
         if self.prepare is not None:
             mention = self.prepare(dict(mention))
         record = standardize_record(mention, self.settings.columns)
-        positions = self.candidates(record)
+        positions, rule_rows = self.candidates(record)
         if len(positions) == 0:
             return LinkMatch(None, 0.0, [], (time.perf_counter() - start) * 1000)
         comparisons = self.settings.comparisons
@@ -284,7 +294,7 @@ class LinkIndex:
             [c.levels_from_codes(codes_new, codes_old, vocabulary) for c in comparisons]
         )
         tf_left = {c.column: new[c.column] for c in comparisons if c.tf_level() is not None}
-        match = probability(self.model_.match_weight(levels, tf_left))
+        match = probability(self.model_.match_weight(levels, tf_left, rule_rows))
         persons = self.persons_[self.person_codes_[positions]]
         order = np.argsort(-match, kind="stable")
         _, first = np.unique(persons[order], return_index=True)
@@ -298,7 +308,7 @@ class LinkIndex:
             }
             for row in rows
         ]
-        threshold = self.settings.config.link_threshold
+        threshold = self.link_threshold_
         best = float(match[rows[0]])
         person = persons[rows[0]] if best >= threshold else None
         return LinkMatch(person, best, top, (time.perf_counter() - start) * 1000)

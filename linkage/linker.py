@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ipvi.errors import IpviError
+from linkage.autoblock import BlockingPlan, plan_blocking
 from linkage.blocking import (
     CandidatePairs,
     candidate_pairs,
@@ -21,9 +22,9 @@ from linkage.blocking import (
 )
 from linkage.cluster import Clusters, cluster_records
 from linkage.compare import compare_pairs, encode_for
-from linkage.fellegi_sunter import FellegiSunter
+from linkage.fellegi_sunter import FellegiSunter, estimated_errors, expected_f1_threshold
 from linkage.fellegi_sunter import probability as probability_of
-from linkage.settings import LinkageSettings
+from linkage.settings import KEY_SOURCES, LinkageSettings
 from linkage.standardize import standardize_frame
 
 
@@ -38,23 +39,60 @@ class LinkResult:
     probability: np.ndarray
     clusters: Clusters
     model: FellegiSunter
-    timings: dict[str, float] = field(default_factory=dict)
+    rules: list[list[str]]
+    link_threshold: float
+    # The rules `auto` chose, their pair counts and the seed's estimated pair completeness.
+    plan: BlockingPlan | None = None
+    conflicts: list[dict] = field(default_factory=list)
     # Pairs and estimated matches per blocking rule, the estimated pair completeness, and the
     # pairs iterative blocking added (:func:`linkage.blocking.rule_report`).
     blocking: dict = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def labels(self) -> np.ndarray:
         return self.clusters.labels
 
-    def link_confidence(self, link_threshold: float) -> np.ndarray:
+    def summary(self) -> dict:
+        """What the run chose and what it expects of itself, without any truth.
+
+        ``blocking_rules`` (with their pair counts), ``estimated_pair_completeness`` (the
+        share of the estimated matches the rules pair; null for listed rules),
+        ``estimated_precision`` and ``estimated_recall`` of the links (from the match
+        probabilities; recall times the pair completeness), ``conflict_fields`` (the
+        identifiers treated as hard constraints, and why) and ``link_threshold``.
+        """
+        precision, recall = estimated_errors(self.probability, self.link_threshold)
+        plan = self.plan
+        completeness = plan.estimated_pair_completeness if plan is not None else None
+        if plan is not None:
+            rules = plan.report()
+        else:
+            rules = [{"rule": "+".join(rule), "pairs": None} for rule in self.rules]
+        return {
+            "blocking_rules": rules,
+            "estimated_pair_completeness": _rounded(completeness),
+            "estimated_precision": _rounded(precision),
+            "estimated_recall": _rounded(recall * (completeness or 1.0)),
+            "conflict_fields": [c for c in self.conflicts if c["hard"]],
+            "conflict_fields_not_hard": [c for c in self.conflicts if not c["hard"]],
+            "link_threshold": _rounded(self.link_threshold),
+            "candidate_pairs": int(len(self.pairs)),
+            "links": int((self.probability >= self.link_threshold).sum()),
+        }
+
+    def link_confidence(self) -> np.ndarray:
         """Per record: the highest probability of a link inside its cluster (0 if alone)."""
         confidence = np.zeros(len(self.records))
         same = self.labels[self.pairs.left] == self.labels[self.pairs.right]
-        linked = same & (self.probability >= link_threshold)
+        linked = same & (self.probability >= self.link_threshold)
         for side in (self.pairs.left, self.pairs.right):
             np.maximum.at(confidence, side[linked], self.probability[linked])
         return confidence
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
 
 
 def _tf_records(data: pd.DataFrame, columns: list[str]) -> dict[str, pd.Categorical]:
@@ -114,17 +152,10 @@ class Linker:
         timings["standardize"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        pairs = candidate_pairs(config.blocking_rules, data, right, config.block_limits())
-        timings["block"] = time.perf_counter() - start
-
-        start = time.perf_counter()
         comparisons = self.settings.comparisons
         frames = [data] if right is None else [data, right]
         coded, vocabulary = encode_for(comparisons, frames)
         coded_right = coded[1] if right is not None else None
-        levels = compare_pairs(
-            comparisons, pairs.left, pairs.right, coded[0], coded_right, vocabulary
-        )
         rng = np.random.default_rng(config.seed)
         n_left = len(data)
         n_right = len(right) if right is not None else n_left
@@ -138,41 +169,101 @@ class Linker:
         random_levels = compare_pairs(
             comparisons, random_left, random_right, coded[0], coded_right, vocabulary
         )
-        timings["compare"] = time.perf_counter() - start
-
-        start = time.perf_counter()
-        excluded = [
-            {
-                k
-                for k, comparison in enumerate(comparisons)
-                if comparison.column in self.settings.rule_sources(rule)
-            }
-            for rule in config.blocking_rules
-        ]
         n_total = n_left * (n_left - 1) / 2 if right is None else float(n_left * n_right)
         all_records = data if right is None else pd.concat([data, right], ignore_index=True)
         tf_columns = [c.column for c in comparisons if c.tf_level() is not None]
-        model = FellegiSunter(comparisons, config.em_max_iterations, config.em_tolerance).fit(
-            levels,
-            random_levels,
-            pairs.rule_pairs,
-            excluded,
-            n_total,
-            tf_values={c: all_records[c] for c in tf_columns},
-        )
-        tf_records = _tf_records(data, tf_columns)
-        weight = model.match_weight(levels, {c: v[pairs.left] for c, v in tf_records.items()})
-        blocking = rule_report(
-            config.blocking_rules, pairs.rule_pairs, probability_of(weight), pairs.skipped_blocks
-        )
-        # EM and the rule report were the only uses of each rule's pairs: freed (about 0.7 GB
-        # at 1M mentions).
-        pairs.rule_pairs = []
+        tf_values = {c: all_records[c] for c in tf_columns}
         offset = 0 if right is None else n_left
+
+        def fit(levels, rule_pairs, rule_excluded, pair_weights=None) -> FellegiSunter:
+            model = FellegiSunter(comparisons, config.em_max_iterations, config.em_tolerance)
+            return model.fit(
+                levels,
+                random_levels,
+                rule_pairs,
+                rule_excluded,
+                n_total,
+                tf_values=tf_values,
+                pair_weights=pair_weights,
+            )
+
+        def excluded(rule: list[str]) -> set[int]:
+            sources = self.settings.rule_sources(rule)
+            return {k for k, c in enumerate(comparisons) if c.column in sources}
+
+        def direct(rule: list[str]) -> set[int]:
+            sources = {s for key in rule for s in KEY_SOURCES.get(key, (key,))}
+            return {k for k, c in enumerate(comparisons) if c.column in sources}
+
+        plan = None
+        rules = config.blocking_rules
+        if rules == "auto":
+            plan = plan_blocking(
+                all_records,
+                None if right is None else n_left,
+                key_sources=KEY_SOURCES,
+                pairs_per_record=config.pairs_per_record,
+                max_block_size=config.max_block_size,
+                compare=lambda left, right_: compare_pairs(
+                    comparisons, left, right_ - offset, coded[0], coded_right, vocabulary
+                ),
+                fit=fit,
+                excluded=excluded,
+                seed=config.seed,
+            )
+            rules = plan.rules
+        timings["plan_blocking"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        pairs = candidate_pairs(rules, data, right, config.block_limits(rules))
+        timings["block"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        levels = compare_pairs(
+            comparisons, pairs.left, pairs.right, coded[0], coded_right, vocabulary
+        )
+        timings["compare"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        if plan is not None:
+            # m and u from the seed's many training passes; the prior from these pairs.
+            model = plan.model.refit_prior(levels, n_total)
+            model.rule_u_ = [plan.model.rule_u_[k] for k in plan.chosen]
+            model.rule_share_ = [plan.model.rule_share_[k] for k in plan.chosen]
+        else:
+            model = fit(levels, pairs.rule_pairs, [excluded(rule) for rule in rules])
+        model.blocking_rules_ = [list(rule) for rule in rules]
+        model.rule_direct_ = [direct(rule) for rule in rules]
+        tf_records = _tf_records(data, tf_columns)
+        weight = model.match_weight(
+            levels,
+            {c: v[pairs.left] for c, v in tf_records.items()},
+            pairs.rule_pairs,
+        )
+        blocking = rule_report(
+            rules, pairs.rule_pairs, probability_of(weight), pairs.skipped_blocks
+        )
+        # EM, weights and the rule report were the only uses of each rule's pairs: freed
+        # (about 0.7 GB at 1M mentions).
+        pairs.rule_pairs = []
         n_blocked = len(pairs)
+        threshold = config.link_threshold
+        if threshold == "auto":
+            threshold = expected_f1_threshold(
+                probability_of(weight), config.review_lower, config.review_upper
+            )
+        model.link_threshold_ = threshold
         if config.expand_linked_components:
             pairs, levels, weight = self._expand(
-                pairs, levels, weight, model, offset, (data, right), (coded, vocabulary), tf_records
+                pairs,
+                levels,
+                weight,
+                model,
+                offset,
+                (data, right),
+                (coded, vocabulary),
+                tf_records,
+                threshold,
             )
         probability = probability_of(weight)
         blocking["expansion"] = {
@@ -186,24 +277,23 @@ class Linker:
         timings["score"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        # A conflict needs every strong identifier; with one of them unmapped there is none.
-        strong_columns = list(config.cluster.strong_identifiers)
-        if not all(c in self.compared_columns_ for c in strong_columns):
-            strong_columns = []
-        strong = all_records[strong_columns].to_numpy(dtype=object)
-        exclusive_columns = [
-            c for c in config.cluster.exclusive_identifiers if c in self.compared_columns_
+        hard = self._hard_identifiers(model)
+        strong_columns = [
+            h["field"] for h in hard if h["field"] in config.cluster.strong_identifiers
         ]
-        exclusive = all_records[exclusive_columns].to_numpy(dtype=object)
+        exclusive_columns = [
+            h["field"] for h in hard if h["field"] in config.cluster.exclusive_identifiers
+        ]
+        minimum = config.cluster.min_average_probability
         clusters = cluster_records(
             len(all_records),
             pairs.left,
             global_right,
             probability,
-            link_threshold=config.link_threshold,
-            min_average_probability=config.cluster.min_average_probability,
-            strong=strong,
-            exclusive=exclusive,
+            link_threshold=threshold,
+            min_average_probability=threshold if minimum == "auto" else minimum,
+            strong=all_records[strong_columns].to_numpy(dtype=object),
+            exclusive=all_records[exclusive_columns].to_numpy(dtype=object),
             must_link=list(must_link),
             cannot_link=list(cannot_link),
         )
@@ -222,11 +312,47 @@ class Linker:
             probability=probability,
             clusters=clusters,
             model=model,
-            timings=timings,
+            rules=rules,
+            link_threshold=threshold,
+            plan=plan,
+            conflicts=self._conflict_report(model),
             blocking=blocking,
+            timings=timings,
         )
 
-    def _expand(self, pairs, levels, weight, model, offset, frames, encoded, tf_records):
+    def _conflict_report(self, model: FellegiSunter) -> list[dict]:
+        """Each candidate hard identifier that is compared: its learned m of disagreement and
+        whether it is a hard constraint in this data (m at most ``cluster.max_conflict_m``)."""
+        config = self.settings.config.cluster
+        candidates = list(config.strong_identifiers) + list(config.exclusive_identifiers)
+        out = []
+        for k, comparison in enumerate(model.comparisons):
+            if (
+                comparison.column not in candidates
+                or comparison.column not in self.compared_columns_
+            ):
+                continue
+            m_disagree = float(model.m_[k][-1])
+            hard = m_disagree <= config.max_conflict_m
+            relation = "<=" if hard else ">"
+            out.append(
+                {
+                    "field": comparison.column,
+                    "hard": hard,
+                    "m_disagree": round(m_disagree, 6),
+                    "reason": (
+                        f"EM: matches disagree on it (beyond a near miss) with probability "
+                        f"{m_disagree:.4f} {relation} cluster.max_conflict_m "
+                        f"{config.max_conflict_m}"
+                    ),
+                }
+            )
+        return out
+
+    def _hard_identifiers(self, model: FellegiSunter) -> list[dict]:
+        return [entry for entry in self._conflict_report(model) if entry["hard"]]
+
+    def _expand(self, pairs, levels, weight, model, offset, frames, encoded, tf_records, threshold):
         """Add and score the pairs inside first-pass link components (iterative blocking).
 
         The model is not refitted: the added pairs belong to no blocking rule, so EM, which
@@ -236,7 +362,7 @@ class Linker:
         data, right = frames
         coded, vocabulary = encoded
         n_records = len(data) + (0 if right is None else len(right))
-        linked = probability_of(weight) >= config.link_threshold
+        linked = probability_of(weight) >= threshold
         extra_left, extra_right = linked_component_pairs(
             n_records,
             pairs.left,

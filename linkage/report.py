@@ -91,7 +91,7 @@ def run_report_data(result, person_ids, config: LinkageConfig) -> dict:
             "edges": edges.tolist(),
             "counts": counts.astype(int).tolist(),
             "thresholds": {
-                "link": _log_odds(config.link_threshold),
+                "link": _log_odds(result.link_threshold),
                 "review lower": _log_odds(config.review_lower),
                 "review upper": _log_odds(config.review_upper),
             },

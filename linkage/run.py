@@ -310,14 +310,14 @@ def _review_rows(
     p = result.probability
     band = (p >= config.review_lower) & (p < config.review_upper)
     rows = np.flatnonzero(band)
-    if config.review_per_decision:
-        rows = _one_pair_per_decision(rows, result)
     if result.clusters.refused:
         # Pairs as one integer each (an index over every candidate pair costs gigabytes).
         width = len(result.records)
         a, b = np.asarray(result.clusters.refused, dtype=np.int64).T
         codes = result.pairs.left * width + result.pairs.right
         rows = np.union1d(rows, np.flatnonzero(in_sorted(codes, np.sort(a * width + b))))
+    if config.review_per_decision:
+        rows = _one_pair_per_decision(rows, result)
     return _queue_rows(result, frame, rows, decided_ids, run_id, queue="priority")
 
 
@@ -496,7 +496,7 @@ def _link(engine: Engine, settings: LinkageSettings, run_id: str, truth_dir) -> 
         cannot_link=cannot,
         rescore=rescore,
     )
-    confidence = result.link_confidence(config.link_threshold)
+    confidence = result.link_confidence()
     start = time.perf_counter()
     with session_scope(engine) as session:
         # Through pandas on the session's connection, not rows of a Result, at this size.
@@ -621,9 +621,10 @@ def _link(engine: Engine, settings: LinkageSettings, run_id: str, truth_dir) -> 
             "blocking": result.blocking,
             "accuracy_design": design,
             "report": run_report_data(result, ids.person_ids, config),
+            "learned": result.summary(),
             "skipped_blocks": dict(
                 zip(
-                    ["+".join(r) for r in config.blocking_rules],
+                    ["+".join(r) for r in result.rules],
                     result.pairs.skipped_blocks,
                     strict=True,
                 )
@@ -649,6 +650,7 @@ def _link(engine: Engine, settings: LinkageSettings, run_id: str, truth_dir) -> 
             )
         )
     summary = {
+        **result.summary(),
         "run_id": run_id,
         "mentions": len(frame),
         "persons": n_persons,

@@ -28,11 +28,13 @@ from linkage.compare import (
     NameSwap,
     Nickname,
     OneCharOff,
+    PostalArea,
     SamePrefix,
-    SameYear,
     TokenOverlap,
+    WithinDays,
     make_level,
 )
+from linkage.fellegi_sunter import MOVING_TOGETHER
 
 # The canonical field each derived blocking key is computed from (see standardize_frame).
 KEY_SOURCES: dict[str, tuple[str, ...]] = {
@@ -42,25 +44,32 @@ KEY_SOURCES: dict[str, tuple[str, ...]] = {
     "fn_init": ("first_name",),
     "ln_init": ("last_name",),
     "name_key": ("first_name", "last_name"),
-    "ln_first": ("last_name",),
-    "ln_last": ("last_name",),
+    "fn_nick": ("first_name",),
     "dob_year": ("dob",),
     "dob_md": ("dob",),
+    "zip_area": ("zip",),
 }
+
+
+# Fields whose errors go together: a move changes street, city and postcode at once; a swap
+# of first and last names changes both (see LinkageSettings.rule_sources).
+FIELD_FAMILIES: tuple[tuple[str, ...], ...] = (*MOVING_TOGETHER, ("first_name", "last_name"))
 
 
 def _preset_levels(spec: LinkageComparison) -> list[Level]:
     t = spec.thresholds
     if spec.preset == "first_name":
         levels: list[Level] = [Exact(tf=spec.tf), Nickname(), JaroWinklerAtLeast(t[0]), NameSwap()]
-        return levels + [JaroWinklerAtLeast(x) for x in t[1:]]
+        return levels + [TokenOverlap()] + [JaroWinklerAtLeast(x) for x in t[1:]] + [Initial()]
     if spec.preset == "last_name":
         levels = [Exact(tf=spec.tf), JaroWinklerAtLeast(t[0]), TokenOverlap()]
         return levels + [JaroWinklerAtLeast(x) for x in t[1:]]
     if spec.preset == "name":
         return [Exact(tf=spec.tf)] + [JaroWinklerAtLeast(x) for x in t]
     if spec.preset == "dob":
-        return [Exact(), OneCharOff(), DayMonthSwapped(), SameYear()]
+        return [Exact(), OneCharOff(), DayMonthSwapped(), WithinDays(366)]
+    if spec.preset == "postcode":
+        return [Exact(tf=spec.tf), OneCharOff(), PostalArea()]
     if spec.preset == "exact":
         return [Exact(tf=spec.tf)]
     if spec.preset == "string":
@@ -113,7 +122,8 @@ class LinkageSettings:
     def from_config(cls, config: LinkageConfig) -> LinkageSettings:
         if not config.comparisons:
             raise ConfigError("config key 'linkage.comparisons': at least one comparison needed")
-        if not config.review_lower <= config.link_threshold <= config.review_upper:
+        threshold = config.link_threshold
+        if threshold != "auto" and not config.review_lower <= threshold <= config.review_upper:
             raise ConfigError(
                 "config key 'linkage.link_threshold': must lie between review_lower and "
                 "review_upper"
@@ -148,8 +158,9 @@ class LinkageSettings:
         """The settings restricted to ``fields`` (canonical) plus ``generic`` string columns.
 
         Used by ``ipvi dedupe``: a mapped canonical field keeps its configured comparison, a
-        generic column is compared as a string and blocks on its own value; rules naming an
-        absent field are dropped.
+        generic column is compared as a string (with term frequencies). Listed blocking rules
+        keep those whose fields are mapped, and each generic column blocks alone; ``auto``
+        chooses among every mapped field's keys.
         """
         present = set(fields) | set(generic)
         specs = [spec for spec in self.config.comparisons if spec.column in present]
@@ -157,12 +168,19 @@ class LinkageSettings:
             LinkageComparison(column=column, preset="string", thresholds=[0.9], tf=True)
             for column in generic
         ]
-        rules = [
-            rule
-            for rule in self.config.blocking_rules
-            if all(set(KEY_SOURCES.get(key, (key,))) <= present for key in rule)
-        ]
-        rules += [[column] for column in generic]
+        rules = self.config.blocking_rules
+        if rules != "auto":
+            rules = [
+                rule
+                for rule in rules
+                if all(set(KEY_SOURCES.get(key, (key,))) <= present for key in rule)
+            ]
+            rules += [[column] for column in generic]
+            if not rules:
+                raise ConfigError(
+                    "config key 'linkage.blocking_rules': no rule uses only the mapped "
+                    f"fields ({', '.join(sorted(present))}); list one, or use auto"
+                )
         config = self.config.model_copy(
             update={"comparisons": specs, "blocking_rules": rules}, deep=True
         )
@@ -180,8 +198,15 @@ class LinkageSettings:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def rule_sources(self, rule: list[str]) -> set[str]:
-        """The fields a blocking rule reads (so EM does not learn m for them from its pairs)."""
-        return {source for key in rule for source in KEY_SOURCES.get(key, (key,))}
+        """The fields a blocking rule reads, and those whose errors go with them (so EM does
+        not learn m for any of them from its pairs): among pairs sharing a street, matches
+        that moved are missing, so the postcode's disagreement would be understated; among
+        pairs sharing a surname, so would a first name written as the surname (a swap)."""
+        sources = {source for key in rule for source in KEY_SOURCES.get(key, (key,))}
+        for family in FIELD_FAMILIES:
+            if sources & set(family):
+                sources |= set(family)
+        return sources
 
     @property
     def columns(self) -> list[str]:

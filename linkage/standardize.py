@@ -342,7 +342,7 @@ def standardize_frame(frame: pd.DataFrame, fields: list[str] | None = None) -> p
         One column per field (plain strings, ``""`` for missing) plus the derived keys
         ``fn_phon``, ``ln_phon`` (metaphone), ``ln_nysiis``, ``fn_init``, ``ln_init``,
         ``name_key`` (the two phonetic codes sorted, so first/last swaps share it),
-        ``ln_first`` / ``ln_last`` (first and last surname token),
+        ``fn_nick`` (the first name's nickname group), ``zip_area`` (ZIP3 / UK outward code),
         ``dob_year`` and ``dob_md`` (day and month sorted, so swaps share it).
     """
     fields = list(frame.columns) if fields is None else list(fields)
@@ -376,6 +376,41 @@ def standardize_frame(frame: pd.DataFrame, fields: list[str] | None = None) -> p
     return out
 
 
+@cache
+def _nickname_canonical() -> dict[str, str]:
+    """Name -> a blocking key its nicknames and formal forms mostly share: the first, in
+    alphabetical order, of the name and every name ``nicknames`` relates to it (Tom, Thom and
+    Thomas -> thom). One key per name, so a few related names get different keys; the
+    nickname comparison level still relates them."""
+    from nicknames import NickNamer
+
+    namer = NickNamer()
+    key: dict[str, str] = {}
+    for name in list(namer._nickname_lookup) + list(namer._canonical_lookup):
+        key[name] = min(namer.canonicals_of(name) | namer.nicknames_of(name) | {name})
+    return key
+
+
+def _nickname_key(value: str) -> str:
+    """The first token's nickname-group key (so Tom and Thomas block together)."""
+    first = value.split(" ")[0]
+    return _nickname_canonical().get(first, first) if first else MISSING
+
+
+def postal_area(value: str) -> str:
+    """A postcode's area: a US ZIP's first three digits, a UK outward code (all but the last
+    three characters of a full postcode), else the code itself.
+
+    >>> [postal_area(v) for v in ("27260", "SW1A1AA", "S118DQ", "2119", "")]
+    ['272', 'SW1A', 'S11', '2119', '']
+    """
+    if value.isdigit() and len(value) >= 5:
+        return value[:3]
+    if len(value) >= 5 and value[-3].isdigit() and value[-2:].isalpha():
+        return value[:-3]
+    return value
+
+
 def _first_phonetic(value: str) -> str:
     return _metaphone(value.split(" ")[0]) if value else MISSING
 
@@ -386,14 +421,6 @@ def _whole_nysiis(value: str) -> str:
 
 def _initial(value: str) -> str:
     return value[:1]
-
-
-def _first_token(value: str) -> str:
-    return value.split(" ")[0]
-
-
-def _last_token(value: str) -> str:
-    return value.split(" ")[-1]
 
 
 def _year(value: str) -> str:
@@ -428,8 +455,9 @@ def _add_derived(out: pd.DataFrame) -> None:
     high = last_code.where(in_order, first_code)
     both = (first_code != MISSING) & (last_code != MISSING)
     out["name_key"] = (low + "|" + high).where(both, MISSING)
-    out["ln_first"] = on_distinct(last, _first_token)
-    out["ln_last"] = on_distinct(last, _last_token)
+    out["fn_nick"] = on_distinct(first, _nickname_key)
+    postal = out["zip"] if "zip" in out.columns else empty
+    out["zip_area"] = on_distinct(postal, postal_area)
     dob = out["dob"] if "dob" in out.columns else empty
     out["dob_year"] = on_distinct(dob, _year)
     out["dob_md"] = on_distinct(dob, _dob_md)
@@ -468,6 +496,7 @@ def standardize_record(mention: dict, fields: list[str]) -> dict[str, str]:
     out["ln_nysiis"] = _whole_nysiis(last)
     out["fn_init"], out["ln_init"] = _initial(first), _initial(last)
     out["name_key"] = _name_key(out["fn_phon"], out["ln_phon"])
-    out["ln_first"], out["ln_last"] = _first_token(last), _last_token(last)
+    out["fn_nick"] = _nickname_key(first)
+    out["zip_area"] = postal_area(out.get("zip", MISSING))
     out["dob_year"], out["dob_md"] = _year(dob), _dob_md(dob)
     return out

@@ -161,7 +161,7 @@ class IntakeLinker:
             for c in shown
             if c["person_id"] in current
         ]
-        threshold = index.settings.config.link_threshold
+        threshold = index.link_threshold_
         best = (
             candidates[0].person_id
             if candidates and candidates[0].match_probability >= threshold

@@ -105,6 +105,30 @@ def test_link_writes_crosswalk_persons_and_run(registry, tmp_path):
     assert read_crosswalk(engine)["person_id"].tolist() == walk["person_id"].tolist()
 
 
+def test_link_chooses_its_rules_and_its_index_follows_them(registry):
+    # `ipvi link` chooses its rules from the data (blocking_rules: auto); the service's index
+    # then blocks and thresholds as the run did (both stored with the run's model). Listed
+    # rules still work, and the index then uses them.
+    engine, frame, _ = registry
+    summary = link_registry(engine, CONFIG)
+    chosen = [rule["rule"] for rule in summary["blocking_rules"]]
+    assert chosen and all(rule["pairs"] > 0 for rule in summary["blocking_rules"])
+    assert 0 < summary["estimated_pair_completeness"] <= 1
+    index = load_link_index(engine, CONFIG)
+    assert ["+".join(rule) for rule in index.rules_] == chosen
+    assert index.link_threshold_ == pytest.approx(summary["link_threshold"], abs=1e-4)
+    walk = read_crosswalk(engine).set_index("record_id")["person_id"]
+    row = frame.iloc[10]
+    mention = {k: row[k] for k in ("first_name", "last_name", "dob", "sex", "zip", "ssn_last4")}
+    assert index.link(mention).person_id == walk[row["record_id"]]
+    listed = CONFIG.model_copy(update={"blocking_rules": [["dob"], ["name_key", "sex"]]})
+    assert [r["rule"] for r in link_registry(engine, listed)["blocking_rules"]] == [
+        "dob",
+        "name_key+sex",
+    ]
+    assert load_link_index(engine, listed).rules_ == [["dob"], ["name_key", "sex"]]
+
+
 def _two_persons(engine):
     walk = read_crosswalk(engine)
     sizes = walk.groupby("person_id").size()
@@ -308,7 +332,7 @@ def test_link_index_links_one_new_record(registry):
     mention = {k: row[k] for k in ("first_name", "last_name", "dob", "sex", "zip", "ssn_last4")}
     match = index.link(mention)
     assert match.person_id == walk[row["record_id"]]
-    assert match.probability >= CONFIG.link_threshold
+    assert match.probability >= index.link_threshold_
     assert (
         index.link({"first_name": "zzyzx", "last_name": "qwerty", "dob": "1901-01-01"}).person_id
         is None
@@ -329,7 +353,7 @@ def test_link_index_uses_the_stored_model_without_refitting(registry, monkeypatc
     index = load_link_index(engine, CONFIG)
     assert index.run_id_ == summary["run_id"]
     assert index.model_.prior_ == pytest.approx(stored["model"]["prior"])
-    assert set(index.model_.tf_) == {"first_name", "last_name"}
+    assert {"first_name", "last_name", "zip"} <= set(index.model_.tf_)
     changed = CONFIG.model_copy(update={"comparisons": CONFIG.comparisons[:-1]})
     with pytest.raises(IpviError, match="linkage.comparisons"):
         load_link_index(engine, changed)

@@ -39,12 +39,21 @@ def test_full_name_is_split_in_both_orders():
     assert frame["middle_name"].tolist() == ["e", "q"]
 
 
-def test_compound_surname_tokens_and_swap_key():
+def test_nickname_group_postal_area_and_swap_key():
+    frame = s.standardize_frame(
+        pd.DataFrame(
+            {
+                "first_name": ["Tom", "Thomas", "Thom"],
+                "last_name": ["Garcia-Lopez", "Smith", "Tom"],
+                "zip": ["SW1A 1AA", "27260-1234", ""],
+            }
+        )
+    )
+    assert frame["fn_nick"].nunique() == 1
+    assert frame["zip_area"].tolist() == ["SW1A", "272", ""]
     frame = s.standardize_frame(
         pd.DataFrame({"first_name": ["Maria", "Garcia"], "last_name": ["Garcia-Lopez", "Maria"]})
     )
-    assert frame["ln_first"].tolist() == ["garcia", "maria"]
-    assert frame["ln_last"].tolist() == ["lopez", "maria"]
     # NYSIIS of the first surname token, so swapped names share the sorted name key
     assert frame["name_key"].iat[0] == frame["name_key"].iat[1]
 
