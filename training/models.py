@@ -18,9 +18,10 @@ from scipy.special import expit
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
+from ipvi.columns import Columns
 from ipvi.config import ModelParams
 from ipvi.errors import IpviError
-from training.compiled_trees import compile_trees
+from training.compiled_trees import checked_trees
 from training.features import FEATURE_BY_NAME, check_no_protected
 
 NOT_FITTED = "this {name} is not fitted yet: call fit first"
@@ -74,8 +75,9 @@ class RiskModel:
     feature_names_in_ : list of str
     best_iteration_ : int
     compiled_trees_ : CompiledTrees or None
-        The trees as contribution tables (:mod:`training.compiled_trees`), None when they are
-        too large to compile (LightGBM then computes the contributions).
+        The trees as contribution tables (:mod:`training.compiled_trees`), built at fit and
+        at every load and checked against LightGBM; None when they are too large to compile
+        or disagree (LightGBM then computes the contributions).
 
     Examples
     --------
@@ -206,7 +208,7 @@ class RiskModel:
             )
             self.booster_ = lgb.train(params, both, num_boost_round=self.best_iteration_)
         self.feature_names_in_ = columns
-        self.compiled_trees_ = compile_trees(self.booster_, self.best_iteration_)
+        self.compiled_trees_ = checked_trees(self.booster_, self.best_iteration_)
         raw = self.raw_score(calibration_set[0])
         labels = np.asarray(calibration_set[1])
         if self.calibration == "isotonic":
@@ -217,13 +219,12 @@ class RiskModel:
             self.calibrator_ = LogisticRegression(C=1e6).fit(raw.reshape(-1, 1), labels)
         return self
 
-    def feature_matrix(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+    def feature_matrix(self, X: Columns | pd.DataFrame | np.ndarray) -> np.ndarray:
         """The model's inputs as a float64 array in training order (``feature_names_in_``).
 
-        Every method taking ``X`` accepts this array as well (taken as it is), so a caller
-        asking for several answers converts the table once. LightGBM's pandas path costs
-        milliseconds per call (dtype checks, copies), which dominates single-row scoring; for
-        float64 features the array gives identical results.
+        ``X`` is a table of named feature columns (the scoring core's :class:`Columns`, or a
+        DataFrame in training), or this array already, taken as it is: every method taking
+        ``X`` accepts it, so a caller asking for several answers converts the table once.
         """
         if isinstance(X, np.ndarray):
             # Columns are read by position: a matrix of another width would be misread.
@@ -233,9 +234,11 @@ class RiskModel:
                     f"order; got shape {X.shape}"
                 )
             return X
-        return X[self.feature_names_in_].to_numpy(dtype=float, na_value=np.nan)
+        return np.column_stack(
+            [np.asarray(X[name], dtype=float) for name in self.feature_names_in_]
+        )
 
-    def raw_score(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+    def raw_score(self, X: Columns | pd.DataFrame | np.ndarray) -> np.ndarray:
         """LightGBM's raw (log-odds) score, before calibration."""
         check_fitted(self, "booster_")
         # Threads as configured: OpenMP's default (every core) spins for milliseconds per
@@ -247,7 +250,7 @@ class RiskModel:
             num_threads=self.num_threads,
         )
 
-    def predict_proba(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+    def predict_proba(self, X: Columns | pd.DataFrame | np.ndarray) -> np.ndarray:
         """The calibrated probability of a recorded IPV re-offence (one column)."""
         check_fitted(self, "calibrator_")
         raw = self.raw_score(X)
@@ -263,7 +266,7 @@ class RiskModel:
         platt = self.calibrator_
         return expit(raw * platt.coef_[0, 0] + platt.intercept_[0])
 
-    def contribution_matrix(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+    def contribution_matrix(self, X: Columns | pd.DataFrame | np.ndarray) -> np.ndarray:
         """Per-feature contributions to the raw score (``pred_contrib``), one column per
         feature of ``feature_names_in_``; the array behind :meth:`contributions`.
 
@@ -281,11 +284,15 @@ class RiskModel:
         )
         return values[:, :-1]
 
+    def __getstate__(self) -> dict:
+        """Pickled without the compiled trees: they are built again (and checked) on load."""
+        return {key: value for key, value in self.__dict__.items() if key != "compiled_trees_"}
+
     def __setstate__(self, state: dict) -> None:
-        """Unpickle, compiling the trees of a model saved before they were compiled."""
+        """Unpickle, compiling and checking the trees (:func:`checked_trees`)."""
         self.__dict__.update(state)
-        if "booster_" in state and "compiled_trees_" not in state:
-            self.compiled_trees_ = compile_trees(self.booster_, self.best_iteration_)
+        if "booster_" in state:
+            self.compiled_trees_ = checked_trees(self.booster_, self.best_iteration_)
 
     def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
         """Per-feature contributions to the raw score (``pred_contrib``), one column each."""
