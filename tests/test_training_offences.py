@@ -478,3 +478,20 @@ def test_persons_table_takes_each_persons_most_common_dob_and_sex_ties_to_the_sm
     ]
     # A: two "male", two "female": the tie goes to "female"; C: no known sex.
     assert list(persons["sex"]) == ["female", "male", None]
+
+
+def test_distinct_victims_in_the_last_3_years_counts_recent_partners_and_cites_them():
+    h = History()
+    h.add("P", "incident", "2014-05-01", case_ref="C1", victim="V1")
+    old = h.add("P", "incident", "2016-05-01", case_ref="C2", victim="V2")
+    recent = h.add("P", "incident", "2019-09-01", case_ref="C3", victim="V1")
+    h.add("P", "incident", "2020-06-01", case_ref="C4", victim="V3")
+    _, labelled, features = h.build()
+    last = int(np.argmax(labelled["index_date"]))  # the 2020 offence
+    assert features.X["distinct_victims"][last] == 3
+    assert features.X["distinct_victims_3y"][last] == 2  # V1 again in 2019, and V3 now
+    records, _ = features.cite(np.array([last]), ["distinct_victims_3y"], np.array([0]), 1)
+    assert recent in records[0] and old not in records[0]
+    wording = FEATURE_BY_NAME["distinct_victims_3y"]
+    assert wording.reason_text(2.0) == "2 distinct IPV victims in the last 3 years"
+    assert wording.direction == 1 and "distinct_victims_3y" in model_features([])

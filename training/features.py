@@ -163,6 +163,12 @@ FEATURES: tuple[FeatureDef, ...] = (
         "{value:g} distinct IPV victim{s}",
     ),
     FeatureDef(
+        "distinct_victims_3y",
+        "distinct IPV victims in the 3 years before the decision date, index offence included",
+        1,
+        "{value:g} distinct IPV victim{s} in the last 3 years",
+    ),
+    FeatureDef(
         "on_probation",
         "on probation (a start within its term)",
         1,
@@ -604,12 +610,10 @@ def compute_features(
     X["in_custody"] = (~np.isnat(start) & (np.isnat(end) | (end < start))).astype(float)
     status["in_custody"] = custody & (dates == start[rows])
 
-    victim_rows = event_ipv & act & pd.notna(victim)
-    victim_code = pd.factorize(victim[victim_rows])[0].astype(np.int64)
-    width = len(victim_code) + 1
-    distinct = unique_sorted(rows[victim_rows] * width + victim_code) // width
-    X["distinct_victims"] = np.bincount(distinct, minlength=n).astype(float)
-    status["distinct_victims"] = victim_rows
+    status["distinct_victims"] = event_ipv & act & pd.notna(victim)
+    status["distinct_victims_3y"] = status["distinct_victims"] & (days <= 3 * 365)
+    for name in ("distinct_victims", "distinct_victims_3y"):
+        X[name] = _distinct_by_row(rows[status[name]], victim[status[name]], n)
 
     X["age"], X["sex_male"] = _age_and_sex(index, persons)
     X = Columns({feature.name: X[feature.name] for feature in FEATURES})
@@ -624,6 +628,14 @@ def compute_features(
         [(o_rows, o_offence, offence_flags), (rows, history.unit[positions], status)],
     )
     return AsOfFeatures(X=X, provenance=provenance, history=history)
+
+
+def _distinct_by_row(rows: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """How many distinct ``values`` each row ``0 .. n - 1`` holds (as floats)."""
+    codes = pd.factorize(values)[0].astype(np.int64)
+    width = len(codes) + 1
+    distinct = unique_sorted(rows * width + codes) // width
+    return np.bincount(distinct, minlength=n).astype(float)
 
 
 def _latest(rows: np.ndarray, dates: np.ndarray, n: int) -> np.ndarray:

@@ -65,6 +65,7 @@ def input_example(features: list[str]) -> pd.DataFrame:
             "days_since_last_ipv": 400.0,
             "index_injury": 1.0,
             "distinct_victims": 1.0,
+            "distinct_victims_3y": 1.0,
             "age": 34.0,
         }
     )
