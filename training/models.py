@@ -14,7 +14,6 @@ from __future__ import annotations
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from scipy.special import expit
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
@@ -241,8 +240,7 @@ class RiskModel:
     def raw_score(self, X: Columns | pd.DataFrame | np.ndarray) -> np.ndarray:
         """LightGBM's raw (log-odds) score, before calibration."""
         check_fitted(self, "booster_")
-        # Threads as configured: OpenMP's default (every core) spins for milliseconds per
-        # call on a busy machine, which dominates single-row scoring.
+        # Threads as configured (training.model.num_threads), not OpenMP's every core.
         return self.booster_.predict(
             self.feature_matrix(X),
             num_iteration=self.best_iteration_,
@@ -255,16 +253,8 @@ class RiskModel:
         check_fitted(self, "calibrator_")
         raw = self.raw_score(X)
         if self.calibration == "isotonic":
-            # IsotonicRegression.predict (clip, then its interpolating function f_) without
-            # re-checking an array that is float64 already: the checks cost more than one row.
-            isotonic = self.calibrator_
-            return np.asarray(
-                isotonic.f_(np.clip(raw, isotonic.X_min_, isotonic.X_max_)), dtype=float
-            )
-        # LogisticRegression.predict_proba's positive class, expit(raw * coef + intercept),
-        # without its input checks (the same arithmetic, so the same numbers).
-        platt = self.calibrator_
-        return expit(raw * platt.coef_[0, 0] + platt.intercept_[0])
+            return self.calibrator_.predict(raw)
+        return self.calibrator_.predict_proba(raw.reshape(-1, 1))[:, 1]
 
     def contribution_matrix(self, X: Columns | pd.DataFrame | np.ndarray) -> np.ndarray:
         """Per-feature contributions to the raw score (``pred_contrib``), one column per
