@@ -141,7 +141,7 @@ def batch_body(n: int) -> dict:
 def served_model(tracking_uri: str, source: str) -> dict:
     """What was measured: the champion's trees, their depth, and whether they compiled to
     lookup tables for reason codes (:mod:`training.compiled_trees`; if not, LightGBM's
-    ``pred_contrib`` computes them, about 43 ms per 1,000 rows for 73 trees on one core)."""
+    ``pred_contrib`` computes them)."""
     from training.registry import load_bundle
 
     bundle, info = load_bundle(tracking_uri, "ipvi-risk", "champion")
