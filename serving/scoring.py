@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import repeat
 
 import numpy as np
@@ -104,15 +104,28 @@ def check_batch(size: int, limit: int, field: str) -> None:
         raise ApiError(422, f"{size} people in one request; at most {limit}", field=field)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+_MICRO = timedelta(microseconds=1)
+
+
 def utc_naive_array(values: Sequence[datetime | None]) -> np.ndarray:
-    """Datetimes (aware, or naive in UTC) as naive UTC ``datetime64[ns]``, None as NaT."""
-    naive = [
-        value
-        if value is None or value.tzinfo is None
-        else value.astimezone(UTC).replace(tzinfo=None)
-        for value in values
-    ]
-    return np.array(naive, dtype="datetime64[us]").astype("datetime64[ns]")
+    """Datetimes (aware, or naive in UTC) as naive UTC ``datetime64[ns]``, None as NaT.
+
+    Counted in whole microseconds from the epoch: numpy converts datetime objects one at a
+    time, several times slower, which was a fifth of a 1,000-person batch.
+    """
+    micros = np.array(
+        [
+            0 if value is None else (value - (_EPOCH if value.tzinfo else _NAIVE_EPOCH)) // _MICRO
+            for value in values
+        ],
+        dtype=np.int64,
+    ).astype("datetime64[us]")
+    micros[[position for position, value in enumerate(values) if value is None]] = np.datetime64(
+        "NaT"
+    )
+    return micros.astype("datetime64[ns]")
 
 
 def history_frames(histories: Sequence[History]) -> tuple[Columns, Columns, Columns]:
