@@ -87,7 +87,7 @@ def issued_rows(
     """
     if source not in SOURCES or history not in HISTORIES:
         raise ValueError(f"source must be one of {SOURCES} and history one of {HISTORIES}")
-    values = scored.lists()
+    values = Columns({name: scored[name] for name in ("as_of", *_COPIED)}).lists()
     n = len(scored)
     as_of = values["as_of"]
     inputs = np.stack(list(scored["model_inputs"])) if n else np.empty((0, len(features)))
