@@ -2,8 +2,8 @@
 
 Everything comes from the monitor's JSON (:func:`monitoring.run.monitor`), so the page and the
 JSON never disagree. Charts are inline SVG drawn by :mod:`ipvi.charts` (nothing is fetched);
-the template is rendered by jinja2 with autoescaping on, in the plain words of the fairness
-audit report.
+the template is rendered in the fairness report's jinja2 environment (autoescaping on, the
+same number filters), in the plain words of the fairness audit report.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
+from fairness.report import environment
 from ipvi import charts
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -89,26 +88,9 @@ def top_features(drift: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return ranked[:_TOP_FEATURES]
 
 
-def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    env.filters["pct"] = lambda v: "—" if v is None else f"{100 * v:.1f} %"
-    env.filters["num"] = lambda v, d=3: "—" if v is None else f"{v:.{d}f}"
-    env.filters["interval"] = lambda ci: (
-        "—" if not ci or ci[0] is None or ci[1] is None else f"{ci[0]:.3f}-{ci[1]:.3f}"
-    )
-    env.filters["pct_interval"] = lambda ci: (
-        "—" if not ci or ci[0] is None or ci[1] is None else f"{100 * ci[0]:.1f}-{100 * ci[1]:.1f}"
-    )
-    return env
-
-
 def render_html(payload: dict[str, Any]) -> str:
     """The report of one monitor payload."""
-    template = _environment().get_template(REPORT_TEMPLATE)
+    template = environment(TEMPLATES).get_template(REPORT_TEMPLATE)
     latest = payload["periods"][-1] if payload["periods"] else None
     return template.render(
         m=payload,
