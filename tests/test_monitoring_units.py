@@ -26,7 +26,7 @@ from monitoring.outcomes import (
     join_decisions,
     read_issued,
 )
-from training.issued import issued_rows, purge_step, score_id, store_issued
+from training.issued import issued_rows, purge_step, score_id, store_issued, write_issued
 from training.reference import describe
 
 
@@ -138,8 +138,8 @@ def _spooled(rows: list[dict]) -> list[dict]:
     return [{**r, "as_of": str(r["as_of"]), "issued_at": str(r["issued_at"])} for r in rows]
 
 
-def test_store_issued_adds_each_row_once_and_never_a_purged_person(sqlite_url):
-    engine = _registry(sqlite_url, ["P0"])  # P1 is not (or no longer) in the registry
+def test_store_issued_adds_each_row_once_and_never_a_purged_person(db_url):
+    engine = _registry(db_url, ["P0"])  # P1 is not (or no longer) in the registry
     rows = issued_rows(
         _scored(),
         features=["prior_ipv_offences", "age"],
@@ -162,10 +162,28 @@ def test_store_issued_adds_each_row_once_and_never_a_purged_person(sqlite_url):
     engine.dispose()
 
 
-def test_purge_step_removes_the_persons_issued_scores(sqlite_url):
+def test_a_batch_is_written_through_the_driver_as_the_spool_writes_it(db_url):
+    engine = _registry(db_url, ["P0", "P1"])
+    with session_scope(engine) as session:
+        assert write_issued(session, _scored().to_frame(), features=["a", "b"]) == 2
+    with session_scope(engine) as session:
+        stored = (
+            session.execute(select(issued_scores).order_by(issued_scores.c.person_id))
+            .mappings()
+            .all()
+        )
+    assert [row["features"] for row in stored] == [{"a": 0.0, "b": None}, {"a": 1.0, "b": None}]
+    assert {row["source"] for row in stored} == {"batch"}
+    assert stored[1]["as_of"] == datetime(2025, 1, 2)
+    assert stored[1]["lethality_flags"] == ["strangulation"]
+    assert stored[1]["score_id"] == score_id("P1", datetime(2025, 1, 2), "3")
+    engine.dispose()
+
+
+def test_purge_step_removes_the_persons_issued_scores(db_url):
     from ipvi.purge import PurgeTarget
 
-    engine = _registry(sqlite_url, ["P0", "P1"])
+    engine = _registry(db_url, ["P0", "P1"])
     rows = issued_rows(
         _scored(), features=["a", "b"], source="batch", history="registry", issued_at=datetime.now()
     )
@@ -177,8 +195,8 @@ def test_purge_step_removes_the_persons_issued_scores(sqlite_url):
     engine.dispose()
 
 
-def test_monitor_errors_name_what_is_missing(sqlite_url):
-    engine = _registry(sqlite_url, ["P0", "P1"])
+def test_monitor_errors_name_what_is_missing(db_url):
+    engine = _registry(db_url, ["P0", "P1"])
     until = pd.Timestamp("2025-06-01")
     with session_scope(engine) as session:
         with pytest.raises(IpviError, match="no issued scores up to 2025-06-01"):
