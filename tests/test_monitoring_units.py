@@ -118,6 +118,10 @@ def test_issued_rows_keep_the_model_inputs_by_name_and_the_services_score_id():
     assert {row["source"] for row in rows} == {"api"}
     with pytest.raises(ValueError):
         issued_rows(_scored(), features=["a", "b"], source="web", history="x", issued_at=None)
+    # Nobody scored (no IPV offence known at the date): nothing issued.
+    assert (
+        issued_rows(Columns(), features=["a"], source="api", history="inline", issued_at=None) == []
+    )
 
 
 def _registry(url: str, people: list[str]):

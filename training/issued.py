@@ -87,10 +87,12 @@ def issued_rows(
     """
     if source not in SOURCES or history not in HISTORIES:
         raise ValueError(f"source must be one of {SOURCES} and history one of {HISTORIES}")
-    values = Columns({name: scored[name] for name in ("as_of", *_COPIED)}).lists()
     n = len(scored)
+    if not n:  # nobody had an offence to score (a table without columns)
+        return []
+    values = Columns({name: scored[name] for name in ("as_of", *_COPIED)}).lists()
     as_of = values["as_of"]
-    inputs = np.stack(list(scored["model_inputs"])) if n else np.empty((0, len(features)))
+    inputs = np.stack(list(scored["model_inputs"]))
     columns = {
         "issue_id": [uuid.uuid4().hex for _ in range(n)],
         "score_id": list(map(score_id, values["person_id"], as_of, values["model_version"])),
