@@ -159,12 +159,14 @@ def _period_drift(
     return out
 
 
-def _overrides(frame: pd.DataFrame, *, n_resamples: int, seed: int) -> dict:
+def override_summary(frame: pd.DataFrame, *, n_resamples: int, seed: int) -> dict:
     """Override rates by tier and band among scores with a staff decision, with person-bootstrap
     intervals; the common reasons; the outcomes of overridden scores that matured."""
     decided = frame[frame["decided"]].reset_index(drop=True)
     out = {
         "n_decided": int(len(decided)),
+        "n_notified": int(decided["notified"].sum()),
+        "n_called_in": int(decided["called_in"].sum()),
         "n_overridden": int(decided["overridden"].sum()),
         "rate": float(decided["overridden"].mean()) if len(decided) else None,
         "by_tier": {},
@@ -191,9 +193,9 @@ def _overrides(frame: pd.DataFrame, *, n_resamples: int, seed: int) -> dict:
                 "ci": [float(low[k]), float(high[k])],
             }
     reasons = decided.loc[decided["overridden"], "override_reason"].dropna().astype(str)
-    out["top_reasons"] = [
-        {"reason": reason, "n": int(n)} for reason, n in reasons.value_counts().head(5).items()
-    ]
+    # Most common first; ties in alphabetical order.
+    counts = reasons.value_counts().sort_index().sort_values(ascending=False, kind="stable")
+    out["top_reasons"] = [{"reason": reason, "n": int(n)} for reason, n in counts.head(5).items()]
     matured = decided[decided["overridden"] & decided["observed"]]
     if len(matured):
         out["outcomes"] = {
@@ -364,7 +366,7 @@ def monitor(engine, config: Config, *, as_of, model_version: str | None = None) 
         "reliability": reliability,
         "reaudit": reaudit,
         "reaudit_reason": reaudit_reason,
-        "overrides": _overrides(frame, n_resamples=settings.n_bootstrap, seed=seed),
+        "overrides": override_summary(frame, n_resamples=settings.n_bootstrap, seed=seed),
         "notification_effect": {
             "estimate": None,
             "ci_low": None,

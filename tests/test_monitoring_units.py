@@ -26,6 +26,7 @@ from monitoring.outcomes import (
     join_decisions,
     read_issued,
 )
+from monitoring.run import override_summary
 from training.issued import issued_rows, purge_step, score_id, store_issued, write_issued
 from training.reference import describe
 
@@ -249,3 +250,21 @@ def test_decisions_in_the_window_mark_notification_call_in_and_override():
     assert out["called_in"].tolist() == [True, False, False]
     assert out["overridden"].tolist() == [True, True, False]
     assert out["override_reason"].tolist() == ["victim asked", "in custody", None]
+    summary = override_summary(
+        out.assign(
+            observed=[True, False, False],
+            label=[1, 0, 0],
+            probability=[0.2, 0.3, 0.4],
+            tier=["C", "B", "A"],
+            band=["x", "y", "z"],
+        ),
+        n_resamples=50,
+        seed=0,
+    )
+    assert (summary["n_decided"], summary["n_notified"], summary["n_called_in"]) == (2, 1, 1)
+    assert summary["by_tier"]["C"] == {"n": 1, "overridden": 1, "rate": 1.0, "ci": [1.0, 1.0]}
+    assert summary["top_reasons"] == [
+        {"reason": "in custody", "n": 1},
+        {"reason": "victim asked", "n": 1},
+    ]
+    assert summary["outcomes"] == {"n": 1, "observed": 1.0, "predicted": 0.2}
