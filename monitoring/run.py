@@ -49,6 +49,7 @@ from monitoring.outcomes import (
 )
 from monitoring.performance import bootstrap, group_table
 from monitoring.report import write_report
+from training.registry import version_info
 
 OK, WARN, ALARM = "ok", "warn", "alarm"
 _SEVERITY = {OK: 0, WARN: 1, ALARM: 2}
@@ -206,6 +207,17 @@ def override_summary(frame: pd.DataFrame, *, n_resamples: int, seed: int) -> dic
     return out
 
 
+def _frozen_bands(config: Config, version: str) -> list[dict] | None:
+    """The version's band cut-points and uses as frozen in MLflow (as ``ipvi audit`` reads
+    them), or None when the store cannot give them (then read off the scores)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return version_info(config.tracking_uri, config.mlflow.model_name, version)["bands"]
+    except (IpviError, MlflowException, OSError):
+        return None
+
+
 def _reaudit(matured: pd.DataFrame, session: Session, config: Config, version: str) -> dict:
     """The fairness audit of the matured scores, as ``ipvi audit`` runs it on a version."""
     policy = config.fairness_policy
@@ -223,6 +235,7 @@ def _reaudit(matured: pd.DataFrame, session: Session, config: Config, version: s
         policy,
         model_version=version,
         model_name=config.mlflow.model_name,
+        bands=_frozen_bands(config, version),
     )
     inp.source["kind"] = "issued_scores"
     result = run_audit(

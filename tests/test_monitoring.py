@@ -34,6 +34,7 @@ from training.data import SCORING_MENTIONS, read_history
 from training.features import persons_table
 from training.issued import issued_rows, store_issued
 from training.offences import assign_offences, index_offences, person_events
+from training.registry import version_info
 from training.scoring import RiskScorer, score_index
 
 pytestmark = [pytest.mark.slow]
@@ -155,7 +156,8 @@ def test_the_test_period_issued_again_gives_trainings_labels_auc_and_gate(
     policy = config.fairness_policy
     engine = make_engine(pipeline["url"])
     with session_scope(engine) as session:
-        inp = build_input(session, version, policy=policy, model_name="ipvi-risk")
+        bands = version_info(pipeline["store"]["tracking_uri"], "ipvi-risk", version)["bands"]
+        inp = build_input(session, version, policy=policy, model_name="ipvi-risk", bands=bands)
     engine.dispose()
     # The re-audit takes its rows in person order, so the same rows resample alike.
     inp.frame = inp.frame.sort_values(["person_id", "index_event_id"]).reset_index(drop=True)
