@@ -105,14 +105,18 @@ def _scored(n: int = 2) -> Columns:
     )
 
 
-def test_issued_rows_keep_the_model_inputs_by_name_and_the_services_score_id():
-    rows = issued_rows(
-        _scored(),
+def _issued(n: int = 2, history: str = "registry") -> list[dict]:
+    return issued_rows(
+        _scored(n),
         features=["prior_ipv_offences", "age"],
         source="api",
-        history="registry",
+        history=history,
         issued_at=datetime(2025, 1, 2, 9),
     )
+
+
+def test_issued_rows_keep_the_model_inputs_by_name_and_the_services_score_id():
+    rows = _issued()
     assert rows[1]["features"] == {"prior_ipv_offences": 1.0, "age": None}
     assert rows[1]["score_id"] == score_id("P1", datetime(2025, 1, 2), "3")
     assert rows[0]["issue_id"] != rows[1]["issue_id"]
@@ -145,20 +149,7 @@ def _spooled(rows: list[dict]) -> list[dict]:
 
 def test_store_issued_adds_each_row_once_and_never_a_purged_person(db_url):
     engine = _registry(db_url, ["P0"])  # P1 is not (or no longer) in the registry
-    rows = issued_rows(
-        _scored(),
-        features=["prior_ipv_offences", "age"],
-        source="api",
-        history="registry",
-        issued_at=datetime(2025, 1, 2, 9),
-    )
-    inline = issued_rows(
-        _scored(1),
-        features=["prior_ipv_offences", "age"],
-        source="api",
-        history="inline",
-        issued_at=datetime(2025, 1, 2, 9),
-    )
+    rows, inline = _issued(), _issued(1, history="inline")
     with session_scope(engine) as session:
         assert store_issued(session, _spooled(rows + inline)) == 2
         assert store_issued(session, _spooled(rows + inline)) == 0  # a spool flushed twice
