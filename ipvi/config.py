@@ -482,6 +482,9 @@ class MonitoringConfig(StrictModel):
     # Periods (and groups) with fewer matured outcomes are reported, not judged; the re-audit
     # needs this many in all.
     min_outcomes: int = Field(100, ge=1)
+    # Drift of a period with fewer scores is shown, not judged: PSI over ten bins of a few dozen
+    # scores is mostly sampling noise (about 0.3 at 30 scores, 0.05 at 200).
+    min_scores: int = Field(200, ge=1)
     n_bootstrap: int = Field(200, ge=20, le=10000)
     calibration_bins: int = Field(10, ge=2, le=100)
     thresholds: dict[str, Threshold] = Field(

@@ -78,16 +78,38 @@ class Verdict:
         self.thresholds = thresholds
         self.found: list[tuple[int, str]] = []
 
-    def check(self, measure: str, value: float | None, where: str) -> str:
+    def level(self, measure: str, value: float | None) -> str:
         """The level ``value`` of ``measure`` reaches (``ok`` when None)."""
         if value is None or np.isnan(value):
             return OK
         threshold = self.thresholds[measure]
-        level = ALARM if value >= threshold.alarm else WARN if value >= threshold.warn else OK
+        return ALARM if value >= threshold.alarm else WARN if value >= threshold.warn else OK
+
+    def check(self, measure: str, value: float | None, where: str) -> str:
+        """Note ``value`` of ``measure`` at ``where`` when it reaches a level; the level."""
+        level = self.level(measure, value)
         if level != OK:
+            threshold = self.thresholds[measure]
             limit = threshold.alarm if level == ALARM else threshold.warn
             self.note(level, f"{where}: {measure} {value:.3g} >= {limit:g} ({level})")
         return level
+
+    def check_many(self, measure: str, values: dict[str, float | None], where: str) -> None:
+        """One reason per level for many values of a measure (the inputs of a period), naming
+        the largest first."""
+        for level in (ALARM, WARN):
+            reached = {k: v for k, v in values.items() if self.level(measure, v) == level}
+            if not reached:
+                continue
+            limit = getattr(self.thresholds[measure], level)
+            ranked = sorted(reached.items(), key=lambda item: -item[1])
+            named = ", ".join(f"{name} {value:.3g}" for name, value in ranked[:5])
+            more = f" and {len(ranked) - 5} more" if len(ranked) > 5 else ""
+            self.note(
+                level,
+                f"{where}: {len(ranked)} input(s) with {measure} >= {limit:g} ({level}): "
+                f"{named}{more}",
+            )
 
     def note(self, level: str, reason: str) -> None:
         self.found.append((_SEVERITY[level], reason))
@@ -131,9 +153,12 @@ def _period_drift(
     test: pd.DataFrame,
     verdict: Verdict,
     where: str,
+    *,
+    min_scores: int,
 ) -> dict:
     """Drift of one period's issued scores against training (its inputs against the training
-    rows, its scores, tiers and bands against the test period's)."""
+    rows, its scores, tiers and bands against the test period's), judged only from
+    ``min_scores`` scores."""
     tiers = sorted({*test["tier"].astype(str), *issued["tier"].astype(str)})
     bands = list(dict.fromkeys([*test["band"], *issued["band"]]))
     tier_mix, band_mix = drift.mix(issued["tier"], tiers), drift.mix(issued["band"], bands)
@@ -146,17 +171,21 @@ def _period_drift(
         "band_mix_at_training": drift.mix(test["band"], bands) if len(test) else None,
         "provisional_share": float(issued["provisional"].astype(bool).mean()),
         "features": drift.feature_drift(reference, inputs) if reference else None,
+        "judged": len(issued) >= min_scores,
     }
     for kind in ("tier", "band"):
         training = out[f"{kind}_mix_at_training"]
         shift = None if training is None else drift.mix_shift(training, out[f"{kind}_mix"])
         out[f"{kind}_mix_shift"] = shift
-        verdict.check("mix_shift", shift, f"{where}, {kind} mix")
+    if not out["judged"]:
+        return out
+    for kind in ("tier", "band"):
+        verdict.check("mix_shift", out[f"{kind}_mix_shift"], f"{where}, {kind} mix")
     verdict.check("score_psi", out["score_psi"], f"{where}, issued probabilities")
     verdict.check("provisional_share", out["provisional_share"], f"{where}, provisional tiers")
-    for name, entry in (out["features"] or {}).items():
-        verdict.check("psi", entry["psi"], f"{where}, input {name}")
-        verdict.check("ks", entry["ks"], f"{where}, input {name}")
+    features = out["features"] or {}
+    for measure in ("psi", "ks"):
+        verdict.check_many(measure, {k: f[measure] for k, f in features.items()}, where)
     return out
 
 
@@ -315,6 +344,7 @@ def monitor(engine, config: Config, *, as_of, model_version: str | None = None) 
                 test,
                 verdict,
                 where,
+                min_scores=settings.min_scores,
             ),
             "performance": by_period.get(period),
         }
@@ -368,6 +398,7 @@ def monitor(engine, config: Config, *, as_of, model_version: str | None = None) 
         "model_version": version,
         "period_kind": settings.period,
         "min_outcomes": minimum,
+        "min_scores": settings.min_scores,
         "thresholds": {k: v.model_dump() for k, v in settings.thresholds.items()},
         "counts": {
             **outcomes.counts,

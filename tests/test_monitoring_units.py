@@ -26,7 +26,7 @@ from monitoring.outcomes import (
     join_decisions,
     read_issued,
 )
-from monitoring.run import override_summary
+from monitoring.run import Verdict, override_summary
 from training.issued import issued_rows, purge_step, score_id, store_issued, write_issued
 from training.reference import describe
 
@@ -259,3 +259,17 @@ def test_decisions_in_the_window_mark_notification_call_in_and_override():
         {"reason": "victim asked", "n": 1},
     ]
     assert summary["outcomes"] == {"n": 1, "observed": 1.0, "predicted": 0.2}
+
+
+def test_the_status_is_the_worst_level_reached_with_one_reason_per_level_of_many_inputs():
+    thresholds = config_from_dict(default_config_dict()).monitoring.thresholds
+    verdict = Verdict(thresholds)
+    assert verdict.status == "ok" and verdict.reasons == []
+    assert verdict.check("ece", 0.06, "period 2025Q1") == "warn"
+    verdict.check_many("psi", {"a": 0.3, "b": 0.12, "c": 0.05, "d": None, "e": 0.4}, "period P")
+    assert verdict.status == "alarm"
+    assert verdict.reasons == [
+        "period P: 2 input(s) with psi >= 0.25 (alarm): e 0.4, a 0.3",
+        "period 2025Q1: ece 0.06 >= 0.05 (warn)",
+        "period P: 1 input(s) with psi >= 0.1 (warn): b 0.12",
+    ]
