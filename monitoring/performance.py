@@ -18,7 +18,7 @@ import pandas as pd
 
 from fairness.bootstrap import PersonBootstrap
 from fairness.metrics import GroupMetrics, auc, base_rate, count, mean_predicted, positives
-from training.evaluate import ece
+from training.evaluate import ece, ece_batch
 
 
 def _ece(y_true, y_pred, *, bins: int) -> float:
@@ -39,8 +39,9 @@ def group_table(
     bins: int,
     min_outcomes: int,
 ) -> dict[str, dict]:
-    """Size, positives, observed and predicted rate, AUC (with its interval) and ECE per
-    value of ``column``; ``judged`` is False for groups under ``min_outcomes`` rows."""
+    """Size, positives, observed and predicted rate, AUC and ECE (each with its person-
+    bootstrap interval) per value of ``column``; ``judged`` is False for groups under
+    ``min_outcomes`` rows."""
     y = frame["label"].to_numpy(dtype=int)
     p = frame["probability"].to_numpy(dtype=float)
     groups = frame[column].astype(str).rename(column)
@@ -59,10 +60,16 @@ def group_table(
     ).by_group
     codes, labels = pd.factorize(groups, sort=True)
     intervals = boot.interval(boot.auc(y, p, codes, len(labels)))
+    # Each resample's weight of each row: its person's draw count.
+    weights = boot.counts_[:, boot.row_person_].astype(float)
     at = {label: k for k, label in enumerate(labels)}
     out = {}
     for group, row in table.iterrows():
         k = at[group]
+        rows = codes == k
+        with np.errstate(invalid="ignore", divide="ignore"):  # a resample without the group
+            resampled = ece_batch(y[rows], p[rows], weights[:, rows], bins=bins)
+        ece_low, ece_high = boot.interval(resampled)
         out[str(group)] = {
             "n": int(row["n"]),
             "positives": int(row["positives"]),
@@ -71,6 +78,7 @@ def group_table(
             "auc": _value(row["auc"]),
             "auc_ci": [_value(intervals[0, k]), _value(intervals[1, k])],
             "ece": _value(row["ece"]),
+            "ece_ci": [_value(ece_low), _value(ece_high)],
             "judged": bool(row["n"] >= min_outcomes),
         }
     return out

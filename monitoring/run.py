@@ -350,11 +350,19 @@ def monitor(engine, config: Config, *, as_of, model_version: str | None = None) 
         }
         performance = entry["performance"]
         if performance and performance["judged"]:
-            if training_figures["auc"] is not None and performance["auc"] is not None:
-                drop = training_figures["auc"] - performance["auc"]
-                performance["auc_drop"] = drop
-                verdict.check("auc_drop", drop, f"{where}, AUC on matured outcomes")
-            verdict.check("ece", performance["ece"], f"{where}, calibration (ECE)")
+            # Judged by the interval, as the fairness gate decides: the smallest drop and the
+            # smallest calibration error the period's outcomes leave plausible.
+            high = performance["auc_ci"][1]
+            if training_figures["auc"] is not None and high is not None:
+                performance["auc_drop"] = training_figures["auc"] - performance["auc"]
+                verdict.check(
+                    "auc_drop",
+                    training_figures["auc"] - high,
+                    f"{where}, AUC on matured outcomes (its upper 95 % bound against training)",
+                )
+            verdict.check(
+                "ece", performance["ece_ci"][0], f"{where}, calibration (ECE, lower 95 % bound)"
+            )
         periods.append(entry)
 
     groups, reliability, reaudit, reaudit_reason = {}, {}, None, None
