@@ -228,7 +228,7 @@ def period_lines(
     title: str,
     y_label: str,
     lines: dict[str, float] | None = None,
-    width: int = 640,
+    width: int = 720,
     height: int = 240,
 ) -> str:
     """One line per series over ``periods`` (a missing value breaks the line), with labelled
@@ -238,7 +238,7 @@ def period_lines(
     ...              lines={"at training": 0.72}).count("<circle")
     1
     """
-    left, right, top, bottom = 50, 120, 10, 40
+    left, right, top, bottom = 50, 170, 10, 40
     plot_w, plot_h = width - left - right, height - top - bottom
     values = [v for vs in series.values() for v in vs if v is not None]
     values += list((lines or {}).values())

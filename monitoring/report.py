@@ -20,16 +20,21 @@ _TOP_FEATURES = 10
 
 
 def _charts(payload: dict[str, Any]) -> dict[str, str | None]:
+    """The report's charts. Periods that are shown but not judged (too few outcomes or scores)
+    are left off the lines: their values are mostly chance and would set the scale."""
     periods = payload["periods"]
     labels = [p["period"] for p in periods]
     thresholds = payload["thresholds"]
     training = payload["training"]
-    performance = [p["performance"] or {} for p in periods]
+    performance = [
+        p["performance"] if (p["performance"] or {}).get("judged") else {} for p in periods
+    ]
+    judged = [p["drift"] if p["drift"]["judged"] else None for p in periods]
     out: dict[str, str | None] = {"auc": None, "calibration": None, "psi": None, "band": None}
     if any(p.get("auc") is not None for p in performance):
         out["auc"] = charts.period_lines(
             labels,
-            {"AUC on matured outcomes": [p.get("auc") for p in performance]},
+            {"AUC": [p.get("auc") for p in performance]},
             title="AUC on matured outcomes by period, next to the AUC at training",
             y_label="AUC",
             lines={"at training": training["auc"]} if training["auc"] is not None else None,
@@ -43,13 +48,13 @@ def _charts(payload: dict[str, Any]) -> dict[str, str | None]:
             title="Observed rate of a recorded re-offence and the mean predicted probability",
             y_label="rate",
         )
-    worst = [_worst_psi(p["drift"]) for p in periods]
+    worst = [None if d is None else _worst_psi(d) for d in judged]
     if any(value is not None for value in worst):
         out["psi"] = charts.period_lines(
             labels,
             {
                 "largest input PSI": worst,
-                "issued probabilities PSI": [p["drift"]["score_psi"] for p in periods],
+                "probabilities PSI": [None if d is None else d["score_psi"] for d in judged],
             },
             title="Drift from training by period (population stability index)",
             y_label="PSI",
