@@ -273,3 +273,27 @@ def test_the_status_is_the_worst_level_reached_with_one_reason_per_level_of_many
         "period 2025Q1: ece 0.06 >= 0.05 (warn)",
         "period P: 1 input(s) with psi >= 0.1 (warn): b 0.12",
     ]
+
+
+def test_the_service_spool_keeps_issued_rows_until_the_database_takes_them(tmp_path, sqlite_url):
+    from serving.spool import IssuedScoreSpool
+
+    engine = _registry(sqlite_url, ["P0", "P1"])
+    target = {"engine": None}
+
+    def unreachable():
+        raise OSError("database down")
+
+    spool = IssuedScoreSpool(
+        tmp_path / "issued", lambda: target["engine"] or unreachable(), flush_seconds=60
+    )
+    spool.append(_issued())
+    with pytest.raises(OSError):
+        spool.flush()
+    assert spool.pending_rows() == 2  # nothing lost while the database is down
+    target["engine"] = engine
+    assert spool.flush() == 2 and spool.pending_rows() == 0
+    with session_scope(engine) as session:
+        stored = session.execute(select(issued_scores.c.person_id, issued_scores.c.as_of)).all()
+    assert sorted(stored) == [("P0", datetime(2025, 1, 2)), ("P1", datetime(2025, 1, 2))]
+    engine.dispose()
