@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from fairness.audit import run_audit
 from fairness.gate import FAIL, INSUFFICIENT
-from fairness.groups import person_attributes
+from fairness.groups import UNKNOWN, person_attributes
 from fairness.inputs import model_version_input
 from fairness.policy import policy_changes, policy_hash
 from fairness.store import mention_attributes, model_version_predictions
@@ -189,9 +189,12 @@ def _period_drift(
     return out
 
 
-def override_summary(frame: pd.DataFrame, *, n_resamples: int, seed: int) -> dict:
-    """Override rates by tier and band among scores with a staff decision, with person-bootstrap
-    intervals; the common reasons; the outcomes of overridden scores that matured."""
+def override_summary(
+    frame: pd.DataFrame, *, attributes: list[str], n_resamples: int, seed: int
+) -> dict:
+    """Override rates by tier, band and each protected attribute (``by_group``) among scores
+    with a staff decision, with person-bootstrap intervals; the common reasons; the outcomes
+    of overridden scores that matured."""
     decided = frame[frame["decided"]].reset_index(drop=True)
     out = {
         "n_decided": int(len(decided)),
@@ -201,6 +204,7 @@ def override_summary(frame: pd.DataFrame, *, n_resamples: int, seed: int) -> dic
         "rate": float(decided["overridden"].mean()) if len(decided) else None,
         "by_tier": {},
         "by_band": {},
+        "by_group": {attribute: {} for attribute in attributes},
         "top_reasons": [],
         "outcomes": None,
     }
@@ -209,14 +213,15 @@ def override_summary(frame: pd.DataFrame, *, n_resamples: int, seed: int) -> dic
     boot = bootstrap(decided, n_resamples=n_resamples, seed=seed)
     overridden = decided["overridden"].to_numpy(dtype=float)
     stats = np.column_stack([overridden, np.ones(len(decided))])
-    for column, key in (("tier", "by_tier"), ("band", "by_band")):
+    tables = {"tier": out["by_tier"], "band": out["by_band"], **out["by_group"]}
+    for column, table in tables.items():
         codes, labels = pd.factorize(decided[column].astype(str), sort=True)
         totals = boot.totals(stats, codes, len(labels))
         with np.errstate(invalid="ignore", divide="ignore"):
             low, high = boot.interval(totals[:, :, 0] / totals[:, :, 1])
         for k, label in enumerate(labels):
             mask = codes == k
-            out[key][str(label)] = {
+            table[str(label)] = {
                 "n": int(mask.sum()),
                 "overridden": int(overridden[mask].sum()),
                 "rate": float(overridden[mask].mean()),
@@ -252,6 +257,8 @@ def _reaudit(matured: pd.DataFrame, session: Session, config: Config, version: s
     policy = config.fairness_policy
     # In person order: the same matured rows give the same audit, however they were issued.
     matured = matured.sort_values(["person_id", "index_event_id"]).reset_index(drop=True)
+    # The audit joins each person's protected attributes itself, as for a model version.
+    matured = matured.drop(columns=[c for c in policy.attributes if c in matured.columns])
     predictions = matured.assign(
         run_id="issued",
         model_version=version,
@@ -313,6 +320,13 @@ def monitor(engine, config: Config, *, as_of, model_version: str | None = None) 
     with session_scope(engine) as session:
         staff = read_decisions(session, sorted(outcomes.frame["person_id"].unique().tolist()))
     frame = join_decisions(outcomes.frame.reset_index(drop=True), staff, notifying)
+    # Protected attributes (the majority over each person's mentions) for the group tables
+    # only: the model never saw them.
+    protected = config.fairness_policy.attributes
+    with session_scope(engine) as session:
+        attributes = person_attributes(mention_attributes(session, protected), protected)
+    frame = frame.join(attributes, on="person_id")
+    frame[protected] = frame[protected].fillna(UNKNOWN)
     matured = frame[frame["observed"]].reset_index(drop=True)
     training = (run or {}).get("summary") or {}
     training_figures = {
@@ -368,15 +382,9 @@ def monitor(engine, config: Config, *, as_of, model_version: str | None = None) 
     groups, reliability, reaudit, reaudit_reason = {}, {}, None, None
     if len(matured):
         with session_scope(engine) as session:
-            attributes = person_attributes(
-                mention_attributes(session, config.fairness_policy.attributes),
-                config.fairness_policy.attributes,
-            )
-            with_groups = matured.join(attributes, on="person_id")
-            for attribute in config.fairness_policy.attributes:
-                with_groups[attribute] = with_groups[attribute].fillna("unknown")
+            for attribute in protected:
                 groups[attribute] = group_table(
-                    with_groups, attribute, boot, bins=bins, min_outcomes=minimum
+                    matured, attribute, boot, bins=bins, min_outcomes=minimum
                 )
             reliability = group_table(matured, "band", boot, bins=bins, min_outcomes=1)
             if len(matured) >= minimum:
@@ -418,7 +426,9 @@ def monitor(engine, config: Config, *, as_of, model_version: str | None = None) 
         "reliability": reliability,
         "reaudit": reaudit,
         "reaudit_reason": reaudit_reason,
-        "overrides": override_summary(frame, n_resamples=settings.n_bootstrap, seed=seed),
+        "overrides": override_summary(
+            frame, attributes=protected, n_resamples=settings.n_bootstrap, seed=seed
+        ),
         "notification_effect": {
             "estimate": None,
             "ci_low": None,

@@ -248,10 +248,19 @@ def test_decisions_in_the_window_mark_notification_call_in_and_override():
             probability=[0.2, 0.3, 0.4],
             tier=["C", "B", "A"],
             band=["x", "y", "z"],
+            race=["black", "black", "white"],
         ),
+        attributes=["race"],
         n_resamples=50,
         seed=0,
     )
+    assert summary["by_group"]["race"]["black"] == {
+        "n": 2,
+        "overridden": 2,
+        "rate": 1.0,
+        "ci": [1.0, 1.0],
+    }
+    assert "white" not in summary["by_group"]["race"]  # no decision: not in the rates
     assert (summary["n_decided"], summary["n_notified"], summary["n_called_in"]) == (2, 1, 1)
     assert summary["by_tier"]["C"] == {"n": 1, "overridden": 1, "rate": 1.0, "ci": [1.0, 1.0]}
     assert summary["top_reasons"] == [
