@@ -169,9 +169,12 @@ def threshold_plot(curves: dict[str, Any], attribute: str) -> str | None:
     return _png(figure)
 
 
-def _environment() -> jinja2.Environment:
+def environment(templates: Path = TEMPLATES) -> jinja2.Environment:
+    """The report templates' jinja2 environment (autoescaping, strict, the number filters):
+    shared with the monitoring report (:mod:`monitoring.report`), which keeps its templates in
+    its own folder."""
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        loader=jinja2.FileSystemLoader(str(templates)),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
@@ -198,7 +201,7 @@ def render_html(payload: dict[str, Any]) -> str:
     if mitigation:
         for attribute in mitigation.get("curves", {}):
             plots["thresholds"][attribute] = threshold_plot(mitigation["curves"], attribute)
-    template = _environment().get_template(REPORT_TEMPLATE)
+    template = environment().get_template(REPORT_TEMPLATE)
     return template.render(audit=payload, primary=primary, plots=plots, rate_names=RATE_NAMES)
 
 

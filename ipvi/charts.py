@@ -219,3 +219,78 @@ def waterfall(
         _text(label_width, axis_y + 30, f"match weight (log2 odds); probability {probability:.4f}")
     )
     return _svg(width, axis_y + 38, title, body)
+
+
+def period_lines(
+    periods: list[str],
+    series: dict[str, list[float | None]],
+    *,
+    title: str,
+    y_label: str,
+    lines: dict[str, float] | None = None,
+    width: int = 720,
+    height: int = 240,
+) -> str:
+    """One line per series over ``periods`` (a missing value breaks the line), with labelled
+    horizontal reference ``lines`` (a figure at training, a threshold).
+
+    >>> period_lines(["2025Q1", "2025Q2"], {"AUC": [0.7, None]}, title="t", y_label="AUC",
+    ...              lines={"at training": 0.72}).count("<circle")
+    1
+    """
+    left, right, top, bottom = 50, 170, 10, 40
+    plot_w, plot_h = width - left - right, height - top - bottom
+    values = [v for vs in series.values() for v in vs if v is not None]
+    values += list((lines or {}).values())
+    low, high = min(values + [0.0]), max(values + [1e-9])
+    high += (high - low) * 0.08 or 1.0
+    step = plot_w / max(len(periods), 1)
+
+    def x_of(k: int) -> float:
+        return left + step * (k + 0.5)
+
+    def y_of(value: float) -> float:
+        return top + plot_h * (1 - (value - low) / (high - low))
+
+    body = [
+        f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" '
+        'stroke="#444"/>',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#444"/>',
+    ]
+    for tick in _ticks(low, high, 5):
+        body.append(_text(left - 4, y_of(tick) + 4, f"{tick:g}", "end"))
+    every = max(1, math.ceil(len(periods) / 8))
+    for k, period in enumerate(periods):
+        if k % every == 0:
+            body.append(_text(x_of(k), top + plot_h + 14, period, "middle"))
+    body.append(_text(left + plot_w / 2, height - 6, "period", "middle"))
+    body.append(_text(4, top + 10, y_label))
+    colours = (BLUE, ORANGE, GREEN, GREY)
+    for s, (name, points) in enumerate(series.items()):
+        colour = colours[s % len(colours)]
+        segment: list[str] = []
+        for k, value in enumerate([*points, None]):
+            if value is None:
+                if len(segment) > 1:
+                    path = " ".join(segment)
+                    body.append(
+                        f'<polyline points="{path}" fill="none" stroke="{colour}" '
+                        'stroke-width="2"/>'
+                    )
+                segment = []
+                continue
+            x, y = x_of(k), y_of(value)
+            segment.append(f"{x:.1f},{y:.1f}")
+            body.append(
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}">'
+                f"<title>{escape(name)}, {escape(periods[k])}: {value:.3g}</title></circle>"
+            )
+        body.append(_text(left + plot_w + 8, top + 12 + 14 * s, name, fill=colour))
+    for name, value in (lines or {}).items():
+        y = y_of(value)
+        body.append(
+            f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="{RED}" '
+            f'stroke-dasharray="4 3"><title>{escape(name)}: {value:.3g}</title></line>'
+        )
+        body.append(_text(left + plot_w + 8, y + 4, name, fill=RED))
+    return _svg(width, height, title, body)

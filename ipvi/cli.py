@@ -11,7 +11,17 @@ import sys
 
 import typer
 
-from ipvi.commands import context, demo, fairness, generate, ingest, linkage, serving, training
+from ipvi.commands import (
+    context,
+    demo,
+    fairness,
+    generate,
+    ingest,
+    linkage,
+    monitoring,
+    serving,
+    training,
+)
 
 app = typer.Typer(
     name="ipvi",
@@ -34,7 +44,7 @@ def _root(
     context.set_config_path(config)
 
 
-for module in (generate, ingest, linkage, training, fairness, serving, demo):
+for module in (generate, ingest, linkage, training, fairness, serving, monitoring, demo):
     module.register(app)
 
 

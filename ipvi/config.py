@@ -451,6 +451,80 @@ class ServingConfig(StrictModel):
         return pattern
 
 
+# --------------------------------------------------------------------------- monitoring
+
+
+class Threshold(StrictModel):
+    """A measure's warning and alarm levels: ``warn`` <= ``alarm``, both inside the measure's
+    range (checked by the section, which knows the range)."""
+
+    warn: float
+    alarm: float
+
+
+# Each monitored measure, the range its thresholds must lie in, and what it is.
+MONITORING_MEASURES: dict[str, tuple[float, float, str]] = {
+    "psi": (0.0, 10.0, "population stability index of a model input against training"),
+    "ks": (0.0, 1.0, "Kolmogorov-Smirnov distance of a continuous input from training"),
+    "score_psi": (0.0, 10.0, "PSI of the issued probabilities against the test period's"),
+    "mix_shift": (0.0, 1.0, "largest change of a tier's or band's share from training"),
+    "auc_drop": (0.0, 0.5, "AUC at training minus the AUC on matured outcomes"),
+    "ece": (0.0, 1.0, "expected calibration error on matured outcomes"),
+    "provisional_share": (0.0, 1.0, "share of issued scores whose tier is provisional"),
+    "review_backlog_days": (0.0, 3650.0, "age in days of the oldest pending review pair"),
+}
+
+
+class MonitoringConfig(StrictModel):
+    """What ``ipvi monitor`` compares and when a change is a warning or an alarm."""
+
+    period: Literal["month", "quarter"] = "quarter"
+    # Periods (and groups) with fewer matured outcomes are reported, not judged; the re-audit
+    # needs this many in all.
+    min_outcomes: int = Field(100, ge=1)
+    # Drift of a period with fewer scores is shown, not judged: PSI over ten bins of a few dozen
+    # scores is mostly sampling noise (about 0.3 at 30 scores, 0.05 at 200).
+    min_scores: int = Field(200, ge=1)
+    n_bootstrap: int = Field(200, ge=20, le=10000)
+    calibration_bins: int = Field(10, ge=2, le=100)
+    thresholds: dict[str, Threshold] = Field(
+        default_factory=lambda: {
+            "psi": Threshold(warn=0.1, alarm=0.25),
+            "ks": Threshold(warn=0.1, alarm=0.2),
+            "score_psi": Threshold(warn=0.1, alarm=0.25),
+            "mix_shift": Threshold(warn=0.05, alarm=0.1),
+            "auc_drop": Threshold(warn=0.03, alarm=0.06),
+            "ece": Threshold(warn=0.05, alarm=0.1),
+            "provisional_share": Threshold(warn=0.2, alarm=0.4),
+            "review_backlog_days": Threshold(warn=14, alarm=30),
+        }
+    )
+
+    @field_validator("thresholds")
+    @classmethod
+    def _in_range(cls, thresholds: dict[str, Threshold]) -> dict[str, Threshold]:
+        missing = sorted(set(MONITORING_MEASURES) - set(thresholds))
+        if missing:
+            raise ValueError(f"missing threshold(s): {', '.join(missing)}")
+        for name, threshold in thresholds.items():
+            if name not in MONITORING_MEASURES:
+                known = ", ".join(MONITORING_MEASURES)
+                raise ValueError(f"unknown measure {name!r} (one of {known})")
+            low, high, meaning = MONITORING_MEASURES[name]
+            for level in ("warn", "alarm"):
+                value = getattr(threshold, level)
+                if not low <= value <= high:
+                    raise ValueError(
+                        f"{name}.{level} = {value:g} is out of range: the {meaning} lies in "
+                        f"[{low:g}, {high:g}]"
+                    )
+            if threshold.warn > threshold.alarm:
+                raise ValueError(
+                    f"{name}: warn ({threshold.warn:g}) must not exceed alarm ({threshold.alarm:g})"
+                )
+        return thresholds
+
+
 # --------------------------------------------------------------------------- root
 
 
@@ -463,6 +537,7 @@ class Config(StrictModel):
     training: TrainingConfig
     fairness_policy: FairnessPolicy = FairnessPolicy()
     serving: ServingConfig = ServingConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
 
     @property
     def database_url(self) -> str:

@@ -8,12 +8,10 @@ re-hashing a row therefore needs the secret, which the database does not hold; c
 off the end is caught against a *checkpoint*, a signed copy of the chain head kept elsewhere
 (:func:`write_checkpoint`). :func:`verify_chain` checks both (``ipvi audit-log verify``).
 
-A request never waits for the database: :class:`AuditSpool` appends the row to a local file (one
-per worker process, written with one ``write`` call, so a ``kill -9`` loses nothing the kernel
-already has) and a background thread moves spooled rows into the database every
-``serving.audit_flush_seconds``. While the database is unreachable the spool simply grows; it is
-flushed when the database returns, by this process or, after a crash, by the next one. Each row
-carries an ``entry_id`` so flushing a file twice is a no-op.
+A request never waits for the database: :class:`AuditSpool` (a :class:`serving.spool.Spool`)
+appends the row to a local file, one per worker process, and a background thread moves spooled
+rows into the database every ``serving.audit_flush_seconds``; while the database is unreachable
+the spool simply grows. Each row carries an ``entry_id`` so flushing a file twice is a no-op.
 
 The log is exempt from purge (its rows name no one): :func:`purge_step` appends a chained
 tombstone instead.
@@ -21,13 +19,11 @@ tombstone instead.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import hmac
 import json
 import logging
 import os
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -37,11 +33,11 @@ from pathlib import Path
 from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from ipvi.db import session_scope
 from ipvi.site_key import SiteKey
 from ipvi.tables.serving import audit_chain_head, audit_checks, audit_log
 from serving.http import ResponseStatus
 from serving.metrics import UNMATCHED, unknown_path
+from serving.spool import Spool
 
 logger = logging.getLogger(__name__)
 
@@ -424,19 +420,16 @@ def purge_step(session: Session, target, key: SiteKey) -> dict[str, int]:
     return {"audit_log": 0}
 
 
-class AuditSpool:
-    """A worker's spool of audit rows and the thread that moves them into the database.
+class AuditSpool(Spool):
+    """A worker's spool of audit rows (:class:`serving.spool.Spool`), chained into the log
+    with the site secret as they are flushed.
 
     Parameters
     ----------
-    directory : str or Path
-        Shared by every worker; each worker writes its own file, locked while it is in use.
-    engine_getter : callable
-        Returns the registry engine to flush into.
+    directory, engine_getter, flush_seconds
+        As for :class:`serving.spool.Spool`.
     key : SiteKey
         The site secret the rows are chained with.
-    flush_seconds : float
-        How often spooled rows are moved into the database.
     """
 
     def __init__(
@@ -446,131 +439,15 @@ class AuditSpool:
         key: SiteKey,
         flush_seconds: float,
     ) -> None:
-        self.directory = directory
-        self.engine_getter = engine_getter
+        super().__init__(directory, engine_getter, flush_seconds)
         self.key = key
-        self.flush_seconds = flush_seconds
-        self._lock = threading.Lock()
-        self._fd: int | None = None
-        self._path: Path | None = None
-        self._sequence = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    # ---------------------------------------------------------------- writing
 
     def record(self, entry: AuditEntry) -> None:
         """Append one row to this worker's spool file with a single write."""
-        line = (json.dumps(asdict(entry), separators=(",", ":")) + "\n").encode("utf-8")
-        with self._lock:
-            if self._fd is None:
-                self._open()
-            os.write(self._fd, line)
+        self.append([asdict(entry)])
 
-    def _open(self) -> None:
-        folder = Path(self.directory)
-        folder.mkdir(parents=True, exist_ok=True)
-        self._sequence += 1
-        stem = f"spool-{os.getpid()}-{uuid.uuid4().hex[:8]}-{self._sequence}"
-        # Created under a temporary name and locked before it is visible to other flushers.
-        temporary = folder / f"{stem}.tmp"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        path = folder / f"{stem}{SPOOL_SUFFIX}"
-        os.rename(temporary, path)
-        self._fd, self._path = fd, path
-
-    def _rotate(self) -> None:
-        """Hand the current file over to flushing; the next row starts a new file."""
-        with self._lock:
-            if self._fd is None:
-                return
-            pending = self._path.with_suffix(PENDING_SUFFIX)
-            os.rename(self._path, pending)
-            os.fsync(self._fd)
-            os.close(self._fd)  # releases the lock: any flusher may take it now
-            self._fd, self._path = None, None
-
-    # ---------------------------------------------------------------- flushing
-
-    def flush(self) -> int:
-        """Move every unlocked spool file into the database; returns rows added.
-
-        Files of this worker are rotated first; files left by crashed workers are taken too.
-        A file is deleted only after its rows are committed.
-        """
-        self._rotate()
-        folder = Path(self.directory)
-        if not folder.is_dir():
-            return 0
-        added = 0
-        files = sorted(folder.glob(f"*{PENDING_SUFFIX}")) + sorted(folder.glob(f"*{SPOOL_SUFFIX}"))
-        for path in files:
-            added += self._flush_file(path)
-        return added
-
-    def _flush_file(self, path: Path) -> int:
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            return 0
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return 0  # a live worker's current file, or another flusher's
-            with os.fdopen(os.dup(fd), "rb") as handle:
-                lines = handle.read().splitlines()
-            entries = []
-            for number, line in enumerate(lines, start=1):
-                try:
-                    entries.append(json.loads(line))
-                except json.JSONDecodeError:
-                    logger.error("audit spool %s line %d is not JSON; left out", path.name, number)
-            with session_scope(self.engine_getter()) as session:
-                added = append_entries(session, entries, self.key)
-            path.unlink(missing_ok=True)
-            return added
-        finally:
-            os.close(fd)
-
-    def pending_rows(self) -> int:
-        """Rows waiting in spool files (for /readyz and tests)."""
-        folder = Path(self.directory)
-        if not folder.is_dir():
-            return 0
-        total = 0
-        for path in folder.iterdir():
-            if path.suffix in (SPOOL_SUFFIX, PENDING_SUFFIX):
-                try:
-                    total += path.read_bytes().count(b"\n")
-                except FileNotFoundError:
-                    continue
-        return total
-
-    def start(self) -> None:
-        """Flush in a daemon thread every ``flush_seconds`` until :meth:`close`."""
-        if self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._run, name="ipvi-audit-flush", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.flush_seconds):
-            self._flush_quietly()
-
-    def _flush_quietly(self) -> None:
-        try:
-            self.flush()
-        except Exception as error:  # database unreachable: rows stay spooled for the next try
-            logger.warning("audit spool not flushed yet: %s", type(error).__name__)
-
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop the thread and flush once more (rows stay spooled if the database is down)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        self._flush_quietly()
+    def store(self, session: Session, entries: list[dict]) -> int:
+        return append_entries(session, entries, self.key)
 
 
 class AuditMiddleware:

@@ -1,4 +1,4 @@
-"""What one service worker holds: configuration, registry engine, keys, audit spool, model.
+"""What one service worker holds: configuration, registry engine, keys, spools, model.
 
 One :class:`Runtime` per worker process, built on first use by :func:`get_runtime` and shared
 by the middlewares and the BentoML service class. Database work goes through
@@ -35,6 +35,7 @@ from serving.auth import KeyCache, TokenBucket, active_keys
 from serving.http import ApiError
 from serving.linking import IntakeLinker
 from serving.model import load_scorer
+from serving.spool import ISSUED_FOLDER, IssuedScoreSpool
 
 logger = logging.getLogger(__name__)
 
@@ -231,6 +232,7 @@ class Runtime:
         self.keys: KeyCache | None = None
         self.site_key: SiteKey | None = None
         self.spool: AuditSpool | None = None
+        self.issued: IssuedScoreSpool | None = None
         self.rate_limits: dict[str, TokenBucket] = {}
         self.scorer = None
         self.linker: IntakeLinker | None = None
@@ -275,6 +277,12 @@ class Runtime:
             flush_seconds=settings.audit_flush_seconds,
         )
         self.spool.start()
+        self.issued = IssuedScoreSpool(
+            Path(settings.audit_spool_dir) / ISSUED_FOLDER,
+            engine_getter=lambda: self.engine,
+            flush_seconds=settings.audit_flush_seconds,
+        )
+        self.issued.start()
         spool_dir = Path(settings.audit_spool_dir)
         spool_dir.mkdir(parents=True, exist_ok=True)
         self.linker = IntakeLinker(
@@ -301,11 +309,13 @@ class Runtime:
         return self.guard.call(active_keys)
 
     def close(self) -> None:
-        """Flush the audit spool; rows stay spooled when the database is down."""
+        """Flush the audit and issued-score spools; rows stay spooled when the database is
+        down."""
         if self.linker is not None:
             self.linker.close()
-        if self.spool is not None:
-            self.spool.close()
+        for spool in (self.spool, self.issued):
+            if spool is not None:
+                spool.close()
         if self.engine is not None:
             self.engine.dispose()
 

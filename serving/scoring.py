@@ -8,7 +8,6 @@ links have probability 1); registry persons are read with :func:`training.data.p
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -31,6 +30,7 @@ from serving.schemas import (
     ScoreResult,
     TierResult,
 )
+from training.issued import issued_rows, score_id
 
 FUTURE_AS_OF = "as_of {as_of} is in the future: a score can only use what is known now"
 NO_OFFENCE = "no IPV offence known as of this date"
@@ -214,12 +214,6 @@ def _check_unique(values: list[str], field: str, what: str, position=None) -> No
         seen.add(value)
 
 
-def score_id(person_id: str, as_of: datetime, model_version: str) -> str:
-    """An id that is the same whenever (person, as-of date, model version) is."""
-    key = f"{person_id}|{as_of.isoformat()}|{model_version}"
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
-
-
 def not_assessed(requested: Sequence[str], assessed: set[str]) -> list[NotAssessed]:
     """Requested people with no result (no IPV offence known as of the date)."""
     return [NotAssessed(person_id=p, reason=NO_OFFENCE) for p in requested if p not in assessed]
@@ -319,7 +313,8 @@ async def assess(runtime, request, *, with_model: bool):
 
     Inline histories need no database; person ids are resolved (merged ids answer for their
     survivor, split ids are a 409) and read from the registry through the runtime's guard, so
-    an unreachable database is a quick 503.
+    an unreachable database is a quick 503. Scores are spooled as issued
+    (:mod:`training.issued`), never waiting for the database.
 
     Returns
     -------
@@ -355,6 +350,15 @@ async def assess(runtime, request, *, with_model: bool):
     scorer = runtime.scorer
     if with_model:
         scored = scorer.score_many(*frames, as_of=as_of, person_ids=list(requested))
+        runtime.issued.append(
+            issued_rows(
+                scored,
+                features=scorer.bundle.features,
+                source="api",
+                history="inline" if request.histories is not None else "registry",
+                issued_at=utc_naive(datetime.now(UTC)).to_pydatetime(),
+            )
+        )
         results = (
             score_results(scored, requested=requested, audit=runtime.audit) if len(scored) else []
         )

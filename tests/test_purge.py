@@ -199,6 +199,7 @@ def test_cli_purge(db_url, tmp_path, monkeypatch, capsys):
     assert modules == [
         "serving.audit_log",
         "serving.decisions",
+        "training.issued",
         "training.store",
         "linkage.purge",
         "ingest.purge",

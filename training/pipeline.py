@@ -29,6 +29,7 @@ from training.features import AsOfFeatures, compute_features, model_features, pe
 from training.labels import label_index
 from training.models import RiskModel
 from training.offences import assign_offences, index_offences, person_events
+from training.reference import feature_reference
 from training.result import TrainResult
 from training.scorecard import Scorecard
 from training.scoring import score_index
@@ -298,6 +299,7 @@ def train(
             crosswalk[["record_id", "person_id"]],
         ),
         trained_persons=person_list(dataset.index.loc[period != "test", "person_id"]),
+        feature_reference=feature_reference(dataset.features.X, columns, period == "train"),
     )
     if truth is not None:
         result.truth = _truth_evaluation(

@@ -3,9 +3,9 @@
 :func:`train_from_registry` reads events, mentions and the crosswalk from the registry, trains
 (:func:`training.pipeline.train`), logs and registers the model in MLflow, and writes the run's
 ``evaluation_predictions`` (and, with the truth, ``evaluation_truth``). :func:`score_all` scores
-every person with an IPV offence as of a date with a registered version, stores the scores and
-writes the coordinators' list with the changes since the last one; :func:`rewrite_tier_lists`
-rebuilds the lists a purge touched.
+every person with an IPV offence as of a date with a registered version, stores the scores
+(and keeps them as issued: :mod:`training.issued`) and writes the coordinators' list with the
+changes since the last one; :func:`rewrite_tier_lists` rebuilds the lists a purge touched.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from ipvi.purge import whole_identifiers
 from ipvi.site_key import SiteKey
 from ipvi.tables.training import scores, tier_lists
 from training.data import SCORING_MENTIONS, load_history, load_truth, read_history
+from training.issued import write_issued
 from training.pipeline import train
 from training.registry import log_training_run
 from training.result import summary as summarise
@@ -79,6 +80,7 @@ def train_from_registry(
             predictions=result.predictions,
             truth=result.truth,
             trained_persons=sorted({key.pseudonym(p) for p in result.trained_persons}),
+            feature_reference=result.feature_reference,
         )
     return {**run, **figures}
 
@@ -118,6 +120,7 @@ def score_all(
             .returning(tier_lists.c.list_id)
         ).scalar_one()
         n = write_scores(session, scored, list_id=list_id)
+        write_issued(session, scored, features=scorer.bundle.features)
         prioritised = prioritise_review_pairs(session, scored)
         rows = build_list(scored, previous)
         csv_path, html_path = write_tier_list(

@@ -21,8 +21,9 @@ evaluation does, with ``as_of`` = index date + decision lag). The result is a di
 ``as_of``, ``index_event_id``, ``probability``, ``band``, ``band_use``, ``tier``,
 ``provisional``, ``identity_review_required``, ``possible_dual_arrest``, ``tier_reasons``,
 ``reason_codes``, ``lethality_flags``, ``scorecard_points``, ``odara_count``,
-``prior_ipv_offences``, ``age``, ``model_name``, ``model_version``, ``mlflow_run_id``,
-``linkage_run_id``. :meth:`RiskScorer.score_many` scores many persons at once (a table).
+``prior_ipv_offences``, ``age``, ``model_inputs``, ``model_name``, ``model_version``,
+``mlflow_run_id``, ``linkage_run_id``. :meth:`RiskScorer.score_many` scores many persons at
+once (a table).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ipvi.arrays import factorize, is_in, positions_in
+from ipvi.arrays import factorize, is_in, object_array, positions_in
 from ipvi.columns import Columns
 from ipvi.errors import IpviError
 from training.bands import assign_bands
@@ -130,7 +131,8 @@ def score_index(
     Returns
     -------
     Columns
-        One row per index row, in order.
+        One row per index row, in order; ``model_inputs`` holds each row's input vector as
+        the model saw it (``bundle.features`` in order), which issued scores keep.
     """
     settings = bundle.settings
     features, tiers = _features_and_tiers(bundle, index, events_by_person, persons)
@@ -155,6 +157,7 @@ def score_index(
             "odara_count": odara_count(X),
             "prior_ipv_offences": np.asarray(X["prior_ipv_offences"], dtype=int),
             "age": np.asarray(X["age"]),
+            "model_inputs": object_array(matrix),
             **(stamp or {}),
         },
     )

@@ -43,9 +43,11 @@ def write_run(
     predictions: pd.DataFrame,
     truth: pd.DataFrame | None,
     trained_persons: list[str],
+    feature_reference: dict | None = None,
 ) -> None:
-    """Store one run: its summary, test predictions, truth rows and the keyed pseudonyms of
-    the persons it trained on."""
+    """Store one run: its summary, the training distribution of its model inputs
+    (:mod:`training.reference`), test predictions, truth rows and the keyed pseudonyms of the
+    persons it trained on."""
     run_id, version = run["run_id"], run["model_version"]
     session.execute(
         insert(training_runs).values(
@@ -57,6 +59,7 @@ def write_run(
             n_train=int(summary["n_train"]),
             n_test=int(summary["n_test"]),
             summary=summary,
+            feature_reference=feature_reference,
         )
     )
     bulk_insert(

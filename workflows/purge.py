@@ -38,6 +38,7 @@ from linkage.purge import purge_step as linkage_step
 from serving.audit_log import purge_step as audit_log_step
 from serving.decisions import purge_step as decisions_step
 from serving.link_index import prebuild_report
+from training.issued import purge_step as issued_step
 from training.registry import purge_trained_persons
 from training.run import rewrite_tier_lists
 from training.store import purge_step as training_step
@@ -50,6 +51,7 @@ def database_steps(key: SiteKey) -> list[PurgeStep]:
     return [
         functools.partial(audit_log_step, key=key),  # a chained tombstone; rows are kept
         decisions_step,  # the person's decisions name the tombstone, their reasons go
+        issued_step,  # every score issued for the persons the records make up
         training_step,  # scores and evaluation rows of the persons the records make up
         linkage_step,  # crosswalk, review pairs, id changes and the person
         ingest_step,  # mentions and their versions, field issues, quarantine, orphaned events

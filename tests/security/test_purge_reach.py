@@ -20,6 +20,7 @@ from ipvi.cli import main
 from ipvi.db import make_engine
 from ipvi.site_key import SiteKey
 from ipvi.tables.linkage import crosswalk, review_pairs
+from ipvi.tables.monitoring import issued_scores
 from ipvi.tables.serving import decisions
 from ipvi.tables.training import model_training_persons, scores
 from serving.schemas import DECISION_EXAMPLE
@@ -115,6 +116,21 @@ def test_a_purged_person_is_found_nowhere(pipeline, pipeline_server, monkeypatch
         return [c["person_id"] for c in answer.json()["candidates"]]
 
     assert person in linked()
+    # Both the list and the answer were kept as issued scores (the answer through the spool).
+    deadline = time.monotonic() + 10
+    while True:
+        engine = make_engine(url)
+        with engine.connect() as connection:
+            sources = set(
+                connection.execute(
+                    select(issued_scores.c.source).where(issued_scores.c.person_id == person)
+                ).scalars()
+            )
+        engine.dispose()
+        if sources == {"api", "batch"} or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert sources == {"api", "batch"}
     pattern = _whole({person, *records})
     data = folder / "data"  # the agency extracts ipvi generate wrote: the input, not a copy
     assert _files_naming(folder, pattern, data) and _tables_naming(url, pattern)

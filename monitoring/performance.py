@@ -1,0 +1,89 @@
+"""Performance on matured outcomes, by period, by group and by band, next to training's figures.
+
+Every table is one :class:`fairness.metrics.GroupMetrics` (the audit's grouping) over the
+matured scores, with AUC intervals from one :class:`fairness.bootstrap.PersonBootstrap`
+(persons resampled, so repeated scores of one person are not independent evidence):
+
+- AUC: does the model still rank those who re-offend above those who do not?
+- ECE and observed vs predicted: does a 30 % still mean about 30 %?
+- reliability by band: the observed rate of a recorded re-offence in each band.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import pandas as pd
+
+from fairness.bootstrap import PersonBootstrap
+from fairness.metrics import GroupMetrics, auc, base_rate, count, mean_predicted, positives
+from training.evaluate import ece, ece_batch
+
+
+def _ece(y_true, y_pred, *, bins: int) -> float:
+    y = np.asarray(y_true, dtype=float)
+    return ece(y, np.asarray(y_pred, dtype=float), bins=bins) if y.size else float("nan")
+
+
+def _value(number) -> float | None:
+    number = float(number)
+    return None if np.isnan(number) else number
+
+
+def group_table(
+    frame: pd.DataFrame,
+    column: str,
+    boot: PersonBootstrap,
+    *,
+    bins: int,
+    min_outcomes: int,
+) -> dict[str, dict]:
+    """Size, positives, observed and predicted rate, AUC and ECE (each with its person-
+    bootstrap interval) per value of ``column``; ``judged`` is False for groups under
+    ``min_outcomes`` rows."""
+    y = frame["label"].to_numpy(dtype=int)
+    p = frame["probability"].to_numpy(dtype=float)
+    groups = frame[column].astype(str).rename(column)
+    table = GroupMetrics(
+        {
+            "n": count,
+            "positives": positives,
+            "observed": base_rate,
+            "predicted": mean_predicted,
+            "auc": auc,
+            "ece": partial(_ece, bins=bins),
+        },
+        y,
+        p,
+        sensitive_features=groups,
+    ).by_group
+    codes, labels = pd.factorize(groups, sort=True)
+    intervals = boot.interval(boot.auc(y, p, codes, len(labels)))
+    # Each resample's weight of each row: its person's draw count.
+    weights = boot.counts_[:, boot.row_person_].astype(float)
+    at = {label: k for k, label in enumerate(labels)}
+    out = {}
+    for group, row in table.iterrows():
+        k = at[group]
+        rows = codes == k
+        with np.errstate(invalid="ignore", divide="ignore"):  # a resample without the group
+            resampled = ece_batch(y[rows], p[rows], weights[:, rows], bins=bins)
+        ece_low, ece_high = boot.interval(resampled)
+        out[str(group)] = {
+            "n": int(row["n"]),
+            "positives": int(row["positives"]),
+            "observed": _value(row["observed"]),
+            "predicted": _value(row["predicted"]),
+            "auc": _value(row["auc"]),
+            "auc_ci": [_value(intervals[0, k]), _value(intervals[1, k])],
+            "ece": _value(row["ece"]),
+            "ece_ci": [_value(ece_low), _value(ece_high)],
+            "judged": bool(row["n"] >= min_outcomes),
+        }
+    return out
+
+
+def bootstrap(frame: pd.DataFrame, *, n_resamples: int, seed: int) -> PersonBootstrap:
+    """The one person bootstrap every table of a report shares."""
+    return PersonBootstrap(n_resamples, seed=seed).fit(frame["person_id"].to_numpy())

@@ -1,0 +1,461 @@
+"""What ``ipvi monitor`` does: one model version's issued scores, watched end to end.
+
+:func:`monitor` reads the scores the version issued up to the extract date, labels those whose
+follow-up has ended (:mod:`monitoring.outcomes`), and returns the monitor's JSON:
+
+- ``status`` (``ok``, ``warn`` or ``alarm``) and ``reasons``: every measure at or past its
+  threshold (``monitoring.thresholds``), worst first;
+- ``periods``: per month or quarter, the issued scores' drift (inputs, scores, tier and band
+  mix, provisional tiers) and, once outcomes have matured, performance next to training's;
+- ``groups`` and ``reliability``: performance by protected group and by band on every matured
+  outcome, ``training``: the version's figures at training;
+- ``reaudit``: the fairness audit re-run on matured outcomes (its ``gate.status`` as in
+  ``ipvi audit``), or null with ``reaudit_reason`` when there are too few;
+- ``overrides``: staff overrides of tiers by tier and band, the common reasons, the outcomes;
+- ``notification_effect``: not estimated yet (null values with the reason);
+- ``linkage``: link rate, review backlog, merges and splits per run.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import String, cast, select
+from sqlalchemy.orm import Session
+
+from fairness.audit import run_audit
+from fairness.gate import FAIL, INSUFFICIENT
+from fairness.groups import UNKNOWN, person_attributes
+from fairness.inputs import model_version_input
+from fairness.policy import policy_changes, policy_hash
+from fairness.store import mention_attributes, model_version_predictions
+from ipvi.config import Config
+from ipvi.db import session_scope
+from ipvi.errors import IpviError
+from ipvi.tables.training import training_runs
+from monitoring import drift
+from monitoring.linkage_health import linkage_health
+from monitoring.outcomes import (
+    feature_frame,
+    join_decisions,
+    matured_outcomes,
+    no_matured_message,
+    read_decisions,
+    read_issued,
+)
+from monitoring.performance import bootstrap, group_table
+from monitoring.report import write_report
+from training.registry import version_info
+
+OK, WARN, ALARM = "ok", "warn", "alarm"
+_SEVERITY = {OK: 0, WARN: 1, ALARM: 2}
+NO_TRAINING_RUN = (
+    "model version {version} has no training run in this registry (or one trained before the "
+    "training distribution was kept): input drift and the training figures cannot be shown"
+)
+TOO_FEW_FOR_REAUDIT = (
+    "{n} matured outcome(s); the re-audit needs at least monitoring.min_outcomes = {minimum}"
+)
+NOTIFICATION_NOT_ESTIMATED = (
+    "not estimated in this version of ipvi monitor: the matched comparison of notified and "
+    "not-yet-notified people is still to be built"
+)
+
+
+def period_of(dates: pd.Series, period: str) -> pd.Series:
+    """Each date's month (``2025-03``) or quarter (``2025Q1``)."""
+    return dates.dt.to_period("M" if period == "month" else "Q").astype(str)
+
+
+class Verdict:
+    """Collects measures against their thresholds: the status is the worst level reached."""
+
+    def __init__(self, thresholds) -> None:
+        self.thresholds = thresholds
+        self.found: list[tuple[int, str]] = []
+
+    def level(self, measure: str, value: float | None) -> str:
+        """The level ``value`` of ``measure`` reaches (``ok`` when None)."""
+        if value is None or np.isnan(value):
+            return OK
+        threshold = self.thresholds[measure]
+        return ALARM if value >= threshold.alarm else WARN if value >= threshold.warn else OK
+
+    def check(self, measure: str, value: float | None, where: str) -> str:
+        """Note ``value`` of ``measure`` at ``where`` when it reaches a level; the level."""
+        level = self.level(measure, value)
+        if level != OK:
+            threshold = self.thresholds[measure]
+            limit = threshold.alarm if level == ALARM else threshold.warn
+            self.note(level, f"{where}: {measure} {value:.3g} >= {limit:g} ({level})")
+        return level
+
+    def check_many(self, measure: str, values: dict[str, float | None], where: str) -> None:
+        """One reason per level for many values of a measure (the inputs of a period), naming
+        the largest first."""
+        for level in (ALARM, WARN):
+            reached = {k: v for k, v in values.items() if self.level(measure, v) == level}
+            if not reached:
+                continue
+            limit = getattr(self.thresholds[measure], level)
+            ranked = sorted(reached.items(), key=lambda item: -item[1])
+            named = ", ".join(f"{name} {value:.3g}" for name, value in ranked[:5])
+            more = f" and {len(ranked) - 5} more" if len(ranked) > 5 else ""
+            self.note(
+                level,
+                f"{where}: {len(ranked)} input(s) with {measure} >= {limit:g} ({level}): "
+                f"{named}{more}",
+            )
+
+    def note(self, level: str, reason: str) -> None:
+        self.found.append((_SEVERITY[level], reason))
+
+    @property
+    def status(self) -> str:
+        worst = max((severity for severity, _ in self.found), default=0)
+        return {0: OK, 1: WARN, 2: ALARM}[worst]
+
+    @property
+    def reasons(self) -> list[str]:
+        return [reason for _, reason in sorted(self.found, key=lambda f: -f[0])]
+
+
+def _training_run(session: Session, version: str) -> dict | None:
+    row = (
+        session.execute(
+            select(training_runs)
+            .where(cast(training_runs.c.model_version, String) == version)
+            .order_by(training_runs.c.created_at.desc())
+            .limit(1)
+        )
+        .mappings()
+        .first()
+    )
+    return dict(row) if row else None
+
+
+def _test_predictions(session: Session, version: str) -> pd.DataFrame:
+    """The version's test-period predictions (training's hand-over), or none."""
+    try:
+        return model_version_predictions(session, version)
+    except IpviError:
+        return pd.DataFrame(columns=["probability", "tier", "band"])
+
+
+def _period_drift(
+    issued: pd.DataFrame,
+    inputs: pd.DataFrame | None,
+    reference: dict | None,
+    test: pd.DataFrame,
+    verdict: Verdict,
+    where: str,
+    *,
+    min_scores: int,
+) -> dict:
+    """Drift of one period's issued scores against training (its inputs against the training
+    rows, its scores, tiers and bands against the test period's), judged only from
+    ``min_scores`` scores."""
+    tiers = sorted({*test["tier"].astype(str), *issued["tier"].astype(str)})
+    bands = list(dict.fromkeys([*test["band"], *issued["band"]]))
+    tier_mix, band_mix = drift.mix(issued["tier"], tiers), drift.mix(issued["band"], bands)
+    out = {
+        "n_issued": int(len(issued)),
+        "score_psi": drift.score_psi(test["probability"], issued["probability"].to_numpy()),
+        "tier_mix": tier_mix,
+        "band_mix": band_mix,
+        "tier_mix_at_training": drift.mix(test["tier"], tiers) if len(test) else None,
+        "band_mix_at_training": drift.mix(test["band"], bands) if len(test) else None,
+        "provisional_share": float(issued["provisional"].astype(bool).mean()),
+        "features": drift.feature_drift(reference, inputs) if reference else None,
+        "judged": len(issued) >= min_scores,
+    }
+    for kind in ("tier", "band"):
+        training = out[f"{kind}_mix_at_training"]
+        shift = None if training is None else drift.mix_shift(training, out[f"{kind}_mix"])
+        out[f"{kind}_mix_shift"] = shift
+    if not out["judged"]:
+        return out
+    for kind in ("tier", "band"):
+        verdict.check("mix_shift", out[f"{kind}_mix_shift"], f"{where}, {kind} mix")
+    verdict.check("score_psi", out["score_psi"], f"{where}, issued probabilities")
+    verdict.check("provisional_share", out["provisional_share"], f"{where}, provisional tiers")
+    features = out["features"] or {}
+    for measure in ("psi", "ks"):
+        verdict.check_many(measure, {k: f[measure] for k, f in features.items()}, where)
+    return out
+
+
+def override_summary(
+    frame: pd.DataFrame, *, attributes: list[str], n_resamples: int, seed: int
+) -> dict:
+    """Override rates by tier, band and each protected attribute (``by_group``) among scores
+    with a staff decision, with person-bootstrap intervals; the common reasons; the outcomes
+    of overridden scores that matured."""
+    decided = frame[frame["decided"]].reset_index(drop=True)
+    out = {
+        "n_decided": int(len(decided)),
+        "n_notified": int(decided["notified"].sum()),
+        "n_called_in": int(decided["called_in"].sum()),
+        "n_overridden": int(decided["overridden"].sum()),
+        "rate": float(decided["overridden"].mean()) if len(decided) else None,
+        "by_tier": {},
+        "by_band": {},
+        "by_group": {attribute: {} for attribute in attributes},
+        "top_reasons": [],
+        "outcomes": None,
+    }
+    if decided.empty:
+        return out
+    boot = bootstrap(decided, n_resamples=n_resamples, seed=seed)
+    overridden = decided["overridden"].to_numpy(dtype=float)
+    stats = np.column_stack([overridden, np.ones(len(decided))])
+    tables = {"tier": out["by_tier"], "band": out["by_band"], **out["by_group"]}
+    for column, table in tables.items():
+        codes, labels = pd.factorize(decided[column].astype(str), sort=True)
+        totals = boot.totals(stats, codes, len(labels))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            low, high = boot.interval(totals[:, :, 0] / totals[:, :, 1])
+        for k, label in enumerate(labels):
+            mask = codes == k
+            table[str(label)] = {
+                "n": int(mask.sum()),
+                "overridden": int(overridden[mask].sum()),
+                "rate": float(overridden[mask].mean()),
+                "ci": [float(low[k]), float(high[k])],
+            }
+    reasons = decided.loc[decided["overridden"], "override_reason"].dropna().astype(str)
+    # Most common first; ties in alphabetical order.
+    counts = reasons.value_counts().sort_index().sort_values(ascending=False, kind="stable")
+    out["top_reasons"] = [{"reason": reason, "n": int(n)} for reason, n in counts.head(5).items()]
+    matured = decided[decided["overridden"] & decided["observed"]]
+    if len(matured):
+        out["outcomes"] = {
+            "n": int(len(matured)),
+            "observed": float(matured["label"].mean()),
+            "predicted": float(matured["probability"].mean()),
+        }
+    return out
+
+
+def _frozen_bands(config: Config, version: str) -> list[dict] | None:
+    """The version's band cut-points and uses as frozen in MLflow (as ``ipvi audit`` reads
+    them), or None when the store cannot give them (then read off the scores)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return version_info(config.tracking_uri, config.mlflow.model_name, version)["bands"]
+    except (IpviError, MlflowException, OSError):
+        return None
+
+
+def _reaudit(matured: pd.DataFrame, session: Session, config: Config, version: str) -> dict:
+    """The fairness audit of the matured scores, as ``ipvi audit`` runs it on a version."""
+    policy = config.fairness_policy
+    # In person order: the same matured rows give the same audit, however they were issued.
+    matured = matured.sort_values(["person_id", "index_event_id"]).reset_index(drop=True)
+    # The audit joins each person's protected attributes itself, as for a model version.
+    matured = matured.drop(columns=[c for c in policy.attributes if c in matured.columns])
+    predictions = matured.assign(
+        run_id="issued",
+        model_version=version,
+        prior_ipv_offences=matured["features"].map(lambda f: f.get("prior_ipv_offences")),
+        age=matured["features"].map(lambda f: f.get("age")),
+    )
+    inp = model_version_input(
+        predictions,
+        mention_attributes(session, policy.attributes),
+        policy,
+        model_version=version,
+        model_name=config.mlflow.model_name,
+        bands=_frozen_bands(config, version),
+    )
+    inp.source["kind"] = "issued_scores"
+    result = run_audit(
+        inp, policy, policy_digest=policy_hash(policy), changes=policy_changes(policy)
+    )
+    payload = result.payload
+    return {
+        "audit_id": payload["audit_id"],
+        "n_rows": payload["n_rows"],
+        "n_persons": payload["n_persons"],
+        "primary_decision": payload["primary_decision"],
+        "overall": payload["decisions"][payload["primary_decision"]]["overall"],
+        "worst_gaps": payload["worst_gaps"],
+        "warnings": payload["warnings"],
+        "gate": payload["gate"],
+    }
+
+
+def monitor(engine, config: Config, *, as_of, model_version: str | None = None) -> dict:
+    """The monitor's JSON for ``model_version`` (default: the latest that issued scores), with
+    ``as_of`` the extract date: outcomes are known only up to it.
+
+    Raises
+    ------
+    IpviError
+        No issued score; a version that never served; issued scores whose inputs cannot be
+        rebuilt.
+    """
+    settings = config.monitoring
+    extract = pd.Timestamp(as_of)
+    verdict = Verdict(settings.thresholds)
+    with session_scope(engine) as session:
+        issued, version = read_issued(session, until=extract, model_version=model_version)
+        run = _training_run(session, version)
+        test = _test_predictions(session, version)
+        # The backlog is today's, in linkage's clock (datetime.now(), as its runs record).
+        linkage = linkage_health(session, now=datetime.now())
+    reference = (run or {}).get("feature_reference")
+    if not reference:
+        verdict.note(WARN, NO_TRAINING_RUN.format(version=version))
+    inputs = feature_frame(issued, list(reference), version) if reference else None
+    issued["period"] = period_of(issued["as_of"], settings.period)
+
+    outcomes = matured_outcomes(engine, issued, config, extract_date=extract)
+    notifying = {name for name, a in config.serving.decision_actions.items() if a.notifies_offender}
+    with session_scope(engine) as session:
+        staff = read_decisions(session, sorted(outcomes.frame["person_id"].unique().tolist()))
+    frame = join_decisions(outcomes.frame.reset_index(drop=True), staff, notifying)
+    # Protected attributes (the majority over each person's mentions) for the group tables
+    # only: the model never saw them.
+    protected = config.fairness_policy.attributes
+    with session_scope(engine) as session:
+        attributes = person_attributes(mention_attributes(session, protected), protected)
+    frame = frame.join(attributes, on="person_id")
+    frame[protected] = frame[protected].fillna(UNKNOWN)
+    matured = frame[frame["observed"]].reset_index(drop=True)
+    training = (run or {}).get("summary") or {}
+    training_figures = {
+        "run_id": (run or {}).get("run_id"),
+        "auc": training.get("auc"),
+        "auc_ci": training.get("auc_ci"),
+        "ece": training.get("ece"),
+        "n_train": training.get("n_train"),
+        "n_test": training.get("n_test"),
+    }
+    bins, minimum = settings.calibration_bins, settings.min_outcomes
+    seed = config.fairness_policy.seed
+    by_period = {}
+    if len(matured):
+        boot = bootstrap(matured, n_resamples=settings.n_bootstrap, seed=seed)
+        by_period = group_table(matured, "period", boot, bins=bins, min_outcomes=minimum)
+    else:
+        verdict.note(WARN, no_matured_message(outcomes, config, version, extract))
+
+    periods = []
+    for period, rows in issued.groupby("period", sort=True):
+        where = f"period {period}"
+        entry = {
+            "period": period,
+            "drift": _period_drift(
+                rows,
+                None if inputs is None else inputs.loc[rows.index],
+                reference,
+                test,
+                verdict,
+                where,
+                min_scores=settings.min_scores,
+            ),
+            "performance": by_period.get(period),
+        }
+        performance = entry["performance"]
+        if performance and performance["judged"]:
+            # Judged by the interval, as the fairness gate decides: the smallest drop and the
+            # smallest calibration error the period's outcomes leave plausible.
+            high = performance["auc_ci"][1]
+            if training_figures["auc"] is not None and high is not None:
+                performance["auc_drop"] = training_figures["auc"] - performance["auc"]
+                verdict.check(
+                    "auc_drop",
+                    training_figures["auc"] - high,
+                    f"{where}, AUC on matured outcomes (its upper 95 % bound against training)",
+                )
+            verdict.check(
+                "ece", performance["ece_ci"][0], f"{where}, calibration (ECE, lower 95 % bound)"
+            )
+        periods.append(entry)
+
+    groups, reliability, reaudit, reaudit_reason = {}, {}, None, None
+    if len(matured):
+        with session_scope(engine) as session:
+            for attribute in protected:
+                groups[attribute] = group_table(
+                    matured, attribute, boot, bins=bins, min_outcomes=minimum
+                )
+            reliability = group_table(matured, "band", boot, bins=bins, min_outcomes=1)
+            if len(matured) >= minimum:
+                try:
+                    reaudit = _reaudit(matured, session, config, version)
+                except IpviError as error:
+                    reaudit_reason = f"the re-audit could not run: {error}"
+            else:
+                reaudit_reason = TOO_FEW_FOR_REAUDIT.format(n=len(matured), minimum=minimum)
+    else:
+        reaudit_reason = TOO_FEW_FOR_REAUDIT.format(n=0, minimum=minimum)
+    if reaudit is not None:
+        status = reaudit["gate"]["status"]
+        if status == FAIL:
+            verdict.note(ALARM, "re-audit on matured outcomes: the fairness gate fails")
+        elif status == INSUFFICIENT:
+            verdict.note(WARN, "re-audit on matured outcomes: insufficient evidence")
+    verdict.check(
+        "review_backlog_days", linkage["review_backlog_oldest_days"], "linkage review backlog"
+    )
+    return {
+        "status": verdict.status,
+        "reasons": verdict.reasons,
+        "as_of": str(extract.date()),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "model_name": config.mlflow.model_name,
+        "model_version": version,
+        "period_kind": settings.period,
+        "min_outcomes": minimum,
+        "min_scores": settings.min_scores,
+        "thresholds": {k: v.model_dump() for k, v in settings.thresholds.items()},
+        "counts": {
+            **outcomes.counts,
+            "repeat_scores_of_an_offence": int(issued["times_scored"].sum() - len(issued)),
+        },
+        "training": training_figures,
+        "periods": periods,
+        "groups": groups,
+        "reliability": reliability,
+        "reaudit": reaudit,
+        "reaudit_reason": reaudit_reason,
+        "overrides": override_summary(
+            frame, attributes=protected, n_resamples=settings.n_bootstrap, seed=seed
+        ),
+        "notification_effect": {
+            "estimate": None,
+            "ci_low": None,
+            "ci_high": None,
+            "truth": None,
+            "reason": NOTIFICATION_NOT_ESTIMATED,
+        },
+        "linkage": linkage,
+    }
+
+
+def run_monitor(
+    engine,
+    config: Config,
+    *,
+    as_of,
+    model_version: str | None = None,
+    html: str | Path | None = None,
+    json_path: str | Path | None = None,
+) -> dict:
+    """:func:`monitor`, with the HTML report and the JSON written where asked
+    (``ipvi monitor``)."""
+    payload = monitor(engine, config, as_of=as_of, model_version=model_version)
+    if html is not None:
+        write_report(payload, html)
+    if json_path is not None:
+        path = Path(json_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    return payload
