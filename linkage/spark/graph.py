@@ -40,6 +40,27 @@ def _small_star(edges, F):
     )
 
 
+def _checkpointed(frame):
+    """``frame`` written to the checkpoint folder, its lineage cut."""
+    return frame.checkpoint()
+
+
+def _stars(edges, F) -> bool:
+    """Whether every component is a star: no node has two parents, no parent has a parent."""
+    roles = edges.select("node", F.lit(1).alias("child"), F.lit(0).alias("parent")).unionByName(
+        edges.select(
+            F.col("parent").alias("node"), F.lit(0).alias("child"), F.lit(1).alias("parent")
+        )
+    )
+    per_node = roles.groupBy("node").agg(
+        F.sum("child").alias("parents"), F.max("parent").alias("is_parent")
+    )
+    bad = per_node.where(
+        (F.col("parents") > 1) | ((F.col("parents") > 0) & (F.col("is_parent") > 0))
+    )
+    return bad.limit(1).count() == 0
+
+
 def connected_components(edges):
     """(node, component) for every node of ``edges`` (columns ``src``, ``dst``, longs).
 

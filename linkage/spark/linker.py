@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from linkage.blocking import CandidatePairs
-from linkage.cluster import Clusters, cluster_records
+from linkage.cluster import CHUNK_PAIRS, Clusters, cluster_records
 from linkage.compare import compare_pairs, encode_for
 from linkage.linker import Linker
 from linkage.settings import LinkageSettings
@@ -125,13 +125,13 @@ class SparkLinker(Linker):
             self._stage_records(data, right)
             records = self.records_
             offset = 0 if right is None else len(data)
-            parts, skipped = [], []
+            parts, oversized = [], []
             for k, (rule, limit) in enumerate(zip(rules, limits, strict=True)):
                 keyed = records.where(F.expr(" and ".join(f"`{c}` != ''" for c in rule))).select(
                     "_pos", *rule
                 )
                 sizes = keyed.groupBy(*rule).count().cache()
-                skipped.append(sizes.where(F.col("count") > limit).count())
+                oversized.append(sizes.where(F.col("count") > limit).select(F.lit(k).alias("k")))
                 kept = keyed.join(
                     sizes.where((F.col("count") > 1) & (F.col("count") <= limit)), list(rule)
                 ).select("_pos", *rule)
@@ -145,9 +145,9 @@ class SparkLinker(Linker):
                         (F.col("left") < offset) & (F.col("right") >= offset)
                     ).withColumn("right", F.col("right") - offset)
                 parts.append(pairs.select("left", "right", F.lit(1 << k).alias("rules")))
-            union = parts[0]
-            for part in parts[1:]:
-                union = union.unionByName(part)
+            skipped_of = dict(_union(oversized).groupBy("k").count().collect())
+            skipped = [skipped_of.get(k, 0) for k in range(len(rules))]
+            union = _union(parts)
             union = union.groupBy("left", "right").agg(F.bit_or("rules").alias("rules"))
             out = self._from_spark(union, "pairs")
             if len(out):
@@ -312,13 +312,21 @@ class SparkLinker(Linker):
                     identifiers.astype({c: str for c in identifiers.columns[1:]}), "identifiers"
                 ).join(components, "node")
                 n_strong, n_exclusive = strong.shape[1], exclusive.shape[1]
+                # Whole components in groups of about CHUNK_PAIRS pairs, as the local engine
+                # clusters them chunk by chunk (one call per component would cost a Python
+                # call each), and at least two groups per core.
+                groups = max(
+                    2 * self.session.sparkContext.defaultParallelism,
+                    -(-len(pairs) // CHUNK_PAIRS),
+                )
+                group = (F.col("component") % groups).alias("group")
 
                 def cluster_group(pair_rows: pd.DataFrame, node_rows: pd.DataFrame):
                     return _cluster_component(pair_rows, node_rows, n_strong, n_exclusive, options)
 
                 out = self._from_spark(
-                    inside.groupBy("component")
-                    .cogroup(nodes.groupBy("component"))
+                    inside.groupBy(group)
+                    .cogroup(nodes.groupBy(group))
                     .applyInPandas(
                         cluster_group,
                         "node long, label long, refused_with long, rebuilt int",
@@ -344,6 +352,13 @@ class SparkLinker(Linker):
 # ---------------------------------------------------------------------- executor functions
 
 
+def _union(frames: list):
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.unionByName(frame)
+    return out
+
+
 def _standardized(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
     for batch in batches:
         positions = batch["_pos"].to_numpy()
@@ -367,8 +382,8 @@ def _levels(batch: pd.DataFrame, comparisons, columns: list[str]) -> pd.DataFram
 def _cluster_component(
     pairs: pd.DataFrame, nodes: pd.DataFrame, n_strong: int, n_exclusive: int, options: dict
 ) -> pd.DataFrame:
-    """One group of components clustered by :func:`cluster_records`: each node's label (the
-    smallest node of its cluster), refused links (node, refused_with) and the rebuilt count."""
+    """Whole components clustered by :func:`cluster_records`: each node's label (the smallest
+    node of its cluster), refused links (node, refused_with) and the rebuilt count."""
     nodes = nodes.sort_values("node", kind="stable")
     ids = nodes["node"].to_numpy(np.int64)
     pairs = pairs.sort_values("_k", kind="stable")

@@ -1,0 +1,186 @@
+"""The Spark engine gives the local engine's answers, on a real standalone cluster, and fails
+in one line (registry untouched) when Spark cannot run.
+
+A cluster of one master and one worker on loopback is started from the pyspark installation
+(tests/spark_support.py). Each Spark run re-links a registry the local engine linked just
+before: person ids are stable, so any cluster that differs shows as a merge, a split or a
+changed crosswalk row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ipvi.config import config_from_dict, default_config_dict
+from ipvi.errors import ConfigError
+from linkage.spark.session import JAVA_MISSING, MASTER_UNREACHABLE
+from tests.cli_support import run_ipvi
+from tests.spark_support import cluster_conf, free_port, start_cluster
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data_samples"
+
+pytestmark = [pytest.mark.spark]
+
+
+def _ipvi(args: list[str], env: dict, **options) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ipvi.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=900,
+        **options,
+    )
+
+
+def _registry(folder: Path, data: Path) -> dict:
+    """``data`` ingested and linked by the local engine in ``folder``; the commands' env."""
+    folder.mkdir(parents=True)
+    config = folder / "config.yaml"
+    config.write_text(yaml.safe_dump({"database": {"url": f"sqlite:///{folder / 'reg.sqlite'}"}}))
+    env = {"IPVI_CONFIG": str(config), "IPVI_DATABASE_URL": f"sqlite:///{folder / 'reg.sqlite'}"}
+    run_ipvi(["ingest", str(data)], env)
+    run_ipvi(["link", "--no-link-index"], env)
+    return {"folder": folder, "env": env, "config": config}
+
+
+def _copy(registry: dict, folder: Path, spark: dict) -> dict:
+    """A copy of ``registry`` whose config names the ``spark`` section."""
+    folder.mkdir()
+    shutil.copy(registry["folder"] / "reg.sqlite", folder / "reg.sqlite")
+    url = f"sqlite:///{folder / 'reg.sqlite'}"
+    config = folder / "config.yaml"
+    config.write_text(yaml.safe_dump({"database": {"url": url}, "spark": spark}))
+    return {"folder": folder, "env": {"IPVI_CONFIG": str(config), "IPVI_DATABASE_URL": url}}
+
+
+def _state(folder: Path) -> dict:
+    """The crosswalk, the pending review pairs and the runs of the registry in ``folder``."""
+    with sqlite3.connect(folder / "reg.sqlite") as connection:
+        return {
+            "crosswalk": connection.execute(
+                "select record_id, person_id, link_probability from crosswalk order by record_id"
+            ).fetchall(),
+            "pending": connection.execute(
+                "select pair_id, queue from review_pairs where status = 'pending' order by pair_id"
+            ).fetchall(),
+            "runs": connection.execute(
+                "select run_id, status from linkage_runs order by started_at"
+            ).fetchall(),
+        }
+
+
+@pytest.fixture(scope="module")
+def sample_registry(tmp_path_factory):
+    return _registry(tmp_path_factory.mktemp("spark") / "sample", SAMPLE)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    started = start_cluster(tmp_path_factory.mktemp("spark-cluster"))
+    yield started
+    started.stop()
+
+
+def test_engine_and_spark_settings_are_validated():
+    config = default_config_dict()
+    for section, key, value, where in [
+        ("linkage", "engine", "dask", "linkage.engine"),
+        ("spark", "master", "localhost:7077", "spark.master"),
+        ("spark", "conf", {"spark.executor.memory": ["4g"]}, "spark.conf"),
+        ("spark", "workers", 3, "spark.workers"),
+    ]:
+        bad = {**config, section: {**config[section], key: value}}
+        with pytest.raises(ConfigError, match=f"config key '{where}"):
+            config_from_dict(bad)
+    assert config_from_dict(config).spark.master == "local[*]"
+
+
+@pytest.mark.slow
+def test_spark_cluster_links_the_sample_as_the_local_engine(sample_registry, cluster, tmp_path):
+    """`ipvi link --engine spark` through spark://127.0.0.1:PORT: the same clusters (no id
+    merged, split or minted), the same confidences and the same review queue."""
+    local = _state(sample_registry["folder"])
+    copy = _copy(sample_registry, tmp_path / "run", cluster_conf(cluster.master_url))
+    run = _ipvi(["link", "--engine", "spark", "--no-link-index", "--json"], copy["env"])
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads(run.stdout.splitlines()[-1])
+    progress = run.stderr
+    assert f"spark: {cluster.master_url}, UI http" in progress
+    for stage in ("standardize", "block", "compare", "link components", "cluster"):
+        assert f"spark: {stage} " in progress
+    assert summary["engine"] == "spark"
+    assert (summary["minted"], summary["merged"], summary["split"]) == (0, 0, 0)
+    spark = _state(copy["folder"])
+    assert spark["crosswalk"] == local["crosswalk"]
+    assert spark["pending"] == local["pending"]
+    assert spark["runs"][-1][1] == "succeeded"
+    assert "app-" in (cluster.folder / "worker.log").read_text()  # it ran on the worker
+
+
+@pytest.mark.slow
+def test_an_executor_killed_mid_run_is_replaced_and_its_tasks_retried(cluster, tmp_path):
+    data = tmp_path / "data"
+    run_ipvi(["generate", "--persons", "250", "--seed", "11", "--out", str(data)], {})
+    registry = _registry(tmp_path / "local", data)
+    local = _state(registry["folder"])
+    copy = _copy(registry, tmp_path / "run", cluster_conf(cluster.master_url))
+    launched = (cluster.folder / "worker.log").read_text().count("Asked to launch executor")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ipvi.cli", "link", "--engine", "spark", "--no-link-index"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **copy["env"]},
+    )
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        if line.startswith("spark: standardize"):
+            break
+    killed = cluster.executors()
+    assert killed, "no executor to kill"
+    for executor in killed:
+        executor.kill()
+    lines += process.stderr.readlines()
+    process.wait(timeout=600)
+    assert process.returncode == 0, "".join(lines)[-3000:]
+    log = (cluster.folder / "worker.log").read_text()
+    assert log.count("Asked to launch executor") >= launched + 2  # the first, and its successor
+    assert _state(copy["folder"])["crosswalk"] == local["crosswalk"]
+
+
+def test_unreachable_master_fails_in_one_line_registry_untouched(sample_registry, tmp_path):
+    before = _state(sample_registry["folder"])
+    master = f"spark://127.0.0.1:{free_port()}"
+    copy = _copy(sample_registry, tmp_path / "run", {"master": master})
+    started = time.monotonic()
+    run = _ipvi(["link", "--engine", "spark", "--no-link-index"], copy["env"])
+    assert run.returncode == 1
+    assert time.monotonic() - started < 60
+    message = MASTER_UNREACHABLE.format(master=master, why="Connection refused")
+    assert run.stderr.strip().splitlines() == [f"error: {message}"]
+    after = _state(copy["folder"])
+    assert after["crosswalk"] == before["crosswalk"]
+    assert after["pending"] == before["pending"]
+    assert after["runs"][:-1] == before["runs"] and after["runs"][-1][1] == "failed"
+
+
+def test_missing_java_fails_in_one_line_registry_untouched(sample_registry, tmp_path):
+    before = _state(sample_registry["folder"])
+    copy = _copy(sample_registry, tmp_path / "run", {"master": "local[1]"})
+    env = {**copy["env"], "JAVA_HOME": str(tmp_path / "no-jdk")}
+    run = _ipvi(["link", "--engine", "spark", "--no-link-index"], env)
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [f"error: {JAVA_MISSING}"]
+    assert _state(copy["folder"])["crosswalk"] == before["crosswalk"]
