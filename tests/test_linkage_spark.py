@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -177,3 +179,58 @@ def test_missing_java_fails_in_one_line_registry_untouched(sample_registry, tmp_
     assert run.returncode == 2
     assert run.stderr.strip().splitlines() == [f"error: {JAVA_MISSING}"]
     assert _state(copy["folder"])["crosswalk"] == before["crosswalk"]
+
+
+@pytest.fixture(scope="module")
+def local_spark():
+    """A Spark session in local mode, as ``--engine spark`` opens it by default."""
+    from ipvi.config import SparkConfig
+    from linkage.spark.session import spark_session
+
+    config = SparkConfig(master="local[2]", conf={"spark.sql.shuffle.partitions": 2})
+    with spark_session(config, report=lambda line: None) as opened:
+        yield opened
+
+
+@pytest.mark.slow
+def test_spark_linker_matches_the_local_linker_step_by_step(local_spark):
+    """Linking two files of generated mentions (deduplication runs on the cluster above): the
+    same pairs (with their rules and skipped blocks), levels, weights and clusters; components
+    as connected_labels finds them."""
+    from ipvi.arrays import connected_labels
+    from linkage.linker import Linker
+    from linkage.settings import LinkageSettings
+    from linkage.spark.graph import connected_components
+    from linkage.spark.linker import SparkLinker
+    from synth.mentions import IDENTIFIER_FIELDS, generate_mentions
+
+    session, work = local_spark
+    mentions, _ = generate_mentions(2400, seed=5)
+    frame = mentions[list(IDENTIFIER_FIELDS)]
+    settings = LinkageSettings.from_config(config_from_dict(default_config_dict()).linkage)
+    settings = settings.for_fields(
+        [f for f in IDENTIFIER_FIELDS if f not in ("race", "ethnicity")], []
+    )
+    first, other = frame.iloc[:1400].reset_index(drop=True), frame.iloc[1400:]
+    local = Linker(settings).run(first, other.reset_index(drop=True))
+    spark = SparkLinker(settings, session, work, report=lambda line: None).run(
+        first, other.reset_index(drop=True)
+    )
+    assert len(local.pairs) > 1000 and local.labels.max() < len(frame) - 200
+    assert np.array_equal(spark.pairs.left, local.pairs.left)
+    assert np.array_equal(spark.pairs.right, local.pairs.right)
+    assert spark.pairs.skipped_blocks == local.pairs.skipped_blocks
+    assert spark.blocking == local.blocking  # per-rule pairs and matches
+    assert np.array_equal(spark.levels, local.levels)
+    assert np.array_equal(spark.weight, local.weight)
+    assert np.array_equal(spark.labels, local.labels)
+    assert sorted(spark.clusters.refused) == sorted(local.clusters.refused)
+    rng = np.random.default_rng(3)
+    left = rng.integers(0, 5000, 4000)
+    right = np.minimum(left + rng.integers(0, 4, 4000), 4999)
+    edges = session.createDataFrame(pd.DataFrame({"src": left, "dst": right}))
+    found = connected_components(edges).toPandas()
+    labels = np.arange(5000)
+    labels[found["node"].to_numpy()] = found["component"].to_numpy()
+    assert found["node"].is_unique
+    assert np.array_equal(labels, connected_labels(5000, left, right))

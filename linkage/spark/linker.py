@@ -24,10 +24,10 @@ as Parquet (:mod:`linkage.spark.parquet`), in the local engine's pair order.
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from itertools import count
 from pathlib import Path
 
 import numpy as np
@@ -78,9 +78,8 @@ class SparkLinker(Linker):
     # ------------------------------------------------------------------ plumbing
 
     def _folder(self, name: str) -> Path:
-        if not hasattr(self, "_numbers"):
-            self._numbers = count()
-        return Path(self.work_dir) / f"{next(self._numbers):03d}-{name}"
+        """A new folder for one exchange (unique, so linkers may share a working folder)."""
+        return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.work_dir)) / "data"
 
     def _to_spark(self, frame: pd.DataFrame, name: str):
         return self.session.read.parquet(str(write_parquet(frame, self._folder(name))))
@@ -113,9 +112,12 @@ class SparkLinker(Linker):
     # ------------------------------------------------------------------ block
 
     def _candidate_pairs(self, rules, data, right, limits) -> CandidatePairs:
-        """The pairs of every rule as joins on its key columns, unioned with one bit per rule.
+        """The pairs of every rule, from one join of the records on (rule, key).
 
-        Also stages the run's records in Spark for the later steps.
+        Each record gets one key per rule whose columns it has (the columns' values as a JSON
+        array, so distinct tuples never share a key); blocks over their rule's limit are left
+        out and counted; a pair's rules are kept as one bit each. Also stages the run's
+        records in Spark for the later steps.
         """
         if len(rules) > MAX_RULES:
             raise ValueError(f"at most {MAX_RULES} blocking rules")
@@ -123,33 +125,39 @@ class SparkLinker(Linker):
 
         with self._stage("block"):
             self._stage_records(data, right)
-            records = self.records_
             offset = 0 if right is None else len(data)
-            parts, oversized = [], []
-            for k, (rule, limit) in enumerate(zip(rules, limits, strict=True)):
-                keyed = records.where(F.expr(" and ".join(f"`{c}` != ''" for c in rule))).select(
-                    "_pos", *rule
-                )
-                sizes = keyed.groupBy(*rule).count().cache()
-                oversized.append(sizes.where(F.col("count") > limit).select(F.lit(k).alias("k")))
-                kept = keyed.join(
-                    sizes.where((F.col("count") > 1) & (F.col("count") <= limit)), list(rule)
-                ).select("_pos", *rule)
-                a = kept.select(F.col("_pos").alias("left"), *rule)
-                b = kept.select(F.col("_pos").alias("right"), *rule)
-                pairs = a.join(b, list(rule))
-                if right is None:
-                    pairs = pairs.where(F.col("left") < F.col("right"))
-                else:
-                    pairs = pairs.where(
-                        (F.col("left") < offset) & (F.col("right") >= offset)
-                    ).withColumn("right", F.col("right") - offset)
-                parts.append(pairs.select("left", "right", F.lit(1 << k).alias("rules")))
-            skipped_of = dict(_union(oversized).groupBy("k").count().collect())
-            skipped = [skipped_of.get(k, 0) for k in range(len(rules))]
-            union = _union(parts)
-            union = union.groupBy("left", "right").agg(F.bit_or("rules").alias("rules"))
+            keyed = _union(
+                [
+                    self.records_.where(F.expr(" and ".join(f"`{c}` != ''" for c in rule))).select(
+                        "_pos",
+                        F.lit(k).alias("rule"),
+                        F.to_json(F.array(*[F.col(c) for c in rule])).alias("key"),
+                    )
+                    for k, rule in enumerate(rules)
+                ]
+            )
+            limit = F.element_at(F.array(*[F.lit(int(n)) for n in limits]), F.col("rule") + 1)
+            sizes = keyed.groupBy("rule", "key").agg(F.count("*").alias("size"))
+            sizes = sizes.withColumn("limit", limit).cache()
+            skipped_of = dict(
+                sizes.where(F.col("size") > F.col("limit")).groupBy("rule").count().collect()
+            )
+            blocks = sizes.where((F.col("size") > 1) & (F.col("size") <= F.col("limit")))
+            members = keyed.join(blocks.select("rule", "key"), ["rule", "key"])
+            pairs = members.select(F.col("_pos").alias("left"), "rule", "key").join(
+                members.select(F.col("_pos").alias("right"), "rule", "key"), ["rule", "key"]
+            )
+            if right is None:
+                pairs = pairs.where(F.col("left") < F.col("right"))
+            else:
+                pairs = pairs.where(
+                    (F.col("left") < offset) & (F.col("right") >= offset)
+                ).withColumn("right", F.col("right") - offset)
+            union = pairs.groupBy("left", "right").agg(
+                F.bit_or(F.expr("shiftleft(cast(1 as bigint), rule)")).alias("rules")
+            )
             out = self._from_spark(union, "pairs")
+            sizes.unpersist()
             if len(out):
                 order = np.lexsort((out["right"].to_numpy(), out["left"].to_numpy()))
                 out = out.iloc[order]
@@ -160,7 +168,7 @@ class SparkLinker(Linker):
             left=left,
             right=right_,
             rule_pairs=[np.flatnonzero(masks & (1 << k)) for k in range(len(rules))],
-            skipped_blocks=[int(s) for s in skipped],
+            skipped_blocks=[int(skipped_of.get(k, 0)) for k in range(len(rules))],
         )
 
     def _stage_records(self, data: pd.DataFrame, right: pd.DataFrame | None) -> None:
