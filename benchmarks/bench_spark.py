@@ -36,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 IPVI = Path(sys.executable).parent / "ipvi"
 SIZES = (100_000, 200_000)
 QUICK_SIZES = (20_000,)
+# Local mode runs the executors inside the driver's JVM: its heap bounds the shuffles.
+DRIVER_MEMORY = "6g"
 
 
 def tree_rss(pid: int) -> int:
@@ -93,7 +95,11 @@ def pairwise_f1(labels: np.ndarray, other: np.ndarray) -> float:
 
 def run(engine: str, data: Path, folder: Path, master: str) -> tuple[dict, np.ndarray | None]:
     config = folder / f"{engine}.yaml"
-    config.write_text(yaml.safe_dump({"spark": {"master": master}}))
+    config.write_text(
+        yaml.safe_dump(
+            {"spark": {"master": master, "conf": {"spark.driver.memory": DRIVER_MEMORY}}}
+        )
+    )
     out = folder / f"{engine}.csv"
     mapping = ",".join(f"{field}={field}" for field in IDENTIFIER_FIELDS)
     command = [str(IPVI), "--config", str(config), "dedupe", str(data), "--id", "record_id"]
