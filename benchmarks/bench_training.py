@@ -43,6 +43,7 @@ def main() -> None:
 
     import pandas as pd
 
+    from ipvi.columns import Columns
     from ipvi.config import load_config
     from synth.histories import toy_history
     from training.bundle import ModelBundle
@@ -75,7 +76,8 @@ def main() -> None:
     )
     as_of = pd.Timestamp(events["recorded_at"].max()).normalize()
     started = time.perf_counter()
-    scored = scorer.score_many(events, mentions, crosswalk, as_of=as_of)
+    tables = [Columns.from_frame(frame) for frame in (events, mentions, crosswalk)]
+    scored = scorer.score_many(*tables, as_of=as_of)
     score_seconds = time.perf_counter() - started
 
     figures = summary(result)

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 
 def object_array(values: Iterable[Any]) -> np.ndarray:
@@ -22,6 +23,28 @@ def object_array(values: Iterable[Any]) -> np.ndarray:
     """
     values = values if isinstance(values, list | tuple) else list(values)
     return np.fromiter(values, dtype=object, count=len(values))
+
+
+def factorize(values: Any, sort: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes and the distinct values, as :func:`pandas.factorize` (missing coded -1).
+
+    With ``sort``, the distinct values are in sorted order and the codes follow them. Strings
+    are sorted as a numpy string array, in C: pandas sorts object values one Python comparison
+    at a time (seconds for the million record ids of a registry).
+
+    >>> [a.tolist() for a in factorize(np.array(["b", "a", None, "b"], dtype=object), sort=True)]
+    [[1, 0, -1, 1], ['a', 'b']]
+    """
+    values = np.asarray(values)
+    strings = values.dtype == object and pd.api.types.infer_dtype(values) == "string"
+    codes, uniques = pd.factorize(values, sort=sort and not strings)
+    uniques = np.asarray(uniques)
+    if not (sort and strings):
+        return codes, uniques
+    order = np.argsort(uniques.astype(str), kind="stable")
+    rank = np.empty(len(order), dtype=np.intp)
+    rank[order] = np.arange(len(order))
+    return np.where(codes >= 0, rank[codes], -1), uniques[order]
 
 
 def run_starts(ordered: np.ndarray) -> np.ndarray:

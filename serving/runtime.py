@@ -41,7 +41,6 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 MODEL_VERSION_ENV = "IPVI_SERVING_MODEL_VERSION"
 DB_UNREACHABLE = "the registry database is unreachable or locked; retry later"
-YOUNG_GC_THRESHOLD = 50_000  # allocations between young-generation collections
 # Errors meaning "cannot talk to the database (or wait for its lock)", not a bad query.
 _UNREACHABLE_ERRORS = (exc.OperationalError, exc.InterfaceError, exc.TimeoutError)
 
@@ -295,11 +294,6 @@ class Runtime:
         # Everything loaded so far lives as long as the worker: leave it out of the garbage
         # collector's full passes, which otherwise rescan it while a large batch is answered.
         gc.freeze()
-        # A batch keeps tens of thousands of objects alive until it is answered: at Python's
-        # default threshold the young generation is collected many times per batch, each
-        # pass rescanning the survivors. Requests free their objects by reference counting;
-        # cycles wait a little longer.
-        gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
         self._started = True
         return self
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from itertools import repeat
-from operator import itemgetter
 
 import numpy as np
 import pandas as pd
@@ -105,32 +104,14 @@ def check_batch(size: int, limit: int, field: str) -> None:
         raise ApiError(422, f"{size} people in one request; at most {limit}", field=field)
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_NAIVE_EPOCH = datetime(1970, 1, 1)
-_MICROSECOND = timedelta(microseconds=1)
-NAT = np.iinfo(np.int64).min  # numpy's NaT as an integer
-
-
-def _utc_naive_array(values: list[datetime | None]) -> np.ndarray:
-    """Datetimes (aware, or naive in UTC) as naive UTC ``datetime64[ns]``, None as NaT.
-
-    Counted in whole microseconds from the epoch rather than converted by numpy or pandas
-    one object at a time.
-    """
-    # Naive values against a naive epoch: no aware copy of each value (most of the cost).
-    micros = [
-        NAT
-        if value is None
-        else (value - (_NAIVE_EPOCH if value.tzinfo is None else _EPOCH)) // _MICROSECOND
-        for value in values
-    ]
-    return np.array(micros, dtype=np.int64).astype("datetime64[us]").astype("datetime64[ns]")
+def utc_naive_array(values: Sequence[datetime | None]) -> np.ndarray:
+    """Datetimes (aware, or naive in UTC) as naive UTC ``datetime64[ns]``, None as NaT."""
+    stamps = pd.to_datetime(list(values), utc=True)
+    return stamps.tz_localize(None).to_numpy(dtype="datetime64[ns]")
 
 
 def history_frames(histories: Sequence[History]) -> tuple[Columns, Columns, Columns]:
     """Canonical ``events``, ``mentions`` and ``crosswalk`` of inline histories.
-
-    Built as :class:`~ipvi.columns.Columns` (a DataFrame costs more than a request's work).
 
     The caller's event ids are the subject's record ids, so tier reasons and reason codes cite
     them. A ``victim_id`` becomes a victim mention linked to that id: the same id is the same
@@ -148,18 +129,15 @@ def history_frames(histories: Sequence[History]) -> tuple[Columns, Columns, Colu
         "event_id",
         lambda k: (int(owner[k]), k - int(first[owner[k]])),
     )
-    # One tuple per event, transposed into columns: one table per kind at the end.
     names = [name for name in EVENT_COLUMNS if name != "victim_record_id"]
-    # Read from each model's field dict rather than through pydantic's attribute access.
-    rows = list(map(itemgetter(*names, "role", "victim_id"), map(vars, flat)))
     typed = {
-        name: object_array(values)
-        for name, values in zip([*names, "role", "victim_id"], zip(*rows, strict=True), strict=True)
+        name: object_array([getattr(event, name) for event in flat])
+        for name in [*names, "role", "victim_id"]
     }
     for flag in EVENT_FLAGS:
         typed[flag] = typed[flag].astype(bool)
-    typed["offense_date"] = _utc_naive_array(list(typed["offense_date"]))
-    typed["recorded_at"] = _utc_naive_array(list(typed["recorded_at"]))
+    typed["offense_date"] = utc_naive_array(typed["offense_date"])
+    typed["recorded_at"] = utc_naive_array(typed["recorded_at"])
     victims = typed.pop("victim_id")
     named = np.array([k for k, victim in enumerate(victims.tolist()) if victim is not None], int)
     victim_records = np.array([f"{event_ids[k]}#victim" for k in named], dtype=object)
@@ -169,7 +147,7 @@ def history_frames(histories: Sequence[History]) -> tuple[Columns, Columns, Colu
 
     ids = np.array(event_ids, dtype=object)
     # A date of birth is a day: the UTC date of the given time.
-    dobs = _utc_naive_array([h.dob for h in histories]).astype("datetime64[D]")
+    dobs = utc_naive_array([h.dob for h in histories]).astype("datetime64[D]")
     subject = {
         "record_id": ids,
         "agency": typed["agency"],

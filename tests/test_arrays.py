@@ -8,12 +8,48 @@ import pytest
 
 from ipvi.arrays import (
     connected_labels,
+    factorize,
     in_sorted,
     object_array,
     run_starts,
     unique_counts,
     unique_sorted,
 )
+
+
+def _ids(n: int, seed: int, missing: bool) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    values = np.array([f"P{k:05d}" for k in rng.integers(0, max(n // 3, 2), n)], dtype=object)
+    if missing:
+        values[rng.random(n) < 0.2] = None
+        values[rng.random(n) < 0.1] = np.nan
+    return values
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 5000])
+@pytest.mark.parametrize("sort", [False, True])
+@pytest.mark.parametrize("missing", [False, True])
+def test_factorize_of_strings_is_pandas_factorize(n, sort, missing):
+    values = _ids(n, seed=n, missing=missing)
+    codes, uniques = factorize(values, sort=sort)
+    expected_codes, expected_uniques = pd.factorize(values, sort=sort)
+    np.testing.assert_array_equal(codes, expected_codes)
+    assert list(uniques) == list(expected_uniques)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 3000])
+@pytest.mark.parametrize("sort", [False, True])
+def test_factorize_of_integers_dates_and_mixed_objects_is_pandas_factorize(n, sort):
+    rng = np.random.default_rng(n)
+    integers = rng.integers(-5, max(n // 3, 2), n)
+    dates = np.datetime64("2020-01-01", "ns") + integers.astype("timedelta64[D]")
+    dates[rng.random(n) < 0.2] = np.datetime64("NaT")
+    numbers = integers.astype(object)  # objects that are not strings sort as numbers
+    for values in (integers, dates, numbers):
+        codes, uniques = factorize(values, sort=sort)
+        expected_codes, expected_uniques = pd.factorize(values, sort=sort)
+        np.testing.assert_array_equal(codes, expected_codes)
+        np.testing.assert_array_equal(uniques, np.asarray(expected_uniques))
 
 
 @pytest.mark.parametrize("n", [0, 1, 2, 9, 5000])

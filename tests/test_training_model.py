@@ -169,6 +169,7 @@ def test_tier_list_escapes_formulas_and_reports_changes(trained, tmp_path):
 
 
 def test_truth_metrics_and_variants(toy, tmp_path):
+    from ipvi.columns import Columns
     from training.data import load_truth
     from training.offences import assign_offences, index_offences, person_events
 
@@ -179,9 +180,10 @@ def test_truth_metrics_and_variants(toy, tmp_path):
     folder = tmp_path / "truth"
     folder.mkdir()
     crosswalk[["record_id", "person_id"]].to_csv(folder / "records.csv", index=False)
-    by_person = assign_offences(person_events(events, mentions, crosswalk))
-    index = index_offences(by_person, 3)
-    event_lists = by_person.groupby("offence_id")["event_id"].agg(";".join)
+    tables = [Columns.from_frame(frame) for frame in (events, mentions, crosswalk)]
+    by_person = assign_offences(person_events(*tables))
+    index = index_offences(by_person, 3).to_frame()
+    event_lists = by_person.to_frame().groupby("offence_id")["event_id"].agg(";".join)
     rng = np.random.default_rng(0)
     pd.DataFrame(
         {

@@ -6,16 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ipvi.columns import SMALL
+from ipvi.columns import Columns
 from ipvi.config import ConfigError, load_config
 from ipvi.errors import IpviError
 from ipvi.schema import ETHNICITIES, EVENT_COLUMNS, MENTION_COLUMNS, RACES
-from training.bands import assign_bands, bands_payload
+from training.bands import assign_bands
 from training.features import (
     DAYS_CAP,
     FEATURE_BY_NAME,
     FEATURES,
-    _counts_by_row,
     compute_features,
     model_features,
     persons_table,
@@ -93,11 +92,17 @@ class History:
         )
         return pd.DataFrame(self.events), pd.DataFrame(self.mentions), crosswalk
 
+    def tables(self) -> list[Columns]:
+        return [Columns.from_frame(frame) for frame in self.frames()]
+
     def build(self, extract: str = "2030-01-01", **feature_options):
-        events, mentions, crosswalk = self.frames()
+        """(person events, labelled index offences as a DataFrame, as-of features)."""
+        events, mentions, crosswalk = self.tables()
         by_person = assign_offences(person_events(events, mentions, crosswalk))
         index = index_offences(by_person, CONFIG.decision_lag_days)
-        labelled = label_index(index, by_person, extract_date=pd.Timestamp(extract))
+        labelled = label_index(
+            index.to_frame(), by_person.to_frame(), extract_date=pd.Timestamp(extract)
+        )
         options = {
             "count_charges": CONFIG.tiers.count_charges,
             "protective_order_days": CONFIG.protective_order_days,
@@ -105,7 +110,10 @@ class History:
             **feature_options,
         }
         features = compute_features(
-            labelled, by_person, persons=persons_table(mentions, crosswalk), **options
+            Columns.from_frame(labelled),
+            by_person,
+            persons=persons_table(mentions, crosswalk),
+            **options,
         )
         return by_person, labelled, features
 
@@ -125,18 +133,19 @@ def test_chain_is_one_offence_with_label_zero():
         disposition="convicted",
     )
     by_person, labelled, features = h.build()
-    assert by_person.loc[by_person["offence_id"] >= 0, "offence_id"].nunique() == 1
+    offences = by_person["offence_id"]
+    assert len(set(offences[offences >= 0])) == 1
     assert len(labelled) == 1
     assert labelled["label"].tolist() == [0]
-    assert features.X.loc[0, "prior_ipv_offences"] == 0
+    assert features.X["prior_ipv_offences"][0] == 0
     # A later offence sees exactly one prior offence (the chain), and a conviction.
     h.add("P", "incident", "2022-05-01", case_ref="C2", victim="V")
     _, labelled, features = h.build()
     assert len(labelled) == 2
-    assert features.X.loc[1, "prior_ipv_offences"] == 1
-    assert features.X.loc[1, "prior_ipv_convictions"] == 1
-    assert features.X.loc[1, "prior_ipv_charges"] == 1
-    assert features.X.loc[1, "days_since_last_ipv"] == pytest.approx(
+    assert features.X["prior_ipv_offences"][1] == 1
+    assert features.X["prior_ipv_convictions"][1] == 1
+    assert features.X["prior_ipv_charges"][1] == 1
+    assert features.X["days_since_last_ipv"][1] == pytest.approx(
         (pd.Timestamp("2022-05-04") - pd.Timestamp("2020-03-01")).days
     )
 
@@ -158,8 +167,8 @@ def test_conviction_recorded_later_is_not_a_conviction_then():
     h.add("P", "incident", "2020-06-01", case_ref="C2")
     _, labelled, features = h.build()
     second = labelled.index[labelled["index_date"] == pd.Timestamp("2020-06-01")][0]
-    assert features.X.loc[second, "prior_ipv_charges"] == 1
-    assert features.X.loc[second, "prior_ipv_convictions"] == 0
+    assert features.X["prior_ipv_charges"][second] == 1
+    assert features.X["prior_ipv_convictions"][second] == 0
     assert labelled.loc[0, "label"] == 1  # the June incident is a new recorded offence
 
 
@@ -180,10 +189,10 @@ def test_count_charges_drops_dismissed_by_default():
     h.add("P", "charge", "2020-06-01", case_ref="C2", role="defendant")
     _, labelled, default = h.build()
     _, _, everything = h.build(count_charges="all")
-    assert default.X.loc[1, "ipv_charges"] == 1
-    assert everything.X.loc[1, "ipv_charges"] == 2
-    tiers_default = assign_tiers(default, CONFIG.tiers)
-    tiers_all = assign_tiers(everything, CONFIG.tiers)
+    assert default.X["ipv_charges"][1] == 1
+    assert everything.X["ipv_charges"][1] == 2
+    tiers_default = assign_tiers(default, CONFIG.tiers).to_frame()
+    tiers_all = assign_tiers(everything, CONFIG.tiers).to_frame()
     assert tiers_default.loc[1, "tier"] == "C"
     assert tiers_all.loc[1, "tier"] == "B"
 
@@ -217,14 +226,14 @@ def test_index_offence_flags_and_status_features():
     h.add("P", "incident", "2020-05-01", threat_to_kill=True, case_ref="C9", victim="V")
     _, labelled, features = h.build()
     row = labelled.index[labelled["index_date"] == pd.Timestamp("2020-05-01")][0]
-    X = features.X.loc[row]
+    X = features.X.to_frame().loc[row]
     assert X["index_threat_to_kill"] == 1 and X["index_strangulation"] == 0
     assert X["strangulation_ever"] == 1 and X["weapon_ever"] == 1
     assert X["prior_nonipv_offences"] == 1
     assert X["protective_order_active"] == 1 and X["on_probation"] == 1
     assert X["po_violations"] == 1 and X["po_violations_1y"] == 1
     assert X["age"] == pytest.approx(30.3, abs=0.1)
-    flags = lethality_flags(features.X.loc[[row]].reset_index(drop=True), CONFIG.lethality)
+    flags = lethality_flags(features.X.take([row]), CONFIG.lethality)
     assert flags[0] == ["strangulation", "weapon", "threat_to_kill", "protective_order_violation"]
 
 
@@ -235,7 +244,7 @@ def test_tier_reasons_cite_records_and_weak_links_make_provisional():
     h.add("P", "incident", "2020-06-01", case_ref="C2", weapon=True)
     second = h.add("P", "charge", "2020-06-01", case_ref="C2", role="defendant")
     _, _, features = h.build()
-    tiers = assign_tiers(features, CONFIG.tiers)
+    tiers = assign_tiers(features, CONFIG.tiers).to_frame()
     assert tiers.loc[1, "tier"] == "A"
     reasons = tiers.loc[1, "tier_reasons"]
     assert first in reasons[0]["record_ids"] and second in reasons[0]["record_ids"]
@@ -249,8 +258,10 @@ def test_possible_dual_arrest_is_provisional():
     h.add("P", "incident", "2020-06-01", case_ref="C1", victim="Q")
     partner = h.add("Q", "incident", "2020-06-01", case_ref="C1b", victim="P")
     by_person, labelled, features = h.build()
-    dual = possible_dual_arrests(labelled, by_person, days=CONFIG.tiers.dual_arrest_days)
-    tiers = assign_tiers(features, CONFIG.tiers, dual_arrest=dual)
+    dual = possible_dual_arrests(
+        Columns.from_frame(labelled), by_person, days=CONFIG.tiers.dual_arrest_days
+    )
+    tiers = assign_tiers(features, CONFIG.tiers, dual_arrest=dual).to_frame()
     assert tiers["possible_dual_arrest"].all() and tiers["provisional"].all()
     p_row = labelled.index[labelled["person_id"] == "P"][0]
     assert partner in tiers.loc[p_row, "tier_reasons"][-1]["record_ids"]
@@ -278,8 +289,7 @@ def test_invalid_tier_rules_are_clear_errors():
 
 
 def test_bands_are_frozen_cut_points_and_never_risk_names():
-    payload = bands_payload(CONFIG.bands)
-    names, uses = assign_bands(np.array([0.0, 0.149, 0.15, 0.45, 0.99]), payload)
+    names, uses = assign_bands(np.array([0.0, 0.149, 0.15, 0.45, 0.99]), CONFIG.bands)
     assert names.tolist() == [
         "lower likelihood",
         "lower likelihood",
@@ -322,7 +332,7 @@ def test_race_and_ethnicity_never_change_a_feature():
     first = build_dataset(events, recoded(1), crosswalk, CONFIG)
     second = build_dataset(events, recoded(2), crosswalk, CONFIG)
     assert len(first.features.X) > 100
-    pd.testing.assert_frame_equal(first.features.X, second.features.X)
+    pd.testing.assert_frame_equal(first.features.X.to_frame(), second.features.X.to_frame())
     pd.testing.assert_frame_equal(first.index, second.index)
 
 
@@ -348,10 +358,9 @@ def test_reason_wording_is_true_for_every_value():
 def test_no_linked_persons_is_a_clear_error():
     h = History()
     h.add("P", "incident", "2020-06-01")
-    events, mentions, crosswalk = h.frames()
-    crosswalk["record_id"] = "nobody"
+    events, mentions, crosswalk = h.tables()
     with pytest.raises(IpviError, match="no linked persons"):
-        person_events(events, mentions, crosswalk)
+        person_events(events, mentions, crosswalk.assign(record_id=["nobody"]))
 
 
 def test_a_record_linked_twice_or_a_repeated_event_is_a_clear_error():
@@ -360,11 +369,12 @@ def test_a_record_linked_twice_or_a_repeated_event_is_a_clear_error():
     h.add("P", "charge", "2020-06-02")
     events, mentions, crosswalk = h.frames()
     twice = pd.concat([crosswalk, crosswalk.iloc[:1].assign(person_id="Q")], ignore_index=True)
+    tables = [Columns.from_frame(frame) for frame in (events, mentions, crosswalk, twice)]
     with pytest.raises(IpviError, match="crosswalk.record_id repeats an id"):
-        person_events(events, mentions, twice)
-    repeated = pd.concat([events, events.iloc[:1]], ignore_index=True)
+        person_events(*tables[:2], tables[3])
+    repeated = Columns.from_frame(pd.concat([events, events.iloc[:1]], ignore_index=True))
     with pytest.raises(IpviError, match="events.event_id repeats an id"):
-        person_events(repeated, mentions, crosswalk)
+        person_events(repeated, *tables[1:3])
 
 
 def test_overlapping_custody_counts_once_and_missing_release_closes_at_liberty():
@@ -428,12 +438,12 @@ def test_missing_flags_are_not_recorded_and_a_non_boolean_flag_is_an_error():
     history.add("P1", "charge", "2024-01-02", weapon=True, injury=float("nan"))
     events, mentions, crosswalk = history.frames()
     events = events.astype({"weapon": object, "injury": object})
-    by_person = person_events(events, mentions, crosswalk)
+    by_person = person_events(*map(Columns.from_frame, (events, mentions, crosswalk)))
     assert by_person["weapon"].tolist() == [False, True]
     assert by_person["injury"].dtype == bool and not by_person["injury"].any()
     events.loc[0, "weapon"] = "yes"
     with pytest.raises(IpviError, match="not true or false"):
-        person_events(events, mentions, crosswalk)
+        person_events(*map(Columns.from_frame, (events, mentions, crosswalk)))
 
 
 def test_persons_table_takes_each_persons_most_common_dob_and_sex_ties_to_the_smallest():
@@ -459,24 +469,29 @@ def test_persons_table_takes_each_persons_most_common_dob_and_sex_ties_to_the_sm
     crosswalk = pd.DataFrame(
         {"record_id": [r[0] for r in linked], "person_id": [r[1] for r in linked]}
     )
-    persons = persons_table(mentions, crosswalk)
+    persons = persons_table(Columns.from_frame(mentions), Columns.from_frame(crosswalk))
     assert list(persons["person_id"]) == ["A", "B", "C"]
-    assert list(persons["dob"]) == [
-        pd.Timestamp("1990-01-02"),
-        pd.Timestamp("1980-01-01"),
-        pd.NaT,
+    assert persons.lists()["dob"] == [
+        pd.Timestamp("1990-01-02").to_pydatetime(),
+        pd.Timestamp("1980-01-01").to_pydatetime(),
+        None,
     ]
     # A: two "male", two "female": the tie goes to "female"; C: no known sex.
     assert list(persons["sex"]) == ["female", "male", None]
 
 
-@pytest.mark.parametrize("entries", [0, 5, SMALL + 1])
-def test_counts_by_row_are_bincounts_whatever_the_size(entries):
-    rng = np.random.default_rng(entries)
-    n = 7
-    rows = np.sort(rng.integers(0, n, entries))
-    masks = {"a": rng.random(entries) < 0.5, "b": rng.random(entries) < 0.1}
-    counts = _counts_by_row(rows, masks, n)
-    for name, mask in masks.items():
-        np.testing.assert_array_equal(counts[name], np.bincount(rows[mask], minlength=n))
-        assert counts[name].dtype == float
+def test_distinct_victims_in_the_last_3_years_counts_recent_partners_and_cites_them():
+    h = History()
+    h.add("P", "incident", "2014-05-01", case_ref="C1", victim="V1")
+    old = h.add("P", "incident", "2016-05-01", case_ref="C2", victim="V2")
+    recent = h.add("P", "incident", "2019-09-01", case_ref="C3", victim="V1")
+    h.add("P", "incident", "2020-06-01", case_ref="C4", victim="V3")
+    _, labelled, features = h.build()
+    last = int(np.argmax(labelled["index_date"]))  # the 2020 offence
+    assert features.X["distinct_victims"][last] == 3
+    assert features.X["distinct_victims_3y"][last] == 2  # V1 again in 2019, and V3 now
+    records, _ = features.cite(np.array([last]), ["distinct_victims_3y"], np.array([0]), 1)
+    assert recent in records[0] and old not in records[0]
+    wording = FEATURE_BY_NAME["distinct_victims_3y"]
+    assert wording.reason_text(2.0) == "2 distinct IPV victims in the last 3 years"
+    assert wording.direction == 1 and "distinct_victims_3y" in model_features([])

@@ -1,7 +1,7 @@
 """The tier-only path (:func:`training.scoring.tier_index`, ``RiskScorer.tier_many``) answers
-exactly what the scoring path answers for the same people, on generated histories; and the
-scoring path answers the same on :class:`~ipvi.columns.Columns` (the service's tables) as on
-DataFrames (training's)."""
+exactly what the scoring path answers for the same people, on generated histories; and a person
+scored from their own history alone (as the service reads it) gets the answer the whole
+registry gives (as training and ``ipvi score --all`` score it)."""
 
 from __future__ import annotations
 
@@ -34,14 +34,14 @@ def scorer_and_history():
     history = toy_history(300, seed=5)
     result = train(*history, load_config().training)
     scorer = RiskScorer(result.bundle, model_name="ipvi-risk", model_version="1")
-    return scorer, history
+    return scorer, [Columns.from_frame(frame) for frame in history]
 
 
 def test_tier_many_equals_the_tier_part_of_score_many(scorer_and_history):
     scorer, (events, mentions, crosswalk) = scorer_and_history
     as_of = pd.Timestamp(events["recorded_at"].max())
-    scored = scorer.score_many(events, mentions, crosswalk, as_of=as_of)
-    tiered = scorer.tier_many(events, mentions, crosswalk, as_of=as_of)
+    scored = scorer.score_many(events, mentions, crosswalk, as_of=as_of).to_frame()
+    tiered = scorer.tier_many(events, mentions, crosswalk, as_of=as_of).to_frame()
     assert len(scored) > 100
     assert list(tiered.columns) == TIER_COLUMNS
     pd.testing.assert_frame_equal(tiered, scored[TIER_COLUMNS])
@@ -51,52 +51,44 @@ def test_tier_many_equals_the_tier_part_of_score_many(scorer_and_history):
 def test_tier_many_keeps_only_the_requested_people(scorer_and_history):
     scorer, (events, mentions, crosswalk) = scorer_and_history
     as_of = pd.Timestamp(events["recorded_at"].max())
-    everyone = scorer.tier_many(events, mentions, crosswalk, as_of=as_of)
+    everyone = scorer.tier_many(events, mentions, crosswalk, as_of=as_of).to_frame()
     wanted = sorted(everyone["person_id"])[:5]
-    some = scorer.tier_many(events, mentions, crosswalk, as_of=as_of, person_ids=wanted)
+    some = scorer.tier_many(events, mentions, crosswalk, as_of=as_of, person_ids=wanted).to_frame()
     assert sorted(some["person_id"]) == wanted
     expected = everyone[everyone["person_id"].isin(wanted)].reset_index(drop=True)
     pd.testing.assert_frame_equal(some, expected)
 
 
-def test_columns_answer_exactly_what_frames_answer(scorer_and_history):
+def _own_history(history: list[Columns], person: str) -> list[Columns]:
+    """One person's tables as the service reads them (training.data.person_history): their
+    mentions' events, every mention of those events, and those mentions' crosswalk rows."""
+    events, mentions, crosswalk = (table.to_frame() for table in history)
+    records = crosswalk.loc[crosswalk["person_id"] == person, "record_id"]
+    event_ids = mentions.loc[mentions["record_id"].isin(records), "event_id"]
+    own_mentions = mentions[mentions["event_id"].isin(event_ids)]
+    return [
+        Columns.from_frame(events[events["event_id"].isin(event_ids)]),
+        Columns.from_frame(own_mentions),
+        Columns.from_frame(crosswalk[crosswalk["record_id"].isin(own_mentions["record_id"])]),
+    ]
+
+
+def test_a_person_scored_alone_gets_the_answer_of_the_whole_registry(scorer_and_history):
     scorer, history = scorer_and_history
-    events = history[0]
-    columns = [Columns.from_frame(frame) for frame in history]
-    for as_of, index_event_ids in (
-        (pd.Timestamp(events["recorded_at"].max()), None),
-        (pd.Timestamp(events["offense_date"].quantile(0.6)), None),
-        (pd.Timestamp("2030-01-01"), list(events["event_id"].iloc[::3])),
-    ):
-        kwargs = {"as_of": as_of, "index_event_ids": index_event_ids}
-        framed = scorer.score_many(*history, **kwargs)
-        columned = scorer.score_many(*columns, **kwargs)
-        assert isinstance(columned, Columns) and len(columned) == len(framed) > 20
-        pd.testing.assert_frame_equal(columned.to_frame(), framed, check_exact=True)
-        tiered = scorer.tier_many(*columns, as_of=as_of)
-        pd.testing.assert_frame_equal(
-            tiered.to_frame(), scorer.tier_many(*history, as_of=as_of), check_exact=True
-        )
-    nobody = scorer.score_many(*columns, as_of=pd.Timestamp("1900-01-01"))
-    assert isinstance(nobody, Columns) and nobody.empty
+    as_of = pd.Timestamp(history[0]["recorded_at"].max())
+    everyone = scorer.score_many(*history, as_of=as_of).to_frame().set_index("person_id")
+    assert len(everyone) > 100
+    for person in everyone.index[::40]:
+        alone = scorer.score_many(*_own_history(history, person), as_of=as_of, person_ids=[person])
+        assert len(alone) == 1
+        row = alone.to_frame().set_index("person_id").loc[person]
+        pd.testing.assert_series_equal(row, everyone.loc[person], check_exact=True)
 
 
-def test_columns_lists_are_python_values():
-    table = Columns(
-        {
-            "when": np.array(["2024-05-01T10:00", "NaT"], dtype="datetime64[ns]"),
-            "score": np.array([0.25, np.nan]),
-            "reasons": [["a", "b"], []],
-            "ok": np.array([True, False]),
-        }
-    )
-    values = table.lists()
-    assert values == {
-        "when": [pd.Timestamp("2024-05-01T10:00").to_pydatetime(), None],
-        "score": [0.25, None],
-        "reasons": [["a", "b"], []],
-        "ok": [True, False],
-    }
-    assert type(values["ok"][0]) is bool and type(values["score"][0]) is float
-    with pytest.raises(ValueError, match="different lengths"):
-        Columns({"a": [1, 2], "b": [1]})
+def test_named_index_events_and_a_date_before_any_offence(scorer_and_history):
+    scorer, history = scorer_and_history
+    named = list(history[0]["event_id"][::3])
+    scored = scorer.score_many(*history, as_of=pd.Timestamp("2030-01-01"), index_event_ids=named)
+    assert len(scored) > 20 and set(scored["index_event_id"]) <= set(named)
+    assert (scored["as_of"] == np.datetime64("2030-01-01")).all()
+    assert len(scorer.score_many(*history, as_of=pd.Timestamp("1900-01-01"))) == 0

@@ -8,21 +8,20 @@ gate reads.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from ipvi.config import BandConfig
 
 
-def bands_payload(bands: list[BandConfig]) -> list[dict]:
-    """The bands as plain data (bundled with the model version)."""
-    return [band.model_dump() for band in bands]
-
-
-def assign_bands(probability: np.ndarray, bands: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+def assign_bands(
+    probability: np.ndarray, bands: Sequence[BandConfig]
+) -> tuple[np.ndarray, np.ndarray]:
     """The band name and use of each probability, by the frozen cut-points ``bands``."""
-    lowers = np.array([band["lower"] for band in bands])
+    lowers = np.array([band.lower for band in bands])
     position = np.searchsorted(lowers, np.asarray(probability), side="right") - 1
     position = np.clip(position, 0, len(bands) - 1)
-    names = np.array([band["name"] for band in bands], dtype=object)
-    uses = np.array([band["use"] for band in bands], dtype=object)
+    names = np.array([band.name for band in bands], dtype=object)
+    uses = np.array([band.use for band in bands], dtype=object)
     return names[position], uses[position]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ipvi.columns import Columns
 from training.tiers import TIER_ORDINAL, condition_mask
 
 ODARA_ITEMS: tuple[tuple[str, tuple[str, str, float]], ...] = (
@@ -27,7 +28,7 @@ ODARA_ITEMS: tuple[tuple[str, tuple[str, str, float]], ...] = (
 )
 
 
-def odara_count(X: pd.DataFrame) -> np.ndarray:
+def odara_count(X: Columns) -> np.ndarray:
     """How many ODARA-style items hold for each row (0 to len(ODARA_ITEMS))."""
     return np.sum([condition_mask(X, item) for _, item in ODARA_ITEMS], axis=0).astype(int)
 

@@ -1,24 +1,25 @@
 """The model bundle: everything scoring needs, saved together so serving cannot drift.
 
 A bundle holds the fitted :class:`~training.models.RiskModel` and
-:class:`~training.scorecard.Scorecard`, and as data: the feature list and definitions, the tier
-rules and charge counting, the lethality markers, the band cut-points and uses, the decision lag
-and other as-of settings, and the package version. It is saved as a folder (``model.pkl`` and
-``bundle.json``) and registered with MLflow as one model version.
+:class:`~training.scorecard.Scorecard`, and as data (:class:`ScoringSettings`, frozen): the
+feature definitions, the tier rules and charge counting, the lethality markers, the band
+cut-points and uses, the decision lag and other as-of settings, and the package version. It is
+saved as a folder (``model.pkl`` and ``bundle.json``) and registered with MLflow as one model
+version.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import pickle
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from ipvi.config import LethalityFlag, TierConfig, TrainingConfig
+from pydantic import BaseModel, ConfigDict
+
+from ipvi.config import BandConfig, LethalityFlag, TierConfig, TrainingConfig
 from ipvi.errors import IpviError
-from training.bands import bands_payload
 from training.features import feature_table
 from training.models import RiskModel
 from training.scorecard import Scorecard
@@ -35,6 +36,47 @@ def package_version() -> str:
         return "0+unknown"
 
 
+class ScoringSettings(BaseModel):
+    """The settings a model version scores under, taken from the training configuration
+    (``training.*``) when it was trained and never from the configuration of the day."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    decision_lag_days: int
+    offence_window_days: int
+    protective_order_days: int
+    probation_days: int
+    excluded_features: tuple[str, ...]
+    tiers: TierConfig
+    lethality: tuple[LethalityFlag, ...]
+    bands: tuple[BandConfig, ...]
+    reason_codes: int
+    feature_definitions: tuple[dict, ...]
+    scorecard: tuple[dict, ...]
+    package_version: str
+
+    @classmethod
+    def from_config(cls, config: TrainingConfig, scorecard: Scorecard) -> ScoringSettings:
+        return cls(
+            decision_lag_days=config.decision_lag_days,
+            offence_window_days=config.offence_window_days,
+            protective_order_days=config.protective_order_days,
+            probation_days=config.probation_days,
+            excluded_features=tuple(config.excluded_features),
+            tiers=config.tiers,
+            lethality=tuple(config.lethality),
+            bands=tuple(config.bands),
+            reason_codes=config.reason_codes,
+            feature_definitions=tuple(feature_table().to_dict(orient="records")),
+            scorecard=tuple(scorecard.table().to_dict(orient="records")),
+            package_version=package_version(),
+        )
+
+    def bands_payload(self) -> list[dict]:
+        """The bands as plain data (registry tags, the model card)."""
+        return [band.model_dump() for band in self.bands]
+
+
 @dataclass
 class ModelBundle:
     """A trained model with the settings it was trained under."""
@@ -42,38 +84,19 @@ class ModelBundle:
     model: RiskModel
     scorecard: Scorecard
     features: list[str]
-    settings: dict = field(default_factory=dict)
+    settings: ScoringSettings
 
     @classmethod
     def from_config(
         cls, model: RiskModel, scorecard: Scorecard, features: list[str], config: TrainingConfig
     ) -> ModelBundle:
         """Freeze the parts of ``config`` that scoring reads."""
-        settings = {
-            "decision_lag_days": config.decision_lag_days,
-            "offence_window_days": config.offence_window_days,
-            "protective_order_days": config.protective_order_days,
-            "probation_days": config.probation_days,
-            "excluded_features": list(config.excluded_features),
-            "tiers": config.tiers.model_dump(mode="json"),
-            "lethality": [flag.model_dump(mode="json") for flag in config.lethality],
-            "bands": bands_payload(config.bands),
-            "reason_codes": config.reason_codes,
-            "feature_definitions": feature_table().to_dict(orient="records"),
-            "scorecard": scorecard.table().to_dict(orient="records"),
-            "package_version": package_version(),
-        }
-        return cls(model=model, scorecard=scorecard, features=features, settings=settings)
-
-    @functools.cached_property
-    def tier_config(self) -> TierConfig:
-        """The frozen tier rules (parsed once: every request reads them)."""
-        return TierConfig.model_validate(self.settings["tiers"])
-
-    @functools.cached_property
-    def lethality(self) -> list[LethalityFlag]:
-        """The frozen lethality markers (parsed once: every request reads them)."""
-        return [LethalityFlag.model_validate(flag) for flag in self.settings["lethality"]]
+        return cls(
+            model=model,
+            scorecard=scorecard,
+            features=features,
+            settings=ScoringSettings.from_config(config, scorecard),
+        )
 
     def save(self, folder: str | Path) -> Path:
         """Write the bundle to ``folder`` (created)."""
@@ -81,7 +104,7 @@ class ModelBundle:
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / MODEL_FILE, "wb") as handle:
             pickle.dump({"model": self.model, "scorecard": self.scorecard}, handle)
-        payload = {"features": self.features, "settings": self.settings}
+        payload = {"features": self.features, "settings": self.settings.model_dump(mode="json")}
         (folder / SETTINGS_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True))
         return folder
 
@@ -98,5 +121,5 @@ class ModelBundle:
             model=fitted["model"],
             scorecard=fitted["scorecard"],
             features=payload["features"],
-            settings=payload["settings"],
+            settings=ScoringSettings.model_validate(payload["settings"]),
         )

@@ -9,12 +9,16 @@ which made reason codes most of the cost of scoring a batch. The results are Lig
 rounding (the sums run in another order).
 
 Trees with more than :data:`MAX_SPLITS` splits, or with categorical splits, do not compile
-(:func:`compile_trees` returns None) and are left to LightGBM.
+(:func:`compile_trees` returns None) and are left to LightGBM. The tables are built whenever a
+model is fitted or loaded, never stored with it, and :func:`checked_trees` compares them with
+``pred_contrib`` before they are used, so a fix here reaches every registered model and a
+mismatch falls back to LightGBM with a warning.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -89,6 +93,43 @@ class CompiledTrees:
             if len(self._used):
                 out[rows, self._used] = np.add.reduceat(flat, self._starts, axis=1)
         return out
+
+
+MISMATCH = (
+    "compiled trees disagree with LightGBM's pred_contrib by {gap:.2g}; reason codes use "
+    "pred_contrib (slower)"
+)
+
+
+def checked_trees(
+    booster, num_iteration: int | None = None, *, rows: int = 64, tolerance: float = 1e-9
+) -> CompiledTrees | None:
+    """:func:`compile_trees`, checked against ``pred_contrib`` on ``rows`` rows that take every
+    branch of the trees (each feature at, just above and below its split thresholds, at zero
+    and missing). None, with a warning, when they disagree by more than ``tolerance``."""
+    compiled = compile_trees(booster, num_iteration)
+    if compiled is None:
+        return None
+    X = _probe_rows(compiled, rows)
+    expected = booster.predict(X, num_iteration=num_iteration, pred_contrib=True)[:, :-1]
+    gap = float(np.max(np.abs(compiled.contributions(X) - expected), initial=0.0))
+    if gap > tolerance:
+        warnings.warn(MISMATCH.format(gap=gap), RuntimeWarning, stacklevel=2)
+        return None
+    return compiled
+
+
+def _probe_rows(compiled: CompiledTrees, rows: int) -> np.ndarray:
+    """Rows whose values are drawn, per feature, from its thresholds, their neighbours, zero
+    and NaN (a fixed seed: the same rows at every load)."""
+    rng = np.random.default_rng(0)
+    X = np.full((rows, compiled.n_features), np.nan)
+    used = ~np.isnan(compiled.threshold)
+    for feature in range(compiled.n_features):
+        cuts = compiled.threshold[used & (compiled.split_feature == feature)]
+        values = np.concatenate([cuts, np.nextafter(cuts, np.inf), cuts - 1.0, [0.0, np.nan]])
+        X[:, feature] = rng.choice(values, rows)
+    return X
 
 
 def compile_trees(booster, num_iteration: int | None = None) -> CompiledTrees | None:

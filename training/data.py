@@ -93,7 +93,7 @@ def read_history(
         crosswalk = _read(connection, crosswalk_t, CROSSWALK_READ)
         mentions = _read(connection, mentions_t, mention_columns)
         events = _read(connection, events_t, EVENT_COLUMNS)
-    if crosswalk.empty:
+    if not len(crosswalk):
         raise IpviError(NOT_LINKED)
     return events, mentions, crosswalk
 
@@ -138,9 +138,10 @@ def person_history(connection, person_ids: list[str]) -> tuple[Columns, Columns,
     linked_rows = [tuple(row) for row in connection.execute(linked, wanted)]
     event_rows = [tuple(row) for row in connection.execute(events, wanted)]
     both = _columns(linked_rows, mention_columns)
-    mentions = both[list(MENTION_READ)]
-    crosswalk = both[list(CROSSWALK_READ)].take(np.flatnonzero(pd.notna(both["person_id"])))
-    if crosswalk.empty:
+    mentions = Columns({name: both[name] for name in MENTION_READ})
+    linked = pd.notna(both["person_id"])
+    crosswalk = Columns({name: both[name][linked] for name in CROSSWALK_READ})
+    if not len(crosswalk):
         raise IpviError(NOT_LINKED)
     return _columns(event_rows, event_columns), mentions, crosswalk
 

@@ -13,13 +13,13 @@ on, so tier reasons and reason codes can cite them.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
 
-from ipvi.arrays import run_starts, unique_counts, unique_sorted
-from ipvi.columns import SMALL, Table, factorize, get_indexer, is_one_of, like
+from ipvi.arrays import factorize, run_starts, unique_counts, unique_sorted
+from ipvi.columns import Columns
 from ipvi.errors import IpviError
 from ipvi.schema import PROTECTED_FIELDS
 from training.offences import as_datetime, lookup
@@ -163,6 +163,12 @@ FEATURES: tuple[FeatureDef, ...] = (
         "{value:g} distinct IPV victim{s}",
     ),
     FeatureDef(
+        "distinct_victims_3y",
+        "distinct IPV victims in the 3 years before the decision date, index offence included",
+        1,
+        "{value:g} distinct IPV victim{s} in the last 3 years",
+    ),
+    FeatureDef(
         "on_probation",
         "on probation (a start within its term)",
         1,
@@ -261,36 +267,11 @@ def lists_of(groups: np.ndarray, values, n_groups: int) -> list[list]:
 
 
 def _count(rows: np.ndarray, mask, n: int) -> np.ndarray:
+    """How many of the entries selected by ``mask`` each row ``0 .. n - 1`` holds (floats)."""
     return np.bincount(rows[np.asarray(mask)], minlength=n).astype(float)
 
 
-def _counts_by_row(rows: np.ndarray, masks: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
-    """Per mask, how many entries of each row ``0 .. n - 1`` it holds (as floats).
-
-    ``rows`` must be ascending (the offences of :func:`_offences` are). A few entries (one
-    request) are summed for every mask in one ``reduceat``; many (training) one ``bincount``
-    per mask, which needs no copy of all the masks at once.
-    """
-    if len(rows) > SMALL:
-        return {name: _count(rows, mask, n) for name, mask in masks.items()}
-    counts = np.zeros((len(masks), n))
-    if len(rows):
-        starts = run_starts(rows).nonzero()[0]
-        stacked = np.array(list(masks.values()), dtype=float)
-        counts[:, rows[starts]] = np.add.reduceat(stacked, starts, axis=1)
-    return dict(zip(masks, counts, strict=True))
-
-
-# Dates as whole seconds, shifted positive, and a person stride: one sortable int64 key.
-_SHIFT = 6 * 10**9
-_STRIDE = 2 * 10**10
-# "No date": below every real date, so a per-row maximum over no event stays here.
-NO_DATE = np.iinfo(np.int64).min
 YEAR = np.timedelta64(int(365.25 * 24 * 3600), "s")  # a mean calendar year, for ages
-
-
-def _seconds(values) -> np.ndarray:
-    return np.asarray(values, dtype="datetime64[s]").astype(np.int64) + _SHIFT
 
 
 def expand(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -301,23 +282,42 @@ def expand(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return owner, lo[owner] + np.arange(int(lengths.sum())) - offsets[owner]
 
 
-def person_date_key(person_events: Table) -> tuple[np.ndarray, np.ndarray]:
-    """An int64 key (person, offence date), persons coded in sorted order, and the persons."""
-    codes, persons = factorize(np.asarray(person_events["person_id"], dtype=object), sort=True)
-    key = codes.astype(np.int64) * _STRIDE + _seconds(person_events["offense_date"])
-    return key, persons
+@dataclass(frozen=True)
+class PersonDates:
+    """Dated rows (events, custody spells) keyed by (person, date) as one sortable integer.
 
+    A row's key is its person's code (persons in sorted order) times ``len(dates) + 1`` plus
+    the rank of its date among the distinct ``dates`` (whole seconds), so rows sorted by
+    person and date have ascending keys and a person's rows in a date range are one
+    ``searchsorted`` away, for any dates numpy can hold.
+    """
 
-def person_ranges(
-    key: np.ndarray, persons: np.ndarray, person_id, start, end, *, right_closed: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per query, the positions of its person's events dated in [start, end) (or (start, end])."""
-    code = get_indexer(persons, np.asarray(person_id, dtype=object))
-    base = np.where(code >= 0, code, 0).astype(np.int64) * _STRIDE
-    side = "right" if right_closed else "left"
-    lo = np.searchsorted(key, base + _seconds(start), side=side)
-    hi = np.searchsorted(key, base + _seconds(end), side=side)
-    return lo, np.where(code >= 0, hi, lo)
+    persons: np.ndarray
+    dates: np.ndarray
+    key: np.ndarray
+
+    @classmethod
+    def of(cls, person_id, date) -> PersonDates:
+        codes, persons = factorize(np.asarray(person_id, dtype=object), sort=True)
+        seconds = np.asarray(date, dtype="datetime64[s]")
+        dates = unique_sorted(seconds)
+        key = codes.astype(np.int64) * (len(dates) + 1) + np.searchsorted(dates, seconds)
+        return cls(persons=persons, dates=dates, key=key)
+
+    def ranges(self, person_id, start=None, end=None) -> tuple[np.ndarray, np.ndarray]:
+        """Per query, the positions ``[lo, hi)`` of its person's rows dated in [start, end)
+        (unbounded where ``start`` or ``end`` is None); the rows must be sorted by key."""
+        code = pd.Index(self.persons).get_indexer(np.asarray(person_id, dtype=object))
+        base = np.maximum(code, 0).astype(np.int64) * (len(self.dates) + 1)
+        first = 0 if start is None else self._rank(start)
+        last = len(self.dates) if end is None else self._rank(end)
+        lo = np.searchsorted(self.key, base + first)
+        hi = np.searchsorted(self.key, base + last)
+        return lo, np.where(code >= 0, hi, lo)
+
+    def _rank(self, dates) -> np.ndarray:
+        """How many distinct dates lie before each of ``dates``."""
+        return np.searchsorted(self.dates, np.asarray(dates, dtype="datetime64[s]"))
 
 
 class History:
@@ -325,21 +325,21 @@ class History:
 
     Parameters
     ----------
-    person_events : DataFrame or Columns
+    person_events : Columns
         Person events with ``offence_id``.
     """
 
-    def __init__(self, person_events: Table) -> None:
-        key, self.persons = person_date_key(person_events)
-        if not (key[1:] < key[:-1]).any():  # sorted already (a stable sort would not move it)
-            self.events, self.key = person_events.reset_index(drop=True), key
-        else:
-            order = np.argsort(key, kind="stable")
-            self.events, self.key = person_events.take(order).reset_index(drop=True), key[order]
+    def __init__(self, person_events: Columns) -> None:
+        dated = PersonDates.of(person_events["person_id"], person_events["offense_date"])
+        order = np.argsort(dated.key, kind="stable")
+        self.events = person_events.take(order)
+        self.dated = replace(dated, key=dated.key[order])
         self.offence = np.asarray(self.events["offence_id"])
         # A unit is an offence, or a status event on its own (after every offence id).
         self.unit = np.where(
-            self.offence >= 0, self.offence, self.offence.max(initial=0) + 1 + np.arange(len(key))
+            self.offence >= 0,
+            self.offence,
+            self.offence.max(initial=0) + 1 + np.arange(len(self.offence)),
         )
         self.unit_order = np.argsort(self.unit, kind="stable")
         self.sorted_unit = self.unit[self.unit_order]
@@ -368,17 +368,11 @@ class History:
             is_index & (~self.disposition[positions] | recorded)
         )
 
-    def join(self, index: Table) -> tuple[np.ndarray, np.ndarray]:
+    def join(self, index: Columns) -> tuple[np.ndarray, np.ndarray]:
         """(index row, event position) of every event known at each index row's decision date."""
         self.as_of = np.asarray(index["as_of"], dtype="datetime64[ns]")
         self.index_offence = np.asarray(index["offence_id"])
-        lo, hi = person_ranges(
-            self.key,
-            self.persons,
-            index["person_id"],
-            np.full(len(index), np.datetime64("1800-01-01", "s")),
-            self.as_of,
-        )
+        lo, hi = self.dated.ranges(index["person_id"], end=self.as_of)
         rows, positions = expand(lo, hi)
         # The index offence's own events dated on or after the decision date.
         late_rows, late = self.unit_events(self.index_offence)
@@ -438,7 +432,7 @@ class AsOfFeatures:
 
     Attributes
     ----------
-    X : DataFrame or Columns (as the index)
+    X : Columns
         One row per index offence (positional, same order as the index), one column per feature.
     provenance : Provenance
         The units behind each (row, feature).
@@ -447,7 +441,7 @@ class AsOfFeatures:
         decision date.
     """
 
-    X: Table
+    X: Columns
     provenance: Provenance
     history: History
 
@@ -508,10 +502,10 @@ def _offences(
 
 
 def compute_features(
-    index: Table,
-    person_events: Table,
+    index: Columns,
+    person_events: Columns,
     *,
-    persons: Table | None = None,
+    persons: Columns | None = None,
     count_charges: str,
     protective_order_days: int,
     probation_days: int,
@@ -520,11 +514,11 @@ def compute_features(
 
     Parameters
     ----------
-    index : DataFrame or Columns
+    index : Columns
         ``person_id``, ``offence_id`` (the index offence) and ``as_of``.
-    person_events : DataFrame or Columns
+    person_events : Columns
         Person events with ``offence_id`` (:func:`training.offences.assign_offences`).
-    persons : DataFrame or Columns, optional
+    persons : Columns, optional
         ``person_id`` with ``dob`` and ``sex`` (for age and the optional sex feature).
     count_charges : {"all", "pending_or_convicted", "convicted"}
         Which charges the tier feature ``ipv_charges`` counts (``training.tiers.count_charges``).
@@ -559,7 +553,7 @@ def compute_features(
     ipv = any_event(event_ipv)
     o_flags = {flag: any_event(np.asarray(events[flag], dtype=bool)[positions]) for flag in flags}
     convicted = any_event(disposition == "convicted")
-    dismissed = any_event(is_one_of(disposition, ["dismissed", "acquitted"])) & ~convicted
+    dismissed = any_event(np.isin(disposition, ["dismissed", "acquitted"])) & ~convicted
     charged = any_event(etype == "charge")
     custody = etype == "custody_start"
     prior = ~is_index
@@ -593,7 +587,7 @@ def compute_features(
     np.minimum.at(last_days, o_rows[prior & ipv], o_days[prior & ipv])
     indicators["days_since_last_ipv"] = prior & ipv & (o_days == last_days[o_rows])
 
-    X: dict[str, np.ndarray] = _counts_by_row(o_rows, indicators, n)
+    X = {name: _count(o_rows, mask, n) for name, mask in indicators.items()}
     for name in (f"index_{flag}" for flag in flags):
         X[name] = np.minimum(X[name], 1.0)
     X["days_since_last_ipv"] = np.minimum(last_days, DAYS_CAP)
@@ -609,24 +603,20 @@ def compute_features(
         X[name] = _count(rows, status[name], n)
     X["on_probation"] = np.minimum(_count(rows, status["on_probation"], n), 1.0)
 
-    dates = history.date[positions].astype(np.int64)
-    start = np.full(n, NO_DATE)
-    np.maximum.at(start, rows[custody], dates[custody])
+    dates = history.date[positions]
+    start = _latest(rows[custody], dates[custody], n)
     released = etype == "custody_end"
-    end = np.full(n, NO_DATE)
-    np.maximum.at(end, rows[released], dates[released])
-    X["in_custody"] = ((start != NO_DATE) & ((end == NO_DATE) | (end < start))).astype(float)
+    end = _latest(rows[released], dates[released], n)
+    X["in_custody"] = (~np.isnat(start) & (np.isnat(end) | (end < start))).astype(float)
     status["in_custody"] = custody & (dates == start[rows])
 
-    victim_rows = event_ipv & act & pd.notna(victim)
-    victim_code = factorize(victim[victim_rows])[0].astype(np.int64)
-    width = len(victim_code) + 1
-    distinct = unique_sorted(rows[victim_rows] * width + victim_code) // width
-    X["distinct_victims"] = np.bincount(distinct, minlength=n).astype(float)
-    status["distinct_victims"] = victim_rows
+    status["distinct_victims"] = event_ipv & act & pd.notna(victim)
+    status["distinct_victims_3y"] = status["distinct_victims"] & (days <= 3 * 365)
+    for name in ("distinct_victims", "distinct_victims_3y"):
+        X[name] = _distinct_by_row(rows[status[name]], victim[status[name]], n)
 
     X["age"], X["sex_male"] = _age_and_sex(index, persons)
-    X = like(index, {feature.name: X[feature.name] for feature in FEATURES})
+    X = Columns({feature.name: X[feature.name] for feature in FEATURES})
 
     # Provenance at unit level: offence indicators, and status events on their own.
     offence_flags = {**indicators, INDEX_OFFENCE: is_index}
@@ -640,13 +630,28 @@ def compute_features(
     return AsOfFeatures(X=X, provenance=provenance, history=history)
 
 
-def _age_and_sex(index: Table, persons: Table | None) -> tuple[np.ndarray, np.ndarray]:
+def _distinct_by_row(rows: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """How many distinct ``values`` each row ``0 .. n - 1`` holds (as floats)."""
+    codes = pd.factorize(values)[0].astype(np.int64)
+    width = len(codes) + 1
+    distinct = unique_sorted(rows * width + codes) // width
+    return np.bincount(distinct, minlength=n).astype(float)
+
+
+def _latest(rows: np.ndarray, dates: np.ndarray, n: int) -> np.ndarray:
+    """Per row ``0 .. n - 1``, the latest of its ``dates`` (NaT when it has none)."""
+    latest = np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]")
+    np.fmax.at(latest, rows, dates)
+    return latest
+
+
+def _age_and_sex(index: Columns, persons: Columns | None) -> tuple[np.ndarray, np.ndarray]:
     """Age in years at each row's decision date, and 1.0 where recorded male (NaN unknown)."""
     n = len(index)
     if persons is None:
         return np.full(n, np.nan), np.full(n, np.nan)
-    where = get_indexer(
-        np.asarray(persons["person_id"], dtype=object), np.asarray(index["person_id"], dtype=object)
+    where = pd.Index(np.asarray(persons["person_id"], dtype=object)).get_indexer(
+        np.asarray(index["person_id"], dtype=object)
     )
     dob = lookup(as_datetime(persons["dob"]), where, np.datetime64("NaT")).astype("datetime64[ns]")
     as_of = np.asarray(index["as_of"], dtype="datetime64[ns]")
@@ -655,16 +660,15 @@ def _age_and_sex(index: Table, persons: Table | None) -> tuple[np.ndarray, np.nd
     return age, np.where(pd.isna(sex), np.nan, sex == "male")
 
 
-def persons_table(mentions: Table, crosswalk: Table) -> Table:
+def persons_table(mentions: Columns, crosswalk: Columns) -> Columns:
     """One row per linked person: the most common date of birth and sex among its mentions.
 
     Used for age (and sex, only if configured); victims' mentions are included since a person
     may appear in both roles. Ties go to the earliest date of birth, and to "female" before
     "male".
     """
-    where = get_indexer(
-        np.asarray(crosswalk["record_id"], dtype=object),
-        np.asarray(mentions["record_id"], dtype=object),
+    where = pd.Index(np.asarray(crosswalk["record_id"], dtype=object)).get_indexer(
+        np.asarray(mentions["record_id"], dtype=object)
     )
     linked = where >= 0
     person = np.asarray(crosswalk["person_id"], dtype=object)[where[linked]]
@@ -672,9 +676,8 @@ def persons_table(mentions: Table, crosswalk: Table) -> Table:
     n = len(people)
     dob = as_datetime(mentions["dob"])[linked]
     sex = np.asarray(mentions["sex"], dtype=object)[linked]
-    known_sex = is_one_of(sex, ["male", "female"])
-    return like(
-        mentions,
+    known_sex = np.isin(sex, ["male", "female"])
+    return Columns(
         {
             "person_id": np.asarray(people, dtype=object),
             "dob": _most_common(person_code, dob, ~np.isnat(dob), n),

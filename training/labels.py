@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ipvi.arrays import run_starts
-from training.features import expand, person_date_key, person_ranges
+from training.features import PersonDates, expand
 from training.offences import LABEL_EVENT_TYPES
 
 # Enough rounds for the custody-extended window to settle (each round adds custody days
@@ -107,14 +107,10 @@ def _custody_overlap(
     """Days of custody between each row's ``as_of`` and ``window_end``."""
     if spells.empty:
         return np.zeros(len(index))
-    spells = spells.rename(columns={"start": "offense_date"}).sort_values(
-        ["person_id", "offense_date"], kind="stable"
-    )
-    key, persons = person_date_key(spells)
-    everything = np.full(len(index), np.datetime64("1800-01-01", "s"))
-    lo, hi = person_ranges(key, persons, index["person_id"], everything, everything + 10**10)
+    spells = spells.sort_values(["person_id", "start"], kind="stable")
+    lo, hi = PersonDates.of(spells["person_id"], spells["start"]).ranges(index["person_id"])
     owner, positions = expand(lo, hi)
-    start = spells["offense_date"].to_numpy(dtype="datetime64[ns]")[positions]
+    start = spells["start"].to_numpy(dtype="datetime64[ns]")[positions]
     end = spells["end"].to_numpy(dtype="datetime64[ns]")[positions]
     low = np.maximum(start, index["as_of"].to_numpy(dtype="datetime64[ns]")[owner])
     high = np.minimum(end, window_end[owner])
@@ -159,11 +155,11 @@ def label_index(
     candidates = person_events[
         person_events["event_type"].isin(LABEL_EVENT_TYPES) & person_events["ipv"]
     ].sort_values(["person_id", "offense_date"], kind="stable")
-    key, persons = person_date_key(candidates)
+    dated = PersonDates.of(candidates["person_id"], candidates["offense_date"])
     # New offences dated in [as_of, window_end), recorded by the horizon: the window starts
     # where the as-of features stop (offense_date < as_of) and runs for whole days, so a
     # date-only record of the day after the window (midnight) is outside it.
-    lo, hi = person_ranges(key, persons, out["person_id"], out["as_of"], out["window_end"])
+    lo, hi = dated.ranges(out["person_id"], out["as_of"], out["window_end"])
     owner, positions = expand(lo, hi)
     hit = (
         candidates["offence_id"].to_numpy()[positions] != out["offence_id"].to_numpy()[owner]

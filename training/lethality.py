@@ -9,13 +9,13 @@ one must hold, over the shared feature definitions.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
+from ipvi.columns import Columns
 from ipvi.config import LethalityFlag
 from training.tiers import condition_mask, validate_conditions
 
 
-def lethality_flags(X: pd.DataFrame, flags: list[LethalityFlag]) -> list[list[str]]:
+def lethality_flags(X: Columns, flags: list[LethalityFlag]) -> list[list[str]]:
     """The names of the markers that hold for each row of ``X``, in configuration order."""
     masks = []
     for number, flag in enumerate(flags):

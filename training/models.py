@@ -14,13 +14,13 @@ from __future__ import annotations
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from scipy.special import expit
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
+from ipvi.columns import Columns
 from ipvi.config import ModelParams
 from ipvi.errors import IpviError
-from training.compiled_trees import compile_trees
+from training.compiled_trees import checked_trees
 from training.features import FEATURE_BY_NAME, check_no_protected
 
 NOT_FITTED = "this {name} is not fitted yet: call fit first"
@@ -74,8 +74,9 @@ class RiskModel:
     feature_names_in_ : list of str
     best_iteration_ : int
     compiled_trees_ : CompiledTrees or None
-        The trees as contribution tables (:mod:`training.compiled_trees`), None when they are
-        too large to compile (LightGBM then computes the contributions).
+        The trees as contribution tables (:mod:`training.compiled_trees`), built at fit and
+        at every load and checked against LightGBM; None when they are too large to compile
+        or disagree (LightGBM then computes the contributions).
 
     Examples
     --------
@@ -206,7 +207,7 @@ class RiskModel:
             )
             self.booster_ = lgb.train(params, both, num_boost_round=self.best_iteration_)
         self.feature_names_in_ = columns
-        self.compiled_trees_ = compile_trees(self.booster_, self.best_iteration_)
+        self.compiled_trees_ = checked_trees(self.booster_, self.best_iteration_)
         raw = self.raw_score(calibration_set[0])
         labels = np.asarray(calibration_set[1])
         if self.calibration == "isotonic":
@@ -217,13 +218,12 @@ class RiskModel:
             self.calibrator_ = LogisticRegression(C=1e6).fit(raw.reshape(-1, 1), labels)
         return self
 
-    def feature_matrix(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+    def feature_matrix(self, X: Columns | pd.DataFrame | np.ndarray) -> np.ndarray:
         """The model's inputs as a float64 array in training order (``feature_names_in_``).
 
-        Every method taking ``X`` accepts this array as well (taken as it is), so a caller
-        asking for several answers converts the table once. LightGBM's pandas path costs
-        milliseconds per call (dtype checks, copies), which dominates single-row scoring; for
-        float64 features the array gives identical results.
+        ``X`` is a table of named feature columns (the scoring core's :class:`Columns`, or a
+        DataFrame in training), or this array already, taken as it is: every method taking
+        ``X`` accepts it, so a caller asking for several answers converts the table once.
         """
         if isinstance(X, np.ndarray):
             # Columns are read by position: a matrix of another width would be misread.
@@ -233,13 +233,14 @@ class RiskModel:
                     f"order; got shape {X.shape}"
                 )
             return X
-        return X[self.feature_names_in_].to_numpy(dtype=float, na_value=np.nan)
+        return np.column_stack(
+            [np.asarray(X[name], dtype=float) for name in self.feature_names_in_]
+        )
 
-    def raw_score(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+    def raw_score(self, X: Columns | pd.DataFrame | np.ndarray) -> np.ndarray:
         """LightGBM's raw (log-odds) score, before calibration."""
         check_fitted(self, "booster_")
-        # Threads as configured: OpenMP's default (every core) spins for milliseconds per
-        # call on a busy machine, which dominates single-row scoring.
+        # Threads as configured (training.model.num_threads), not OpenMP's every core.
         return self.booster_.predict(
             self.feature_matrix(X),
             num_iteration=self.best_iteration_,
@@ -247,23 +248,15 @@ class RiskModel:
             num_threads=self.num_threads,
         )
 
-    def predict_proba(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+    def predict_proba(self, X: Columns | pd.DataFrame | np.ndarray) -> np.ndarray:
         """The calibrated probability of a recorded IPV re-offence (one column)."""
         check_fitted(self, "calibrator_")
         raw = self.raw_score(X)
         if self.calibration == "isotonic":
-            # IsotonicRegression.predict (clip, then its interpolating function f_) without
-            # re-checking an array that is float64 already: the checks cost more than one row.
-            isotonic = self.calibrator_
-            return np.asarray(
-                isotonic.f_(np.clip(raw, isotonic.X_min_, isotonic.X_max_)), dtype=float
-            )
-        # LogisticRegression.predict_proba's positive class, expit(raw * coef + intercept),
-        # without its input checks (the same arithmetic, so the same numbers).
-        platt = self.calibrator_
-        return expit(raw * platt.coef_[0, 0] + platt.intercept_[0])
+            return self.calibrator_.predict(raw)
+        return self.calibrator_.predict_proba(raw.reshape(-1, 1))[:, 1]
 
-    def contribution_matrix(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+    def contribution_matrix(self, X: Columns | pd.DataFrame | np.ndarray) -> np.ndarray:
         """Per-feature contributions to the raw score (``pred_contrib``), one column per
         feature of ``feature_names_in_``; the array behind :meth:`contributions`.
 
@@ -281,11 +274,15 @@ class RiskModel:
         )
         return values[:, :-1]
 
+    def __getstate__(self) -> dict:
+        """Pickled without the compiled trees: they are built again (and checked) on load."""
+        return {key: value for key, value in self.__dict__.items() if key != "compiled_trees_"}
+
     def __setstate__(self, state: dict) -> None:
-        """Unpickle, compiling the trees of a model saved before they were compiled."""
+        """Unpickle, compiling and checking the trees (:func:`checked_trees`)."""
         self.__dict__.update(state)
-        if "booster_" in state and "compiled_trees_" not in state:
-            self.compiled_trees_ = compile_trees(self.booster_, self.best_iteration_)
+        if "booster_" in state:
+            self.compiled_trees_ = checked_trees(self.booster_, self.best_iteration_)
 
     def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
         """Per-feature contributions to the raw score (``pred_contrib``), one column each."""

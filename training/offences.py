@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ipvi.arrays import connected_labels, in_sorted, unique_sorted
-from ipvi.columns import Table, factorize, get_indexer, is_one_of, like
+from ipvi.arrays import connected_labels, factorize, in_sorted, unique_sorted
+from ipvi.columns import Columns
 from ipvi.errors import IpviError
 from ipvi.schema import EVENT_COLUMNS, EVENT_FLAGS, OFFENDER_ROLES
 
@@ -35,7 +35,7 @@ PERSON_EVENT_COLUMNS: tuple[str, ...] = (
 )
 
 
-def _require(frame: Table, columns: tuple[str, ...] | list[str], name: str) -> None:
+def _require(frame: Columns, columns: tuple[str, ...] | list[str], name: str) -> None:
     present = set(frame.columns)
     missing = [column for column in columns if column not in present]
     if missing:
@@ -60,14 +60,6 @@ def lookup(values: np.ndarray, positions: np.ndarray, missing=None) -> np.ndarra
     return out
 
 
-def _id_ranks(ids: np.ndarray) -> np.ndarray:
-    """Each id's rank in sorted order (``ids`` unique strings): sorted as a numpy string
-    array, in C, which is quick when the registry returns them in order already."""
-    ranks = np.empty(len(ids), dtype=np.intp)
-    ranks[np.argsort(ids.astype(str), kind="stable")] = np.arange(len(ids))
-    return ranks
-
-
 def as_datetime(values) -> np.ndarray:
     """A column as ``datetime64[ns]`` (parsed only when it is not one already)."""
     if values.dtype.kind != "M":
@@ -87,28 +79,19 @@ def _flag(values: np.ndarray) -> np.ndarray:
     return out
 
 
-LAST = np.iinfo(np.int64).max  # missing dates sort after every date
-
-
-def sortable(dates) -> np.ndarray:
-    """Dates as int64 nanoseconds with missing dates last, as pandas sorts them."""
-    values = np.asarray(dates, dtype="datetime64[ns]")
-    return np.where(np.isnat(values), LAST, values.astype(np.int64))
-
-
-def person_events(events: Table, mentions: Table, crosswalk: Table) -> Table:
+def person_events(events: Columns, mentions: Columns, crosswalk: Columns) -> Columns:
     """Join events, offender mentions and the crosswalk into one row per person and event.
 
     Parameters
     ----------
-    events, mentions : DataFrame or Columns
+    events, mentions : Columns
         Canonical events and mentions (:mod:`ipvi.schema`).
-    crosswalk : DataFrame or Columns
+    crosswalk : Columns
         ``record_id``, ``person_id``, ``link_probability``.
 
     Returns
     -------
-    DataFrame or Columns (as ``events``)
+    Columns
         :data:`PERSON_EVENT_COLUMNS`, one row per (offender person, event), sorted by person,
         date, time recorded and event id; ``victim_person_id`` is the linked victim of the
         event, if any. A person named twice on one event keeps the mention with the highest
@@ -117,7 +100,6 @@ def person_events(events: Table, mentions: Table, crosswalk: Table) -> Table:
     _require(events, EVENT_COLUMNS, "events")
     _require(mentions, ("record_id", "event_id", "role"), "mentions")
     _require(crosswalk, ("record_id", "person_id", "link_probability"), "crosswalk")
-    # Index lookups, not merges: each merge costs more than the rest on a small request.
     mention_records = np.asarray(mentions["record_id"], dtype=object)
     try:
         records = unique_ids(crosswalk["record_id"], "crosswalk.record_id")
@@ -126,7 +108,7 @@ def person_events(events: Table, mentions: Table, crosswalk: Table) -> Table:
             raise IpviError(NO_LINKS) from None  # the more useful of the two errors
         raise
     event_ids = unique_ids(events["event_id"], "events.event_id")
-    at = get_indexer(records, mention_records)
+    at = pd.Index(records).get_indexer(mention_records)
     linked = at >= 0
     if not linked.any():
         raise IpviError(NO_LINKS)
@@ -134,12 +116,14 @@ def person_events(events: Table, mentions: Table, crosswalk: Table) -> Table:
     person = np.asarray(crosswalk["person_id"], dtype=object)[at]
     probability = np.asarray(crosswalk["link_probability"], dtype=float)[at]
     record = np.asarray(mentions["record_id"], dtype=object)[linked]
-    event_row = get_indexer(event_ids, np.asarray(mentions["event_id"], dtype=object)[linked])
+    event_row = pd.Index(event_ids).get_indexer(
+        np.asarray(mentions["event_id"], dtype=object)[linked]
+    )
     role = np.asarray(mentions["role"], dtype=object)[linked]
 
     # Each event's victim, by event row: named by a victim mention of the event or else by
     # the event's victim_record_id (the first one named wins).
-    victim_at = get_indexer(records, np.asarray(events["victim_record_id"], dtype=object))
+    victim_at = pd.Index(records).get_indexer(np.asarray(events["victim_record_id"], dtype=object))
     named = np.flatnonzero(victim_at >= 0)
     is_victim = (role == "victim") & (event_row >= 0)
     victim_row = np.concatenate([event_row[is_victim], named])
@@ -150,9 +134,9 @@ def person_events(events: Table, mentions: Table, crosswalk: Table) -> Table:
     victim_of_event = np.full(len(event_ids), None, dtype=object)
     victim_of_event[victim_row[first]] = victim_person[first]
 
-    offender = np.flatnonzero(is_one_of(role, OFFENDER_ROLES) & (event_row >= 0))
+    offender = np.flatnonzero(np.isin(role, list(OFFENDER_ROLES)) & (event_row >= 0))
     offender = offender[np.argsort(-probability[offender], kind="stable")]
-    person_code = factorize(person)[0].astype(np.int64)
+    person_code = pd.factorize(person)[0].astype(np.int64)
     pair = person_code[offender] * (len(event_ids) + 1) + event_row[offender]
     keep = offender[np.unique(pair, return_index=True)[1]]
     row = event_row[keep]
@@ -161,9 +145,9 @@ def person_events(events: Table, mentions: Table, crosswalk: Table) -> Table:
     recorded = as_datetime(events["recorded_at"])[row]
     order = np.lexsort(
         (
-            _id_ranks(event_ids)[row],
-            sortable(recorded),
-            sortable(offense),
+            factorize(event_ids, sort=True)[0][row],
+            recorded,
+            offense,
             factorize(person[keep], sort=True)[0],
         )
     )
@@ -184,31 +168,31 @@ def person_events(events: Table, mentions: Table, crosswalk: Table) -> Table:
     # A person is never their own victim (a data error or a dual arrest recorded oddly).
     victim[victim == columns["person_id"]] = None
     columns["victim_person_id"] = victim
-    return like(events, {name: columns[name] for name in PERSON_EVENT_COLUMNS})
+    return Columns({name: columns[name] for name in PERSON_EVENT_COLUMNS})
 
 
-def assign_offences(person_events: Table, window_days: int = 2) -> Table:
+def assign_offences(person_events: Columns, window_days: int = 2) -> Columns:
     """Add ``offence_id``: events of one person sharing a case_ref or within ``window_days``.
 
     Status events (orders, probation, custody end, notifications) belong to no offence and get
     ``offence_id = -1``. Offence ids are integers, stable for the same input.
     """
-    frame = person_events.reset_index(drop=True)
-    is_act = is_one_of(frame["event_type"], OFFENCE_EVENT_TYPES)
+    frame = person_events
+    is_act = np.isin(frame["event_type"], list(OFFENCE_EVENT_TYPES))
     acts = np.flatnonzero(is_act)
     person = factorize(np.asarray(frame["person_id"], dtype=object), sort=True)[0][acts]
-    date = sortable(frame["offense_date"])[acts]
+    date = as_datetime(frame["offense_date"])[acts]
     order = np.lexsort((date, person))
     # Chain: consecutive acts of one person within the window.
     same_person = person[order][1:] == person[order][:-1]
-    gap = np.diff(date[order]) // 10**9
-    close = same_person & (gap <= window_days * 86400)
+    gap = np.diff(date[order]).astype("timedelta64[s]")  # whole seconds, as dates are compared
+    close = same_person & (gap <= np.timedelta64(window_days, "D"))
     sources = [order[:-1][close]]
     targets = [order[1:][close]]
     # Shared case_ref: link every act to the first act of its (person, case_ref) group.
     ref = np.asarray(frame["case_ref"], dtype=object)[acts]
     with_ref = np.flatnonzero(pd.notna(ref) & (ref.astype(str) != ""))
-    ref_code = factorize(ref[with_ref])[0].astype(np.int64)
+    ref_code = pd.factorize(ref[with_ref])[0].astype(np.int64)
     group = person[with_ref].astype(np.int64) * (ref_code.max(initial=0) + 1) + ref_code
     _, first, inverse = np.unique(group, return_index=True, return_inverse=True)
     sources.append(with_ref)
@@ -224,8 +208,8 @@ def assign_offences(person_events: Table, window_days: int = 2) -> Table:
 
 
 def index_offences(
-    person_events: Table, lag_days: int, *, latest_known_at: pd.Timestamp | None = None
-) -> Table:
+    person_events: Columns, lag_days: int, *, latest_known_at: pd.Timestamp | None = None
+) -> Columns:
     """Every IPV offence of a person, with its index event, date and decision date ``as_of``.
 
     The index event is the offence's earliest event (then the first recorded, then the lowest
@@ -250,9 +234,9 @@ def index_offences(
     person = np.asarray(person_events["person_id"], dtype=object)[candidate]
     date, recorded = date[candidate], recorded[candidate]
     event_code = factorize(event, sort=True)[0]
-    order = np.lexsort((event_code, sortable(recorded), sortable(date)))
+    order = np.lexsort((event_code, recorded, date))
     first = order[np.sort(np.unique(offence[candidate][order], return_index=True)[1])]
-    first = first[np.lexsort((event_code[first], sortable(date[first])))]
+    first = first[np.lexsort((event_code[first], date[first]))]
     if latest_known_at is None:
         # The decision date counts whole days from the day of the offence, as the label says.
         as_of = date[first].astype("datetime64[D]") + np.timedelta64(lag_days, "D")
@@ -261,8 +245,7 @@ def index_offences(
         code = factorize(person[first], sort=True)[0][::-1]
         first = first[len(code) - 1 - np.unique(code, return_index=True)[1]]
         as_of = np.full(len(first), known_at, dtype="datetime64[ns]")
-    return like(
-        person_events,
+    return Columns(
         {
             "index_event_id": event[first],
             "person_id": person[first],

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ipvi.columns import Columns
 from ipvi.config import SplitConfig, TrainingConfig
 from ipvi.errors import IpviError
 from training.baselines import tier_score
@@ -38,11 +39,15 @@ PERIODS: tuple[str, ...] = ("train", "validation", "calibration", "gap", "test")
 
 @dataclass
 class Dataset:
-    """Labelled index offences with fully observed windows, and their as-of features."""
+    """Labelled index offences with fully observed windows, and their as-of features.
+
+    The index is a DataFrame (training analyses it with pandas); the person events, persons
+    and features are the scoring core's :class:`~ipvi.columns.Columns`.
+    """
 
     index: pd.DataFrame
-    person_events: pd.DataFrame
-    persons: pd.DataFrame
+    person_events: Columns
+    persons: Columns
     features: AsOfFeatures
     n_unobserved: int
 
@@ -55,18 +60,17 @@ def build_dataset(
 ) -> Dataset:
     """Offences, index offences, labels and as-of features from canonical frames."""
     validate_rules(config.tiers)
+    events, mentions, crosswalk = map(Columns.from_frame, (events, mentions, crosswalk))
     by_person = assign_offences(
         person_events(events, mentions, crosswalk), window_days=config.offence_window_days
     )
     index = index_offences(by_person, config.decision_lag_days)
-    if index.empty:
+    if not len(index):
         raise IpviError("no index offences: no linked person has an IPV offence")
-    extract = (
-        pd.Timestamp(config.extract_date) if config.extract_date else by_person["recorded_at"].max()
-    )
+    extract = pd.Timestamp(config.extract_date or by_person["recorded_at"].max())
     labelled = label_index(
-        index,
-        by_person,
+        index.to_frame(),
+        by_person.to_frame(),
         extract_date=extract,
         followup_days=config.followup_days,
         recording_days=config.recording_days,
@@ -79,7 +83,7 @@ def build_dataset(
         )
     persons = persons_table(mentions, crosswalk)
     features = compute_features(
-        observed,
+        Columns.from_frame(observed),
         by_person,
         persons=persons,
         count_charges=config.tiers.count_charges,
@@ -158,10 +162,11 @@ def _fit(
     for name, mask in parts.items():
         if not mask.any():
             raise IpviError(f"the {name} period holds no index offences; adjust training.split")
+    X = dataset.features.X.to_frame()
     if drop_constant:
-        train_X = dataset.features.X.loc[parts["train"], columns]
+        train_X = X.loc[parts["train"], columns]
         columns = [c for c in columns if train_X[c].nunique(dropna=False) > 1]
-    X = dataset.features.X[columns]
+    X = X[columns]
     model = RiskModel(**config.model.model_dump()).fit(
         X[parts["train"]],
         y[parts["train"]],
@@ -176,7 +181,7 @@ def _fit(
 
 def _variant_scores(
     main_index: pd.DataFrame,
-    main_events: pd.DataFrame,
+    main_events: Columns,
     events: pd.DataFrame,
     mentions: pd.DataFrame,
     crosswalk: pd.DataFrame,
@@ -192,11 +197,17 @@ def _variant_scores(
     model, scorecard, columns, _ = _fit(variant, config, drop_constant=True)
     bundle = ModelBundle.from_config(model, scorecard, columns, config)
     # Follow the index event's record (not the event, which two people may share).
-    main_records = main_events[["event_id", "person_id", "record_id"]].rename(
-        columns={"event_id": "index_event_id"}
+    main_records = pd.DataFrame(
+        {
+            "index_event_id": main_events["event_id"],
+            "person_id": main_events["person_id"],
+            "record_id": main_events["record_id"],
+        }
     )
-    by_record = variant.person_events[["record_id", "offence_id"]].drop_duplicates("record_id")
-    candidates = index_offences(variant.person_events, config.decision_lag_days)
+    by_record = pd.DataFrame(
+        {name: variant.person_events[name] for name in ("record_id", "offence_id")}
+    ).drop_duplicates("record_id")
+    candidates = index_offences(variant.person_events, config.decision_lag_days).to_frame()
     mapped = (
         main_index[["index_event_id", "person_id"]]
         .reset_index(drop=True)
@@ -212,7 +223,9 @@ def _variant_scores(
     rows = rows.rename(
         columns={"index_event_id_variant": "index_event_id", "person_id_variant": "person_id"}
     ).reset_index(drop=True)
-    scored = score_index(bundle, rows, variant.person_events, variant.persons)
+    scored = score_index(
+        bundle, Columns.from_frame(rows), variant.person_events, variant.persons
+    ).to_frame()
     probability = np.full(len(main_index), np.nan)
     probability[mapped["main_row"].to_numpy()] = scored["probability"].to_numpy()
     scored = scored.assign(main_row=mapped["main_row"].to_numpy())
@@ -242,7 +255,9 @@ def train(
         bundle = ModelBundle.load(bundle.save(folder))
     test = period == "test"
     test_index = dataset.index[test].reset_index(drop=True)
-    predictions = score_index(bundle, test_index, dataset.person_events, dataset.persons)
+    predictions = score_index(
+        bundle, Columns.from_frame(test_index), dataset.person_events, dataset.persons
+    ).to_frame()
     y = test_index["label"].to_numpy()
     predictions["label"] = y
     persons = test_index["person_id"].to_numpy()
@@ -309,7 +324,9 @@ def _truth_evaluation(
     # An index offence is a truth offence sharing an event, of the same true person (two
     # people arrested together share events).
     own = (
-        dataset.person_events[["event_id", "offence_id", "record_id"]]
+        pd.DataFrame(
+            {name: dataset.person_events[name] for name in ("event_id", "offence_id", "record_id")}
+        )
         .merge(truth_crosswalk[["record_id", "person_id"]], on="record_id")
         .rename(columns={"person_id": "true_person_id"})
         .drop_duplicates(["event_id", "offence_id"])

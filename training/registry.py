@@ -65,6 +65,7 @@ def input_example(features: list[str]) -> pd.DataFrame:
             "days_since_last_ipv": 400.0,
             "index_injury": 1.0,
             "distinct_victims": 1.0,
+            "distinct_victims_3y": 1.0,
             "age": 34.0,
         }
     )
@@ -175,7 +176,7 @@ def log_training_run(
         mlflow.log_dict(result.metrics, "metrics.json")
         mlflow.log_dict(result.counts, "counts.json")
         mlflow.log_dict(feature_table().to_dict(orient="records"), "feature_definitions.json")
-        mlflow.log_dict(bundle.settings["tiers"], "tier_rules.json")
+        mlflow.log_dict(bundle.settings.tiers.model_dump(mode="json"), "tier_rules.json")
         mlflow.log_dict(
             trained_persons_artifact(key, result.trained_persons), TRAINED_PERSONS_ARTIFACT
         )
@@ -192,7 +193,7 @@ def log_training_run(
             summary=summary,
             counts=result.counts,
             feature_definitions=feature_table(),
-            bands=bundle.settings["bands"],
+            bands=bundle.settings.bands_payload(),
             scorecard=bundle.scorecard.table(),
             data_fingerprint=result.data_fingerprint,
         )
@@ -207,15 +208,15 @@ def log_training_run(
             signature=signature,
             input_example=example,
             registered_model_name=model_name,
-            pip_requirements=[f"ipvi=={bundle.settings['package_version']}"],
+            pip_requirements=[f"ipvi=={bundle.settings.package_version}"],
         )
         version = str(info.registered_model_version)
         client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         tags = {
             "run_id": run.info.run_id,
             "data_fingerprint": result.data_fingerprint,
-            "package_version": bundle.settings["package_version"],
-            "bands": json.dumps(bundle.settings["bands"]),
+            "package_version": bundle.settings.package_version,
+            "bands": json.dumps(bundle.settings.bands_payload()),
         }
         for key, value in tags.items():
             client.set_model_version_tag(model_name, version, key, value)
@@ -270,10 +271,10 @@ def version_info(tracking_uri: str, name: str, alias_or_version: str) -> dict:
         "version": str(mv.version),
         "run_id": mv.run_id,
         "aliases": list(mv.aliases),
-        "bands": bundle.settings["bands"],
+        "bands": bundle.settings.bands_payload(),
         "data_fingerprint": mv.tags.get("data_fingerprint"),
-        "package_version": bundle.settings["package_version"],
-        "feature_definitions": bundle.settings["feature_definitions"],
+        "package_version": bundle.settings.package_version,
+        "feature_definitions": list(bundle.settings.feature_definitions),
         "tags": dict(mv.tags),
     }
 

@@ -96,7 +96,7 @@ def score_all(
     )
     events, mentions, crosswalk = read_history(engine, mention_columns=SCORING_MENTIONS)
     scored = scorer.score_many(events, mentions, crosswalk, as_of=pd.Timestamp(as_of))
-    if scored.empty:
+    if not len(scored):
         raise IpviError(f"no linked person has an IPV offence known as of {as_of}")
     scored = scored.to_frame()
     with session_scope(engine) as session:

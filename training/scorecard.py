@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
+from ipvi.columns import Columns
 from training.features import FEATURE_BY_NAME
 from training.models import check_fitted, check_labels
 from training.tiers import condition_mask
@@ -39,7 +40,7 @@ def candidate_items(columns: list[str]) -> list[tuple[str, str, float]]:
     return items
 
 
-def _item_matrix(X: pd.DataFrame, items: list[tuple[str, str, float]]) -> np.ndarray:
+def _item_matrix(X: Columns | pd.DataFrame, items: list[tuple[str, str, float]]) -> np.ndarray:
     return np.column_stack([condition_mask(X, item) for item in items]).astype(float)
 
 
@@ -66,8 +67,8 @@ class Scorecard:
         self.C = C
         self.seed = seed
 
-    def fit(self, X: pd.DataFrame, y: np.ndarray) -> Scorecard:
-        """Choose items and points on ``X``, ``y``."""
+    def fit(self, X: Columns | pd.DataFrame, y: np.ndarray) -> Scorecard:
+        """Choose items and points on ``X`` (named feature columns), ``y``."""
         check_labels(np.asarray(y), "training")
         max_items = min(self.max_items, MAX_ITEMS)
         items = candidate_items(list(X.columns))
@@ -92,7 +93,7 @@ class Scorecard:
         self.points_ = points[use]
         return self
 
-    def score(self, X: pd.DataFrame) -> np.ndarray:
+    def score(self, X: Columns | pd.DataFrame) -> np.ndarray:
         """Total points of each row."""
         check_fitted(self, "points_")
         return (_item_matrix(X, self.items_) @ self.points_).astype(int)

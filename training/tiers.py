@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ipvi.arrays import unique_sorted
-from ipvi.columns import Table, factorize, is_one_of, isin, like
+from ipvi.columns import Columns
 from ipvi.config import TierConfig
 from ipvi.errors import IpviError
 from training.features import FEATURE_BY_NAME, INDEX_OFFENCE, AsOfFeatures, expand, lists_of
@@ -56,7 +56,7 @@ def validate_rules(config: TierConfig) -> None:
             validate_conditions(getattr(rule, key), f"training.tiers.rules.{number}.{key}")
 
 
-def condition_mask(X: Table, condition) -> np.ndarray:
+def condition_mask(X: Columns, condition) -> np.ndarray:
     """Boolean mask of the rows where ``[feature, op, value]`` holds.
 
     A missing value (NaN) satisfies no comparison but ``!=``, as IEEE comparisons say.
@@ -70,7 +70,7 @@ def _describe(condition) -> str:
     return f"{feature} {op} {value:g}"
 
 
-def condition_masks(X: Table, config: TierConfig) -> dict[tuple, np.ndarray]:
+def condition_masks(X: Columns, config: TierConfig) -> dict[tuple, np.ndarray]:
     """:func:`condition_mask` of every distinct condition of the rules, by ``tuple(condition)``:
     each is evaluated once, to pick the rule and to cite its reasons."""
     validate_rules(config)
@@ -78,7 +78,7 @@ def condition_masks(X: Table, config: TierConfig) -> dict[tuple, np.ndarray]:
     return {condition: condition_mask(X, condition) for condition in dict.fromkeys(conditions)}
 
 
-def matching_rule(X: Table, config: TierConfig, masks: dict | None = None) -> np.ndarray:
+def matching_rule(X: Columns, config: TierConfig, masks: dict | None = None) -> np.ndarray:
     """The number of the first rule each row of ``X`` matches (the last rule catches all).
 
     ``masks`` (:func:`condition_masks`) when the caller has them already.
@@ -99,18 +99,18 @@ def matching_rule(X: Table, config: TierConfig, masks: dict | None = None) -> np
     return rule_of
 
 
-def tiers_only(X: pd.DataFrame, config: TierConfig) -> pd.Series:
+def tiers_only(X: Columns, config: TierConfig) -> np.ndarray:
     """Each row's tier, without reasons (cheap: for shares and baselines)."""
-    tiers = np.array([rule.tier for rule in config.rules])
-    return pd.Series(tiers[matching_rule(X, config)], index=X.index)
+    tiers = np.array([rule.tier for rule in config.rules], dtype=object)
+    return tiers[matching_rule(X, config)]
 
 
 def assign_tiers(
     features: AsOfFeatures,
     config: TierConfig,
     *,
-    dual_arrest: Table | None = None,
-) -> Table:
+    dual_arrest: Columns | None = None,
+) -> Columns:
     """The tier of each index offence, with its reasons and flags.
 
     Parameters
@@ -119,13 +119,13 @@ def assign_tiers(
         As-of features and provenance of the index offences.
     config : TierConfig
         The ordered rules and settings.
-    dual_arrest : DataFrame or Columns, optional
+    dual_arrest : Columns, optional
         ``row`` and ``record_ids`` of rows that are possible dual arrests
         (:func:`possible_dual_arrests`).
 
     Returns
     -------
-    DataFrame or Columns (as ``features.X``)
+    Columns
         One row per index offence: ``tier``, ``rule``, ``tier_reasons`` (list of dicts with
         ``tier``, ``reason``, ``conditions``, ``record_ids``, ``weakest_link``),
         ``weakest_link``, ``identity_review_required``, ``possible_dual_arrest``,
@@ -167,7 +167,7 @@ def assign_tiers(
         )
     ]
     low_link = np.where(np.isnan(weakest), 1.0, weakest) < config.confirm_threshold
-    review = is_one_of(tier, PUNITIVE_TIERS) & low_link
+    review = np.isin(tier, list(PUNITIVE_TIERS)) & low_link
     dual = np.zeros(n, dtype=bool)
     if dual_arrest is not None and len(dual_arrest):
         dual[np.asarray(dual_arrest["row"])] = True
@@ -182,8 +182,7 @@ def assign_tiers(
                     "weakest_link": None,
                 }
             )
-    return like(
-        X,
+    return Columns(
         {
             "rule": rule_of,
             "tier": tier,
@@ -196,7 +195,7 @@ def assign_tiers(
     )
 
 
-def possible_dual_arrests(index: Table, person_events: Table, *, days: int) -> Table:
+def possible_dual_arrests(index: Columns, person_events: Columns, *, days: int) -> Columns:
     """Index offences whose suspect was recorded as the victim of the same partner nearby.
 
     The partner is the victim of the index offence; a dual arrest is an event, known at the
@@ -205,17 +204,16 @@ def possible_dual_arrests(index: Table, person_events: Table, *, days: int) -> T
 
     Returns
     -------
-    DataFrame or Columns (as ``index``)
+    Columns
         ``row`` and ``record_ids`` (the partner-side records) of each possible dual arrest.
     """
     # Only events whose victim is one of the suspects can be the partner's side: usually none.
-    suspects = np.asarray(index["person_id"], dtype=object).tolist()
-    if not isin(person_events["victim_person_id"], suspects).any():
-        return like(index, {"row": np.array([], dtype=np.int64), "record_ids": []})
+    if not pd.Index(person_events["victim_person_id"]).isin(index["person_id"]).any():
+        return Columns({"row": np.array([], dtype=np.int64), "record_ids": []})
     with_victim = person_events.take(np.flatnonzero(pd.notna(person_events["victim_person_id"])))
     offence = np.asarray(with_victim["offence_id"])
     # Persons coded once, so (offender, victim) pairs become integer keys.
-    codes, persons = factorize(
+    codes, persons = pd.factorize(
         np.concatenate(
             [
                 np.asarray(with_victim["person_id"], dtype=object),
@@ -253,10 +251,10 @@ def possible_dual_arrests(index: Table, person_events: Table, *, days: int) -> T
         np.asarray(with_victim["record_id"], dtype=object)[events[near & known]],
         len(found),
     )
-    return like(index, {"row": found, "record_ids": records})
+    return Columns({"row": found, "record_ids": records})
 
 
-def tier_shares(tiers: pd.Series) -> dict[str, float]:
+def tier_shares(tiers) -> dict[str, float]:
     """The share of each tier (A-D), rounded to 4 decimals."""
-    shares = tiers.value_counts(normalize=True)
+    shares = pd.Series(tiers).value_counts(normalize=True)
     return {tier: round(float(shares.get(tier, 0.0)), 4) for tier in ("A", "B", "C", "D")}
