@@ -229,7 +229,7 @@ def test_spark_linker_matches_the_local_linker_step_by_step(local_spark):
     left = rng.integers(0, 5000, 4000)
     right = np.minimum(left + rng.integers(0, 4, 4000), 4999)
     edges = session.createDataFrame(pd.DataFrame({"src": left, "dst": right}))
-    found = connected_components(edges).toPandas()
+    found = connected_components(edges, work / "components").toPandas()
     labels = np.arange(5000)
     labels[found["node"].to_numpy()] = found["component"].to_numpy()
     assert found["node"].is_unique

@@ -5,12 +5,15 @@ Kiveris et al., "Connected Components in MapReduce and Beyond" (SoCC 2014). Edge
 node's smallest neighbour (itself included); small-star links a node and its smaller
 neighbours to the smallest of them. Both keep the components and shrink their diameter, until
 every component is a star around its smallest node: each node then has one parent, and no
-parent has one. The edge list is checkpointed each round, so the plan does not grow with the
-rounds. A component is labelled by its smallest node, as :func:`ipvi.arrays.connected_labels`
-labels it.
+parent has one. The edge list is checkpointed each round (written as Parquet and read back:
+one job a round, where Spark's own reliable checkpoint computes a round twice), so the plan
+does not grow with the rounds, and a lost executor costs one round, not all. A component is
+labelled by its smallest node, as :func:`ipvi.arrays.connected_labels` labels it.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 MAX_ROUNDS = 64
 
@@ -40,9 +43,10 @@ def _small_star(edges, F):
     )
 
 
-def _checkpointed(frame):
-    """``frame`` written to the checkpoint folder, its lineage cut."""
-    return frame.checkpoint()
+def _checkpointed(frame, folder: Path):
+    """``frame`` written to ``folder`` and read back: its lineage cut."""
+    frame.write.parquet(str(folder))
+    return frame.sparkSession.read.parquet(str(folder))
 
 
 def _stars(edges, F) -> bool:
@@ -61,8 +65,10 @@ def _stars(edges, F) -> bool:
     return bad.limit(1).count() == 0
 
 
-def connected_components(edges):
+def connected_components(edges, folder: Path):
     """(node, component) for every node of ``edges`` (columns ``src``, ``dst``, longs).
+
+    ``folder`` (new, or empty) receives each round's edges.
 
     ``component`` is the smallest node of the node's component; nodes without an edge (and
     self-loops alone) are not listed.

@@ -232,7 +232,9 @@ class SparkLinker(Linker):
             edges = pd.DataFrame({"src": left[linked], "dst": right[linked]}).astype(np.int64)
             if not len(edges):
                 return np.zeros(0, np.int64), np.zeros(0, np.int64)
-            components = connected_components(self._to_spark(edges, "links"))
+            components = connected_components(
+                self._to_spark(edges, "links"), self._folder("link-components")
+            )
             sizes = components.groupBy("component").count()
             members = components.join(
                 sizes.where(F.col("count") <= max_block_size), "component"
@@ -285,8 +287,9 @@ class SparkLinker(Linker):
             refused: list[tuple[int, int]] = []
             rebuilt = 0
             if len(edges):
-                components = connected_components(self._to_spark(edges, "cluster-links"))
-                components = components.checkpoint()
+                components = connected_components(
+                    self._to_spark(edges, "cluster-links"), self._folder("cluster-components")
+                )
                 kinds = np.r_[
                     np.zeros(len(left), np.int8),
                     np.ones(len(must), np.int8),
