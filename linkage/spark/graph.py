@@ -68,28 +68,21 @@ def _stars(edges, F) -> bool:
 def connected_components(edges, folder: Path):
     """(node, component) for every node of ``edges`` (columns ``src``, ``dst``, longs).
 
-    ``folder`` (new, or empty) receives each round's edges.
-
     ``component`` is the smallest node of the node's component; nodes without an edge (and
-    self-loops alone) are not listed.
+    self-loops alone) are not listed. ``folder`` (not yet existing) receives each round's edges.
     """
     from pyspark.sql import functions as F
 
-    current = (
+    current = _checkpointed(
         edges.where(F.col("src") != F.col("dst"))
         .select(F.greatest("src", "dst").alias("node"), F.least("src", "dst").alias("parent"))
-        .distinct()
-        .checkpoint()
+        .distinct(),
+        Path(folder) / "round-0",
     )
-    for _ in range(MAX_ROUNDS):
-        current = _large_star(current, F).distinct()
-        current = _small_star(current, F).where(F.col("node") != F.col("parent"))
-        current = current.distinct().checkpoint()
-        # Not yet stars: a node with two parents, or a parent with a parent of its own.
-        several = current.groupBy("node").count().where(F.col("count") > 1).select("node")
-        parents = current.select(F.col("parent").alias("node")).distinct()
-        nested = current.join(parents, "node").select("node")
-        if several.unionByName(nested).limit(1).count() == 0:
+    for round_ in range(1, MAX_ROUNDS + 1):
+        current = _small_star(_large_star(current, F), F).where(F.col("node") != F.col("parent"))
+        current = _checkpointed(current.distinct(), Path(folder) / f"round-{round_}")
+        if _stars(current, F):
             break
     else:
         raise RuntimeError(f"connected components did not converge in {MAX_ROUNDS} rounds")

@@ -325,9 +325,9 @@ class SparkLinker(Linker):
                 n_strong, n_exclusive = strong.shape[1], exclusive.shape[1]
                 # Whole components in groups of about CHUNK_PAIRS pairs, as the local engine
                 # clusters them chunk by chunk (one call per component would cost a Python
-                # call each), and at least two groups per core.
+                # call each), and at least one group per shuffle partition.
                 groups = max(
-                    2 * self.session.sparkContext.defaultParallelism,
+                    int(self.session.conf.get("spark.sql.shuffle.partitions")),
                     -(-len(pairs) // CHUNK_PAIRS),
                 )
                 group = (F.col("component") % groups).alias("group")
