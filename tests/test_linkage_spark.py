@@ -20,12 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 import yaml
 
 from ipvi.config import config_from_dict, default_config_dict
 from ipvi.errors import ConfigError
-from linkage.spark.session import JAVA_MISSING, MASTER_UNREACHABLE
+from linkage.spark.session import JAVA_MISSING, JOB_FAILED, MASTER_UNREACHABLE
 from tests.cli_support import run_ipvi
 from tests.spark_support import cluster_conf, free_port, start_cluster
 
@@ -169,6 +170,46 @@ def test_unreachable_master_fails_in_one_line_registry_untouched(sample_registry
     assert after["crosswalk"] == before["crosswalk"]
     assert after["pending"] == before["pending"]
     assert after["runs"][:-1] == before["runs"] and after["runs"][-1][1] == "failed"
+
+
+@pytest.mark.slow
+def test_spark_dying_mid_run_fails_in_one_line_registry_untouched(sample_registry, tmp_path):
+    """Local mode runs the executors in the driver's JVM: killed after the first stage, the
+    run ends in one error line, the lock is released, and the crosswalk stays as it was."""
+    before = _state(sample_registry["folder"])
+    copy = _copy(sample_registry, tmp_path / "run", {"master": "local[1]"})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ipvi.cli", "link", "--engine", "spark", "--no-link-index"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **copy["env"]},
+    )
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        if line.startswith("spark: standardize"):
+            break
+    jvms = [
+        child
+        for child in psutil.Process(process.pid).children(recursive=True)
+        if child.name() == "java"
+    ]
+    assert jvms, "no JVM to kill"
+    for jvm in jvms:
+        jvm.kill()
+    lines += process.stderr.readlines()
+    process.wait(timeout=300)
+    assert process.returncode == 2
+    errors = [line for line in lines if line.startswith("error:")]
+    prefix = JOB_FAILED.split("(")[0]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {prefix}"), lines[-5:]
+    assert errors[0] == lines[-1]  # (pyspark's own accumulator thread may print a trace first)
+    after = _state(copy["folder"])
+    assert after["crosswalk"] == before["crosswalk"]
+    assert after["runs"][-1][1] == "failed"
+    relink = _ipvi(["link", "--no-link-index"], copy["env"])  # the lock was released
+    assert relink.returncode == 0, relink.stderr[-2000:]
 
 
 def test_missing_java_fails_in_one_line_registry_untouched(sample_registry, tmp_path):

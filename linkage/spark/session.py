@@ -7,6 +7,7 @@ retries for minutes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -34,6 +35,7 @@ PYSPARK_MISSING = (
 )
 MASTER_UNREACHABLE = "Spark master {master} is unreachable ({why}): start it, or set spark.master"
 SESSION_FAILED = "the Spark session did not start ({why})"
+JOB_FAILED = "the Spark job failed ({why}); nothing was written"
 # Settings the engine needs, under what the site's `spark.conf` says.
 BASE_CONF: dict[str, str] = {
     "spark.ui.showConsoleProgress": "false",
@@ -111,6 +113,29 @@ def spark_session(
         else:
             report(f"spark: Spark Connect {where} ({time.perf_counter() - start:.1f} s)")
         yield session, work
+    except Exception as error:
+        if not _is_spark_error(error):
+            raise
+        raise IpviError(JOB_FAILED.format(why=_summary(error))) from None
     finally:
-        session.stop()
+        with contextlib.suppress(Exception):  # a JVM that died cannot be stopped
+            session.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _is_spark_error(error: Exception) -> bool:
+    """Whether ``error`` came from Spark or its JVM (a failed job, a lost connection)."""
+    from py4j.protocol import Py4JError
+    from pyspark.errors import PySparkException
+
+    return isinstance(error, PySparkException | Py4JError | ConnectionError)
+
+
+def _summary(error: Exception) -> str:
+    """The first informative line of a Spark error, cut to 300 characters: its stack traces,
+    which may quote the code and the rows it was running on, stay out of the message."""
+    for line in str(error).splitlines():
+        line = line.strip().lstrip(": ").strip()
+        if line and not line.startswith("An error occurred while calling"):
+            return line[:300]
+    return type(error).__name__
