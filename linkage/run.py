@@ -470,7 +470,15 @@ def link_registry(
                 insert(linkage_runs).values(run_id=run_id, started_at=started, status="running")
             )
         with renewed_lease(engine, run_id, config.lock_lease_seconds):
-            summary = _link(engine, settings, run_id, truth_dir, (engine_name, spark, report))
+            summary = _link(
+                engine,
+                settings,
+                run_id,
+                truth_dir,
+                engine_name=engine_name,
+                spark=spark,
+                report=report,
+            )
     except BaseException:
         with engine.begin() as connection:
             connection.execute(
@@ -486,7 +494,16 @@ def link_registry(
     return summary
 
 
-def _link(engine: Engine, settings: LinkageSettings, run_id: str, truth_dir, linker_of) -> dict:
+def _link(
+    engine: Engine,
+    settings: LinkageSettings,
+    run_id: str,
+    truth_dir,
+    *,
+    engine_name: str | None,
+    spark: SparkConfig | None,
+    report,
+) -> dict:
     config = settings.config
     start = time.perf_counter()
     frame = read_mentions(engine, extra=("address_confidential",))
@@ -497,7 +514,6 @@ def _link(engine: Engine, settings: LinkageSettings, run_id: str, truth_dir, lin
     with session_scope(engine) as session:
         must, cannot, decided = _constraints(session, record_ids)
     rescore = _supervised_rescorer(settings, must, cannot) if config.supervised.enabled else None
-    engine_name, spark, report = linker_of
     with open_linker(settings, engine_name, spark, report) as linker:
         result = linker.run(
             frame[list(MENTION_LINK_FIELDS + REGISTRY_KEYS)],
