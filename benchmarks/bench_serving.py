@@ -6,7 +6,12 @@ encoded once, as load generators do; the server is
 ``bentoml serve`` with ``serving.workers`` workers (default 2) on loopback. Figures:
 
 - single-person score with an inline history: p50/p95/p99 latency (ms), throughput (requests/s)
-  and error count at 1, 8 and 32 concurrent clients, each for ``--seconds``;
+  and error count at 1, 8 and 32 concurrent clients, each for ``--seconds``, beside the
+  anchor (``anchor``): a plain BentoML service (``benchmarks/anchor_service.py``) scoring one
+  row with an MLflow pyfunc logistic regression, started in the same run with the same workers
+  and measured in turns with ours under the same load; ``ours_over_anchor`` is the ratio of
+  latencies, ``targets`` issue 19's bar (one client: p50 within 1.25x the anchor's, p99 within
+  25 ms);
 - a 1000-person batch with inline histories (``--batch``), wall ms: min, median and max of
   10, after one unmeasured batch per worker;
 - person-id requests (registry on SQLite), p50/p95/p99 at 1 client, when the registry holds
@@ -29,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import dataclasses
 import itertools
 import json
 import os
@@ -42,7 +48,8 @@ import httpx
 import numpy as np
 import psutil
 
-ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from ipvi.db import open_registry, session_scope  # noqa: E402
@@ -70,7 +77,8 @@ def encoded(body: dict) -> bytes:
 async def load(
     url: str, body: dict | list[dict], headers: dict, clients: int, seconds: float
 ) -> dict:
-    """``clients`` coroutines posting ``body`` (or each of a list in turn) for ``seconds``."""
+    """``clients`` coroutines posting ``body`` (or each of a list in turn) for ``seconds``:
+    the raw latencies (s), errors by kind and the wall time (see :func:`summary`)."""
     # Bodies encoded once, as a load generator sends fixed bytes: the client's JSON encoding
     # is no part of the service's latency.
     bodies = itertools.cycle([encoded(b) for b in (body if isinstance(body, list) else [body])])
@@ -96,9 +104,15 @@ async def load(
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(clients)))
         wall = time.perf_counter() - started
+    return {"latencies": latencies, "errors": errors, "wall": wall}
+
+
+def summary(raw: dict) -> dict:
+    """Percentiles, throughput and errors of one or more :func:`load` runs merged."""
+    latencies, errors = raw["latencies"], raw["errors"]
     return {
         **percentiles(latencies),
-        "requests_per_s": round(len(latencies) / wall, 1),
+        "requests_per_s": round(len(latencies) / raw["wall"], 1),
         "errors": sum(errors.values()),
         "error_kinds": dict(errors),
         "requests": len(latencies),
@@ -127,7 +141,7 @@ def batch_body(n: int) -> dict:
 def served_model(tracking_uri: str, source: str) -> dict:
     """What was measured: the champion's trees, their depth, and whether they compiled to
     lookup tables for reason codes (:mod:`training.compiled_trees`; if not, LightGBM's
-    ``pred_contrib`` computes them, about 43 ms per 1,000 rows for 73 trees on one core)."""
+    ``pred_contrib`` computes them)."""
     from training.registry import load_bundle
 
     bundle, info = load_bundle(tracking_uri, "ipvi-risk", "champion")
@@ -193,18 +207,117 @@ def server_cpu_seconds(server: ServerProcess) -> dict[int, float]:
     return {p.pid: sum(p.cpu_times()[:2]) for p in server_processes(server)}
 
 
-def measured(server: ServerProcess, url: str, body, headers: dict, clients: int, seconds):
-    """:func:`load` plus the server's CPU milliseconds per answered request."""
-    before = server_cpu_seconds(server)
-    figures = asyncio.run(load(url, body, headers, clients, seconds))
-    # Per process: one that started meanwhile counts whole, one that ended is not counted.
-    after = server_cpu_seconds(server)
-    by_process = sorted((used - before.get(pid, 0.0) for pid, used in after.items()), reverse=True)
-    spent = sum(by_process)
-    figures["server_cpu_ms_per_request"] = round(1000 * spent / max(figures["requests"], 1), 2)
-    # How evenly the work spread over the server's processes (workers, then the supervisor).
-    figures["server_cpu_share"] = [round(used / spent, 2) for used in by_process] if spent else []
+@dataclasses.dataclass
+class Target:
+    """One server under load: where to post what."""
+
+    server: ServerProcess
+    url: str
+    body: dict | list[dict]
+    headers: dict
+
+
+def measured(targets: dict[str, Target], clients: int, seconds: float, rounds: int = 1) -> dict:
+    """Each target under :func:`load` for ``seconds`` in all, in ``rounds`` alternating slices
+    (the machine's speed drifts within minutes, so two servers compared are measured in turns),
+    with the server's CPU milliseconds per answered request."""
+    merged = {
+        name: {"latencies": [], "errors": collections.Counter(), "wall": 0.0} for name in targets
+    }
+    spent = {name: collections.Counter() for name in targets}
+    names = list(targets)
+    for round_ in range(rounds):
+        for name in names if round_ % 2 == 0 else names[::-1]:
+            target = targets[name]
+            before = server_cpu_seconds(target.server)
+            raw = asyncio.run(
+                load(target.url, target.body, target.headers, clients, seconds / rounds)
+            )
+            # Per process: one that started meanwhile counts whole, one that ended is not.
+            for pid, used in server_cpu_seconds(target.server).items():
+                spent[name][pid] += used - before.get(pid, 0.0)
+            merged[name]["latencies"] += raw["latencies"]
+            merged[name]["errors"] += raw["errors"]
+            merged[name]["wall"] += raw["wall"]
+    figures = {}
+    for name in names:
+        figures[name] = summary(merged[name])
+        by_process = sorted(spent[name].values(), reverse=True)
+        total = sum(by_process)
+        requests = max(figures[name]["requests"], 1)
+        figures[name]["server_cpu_ms_per_request"] = round(1000 * total / requests, 2)
+        # How evenly the work spread over the server's processes (workers, then the supervisor).
+        figures[name]["server_cpu_share"] = (
+            [round(used / total, 2) for used in by_process] if total else []
+        )
     return figures
+
+
+ANCHOR_FEATURES = 24  # about as many as the risk model's features
+ANCHOR_ROW = {"row": {f"x{i}": round(0.1 * i - 1.0, 2) for i in range(ANCHOR_FEATURES)}}
+LOAD_ROUNDS = 4  # slices per level, alternating between our service and the anchor
+# Issue 19's serving bar: single-person p50 within 1.25x the anchor's, p99 within 25 ms.
+TARGET_P50_RATIO = 1.25
+TARGET_P99_MS = 25.0
+
+
+def anchor_model(folder: Path) -> str:
+    """A logistic regression saved as an MLflow model (pyfunc ``predict_proba``) under
+    ``folder``; its path, which ``mlflow.pyfunc.load_model`` takes."""
+    import mlflow.sklearn
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(19)
+    X = pd.DataFrame(rng.normal(size=(2000, ANCHOR_FEATURES)), columns=list(ANCHOR_ROW["row"]))
+    y = (X.to_numpy() @ rng.normal(size=ANCHOR_FEATURES) + rng.normal(size=2000)) > 0
+    path = folder / "anchor-model"
+    mlflow.sklearn.save_model(
+        LogisticRegression(max_iter=1000).fit(X, y),
+        path,
+        input_example=X.head(1),
+        pyfunc_predict_fn="predict_proba",
+        pip_requirements=["scikit-learn"],
+    )
+    return str(path)
+
+
+class AnchorServer(ServerProcess):
+    """``bentoml serve`` of the anchor service (benchmarks/anchor_service.py), with the same
+    keep-alive as ours."""
+
+    def command(self) -> list[str]:
+        ours = super().command()
+        return [*ours[:2], "anchor_service:AnchorService", "--working-dir", str(HERE), *ours[2:]]
+
+
+def ratios(ours: dict, anchor: dict) -> dict:
+    """Our latency over the anchor's, by concurrency level and percentile."""
+    out = {}
+    for clients in (1, 8, 32):
+        for q in ("p50", "p99"):
+            mine = ours[f"score_c{clients}"][f"{q}_ms"]
+            theirs = anchor[f"score_c{clients}"][f"{q}_ms"]
+            out[f"c{clients}_{q}"] = round(mine / theirs, 2) if mine and theirs else None
+    return out
+
+
+def targets_met(figures: dict) -> dict:
+    """The serving bar for the single-person score (one client)."""
+    ratio = figures["ours_over_anchor"]["c1_p50"]
+    p99 = figures["score_c1"]["p99_ms"]
+    return {
+        "c1_p50_over_anchor": {
+            "value": ratio,
+            "max": TARGET_P50_RATIO,
+            "met": ratio is not None and ratio <= TARGET_P50_RATIO,
+        },
+        "c1_p99_ms": {
+            "value": p99,
+            "max": TARGET_P99_MS,
+            "met": p99 is not None and p99 <= TARGET_P99_MS,
+        },
+    }
 
 
 def main() -> int:
@@ -226,6 +339,11 @@ def main() -> int:
         "client": "one asyncio process, httpx.AsyncClient with keep-alive",
         "server_workers": args.workers,
         "seconds_per_level": seconds,
+    }
+    anchor: dict = {
+        "service": "plain BentoML service (benchmarks/anchor_service.py), same workers",
+        "model": f"scikit-learn LogisticRegression, {ANCHOR_FEATURES} features, "
+        "MLflow pyfunc (predict_proba)",
     }
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -263,8 +381,13 @@ def main() -> int:
             prebuild_index(folder / "spool", engine, str(config))
             engine.dispose()
             figures["link_index_build_s"] = round(time.perf_counter() - started, 1)
-        with ServerProcess(env=env, log_path=folder / "server.log", start_timeout=300) as server:
+        anchor_env = {"ANCHOR_MODEL_URI": anchor_model(folder), "ANCHOR_WORKERS": str(args.workers)}
+        with (
+            ServerProcess(env=env, log_path=folder / "server.log", start_timeout=300) as server,
+            AnchorServer(env=anchor_env, log_path=folder / "anchor.log") as anchor_server,
+        ):
             figures["startup_s"] = round(server.started_seconds, 1)
+            anchor["startup_s"] = round(anchor_server.started_seconds, 1)
             if args.registry:
                 sample = registry_sample(registry)
                 figures["registry_mentions"] = sample["mentions"]
@@ -273,12 +396,15 @@ def main() -> int:
                     server.started_seconds + wait_for_link(server, headers, sample["link"][0]), 1
                 )
             score = f"{server.url}/v1/score"
-            # warm-up
-            asyncio.run(load(score, SCORE_EXAMPLE, headers, 1, 1.0))
+            targets = {
+                "ours": Target(server, score, SCORE_EXAMPLE, headers),
+                "anchor": Target(anchor_server, f"{anchor_server.url}/v1/score", ANCHOR_ROW, {}),
+            }
+            measured(targets, clients=1, seconds=2.0)  # warm-up
             for clients in (1, 8, 32):
-                figures[f"score_c{clients}"] = measured(
-                    server, score, SCORE_EXAMPLE, headers, clients, seconds
-                )
+                level = measured(targets, clients, seconds, rounds=LOAD_ROUNDS)
+                figures[f"score_c{clients}"] = level["ours"]
+                anchor[f"score_c{clients}"] = level["anchor"]
             body = batch_body(batch)
             content = encoded(body)
             with httpx.Client(timeout=120, headers=headers) as client:
@@ -297,18 +423,22 @@ def main() -> int:
             figures[f"batch_{batch}_max_ms"] = round(max(times) * 1000, 1)
             figures["batch_repeats"] = len(times)
             if args.registry:
+                by_id = {"person_ids": [sample["person"]]}
                 figures["score_person_id_c1"] = measured(
-                    server, score, {"person_ids": [sample["person"]]}, headers, 1, seconds
-                )
-                figures["link_c1"] = measured(
-                    server, f"{server.url}/v1/link", sample["link"], headers, 1, seconds
-                )
+                    {"ours": Target(server, score, by_id, headers)}, 1, seconds
+                )["ours"]
+                link = Target(server, f"{server.url}/v1/link", sample["link"], headers)
+                figures["link_c1"] = measured({"ours": link}, 1, seconds)["ours"]
             figures["server_rss_mb"] = server_rss_mb(server)
+            anchor["server_rss_mb"] = server_rss_mb(anchor_server)
+        figures["anchor"] = anchor
+        figures["ours_over_anchor"] = ratios(figures, anchor)
         figures["model"] = served_model(uri, "--tracking-uri" if args.tracking_uri else "toy")
         figures["in_process_score_ms"] = in_process_ms(uri, 20 if args.quick else 50)
     p50 = figures["score_c1"]["p50_ms"]
     if p50:
         figures["http_over_in_process"] = round(p50 / figures["in_process_score_ms"], 2)
+    figures["targets"] = targets_met(figures)
     print(json.dumps(figures, sort_keys=True))
     return 0
 

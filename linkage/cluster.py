@@ -190,7 +190,7 @@ def cluster_records(
     inside = np.flatnonzero(components[left] == components[right])
     inside_left, inside_right = left[inside], right[inside]
     dirty = ~link[inside]
-    # In chunks: the identifier codes gathered for every pair at once took ~1 GB at 1M.
+    # In chunks, so the identifier codes gathered per pair do not grow with the pairs.
     for start in range(0, len(inside), CHUNK_PAIRS):
         rows = slice(start, start + CHUNK_PAIRS)
         clash = conflicts(strong, inside_left[rows], inside_right[rows], exclusive)
@@ -215,7 +215,7 @@ def cluster_records(
         log_odds = _log_odds(probability[order])  # aligned with ``order``
         thresholds = float(_log_odds(link_threshold)), float(_log_odds(min_average_probability))
         # Whole components in chunks of about CHUNK_PAIRS pairs: the Python lists below cost
-        # ~40 bytes a value, so building them for every pair at once took 14 GB at 1M mentions.
+        # about 40 bytes a value, so they are built for one chunk at a time, never every pair.
         local_of = np.zeros(n_records, dtype=np.int64)  # record -> its number in its chunk
         chunk = bounds[:-1] // CHUNK_PAIRS
         edges = np.r_[np.flatnonzero(np.r_[True, chunk[1:] != chunk[:-1]]), len(chunk)]
@@ -332,9 +332,8 @@ COMPACT_PAIRS = 2_000_000
 
 
 def _compact(values: np.ndarray, typecode: str) -> array:
-    """``values`` as a stdlib array: 8 bytes or fewer a value instead of a list's ~40 (the
-    giant component of a 1M-mention run held ~2 GB of lists), but about half as fast to
-    index from Python."""
+    """``values`` as a stdlib array: 8 bytes or fewer a value instead of a list's ~40 (for
+    the giant component of a large run), but slower to index from Python."""
     return array(typecode, np.ascontiguousarray(values, dtype=np.dtype(typecode)).tobytes())
 
 

@@ -601,8 +601,8 @@ def compare_pairs(
     """
     levels = np.zeros((len(left_index), len(comparisons)), dtype=np.int8)
     other = coded if coded_other is None else coded_other
-    # In chunks: the gathered codes and kernel results of every pair at once took ~4 GB at
-    # 66M pairs; each string kernel still runs once per distinct value pair of a chunk.
+    # In chunks of COMPARE_CHUNK pairs, so memory does not grow with the number of pairs; each
+    # string kernel still runs once per distinct value pair of a chunk.
     for start in range(0, len(left_index), COMPARE_CHUNK):
         rows = slice(start, start + COMPARE_CHUNK)
         for k, comparison in enumerate(comparisons):

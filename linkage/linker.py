@@ -241,8 +241,7 @@ class Linker:
         blocking = rule_report(
             rules, pairs.rule_pairs, probability_of(weight), pairs.skipped_blocks
         )
-        # EM, weights and the rule report were the only uses of each rule's pairs: freed
-        # (about 0.7 GB at 1M mentions).
+        # EM, weights and the rule report were the only uses of each rule's pairs: freed.
         pairs.rule_pairs = []
         n_blocked = len(pairs)
         threshold = config.link_threshold

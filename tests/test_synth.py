@@ -166,10 +166,26 @@ def test_malformed_rows_are_listed_and_present(small):
 
 
 def test_summary_reports_the_ceilings(small):
-    _, summary = small
-    for key in ("auc_ceiling", "exact_match_recall", "exact_match_precision", "mentions"):
-        assert key in summary
-    assert summary["mentions"] > 10 * 400
+    """The summary's figures, recomputed from the files written beside it."""
+    folder, summary = small
+    truth = pd.read_csv(folder / TRUTH_DIR / "index_offences.csv")
+    observed = truth[truth["window_observed"] & (truth["index_kind"] == "offender")]
+    auc = roc_auc(observed["label_recorded"].to_numpy(), observed["p_recorded"].to_numpy())
+    assert summary["auc_ceiling"] == pytest.approx(auc, abs=1e-4)  # p_recorded has 6 decimals
+    by_agency = {
+        agency: _read(folder, agency)[MAPPINGS[agency].columns["record_id"]].nunique()
+        for agency in AGENCIES
+    }
+    assert summary["mentions_by_agency"] == by_agency
+    records = pd.read_csv(folder / TRUTH_DIR / "records.csv", dtype=str)
+    assert summary["mentions"] == len(records) == sum(by_agency.values()) > 10 * 400
+    # From the extracts as written (full names split, first date format only), so close to
+    # the generator's own figures rather than equal.
+    quality = _exact_match_from_files(folder, AGENCIES)
+    assert summary["exact_match_recall"] == pytest.approx(quality["exact_match_recall"], abs=0.01)
+    assert summary["exact_match_precision"] == pytest.approx(
+        quality["exact_match_precision"], abs=0.01
+    )
 
 
 def test_sample_meets_the_contract():
@@ -188,21 +204,35 @@ def test_sample_meets_the_contract():
     assert 20_000 <= summary["mentions"] <= 80_000
 
 
-def test_exact_match_floor_on_the_sample_extracts():
-    """Recompute exact (first, last, dob) matching from the written police and court files."""
-    records = pd.read_csv(SAMPLE_DIR / TRUTH_DIR / "records.csv", dtype=str)
+def _first_last(frame: pd.DataFrame, mapping) -> tuple[pd.Series, pd.Series]:
+    """First and last names of an extract, split from a full name where it has one."""
+    cols = mapping.columns
+    if "full_name" not in cols:
+        return frame[cols["first_name"]], frame[cols["last_name"]]
+    full = frame[cols["full_name"]]
+    if mapping.full_name_format == "last_comma_first":
+        last, rest = full.str.split(",", n=1).str[0], full.str.split(",", n=1).str[1]
+        return rest.str.split().str[0], last.str.strip()
+    words = full.str.split()
+    return words.str[0], words.str[-1]
+
+
+def _exact_match_from_files(folder, agencies) -> dict[str, float]:
+    """Exact (first, last, dob) matching recomputed from the written extracts of ``agencies``."""
+    records = pd.read_csv(folder / TRUTH_DIR / "records.csv", dtype=str)
     person = records.set_index("record_id")["person_id"]
     parts = []
-    for agency in ("police", "court"):
+    for agency in agencies:
         mapping = MAPPINGS[agency]
         cols = mapping.columns
-        frame = _read(SAMPLE_DIR, agency).drop_duplicates(cols["record_id"])
+        frame = _read(folder, agency).drop_duplicates(cols["record_id"])
+        first, last = _first_last(frame, mapping)
         dob = pd.to_datetime(frame[cols["dob"]], format=mapping.dob_formats[0], errors="coerce")
         parts.append(
             pd.DataFrame(
                 {
-                    "first": frame[cols["first_name"]].str.upper(),
-                    "last": frame[cols["last_name"]].str.upper(),
+                    "first": first.fillna("").str.upper(),
+                    "last": last.fillna("").str.upper(),
                     "dob": (dob - pd.Timestamp(0)).dt.days.fillna(-1).astype(int),
                     "person": person.loc[
                         mapping.record_prefix + "-" + frame[cols["record_id"]]
@@ -211,12 +241,17 @@ def test_exact_match_floor_on_the_sample_extracts():
             )
         )
     both = pd.concat(parts)
-    quality = exact_match_quality(
+    return exact_match_quality(
         both["first"].to_numpy(),
         both["last"].to_numpy(),
         both["dob"].to_numpy(),
         both["person"].to_numpy(),
     )
+
+
+def test_exact_match_floor_on_the_sample_extracts():
+    """Recompute exact (first, last, dob) matching from the written police and court files."""
+    quality = _exact_match_from_files(SAMPLE_DIR, ("police", "court"))
     assert quality["exact_match_recall"] <= 0.75
     assert quality["exact_match_precision"] <= 0.98
 

@@ -272,7 +272,6 @@ def train(
         "tiers": metric_block(y, tier_score(predictions["tier"]), boot, probability=False),
         "odara": metric_block(y, predictions["odara_count"].to_numpy(), boot, probability=False),
     }
-    # pandas hashes; np.isin on object arrays sorts or loops (minutes at 200k rows).
     disjoint = (
         ~pd.Series(persons).isin(dataset.index.loc[period == "train", "person_id"]).to_numpy()
     )

@@ -113,6 +113,8 @@ def test_a_live_lock_is_never_broken(registry, capsys):
         release_lock(registry, "LR-live")
 
 
+@pytest.mark.service
+@pytest.mark.slow
 def test_a_server_that_cannot_read_its_keys_is_not_ready(tmp_path, tmp_path_factory):
     damaged = tmp_path / "registry.sqlite"
     damaged.write_bytes(b"not a database, " * 256)
