@@ -46,6 +46,25 @@ def _ipvi(args: list[str], env: dict, **options) -> subprocess.CompletedProcess:
     )
 
 
+def _spark_link_started(env: dict, *options: str) -> tuple[subprocess.Popen, list[str]]:
+    """`ipvi link --engine spark` started, once its first stage is done: the process and the
+    standard error lines read so far."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ipvi.cli", "link", "--engine", "spark", "--no-link-index"]
+        + list(options),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    )
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        if line.startswith("spark: standardize"):
+            break
+    return process, lines
+
+
 def _registry(folder: Path, data: Path) -> dict:
     """``data`` ingested and linked by the local engine in ``folder``; the commands' env."""
     folder.mkdir(parents=True)
@@ -120,19 +139,7 @@ def test_the_sample_on_a_standalone_cluster_gives_the_local_crosswalk(
     local = _state(sample_registry["folder"])
     copy = _copy(sample_registry, tmp_path / "run", cluster_conf(cluster.master_url))
     launched = (cluster.folder / "worker.log").read_text().count("Asked to launch executor")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ipvi.cli", "link", "--engine", "spark", "--no-link-index"]
-        + ["--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **copy["env"]},
-    )
-    progress = []
-    for line in process.stderr:
-        progress.append(line)
-        if line.startswith("spark: standardize"):
-            break
+    process, progress = _spark_link_started(copy["env"], "--json")
     executors = cluster.executors()
     assert executors, "no executor to kill"
     for executor in executors:
@@ -178,18 +185,7 @@ def test_spark_dying_mid_run_fails_in_one_line_registry_untouched(sample_registr
     run ends in one error line, the lock is released, and the crosswalk stays as it was."""
     before = _state(sample_registry["folder"])
     copy = _copy(sample_registry, tmp_path / "run", {"master": "local[1]"})
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ipvi.cli", "link", "--engine", "spark", "--no-link-index"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **copy["env"]},
-    )
-    lines = []
-    for line in process.stderr:
-        lines.append(line)
-        if line.startswith("spark: standardize"):
-            break
+    process, lines = _spark_link_started(copy["env"])
     jvms = [
         child
         for child in psutil.Process(process.pid).children(recursive=True)
