@@ -106,8 +106,13 @@ def check_batch(size: int, limit: int, field: str) -> None:
 
 def utc_naive_array(values: Sequence[datetime | None]) -> np.ndarray:
     """Datetimes (aware, or naive in UTC) as naive UTC ``datetime64[ns]``, None as NaT."""
-    stamps = pd.to_datetime(list(values), utc=True)
-    return stamps.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    naive = [
+        value
+        if value is None or value.tzinfo is None
+        else value.astimezone(UTC).replace(tzinfo=None)
+        for value in values
+    ]
+    return np.array(naive, dtype="datetime64[us]").astype("datetime64[ns]")
 
 
 def history_frames(histories: Sequence[History]) -> tuple[Columns, Columns, Columns]:

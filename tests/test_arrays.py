@@ -9,8 +9,10 @@ import pytest
 from ipvi.arrays import (
     connected_labels,
     factorize,
+    is_in,
     in_sorted,
     object_array,
+    positions_in,
     run_starts,
     unique_counts,
     unique_sorted,
@@ -114,3 +116,18 @@ def test_connected_labels_match_scipy_on_random_graphs_and_chains():
             reference = connected_components(graph, directed=False)[1]
             assert (pd.factorize(ours)[0] == pd.factorize(reference)[0]).all()
             assert (ours <= np.arange(n)).all()  # each label is the component's first item
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 5000])
+def test_positions_in_and_is_in_are_pandas_get_indexer_and_numpy_isin(n):
+    keys = np.array(sorted(set(_ids(n, seed=1, missing=False))), dtype=object)
+    values = _ids(n, seed=2, missing=True)
+    np.testing.assert_array_equal(positions_in(values, keys), pd.Index(keys).get_indexer(values))
+    repeated = np.concatenate([keys, keys[::2]])
+    expected = pd.Series(values).isin(repeated).to_numpy()
+    np.testing.assert_array_equal(is_in(values, repeated), expected)
+
+
+def test_positions_among_repeated_keys_are_refused():
+    with pytest.raises(ValueError, match="repeat"):
+        positions_in(np.array(["a"], dtype=object), np.array(["a", "a"], dtype=object))

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import pandas as pd
 
-from ipvi.arrays import factorize, run_starts, unique_counts, unique_sorted
+from ipvi.arrays import factorize, positions_in, run_starts, unique_counts, unique_sorted
 from ipvi.columns import Columns
 from ipvi.errors import IpviError
 from ipvi.schema import PROTECTED_FIELDS
@@ -307,7 +307,7 @@ class PersonDates:
     def ranges(self, person_id, start=None, end=None) -> tuple[np.ndarray, np.ndarray]:
         """Per query, the positions ``[lo, hi)`` of its person's rows dated in [start, end)
         (unbounded where ``start`` or ``end`` is None); the rows must be sorted by key."""
-        code = pd.Index(self.persons).get_indexer(np.asarray(person_id, dtype=object))
+        code = positions_in(person_id, self.persons)
         base = np.maximum(code, 0).astype(np.int64) * (len(self.dates) + 1)
         first = 0 if start is None else self._rank(start)
         last = len(self.dates) if end is None else self._rank(end)
@@ -650,9 +650,7 @@ def _age_and_sex(index: Columns, persons: Columns | None) -> tuple[np.ndarray, n
     n = len(index)
     if persons is None:
         return np.full(n, np.nan), np.full(n, np.nan)
-    where = pd.Index(np.asarray(persons["person_id"], dtype=object)).get_indexer(
-        np.asarray(index["person_id"], dtype=object)
-    )
+    where = positions_in(index["person_id"], persons["person_id"])
     dob = lookup(as_datetime(persons["dob"]), where, np.datetime64("NaT")).astype("datetime64[ns]")
     as_of = np.asarray(index["as_of"], dtype="datetime64[ns]")
     age = (as_of - dob) / YEAR
@@ -667,9 +665,7 @@ def persons_table(mentions: Columns, crosswalk: Columns) -> Columns:
     may appear in both roles. Ties go to the earliest date of birth, and to "female" before
     "male".
     """
-    where = pd.Index(np.asarray(crosswalk["record_id"], dtype=object)).get_indexer(
-        np.asarray(mentions["record_id"], dtype=object)
-    )
+    where = positions_in(mentions["record_id"], crosswalk["record_id"])
     linked = where >= 0
     person = np.asarray(crosswalk["person_id"], dtype=object)[where[linked]]
     person_code, people = factorize(person, sort=True)

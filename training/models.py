@@ -14,6 +14,7 @@ from __future__ import annotations
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
@@ -254,7 +255,10 @@ class RiskModel:
         raw = self.raw_score(X)
         if self.calibration == "isotonic":
             return self.calibrator_.predict(raw)
-        return self.calibrator_.predict_proba(raw.reshape(-1, 1))[:, 1]
+        # Platt scaling: the sigmoid of the fitted line (LogisticRegression.predict_proba's
+        # positive class, without its input validation, which costs more than the line).
+        platt = self.calibrator_
+        return expit(raw * platt.coef_[0, 0] + platt.intercept_[0])
 
     def contribution_matrix(self, X: Columns | pd.DataFrame | np.ndarray) -> np.ndarray:
         """Per-feature contributions to the raw score (``pred_contrib``), one column per

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ipvi.arrays import connected_labels, factorize, in_sorted, unique_sorted
+from ipvi.arrays import connected_labels, factorize, in_sorted, positions_in, unique_sorted
 from ipvi.columns import Columns
 from ipvi.errors import IpviError
 from ipvi.schema import EVENT_COLUMNS, EVENT_FLAGS, OFFENDER_ROLES
@@ -108,7 +108,7 @@ def person_events(events: Columns, mentions: Columns, crosswalk: Columns) -> Col
             raise IpviError(NO_LINKS) from None  # the more useful of the two errors
         raise
     event_ids = unique_ids(events["event_id"], "events.event_id")
-    at = pd.Index(records).get_indexer(mention_records)
+    at = positions_in(mention_records, records)
     linked = at >= 0
     if not linked.any():
         raise IpviError(NO_LINKS)
@@ -116,14 +116,12 @@ def person_events(events: Columns, mentions: Columns, crosswalk: Columns) -> Col
     person = np.asarray(crosswalk["person_id"], dtype=object)[at]
     probability = np.asarray(crosswalk["link_probability"], dtype=float)[at]
     record = np.asarray(mentions["record_id"], dtype=object)[linked]
-    event_row = pd.Index(event_ids).get_indexer(
-        np.asarray(mentions["event_id"], dtype=object)[linked]
-    )
+    event_row = positions_in(np.asarray(mentions["event_id"], dtype=object)[linked], event_ids)
     role = np.asarray(mentions["role"], dtype=object)[linked]
 
     # Each event's victim, by event row: named by a victim mention of the event or else by
     # the event's victim_record_id (the first one named wins).
-    victim_at = pd.Index(records).get_indexer(np.asarray(events["victim_record_id"], dtype=object))
+    victim_at = positions_in(events["victim_record_id"], records)
     named = np.flatnonzero(victim_at >= 0)
     is_victim = (role == "victim") & (event_row >= 0)
     victim_row = np.concatenate([event_row[is_victim], named])

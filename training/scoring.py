@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ipvi.arrays import factorize
+from ipvi.arrays import factorize, is_in, positions_in
 from ipvi.columns import Columns
 from ipvi.errors import IpviError
 from training.bands import assign_bands
@@ -214,13 +214,13 @@ class RiskScorer:
         )
         if index_event_ids is not None:
             index = index_offences(by_person, lag)
-            index = index.take(pd.Index(index["index_event_id"]).isin(index_event_ids))
+            index = index.take(is_in(index["index_event_id"], index_event_ids))
             stamp = pd.Timestamp(as_of).as_unit("ns").to_datetime64()
             index = index.assign(as_of=np.full(len(index), stamp, dtype="datetime64[ns]"))
         else:
             index = index_offences(by_person, lag, latest_known_at=as_of)
         if person_ids is not None:
-            index = index.take(pd.Index(index["person_id"]).isin(person_ids))
+            index = index.take(is_in(index["person_id"], person_ids))
         return index, by_person
 
     def score_many(
@@ -334,7 +334,7 @@ def _linkage_run(crosswalk: Columns, persons) -> np.ndarray:
     owner, people = pd.factorize(np.asarray(crosswalk["person_id"], dtype=object)[known])
     latest = np.full(len(people), -1)
     np.maximum.at(latest, owner, codes)
-    at = pd.Index(people).get_indexer(np.asarray(persons, dtype=object))
+    at = positions_in(persons, people)
     found = at >= 0
     out[found] = np.asarray(labels, dtype=object)[latest[at[found]]]
     return out

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from ipvi.arrays import unique_sorted
+from ipvi.arrays import is_in, unique_sorted
 from ipvi.columns import Columns
 from ipvi.config import TierConfig
 from ipvi.errors import IpviError
@@ -208,7 +208,7 @@ def possible_dual_arrests(index: Columns, person_events: Columns, *, days: int) 
         ``row`` and ``record_ids`` (the partner-side records) of each possible dual arrest.
     """
     # Only events whose victim is one of the suspects can be the partner's side: usually none.
-    if not pd.Index(person_events["victim_person_id"]).isin(index["person_id"]).any():
+    if not is_in(person_events["victim_person_id"], index["person_id"]).any():
         return Columns({"row": np.array([], dtype=np.int64), "record_ids": []})
     with_victim = person_events.take(np.flatnonzero(pd.notna(person_events["victim_person_id"])))
     offence = np.asarray(with_victim["offence_id"])
