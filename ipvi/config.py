@@ -178,6 +178,8 @@ class LinkageAccuracyConfig(StrictModel):
 class LinkageConfig(StrictModel):
     """Comparisons, blocking rules and thresholds of the linker (linkage.settings reads it)."""
 
+    # Where the pair-heavy steps run: this process, or Apache Spark (the `spark` section).
+    engine: Literal["local", "spark"] = "local"
     comparisons: list[LinkageComparison] = Field(default_factory=list)
     blocking_rules: list[list[str]] | Literal["auto"] = "auto"
     pairs_per_record: float = Field(50.0, gt=0)
@@ -528,6 +530,31 @@ class MonitoringConfig(StrictModel):
 # --------------------------------------------------------------------------- root
 
 
+class SparkConfig(StrictModel):
+    """The Spark session of ``--engine spark``: ``master`` (``local[*]``, ``spark://host:port``,
+    ...), ``conf`` passed to the session as given, ``app_name``. ``SPARK_REMOTE`` (a Spark
+    Connect URL, ``sc://host:port``) wins over ``master``."""
+
+    master: str = Field("local[*]", min_length=1)
+    app_name: str = Field("ipvi", min_length=1)
+    conf: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    # A folder the driver and every executor can read and write (shared storage on a real
+    # cluster) for the engine's Parquet files; none: a temporary folder on this machine.
+    work_dir: str | None = None
+
+    @field_validator("master")
+    @classmethod
+    def _known_master(cls, master: str) -> str:
+        if not re.match(r"^(local(\[(\*|\d+)(,\s*\d+)?\])?|spark://\S+|yarn|k8s://\S+)$", master):
+            raise ValueError("give local, local[N], local[*], spark://HOST:PORT, yarn or k8s://URL")
+        return master
+
+    @property
+    def remote(self) -> str | None:
+        """The Spark Connect URL from ``SPARK_REMOTE``, if set."""
+        return os.environ.get("SPARK_REMOTE") or None
+
+
 class Config(StrictModel):
     database: DatabaseConfig = DatabaseConfig()
     mlflow: MlflowConfig = MlflowConfig()
@@ -538,6 +565,7 @@ class Config(StrictModel):
     fairness_policy: FairnessPolicy = FairnessPolicy()
     serving: ServingConfig = ServingConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    spark: SparkConfig = SparkConfig()
 
     @property
     def database_url(self) -> str:

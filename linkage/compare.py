@@ -101,10 +101,17 @@ class Vocabulary:
             done[todo] = True
         return values
 
-    def derived_codes(self, name: str, function, codes: np.ndarray) -> np.ndarray:
+    def derived_codes(
+        self, name: str, function, codes: np.ndarray, space: str | None = None
+    ) -> np.ndarray:
         """:meth:`derived` as integers (equal derived values, equal integers), so that pairs
-        compare integers rather than Python strings."""
-        code_of = self._code_maps.setdefault(name, {})
+        compare integers rather than Python strings.
+
+        Derivations whose codes are compared with each other (a first token with a last
+        token) name one ``space``: each name has its own integers otherwise, and equal
+        integers from two spaces would mean nothing (they depend on the order values came in).
+        """
+        code_of = self._code_maps.setdefault(space or name, {})
 
         def coded(values: pd.Series) -> list[int]:
             return [code_of.setdefault(value, len(code_of)) for value in function(values)]
@@ -261,8 +268,12 @@ class TokenOverlap(Level):
     def mask(self, values):
         vocabulary, a, b = values.vocabulary, values.a, values.b
         codes = np.r_[a, b]
-        first = vocabulary.derived_codes("first token", lambda v: v.str.split(" ").str[0], codes)
-        last = vocabulary.derived_codes("last token", lambda v: v.str.split(" ").str[-1], codes)
+        first = vocabulary.derived_codes(
+            "first token", lambda v: v.str.split(" ").str[0], codes, space="token"
+        )
+        last = vocabulary.derived_codes(
+            "last token", lambda v: v.str.split(" ").str[-1], codes, space="token"
+        )
         compound = (first[a] != last[a]) | (first[b] != last[b])
         shared = (
             (first[a] == first[b])

@@ -8,14 +8,16 @@ itself (u from random pairs, m by EM); no threshold is tuned on any truth.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ipvi.config import SparkConfig
 from ipvi.errors import IpviError
-from linkage.linker import Linker
+from linkage.engine import open_linker
 from linkage.report import file_report
 from linkage.settings import LinkageSettings
 from linkage.standardize import CANONICAL_FIELDS
@@ -29,6 +31,7 @@ GIANT_CLUSTER = (
     "the largest cluster holds {size} rows ({share:.0%} of all rows): check that no mapped "
     "column is shared by unrelated rows"
 )
+logger = logging.getLogger(__name__)
 # A cluster holding more than this share of the rows (and more than a few) is reported.
 GIANT_SHARE = 0.05
 
@@ -139,8 +142,15 @@ def dedupe(
     id_column: str,
     mapping: str,
     settings: LinkageSettings,
+    *,
+    engine: str | None = None,
+    spark: SparkConfig | None = None,
+    report=logger.info,
 ) -> DedupeResult:
     """Deduplicate ``inputs[0]``, or link it to ``inputs[1]``.
+
+    ``engine`` (``local`` or ``spark``, default the settings') and ``spark`` choose where the
+    pairs are made, compared and clustered (:func:`linkage.engine.open_linker`).
 
     Returns
     -------
@@ -166,9 +176,9 @@ def dedupe(
             f for f in ("first_name", "middle_name", "last_name") if f not in compared_fields
         ]
     run_settings = settings.for_fields(compared_fields, generic)
-    linker = Linker(run_settings)
     other = canonical[1] if len(canonical) == 2 else None
-    result = linker.run(canonical[0], other)
+    with open_linker(run_settings, engine, spark, report) as linker:
+        result = linker.run(canonical[0], other)
     ids = pd.concat([frame[id_column] for frame in frames], ignore_index=True)
     output = pd.DataFrame(
         {

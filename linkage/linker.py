@@ -215,13 +215,11 @@ class Linker:
         timings["plan_blocking"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        pairs = candidate_pairs(rules, data, right, config.block_limits(rules))
+        pairs = self._candidate_pairs(rules, data, right, config.block_limits(rules))
         timings["block"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        levels = compare_pairs(
-            comparisons, pairs.left, pairs.right, coded[0], coded_right, vocabulary
-        )
+        levels = self._compare(pairs.left, pairs.right, (coded, vocabulary))
         timings["compare"] = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -284,7 +282,7 @@ class Linker:
             h["field"] for h in hard if h["field"] in config.cluster.exclusive_identifiers
         ]
         minimum = config.cluster.min_average_probability
-        clusters = cluster_records(
+        clusters = self._cluster(
             len(all_records),
             pairs.left,
             global_right,
@@ -362,7 +360,7 @@ class Linker:
         coded, vocabulary = encoded
         n_records = len(data) + (0 if right is None else len(right))
         linked = probability_of(weight) >= threshold
-        extra_left, extra_right = linked_component_pairs(
+        extra_left, extra_right = self._component_pairs(
             n_records,
             pairs.left,
             pairs.right + offset if offset else pairs.right,
@@ -371,14 +369,7 @@ class Linker:
             n_left=None if right is None else len(data),
         )
         extra_right = extra_right - offset
-        extra_levels = compare_pairs(
-            self.settings.comparisons,
-            extra_left,
-            extra_right,
-            coded[0],
-            coded[1] if right is not None else None,
-            vocabulary,
-        )
+        extra_levels = self._compare(extra_left, extra_right, (coded, vocabulary))
         tf_left = {c: values[extra_left] for c, values in tf_records.items()}
         expanded = CandidatePairs(
             left=np.concatenate([pairs.left, extra_left]),
@@ -390,6 +381,25 @@ class Linker:
             np.concatenate([levels, extra_levels]),
             np.concatenate([weight, model.match_weight(extra_levels, tf_left)]),
         )
+
+    # The pair-heavy steps, one method each: the Spark engine (linkage.spark.SparkLinker)
+    # runs the same functions in its executors and leaves the rest of ``run`` as it is.
+
+    def _candidate_pairs(self, rules, data, right, limits) -> CandidatePairs:
+        return candidate_pairs(rules, data, right, limits)
+
+    def _compare(self, left: np.ndarray, right: np.ndarray, encoded) -> np.ndarray:
+        """Levels of the pairs ``left`` / ``right`` (positions into the first and the second
+        frame, or both into the one frame), from the frames ``encoded`` by :func:`encode_for`."""
+        coded, vocabulary = encoded
+        other = coded[1] if len(coded) > 1 else None
+        return compare_pairs(self.settings.comparisons, left, right, coded[0], other, vocabulary)
+
+    def _component_pairs(self, n_records, left, right, linked, max_block_size, n_left=None):
+        return linked_component_pairs(n_records, left, right, linked, max_block_size, n_left)
+
+    def _cluster(self, n_records, left, right, probability, **options) -> Clusters:
+        return cluster_records(n_records, left, right, probability, **options)
 
     def _ensure_columns(self, data: pd.DataFrame) -> pd.DataFrame:
         self.compared_columns_ = [

@@ -37,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from ipvi.arrays import in_sorted
-from ipvi.config import LinkageConfig
+from ipvi.config import LinkageConfig, SparkConfig
 from ipvi.db import session_scope
 from ipvi.errors import IpviError
 from ipvi.locks import LockHolder
@@ -53,6 +53,7 @@ from ipvi.tables.linkage import (
     review_sample,
 )
 from linkage.accuracy import draw_sample
+from linkage.engine import open_linker
 from linkage.evaluate import blocking_metrics, cluster_metrics, metrics_by_group
 from linkage.fellegi_sunter import FellegiSunter
 from linkage.incremental import LinkIndex, assign_person_ids
@@ -436,10 +437,17 @@ def link_registry(
     truth_dir: Path | None = None,
     *,
     break_stale_lock: bool = False,
+    engine_name: str | None = None,
+    spark: SparkConfig | None = None,
+    report=logger.info,
 ) -> dict:
     """Run linkage over the registry's current mentions and record the run.
 
     ``break_stale_lock`` takes over a linkage lock whose lease ran out (:func:`acquire_lock`).
+    ``engine_name`` (``local`` or ``spark``; default ``config.engine``) says where the pairs
+    are made, compared and clustered; ``spark`` is the session's configuration and ``report``
+    receives the Spark engine's progress lines. The registry is written only once the linker
+    finished, in one transaction.
 
     Returns
     -------
@@ -462,7 +470,15 @@ def link_registry(
                 insert(linkage_runs).values(run_id=run_id, started_at=started, status="running")
             )
         with renewed_lease(engine, run_id, config.lock_lease_seconds):
-            summary = _link(engine, settings, run_id, truth_dir)
+            summary = _link(
+                engine,
+                settings,
+                run_id,
+                truth_dir,
+                engine_name=engine_name,
+                spark=spark,
+                report=report,
+            )
     except BaseException:
         with engine.begin() as connection:
             connection.execute(
@@ -478,7 +494,16 @@ def link_registry(
     return summary
 
 
-def _link(engine: Engine, settings: LinkageSettings, run_id: str, truth_dir) -> dict:
+def _link(
+    engine: Engine,
+    settings: LinkageSettings,
+    run_id: str,
+    truth_dir,
+    *,
+    engine_name: str | None,
+    spark: SparkConfig | None,
+    report,
+) -> dict:
     config = settings.config
     start = time.perf_counter()
     frame = read_mentions(engine, extra=("address_confidential",))
@@ -488,14 +513,14 @@ def _link(engine: Engine, settings: LinkageSettings, run_id: str, truth_dir) -> 
     record_ids = pd.Index(frame["record_id"])
     with session_scope(engine) as session:
         must, cannot, decided = _constraints(session, record_ids)
-    linker = Linker(settings)
     rescore = _supervised_rescorer(settings, must, cannot) if config.supervised.enabled else None
-    result = linker.run(
-        frame[list(MENTION_LINK_FIELDS + REGISTRY_KEYS)],
-        must_link=must,
-        cannot_link=cannot,
-        rescore=rescore,
-    )
+    with open_linker(settings, engine_name, spark, report) as linker:
+        result = linker.run(
+            frame[list(MENTION_LINK_FIELDS + REGISTRY_KEYS)],
+            must_link=must,
+            cannot_link=cannot,
+            rescore=rescore,
+        )
     confidence = result.link_confidence()
     start = time.perf_counter()
     with session_scope(engine) as session:
@@ -617,6 +642,7 @@ def _link(engine: Engine, settings: LinkageSettings, run_id: str, truth_dir) -> 
             metrics = evaluate_result(frame, result, ids.person_ids, truth, engine)
         parameters = {
             "settings": config.model_dump(mode="json"),
+            "engine": engine_name or config.engine,
             "model": result.model.parameters(),
             "blocking": result.blocking,
             "accuracy_design": design,
@@ -661,6 +687,7 @@ def _link(engine: Engine, settings: LinkageSettings, run_id: str, truth_dir) -> 
         "merged": sum(1 for c in ids.changes if c[2] == "merge"),
         "split": len({c[0] for c in ids.changes if c[2] == "split"}),
         "timings": timings,
+        "engine": engine_name or config.engine,
     }
     if metrics is not None:
         summary["metrics"] = metrics

@@ -9,8 +9,8 @@ import pytest
 from ipvi.arrays import (
     connected_labels,
     factorize,
-    is_in,
     in_sorted,
+    is_in,
     object_array,
     positions_in,
     run_starts,

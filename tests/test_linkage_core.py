@@ -81,6 +81,23 @@ def test_compound_surname_shares_a_token():
     assert last.levels_of(left, right).tolist() == [2, 1, 3]
 
 
+def test_token_overlap_of_a_pair_does_not_depend_on_the_other_pairs():
+    """First and last tokens are compared in one code space: two single-token names that
+    share nothing never agree because compound names came first (the Spark engine compares
+    pairs in batches, so a pair's level must not depend on its batch)."""
+    left = ["ana maria", "de la cruz", "garcia lopez", "branstead", "gomez", "lopez"]
+    right = ["maria", "cruz", "lopez garcia", "marby", "white", "garcia lopez"]
+    last = Comparison("last_name", [Exact(), TokenOverlap()])
+    together = last.levels_of(
+        pd.DataFrame({"last_name": left}), pd.DataFrame({"last_name": right})
+    ).tolist()
+    alone = [
+        int(last.levels_of(pd.DataFrame({"last_name": [a]}), pd.DataFrame({"last_name": [b]}))[0])
+        for a, b in zip(left, right, strict=True)
+    ]
+    assert together == alone == [2, 2, 2, 3, 3, 2]
+
+
 def test_blocking_union_dedup_and_link_and_block_cap():
     frame = pd.DataFrame(
         {"dob": ["d1", "d1", "d2", "d2", "d2"], "ln_phon": ["A", "B", "B", "C", ""]}

@@ -16,6 +16,24 @@ from ipvi.commands.context import emit_json, get_config, get_engine, info, prebu
 review_app = typer.Typer(help="Clerical review of uncertain record pairs.", no_args_is_help=True)
 
 
+ENGINE_HELP = (
+    "where pairs are made, compared and clustered: local or spark (default linkage.engine)"
+)
+
+
+def _engine_option():
+    return typer.Option(None, "--engine", help=ENGINE_HELP, case_sensitive=False)
+
+
+def _checked_engine(engine: str | None) -> str | None:
+    from ipvi.errors import IpviError
+    from linkage.engine import ENGINES
+
+    if engine is not None and engine.lower() not in ENGINES:
+        raise IpviError(f"--engine: give {' or '.join(ENGINES)}, not {engine!r}")
+    return None if engine is None else engine.lower()
+
+
 def _settings():
     from linkage.settings import LinkageSettings
 
@@ -33,13 +51,22 @@ def dedupe(
         None, "--report", help="also write the linkage report (HTML, charts inline) here"
     ),
     as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON line"),
+    engine: str = _engine_option(),
 ) -> None:
     """Deduplicate one file, or link two, learning every parameter from the files."""
     from ipvi.export import write_csv
     from linkage.dedupe import dedupe as run_dedupe
     from linkage.report import write_report
 
-    result = run_dedupe(list(inputs), id_column, mapping, _settings())
+    result = run_dedupe(
+        list(inputs),
+        id_column,
+        mapping,
+        _settings(),
+        engine=_checked_engine(engine),
+        spark=get_config().spark,
+        report=info,
+    )
     for warning in result.warnings:
         info(f"warning: {warning}")
     write_csv(result.output, out)
@@ -70,12 +97,19 @@ def link(
         help="take over a linkage lock whose lease ran out (a run killed on another host); a "
         "lock whose process on this host is gone is taken over anyway, a live one never",
     ),
+    engine: str = _engine_option(),
 ) -> None:
     """Link the registry's mentions into persons: crosswalk, review queue, run log."""
     from linkage.run import link_registry
 
     summary = link_registry(
-        get_engine(), get_config().linkage, truth_dir=truth, break_stale_lock=break_stale_lock
+        get_engine(),
+        get_config().linkage,
+        truth_dir=truth,
+        break_stale_lock=break_stale_lock,
+        engine_name=_checked_engine(engine),
+        spark=get_config().spark,
+        report=info,
     )
     if "lock_taken_over" in summary:
         info(f"warning: {summary['lock_taken_over']}")

@@ -1,0 +1,160 @@
+"""Linkage on Spark (local mode) beside the local engine, at growing sizes.
+
+For each size, generated mentions (``synth.mentions.generate_mentions``, with their truth) are
+written to one Parquet file and deduplicated by ``ipvi dedupe FILE --engine local|spark --json``
+in a child process. Prints ONE JSON line per engine and size: wall seconds, each stage's
+seconds (the linker's own timings; Spark's progress lines too), candidate pairs per mention,
+the peak RSS of the command's whole process tree (the driver, and for Spark its JVM and Python
+workers, summed, sampled every 0.2 s), pairwise F1 against the truth, and for Spark the
+pairwise F1 between the two engines' clusters (1.0: the same clusters).
+
+    .venv/bin/python benchmarks/bench_spark.py [--quick] [--sizes 500000 1000000]
+        [--engines local spark] [--master local[2]]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+import yaml
+
+from synth.mentions import IDENTIFIER_FIELDS, generate_mentions
+
+ROOT = Path(__file__).resolve().parents[1]
+IPVI = Path(sys.executable).parent / "ipvi"
+SIZES = (100_000, 200_000)
+QUICK_SIZES = (20_000,)
+# Local mode runs the executors inside the driver's JVM: its heap bounds the shuffles.
+DRIVER_MEMORY = "6g"
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of ``pid`` and every descendant, summed."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += process.memory_info().rss
+    return total
+
+
+def measured(command: list[str], env: dict) -> tuple[subprocess.CompletedProcess, float, int]:
+    """Run ``command``; its result, wall seconds and the peak RSS of its process tree."""
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    peak, done = [0], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.2):
+            peak[0] = max(peak[0], tree_rss(process.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, stderr = process.communicate()
+    done.set()
+    sampler.join()
+    seconds = time.perf_counter() - start
+    completed = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+    return completed, seconds, peak[0]
+
+
+def spark_stages(stderr: str) -> dict[str, float]:
+    """Spark's progress lines (``spark: STAGE 12.3 s``), stage -> seconds (summed)."""
+    out: dict[str, float] = {}
+    for line in stderr.splitlines():
+        if line.startswith("spark: ") and line.endswith(" s") and "UI" not in line:
+            name, _, seconds = line.removeprefix("spark: ").removesuffix(" s").rpartition(" ")
+            name = "compare" if name.startswith("compare ") else name
+            out[name] = round(out.get(name, 0.0) + float(seconds), 2)
+    return out
+
+
+def pairwise_f1(labels: np.ndarray, other: np.ndarray) -> float:
+    from linkage.evaluate import cluster_metrics
+
+    return round(float(cluster_metrics(labels, other)["pairwise_f1"]), 6)
+
+
+def run(engine: str, data: Path, folder: Path, master: str) -> tuple[dict, np.ndarray | None]:
+    config = folder / f"{engine}.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {"spark": {"master": master, "conf": {"spark.driver.memory": DRIVER_MEMORY}}}
+        )
+    )
+    out = folder / f"{engine}.csv"
+    mapping = ",".join(f"{field}={field}" for field in IDENTIFIER_FIELDS)
+    command = [str(IPVI), "--config", str(config), "dedupe", str(data), "--id", "record_id"]
+    command += ["--map", mapping, "--out", str(out), "--json", "--engine", engine]
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    completed, seconds, peak = measured(command, env)
+    if completed.returncode != 0:
+        return {"error": (completed.stderr.strip().splitlines() or ["?"])[-1]}, None
+    summary = json.loads(completed.stdout.strip().splitlines()[-1])
+    figures = {
+        "wall_seconds": round(seconds, 2),
+        "stage_seconds": summary["timings"],
+        "peak_rss_bytes": peak,
+        "candidate_pairs": summary["candidate_pairs"],
+    }
+    if engine == "spark":
+        figures["spark_stage_seconds"] = spark_stages(completed.stderr)
+    labels = pd.read_csv(out, dtype={"record_id": str})["cluster_id"].to_numpy()
+    return figures, labels
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="one small size")
+    parser.add_argument("--sizes", nargs="*", type=int, default=None)
+    parser.add_argument("--engines", nargs="*", default=["local", "spark"])
+    parser.add_argument("--master", default="local[2]")
+    args = parser.parse_args()
+    sizes = args.sizes or (QUICK_SIZES if args.quick else SIZES)
+    load = os.getloadavg()[0]
+    for size in sizes:
+        mentions, truth = generate_mentions(size, seed=11)
+        with tempfile.TemporaryDirectory(prefix="bench-spark-") as name:
+            folder = Path(name)
+            data = folder / "mentions.parquet"
+            mentions[["record_id", *IDENTIFIER_FIELDS]].to_parquet(data, index=False)
+            labels_of: dict[str, np.ndarray] = {}
+            for engine in args.engines:
+                figures, labels = run(engine, data, folder, args.master)
+                line = {"benchmark": "bench_spark", "engine": engine, "mentions": len(mentions)}
+                if engine == "spark":
+                    line["master"] = args.master
+                line |= figures
+                if labels is not None:
+                    line["candidate_pairs_per_mention"] = round(
+                        figures["candidate_pairs"] / len(mentions), 3
+                    )
+                    line["pairwise_f1_truth"] = pairwise_f1(labels, np.asarray(truth))
+                    labels_of[engine] = labels
+                    if engine != "local" and "local" in labels_of:
+                        line["pairwise_f1_vs_local"] = pairwise_f1(labels, labels_of["local"])
+                line["load_average"] = round(load, 2)
+                print(json.dumps(line, sort_keys=True), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

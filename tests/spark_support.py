@@ -1,0 +1,128 @@
+"""A standalone Spark cluster on loopback for the tests: one master and one worker started
+from the pyspark installation (its pip package ships ``bin/spark-class``, not the start
+scripts), stopped by their process ids."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+
+
+def spark_home() -> Path:
+    pyspark = pytest.importorskip("pyspark")
+    return Path(pyspark.__file__).parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"a Spark daemon exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+@dataclass
+class Cluster:
+    master_url: str
+    master: subprocess.Popen
+    worker: subprocess.Popen
+    folder: Path
+
+    def executors(self) -> list[psutil.Process]:
+        """The worker's executor JVMs (children running CoarseGrainedExecutorBackend)."""
+        return [
+            child
+            for child in psutil.Process(self.worker.pid).children(recursive=True)
+            if "CoarseGrainedExecutorBackend" in " ".join(child.cmdline())
+        ]
+
+    def stop(self) -> None:
+        for process in (self.worker, self.master):
+            for child in psutil.Process(process.pid).children(recursive=True):
+                child.kill()
+            process.kill()
+            process.wait(timeout=30)
+
+
+def start_cluster(folder: Path, cores: int = 2, memory: str = "2g") -> Cluster:
+    """A master and one worker bound to 127.0.0.1, logs in ``folder``."""
+    home = spark_home()
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "SPARK_HOME": str(home),
+        "PYSPARK_PYTHON": sys.executable,
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "SPARK_LOG_DIR": str(folder),
+        "SPARK_WORKER_DIR": str(folder / "work"),
+    }
+    port, master_ui, worker_ui = free_port(), free_port(), free_port()
+    spark_class = str(home / "bin" / "spark-class")
+
+    def daemon(main: str, *args: str, log: str) -> subprocess.Popen:
+        with open(folder / log, "w") as output:  # the daemon keeps its own descriptor
+            return subprocess.Popen(
+                [spark_class, f"org.apache.spark.deploy.{main}", *args],
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+
+    master = daemon(
+        "master.Master",
+        *("--host", "127.0.0.1", "--port", str(port), "--webui-port", str(master_ui)),
+        log="master.log",
+    )
+    url = f"spark://127.0.0.1:{port}"
+    try:
+        _wait_for_port(port, master)
+        worker = daemon(
+            "worker.Worker",
+            *(url, "--host", "127.0.0.1", "--webui-port", str(worker_ui)),
+            *("--cores", str(cores), "--memory", memory, "--work-dir", str(folder / "work")),
+            log="worker.log",
+        )
+    except BaseException:
+        master.kill()
+        raise
+    cluster = Cluster(master_url=url, master=master, worker=worker, folder=folder)
+    deadline = time.monotonic() + 90
+    while "Successfully registered with master" not in (folder / "worker.log").read_text():
+        if time.monotonic() > deadline or worker.poll() is not None:
+            cluster.stop()
+            raise RuntimeError("the Spark worker did not register with its master")
+        time.sleep(0.5)
+    return cluster
+
+
+def cluster_conf(master_url: str) -> dict:
+    """The ``spark`` config section of a run on the test cluster, on loopback only."""
+    return {
+        "master": master_url,
+        "conf": {
+            "spark.driver.host": "127.0.0.1",
+            "spark.driver.bindAddress": "127.0.0.1",
+            "spark.executor.memory": "1g",
+            "spark.cores.max": 2,
+            "spark.sql.shuffle.partitions": 4,
+        },
+    }
