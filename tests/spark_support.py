@@ -4,6 +4,7 @@ scripts), stopped by their process ids."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -48,19 +49,34 @@ class Cluster:
     folder: Path
 
     def executors(self) -> list[psutil.Process]:
-        """The worker's executor JVMs (children running CoarseGrainedExecutorBackend)."""
+        """The worker's running executor JVMs (children running CoarseGrainedExecutorBackend;
+        an executor that has exited, a zombie until the worker reaps it, is not one)."""
         return [
             child
             for child in psutil.Process(self.worker.pid).children(recursive=True)
-            if "CoarseGrainedExecutorBackend" in " ".join(child.cmdline())
+            if "CoarseGrainedExecutorBackend" in _command_line(child)
         ]
 
     def stop(self) -> None:
         for process in (self.worker, self.master):
             for child in psutil.Process(process.pid).children(recursive=True):
-                child.kill()
+                kill(child)
             process.kill()
             process.wait(timeout=30)
+
+
+def _command_line(process: psutil.Process) -> str:
+    """The process's command line, empty once it has exited."""
+    try:
+        return " ".join(process.cmdline())
+    except psutil.NoSuchProcess:  # gone, or a zombie (ZombieProcess is one)
+        return ""
+
+
+def kill(process: psutil.Process) -> None:
+    """SIGKILL, unless the process has exited already."""
+    with contextlib.suppress(psutil.NoSuchProcess):
+        process.kill()
 
 
 def start_cluster(folder: Path, cores: int = 2, memory: str = "2g") -> Cluster:

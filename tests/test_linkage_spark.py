@@ -28,7 +28,7 @@ from ipvi.config import config_from_dict, default_config_dict
 from ipvi.errors import ConfigError
 from linkage.spark.session import JAVA_MISSING, JOB_FAILED, MASTER_UNREACHABLE
 from tests.cli_support import run_ipvi
-from tests.spark_support import cluster_conf, free_port, start_cluster
+from tests.spark_support import cluster_conf, free_port, kill, start_cluster
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data_samples"
 
@@ -143,7 +143,7 @@ def test_the_sample_on_a_standalone_cluster_gives_the_local_crosswalk(
     executors = cluster.executors()
     assert executors, "no executor to kill"
     for executor in executors:
-        executor.kill()
+        kill(executor)
     progress += process.stderr.readlines()
     out = process.stdout.read()
     process.wait(timeout=600)
