@@ -268,3 +268,18 @@ def test_tier_list_page_carries_every_row_once_with_a_summary_and_no_markup_inje
     counts = scored["tier"].value_counts()
     assert summary["by_tier"] == {t: int(counts.get(t, 0)) for t in "ABCD"}
     assert summary["new"] == 5 and summary["tier_up"] + summary["tier_down"] == 1
+
+
+def test_a_bundle_with_bad_settings_is_a_clear_error_naming_the_setting(trained, tmp_path):
+    import json
+
+    from training.bundle import SETTINGS_FILE, ModelBundle
+
+    folder = trained.bundle.save(tmp_path / "bundle")
+    loaded = ModelBundle.load(folder)
+    assert loaded.settings == trained.bundle.settings  # what save writes, load reads back
+    payload = json.loads((folder / SETTINGS_FILE).read_text())
+    payload["settings"]["decision_lag_days"] = "three"
+    (folder / SETTINGS_FILE).write_text(json.dumps(payload))
+    with pytest.raises(IpviError, match=r"bundle.json setting 'decision_lag_days': .*integer"):
+        ModelBundle.load(folder)

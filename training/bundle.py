@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ipvi.config import BandConfig, LethalityFlag, TierConfig, TrainingConfig
 from ipvi.errors import IpviError
@@ -117,9 +117,17 @@ class ModelBundle:
         with open(folder / MODEL_FILE, "rb") as handle:
             fitted = pickle.load(handle)  # our own artifact, written by save()
         payload = json.loads((folder / SETTINGS_FILE).read_text())
+        try:
+            settings = ScoringSettings.model_validate(payload["settings"])
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise IpviError(
+                f"model bundle {folder}: {SETTINGS_FILE} setting '{where}': {first['msg']}"
+            ) from None
         return cls(
             model=fitted["model"],
             scorecard=fitted["scorecard"],
             features=payload["features"],
-            settings=ScoringSettings.model_validate(payload["settings"]),
+            settings=settings,
         )

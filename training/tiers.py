@@ -254,7 +254,7 @@ def possible_dual_arrests(index: Columns, person_events: Columns, *, days: int) 
     return Columns({"row": found, "record_ids": records})
 
 
-def tier_shares(tiers) -> dict[str, float]:
+def tier_shares(tiers: np.ndarray | pd.Series) -> dict[str, float]:
     """The share of each tier (A-D), rounded to 4 decimals."""
     shares = pd.Series(tiers).value_counts(normalize=True)
     return {tier: round(float(shares.get(tier, 0.0)), 4) for tier in ("A", "B", "C", "D")}
