@@ -491,14 +491,18 @@ COUNT_KINDS = ("incidents", "injuries", "strangulation", "calls_for_service")
 class CountAlarmConfig(StrictModel):
     """The recording-change alarm on monthly event counts sliced by zip (monitoring/counts.py).
 
-    Each window of ``window_months`` in the monitored period is compared with the
+    Each kind of count in ``kinds`` (of :data:`COUNT_KINDS`), in each window of
+    ``window_months`` in the monitored period, is compared with the
     ``reference_months`` before it: a zip's share of the window's events against its share of
     the reference's. An alarm (warning) needs a family-wise p-value, over every window and
     kind tested in one run, at or under ``alpha_alarm`` (``alpha_warn``).
     """
 
+    # The kinds of count the alarm tests (all four are counted and shown). Incidents are what a
+    # recording change moves; injuries and strangulation are subsets of them, and each kind
+    # tested divides the false-alarm budget further.
     kinds: list[Literal["incidents", "injuries", "strangulation", "calls_for_service"]] = Field(
-        default_factory=lambda: list(COUNT_KINDS), min_length=1
+        default_factory=lambda: ["incidents"], min_length=1
     )
     # Offence codes that mark an incident record as a call for service (the extracts map the
     # police record type CFS to an incident; the code keeps it apart).

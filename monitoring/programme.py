@@ -65,9 +65,9 @@ def follow_up(frame: pd.DataFrame, *, extract: pd.Timestamp, recording_days: int
     reoffence = frame["reoffence_at"].to_numpy(dtype="datetime64[ns]")
     event = ~np.isnat(reoffence) & (reoffence <= end)
     stop = np.where(event, reoffence, end)
-    days = (stop - frame["as_of"].to_numpy(dtype="datetime64[ns]")) / np.timedelta64(1, "D")
-    out = frame.assign(days=days, event=event.astype(int))
-    return out[out["days"] > 0].reset_index(drop=True)
+    start = frame["as_of"].to_numpy(dtype="datetime64[ns]")
+    out = frame.assign(days=(stop - start) / np.timedelta64(1, "D"), event=event.astype(int))
+    return out[end > start].reset_index(drop=True)
 
 
 def _curve(days: np.ndarray, event: np.ndarray, horizon: int) -> dict:
