@@ -236,7 +236,9 @@ def feedback_loop(effect: dict, uplifts: list[float], *, positives: int) -> dict
                 "uplift": float(uplift),
                 "notified_offending_rate": float(offending),
                 "offending_difference": float(offending - matched),
-                "share_of_notified_labels": float(1.0 - offending / treated) if treated else 0.0,
+                "share_of_notified_labels": max(0.0, float(1.0 - offending / treated))
+                if treated
+                else 0.0,
             }
         )
     if matched > 0:
