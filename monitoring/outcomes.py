@@ -220,15 +220,23 @@ def join_decisions(frame: pd.DataFrame, staff: pd.DataFrame, notifying: set[str]
 
     Adds ``notified`` (an action that notifies the offender), ``called_in``, ``overridden``
     (the tier was overridden) and ``override_reason`` (the first override's reason) and
-    ``decided`` (any decision at all).
+    ``decided`` (any decision at all); ``notified_before`` marks a person notified before the
+    score's date (neither a first notification nor a not-yet-notified comparison).
     """
     out = frame.assign(
-        decided=False, notified=False, called_in=False, overridden=False, override_reason=None
+        decided=False,
+        notified=False,
+        called_in=False,
+        overridden=False,
+        override_reason=None,
+        notified_before=False,
     )
     if staff.empty or out.empty:
         return out
     rows = out[["person_id", "as_of", "window_end"]].assign(row=np.arange(len(out)))
     joined = rows.merge(staff, on="person_id")
+    earlier = joined[(joined["decided_at"] < joined["as_of"]) & joined["action"].isin(notifying)]
+    out.loc[earlier["row"].unique(), "notified_before"] = True
     inside = joined[
         (joined["decided_at"] >= joined["as_of"]) & (joined["decided_at"] < joined["window_end"])
     ].sort_values(["row", "decided_at"], kind="stable")

@@ -47,7 +47,8 @@ ASSUMPTIONS = [
     "(see the feedback-loop check).",
     "The not-notified people are eligible people who were not (yet) notified in their window; "
     "a person notified late counts as notified, so a notification that came after a new "
-    "offence can blur the difference.",
+    "offence can blur the difference. People notified before the score are left out of both "
+    "sides.",
     "Only notified people with a not-notified counterpart at the same tier and band count; "
     "the share left out is shown. Repeated scores of one person are resampled together.",
 ]
@@ -159,7 +160,16 @@ def notification_effect(
 ) -> dict:
     """The effect of notification on recorded re-offence within the label window, as a
     difference of rates (notified minus matched not-notified), with a person-bootstrap 95 %
-    interval. ``estimate`` is None, with ``reason``, when there is nothing to compare."""
+    interval. ``estimate`` is None, with ``reason``, when there is nothing to compare.
+
+    Scores of people notified before the score's date (``notified_before``, when given) are
+    left out of both sides: their notification already acts, so they are neither a first
+    notification nor a not-yet-notified comparison.
+    """
+    before = matured["notified_before"].to_numpy(bool) if "notified_before" in matured else None
+    n_before = int(before.sum()) if before is not None else 0
+    if n_before:
+        matured = matured[~before].reset_index(drop=True)
     n_notified = int(matured["notified"].sum()) if len(matured) else 0
     out = {
         "estimate": None,
@@ -170,6 +180,7 @@ def notification_effect(
         "scale": "difference in the rate of a recorded re-offence within the label window",
         "n_notified": n_notified,
         "n_controls": int(len(matured) - n_notified),
+        "n_notified_before": n_before,
         "assumptions": ASSUMPTIONS,
     }
     if matured.empty:
