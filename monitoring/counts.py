@@ -216,63 +216,64 @@ def count_alarms(
 ) -> dict:
     """Every window and kind scanned against the ``settings.reference_months`` before it.
 
-    Returns ``n_tests``, ``draws`` (Monte Carlo draws per test: enough for the smallest p-value
-    the correction can need) and ``windows``: per window and kind, the zips whose share rose,
-    the rise, the p-value, the family-wise p-value (times ``n_tests``, at most 1) and the
-    level (``ok``, ``warn``, ``alarm``); a window without two reference blocks of events is
+    Returns ``n_tests`` (the windows and kinds judged), ``draws`` (Monte Carlo draws per test:
+    enough for the smallest p-value the correction can need) and ``windows``: per window and
+    kind, the zips whose share rose, the rise, the p-value, the family-wise p-value (times
+    ``n_tests``, at most 1) and the level (``ok``, ``warn``, ``alarm``); a window whose
+    reference months hold events in fewer than two windows' worth of months is
     ``judged: false`` with a reason.
     """
-    kinds = list(tables)
-    n_tests = max(1, len(windows) * len(kinds))
-    draws = max(settings.n_simulations, math.ceil(20 * n_tests / settings.alpha_alarm))
     block = settings.window_months
     blocks = settings.reference_months // block
-    out = []
+    out, tests = [], []
     for w, window in enumerate(windows):
         reference = pd.period_range(window[0] - blocks * block, window[0] - 1, freq="M")
-        for k, kind in enumerate(kinds):
+        for k, kind in enumerate(tables):
+            table = tables[kind].reindex(columns=reference.append(window), fill_value=0)
             entry = {
                 "start": str(window[0]),
                 "end": str(window[-1]),
                 "kind": kind,
                 "reference": [str(reference[0]), str(reference[-1])],
-                "n_window": int(tables[kind].reindex(columns=window, fill_value=0).sum().sum()),
+                "n_window": int(table[window].to_numpy().sum()),
                 "judged": False,
                 "level": "ok",
             }
             out.append(entry)
-            table = tables[kind].reindex(columns=reference.append(window), fill_value=0)
-            present = table[reference].sum(axis=0)
-            if (present > 0).sum() < 2 * block or entry["n_window"] == 0:
+            if (table[reference].sum(axis=0) > 0).sum() < 2 * block or not entry["n_window"]:
                 entry["reason"] = (
                     "too little history: the reference months before this window hold too "
                     "few events to compare with"
                 )
                 continue
-            table = _pooled(table, reference, settings.min_zip_events)
-            per_block = table[reference].to_numpy().reshape(len(table), blocks, block).sum(axis=2)
-            result = share_scan(
-                table[window].sum(axis=1).to_numpy(),
-                per_block,
-                n_simulations=draws,
-                seed=seed + 7919 * w + k,
-            )
-            family = min(1.0, result.p_value * n_tests)
-            level = (
-                "alarm"
-                if family <= settings.alpha_alarm
-                else "warn"
-                if family <= settings.alpha_warn
-                else "ok"
-            )
-            entry.update(
-                judged=True,
-                zips=[str(table.index[z]) for z in result.zips],
-                rise=result.ratio - 1.0,
-                statistic=result.statistic,
-                dispersion=result.dispersion,
-                p_value=result.p_value,
-                family_p_value=family,
-                level=level,
-            )
+            tests.append((entry, _pooled(table, reference, settings.min_zip_events), w, k))
+    n_tests = max(1, len(tests))
+    draws = max(settings.n_simulations, math.ceil(20 * n_tests / settings.alpha_alarm))
+    for entry, table, w, k in tests:
+        window = table.columns[-block:]
+        per_block = table.iloc[:, :-block].to_numpy().reshape(len(table), blocks, block).sum(2)
+        result = share_scan(
+            table[window].sum(axis=1).to_numpy(),
+            per_block,
+            n_simulations=draws,
+            seed=seed + 7919 * w + k,
+        )
+        family = min(1.0, result.p_value * n_tests)
+        level = (
+            "alarm"
+            if family <= settings.alpha_alarm
+            else "warn"
+            if family <= settings.alpha_warn
+            else "ok"
+        )
+        entry.update(
+            judged=True,
+            zips=[str(table.index[z]) for z in result.zips],
+            rise=result.ratio - 1.0,
+            statistic=result.statistic,
+            dispersion=result.dispersion,
+            p_value=result.p_value,
+            family_p_value=family,
+            level=level,
+        )
     return {"n_tests": n_tests, "draws": draws, "windows": out}

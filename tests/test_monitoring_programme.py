@@ -204,3 +204,16 @@ def test_a_count_alarm_threshold_out_of_range_is_a_clear_error(change, wording):
     data["monitoring"]["counts"].update(change)
     with pytest.raises(ConfigError, match=wording):
         config_from_dict(data)
+
+
+def test_a_window_without_history_is_not_judged_and_not_counted_as_a_test():
+    tables = _tables(None, 1)
+    # Known from 2022-10 only: the first window has three reference months, under two windows.
+    late = tables["incidents"].columns >= pd.Period("2022-10", "M")
+    tables = {"incidents": tables["incidents"].loc[:, late]}
+    windows = windows_of(pd.Period("2023-01", "M"), pd.Period("2024-12", "M"), 3)
+    result = count_alarms(tables, windows, CountAlarmConfig(n_simulations=999), seed=0)
+    unjudged = [w for w in result["windows"] if not w["judged"]]
+    assert [w["start"] for w in unjudged] == ["2023-01"]
+    assert all("too little history" in w["reason"] for w in unjudged)
+    assert result["n_tests"] == len(windows) - 1
