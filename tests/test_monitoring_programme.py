@@ -217,3 +217,12 @@ def test_a_window_without_history_is_not_judged_and_not_counted_as_a_test():
     assert [w["start"] for w in unjudged] == ["2023-01"]
     assert all("too little history" in w["reason"] for w in unjudged)
     assert result["n_tests"] == len(windows) - 1
+
+
+def test_the_examples_in_the_count_alarm_docstrings_run():
+    import doctest
+
+    import monitoring.counts
+
+    result = doctest.testmod(monitoring.counts)
+    assert result.attempted and not result.failed
