@@ -72,14 +72,8 @@ def run_seed(persons: int, seed: int, settings) -> dict:
     truth = float(np.mean(p_rec[on] - p_without[on]))
     offending_truth = float(np.mean(p_offending_only[on] - p_without[on]))
     uplift = float(np.mean(r[on] / r0[on]))
-    programme = settings.programme
     effect = notification_effect(
-        frame,
-        score_bands=programme.score_bands,
-        min_notified=programme.min_notified,
-        min_controls=programme.min_controls,
-        n_resamples=settings.n_bootstrap,
-        seed=seed,
+        frame, settings.programme, n_resamples=settings.n_bootstrap, seed=seed
     )
     loop = feedback_loop(
         effect, [uplift], positives=int(frame.loc[frame["notified"], "label"].sum())

@@ -20,6 +20,7 @@ from lifelines import KaplanMeierFitter
 from lifelines.utils import qth_survival_times
 
 from fairness.bootstrap import PersonBootstrap
+from ipvi.config import ProgrammeConfig
 
 NOTIFIED, NOT_NOTIFIED = "notified", "not notified"
 # Time by which this share had a recorded re-offence (1 - survival).
@@ -150,17 +151,13 @@ def _att(totals: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def notification_effect(
-    matured: pd.DataFrame,
-    *,
-    score_bands: int,
-    min_notified: int,
-    min_controls: int,
-    n_resamples: int,
-    seed: int,
+    matured: pd.DataFrame, settings: ProgrammeConfig, *, n_resamples: int, seed: int
 ) -> dict:
     """The effect of notification on recorded re-offence within the label window, as a
     difference of rates (notified minus matched not-notified), with a person-bootstrap 95 %
-    interval. ``estimate`` is None, with ``reason``, when there is nothing to compare.
+    interval, in strata of tier x ``settings.score_bands``. ``estimate`` is None, with
+    ``reason``, when there is nothing to compare (fewer than ``settings.min_notified`` notified
+    or ``settings.min_controls`` not notified).
 
     Scores of people notified before the score's date (``notified_before``, when given) are
     left out of both sides: their notification already acts, so they are neither a first
@@ -186,15 +183,15 @@ def notification_effect(
     if matured.empty:
         out["reason"] = NO_MATURED_OUTCOMES
         return out
-    if n_notified < min_notified or out["n_controls"] < min_controls:
+    if n_notified < settings.min_notified or out["n_controls"] < settings.min_controls:
         out["reason"] = TOO_FEW.format(
             n_notified=n_notified,
             n_controls=out["n_controls"],
-            min_notified=min_notified,
-            min_controls=min_controls,
+            min_notified=settings.min_notified,
+            min_controls=settings.min_controls,
         )
         return out
-    strata = _strata(matured, score_bands)
+    strata = _strata(matured, settings.score_bands)
     codes, _ = pd.factorize(strata, sort=True)
     n_strata = int(codes.max()) + 1
     cells = codes * 2 + matured["notified"].to_numpy(dtype=int)

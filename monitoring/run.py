@@ -476,14 +476,8 @@ def monitor(engine, config: Config, *, as_of, model_version: str | None = None) 
     verdict.check(
         "review_backlog_days", linkage["review_backlog_oldest_days"], "linkage review backlog"
     )
-    programme_settings = settings.programme
     effect = notification_effect(
-        matured,
-        score_bands=programme_settings.score_bands,
-        min_notified=programme_settings.min_notified,
-        min_controls=programme_settings.min_controls,
-        n_resamples=settings.n_bootstrap,
-        seed=seed,
+        matured, settings.programme, n_resamples=settings.n_bootstrap, seed=seed
     )
     programme = {
         "reoffence": reoffence_curves(
@@ -494,7 +488,7 @@ def monitor(engine, config: Config, *, as_of, model_version: str | None = None) 
         ),
         "feedback_loop": feedback_loop(
             effect,
-            programme_settings.recording_uplifts,
+            settings.programme.recording_uplifts,
             positives=int(matured.loc[matured["notified"], "label"].sum()) if len(matured) else 0,
         ),
     }

@@ -10,7 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ipvi.config import CountAlarmConfig, config_from_dict, default_config_dict
+from ipvi.config import (
+    CountAlarmConfig,
+    ProgrammeConfig,
+    config_from_dict,
+    default_config_dict,
+)
 from ipvi.errors import ConfigError
 from monitoring.counts import count_alarms, overdispersion, share_scan, windows_of
 from monitoring.programme import (
@@ -22,6 +27,7 @@ from monitoring.programme import (
 )
 
 EXTRACT = pd.Timestamp("2025-01-01")
+PROGRAMME = ProgrammeConfig(score_bands=5, min_notified=30, min_controls=30)
 
 
 def _scores(days_to_event: list[float | None], followed_days: list[float]) -> pd.DataFrame:
@@ -95,9 +101,7 @@ def test_the_matched_comparison_recovers_a_known_effect(effect):
     covered = 0
     for seed in range(3):
         frame = _constructed(effect, seed)
-        result = notification_effect(
-            frame, score_bands=5, min_notified=30, min_controls=30, n_resamples=200, seed=seed
-        )
+        result = notification_effect(frame, PROGRAMME, n_resamples=200, seed=seed)
         covered += result["ci_low"] <= effect <= result["ci_high"]
         assert result["estimate"] == pytest.approx(effect, abs=0.04)
         # The naive difference is confounded by tier (notified are riskier).
@@ -112,18 +116,14 @@ def test_the_matched_comparison_recovers_a_known_effect(effect):
 def test_too_few_or_no_outcomes_give_a_reason_not_a_number():
     empty = notification_effect(
         _constructed(0.0, 0).iloc[:0],
-        score_bands=5,
-        min_notified=30,
-        min_controls=30,
+        PROGRAMME,
         n_resamples=50,
         seed=0,
     )
     assert empty["estimate"] is None and empty["reason"] == NO_MATURED_OUTCOMES
     few = notification_effect(
         _constructed(0.0, 0, n=60),
-        score_bands=5,
-        min_notified=30,
-        min_controls=30,
+        PROGRAMME,
         n_resamples=50,
         seed=0,
     )
