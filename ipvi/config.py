@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ipvi.errors import ConfigError
 from ipvi.schema import EVENT_COLUMNS, MENTION_COLUMNS
@@ -477,6 +485,69 @@ MONITORING_MEASURES: dict[str, tuple[float, float, str]] = {
 }
 
 
+COUNT_KINDS = ("incidents", "injuries", "strangulation", "calls_for_service")
+
+
+class CountAlarmConfig(StrictModel):
+    """The recording-change alarm on monthly event counts sliced by zip (monitoring/counts.py).
+
+    Each kind of count in ``kinds`` (of :data:`COUNT_KINDS`), in each window of
+    ``window_months`` in the monitored period, is compared with the
+    ``reference_months`` before it: a zip's share of the window's events against its share of
+    the reference's. An alarm (warning) needs a family-wise p-value, over every window and
+    kind tested in one run, at or under ``alpha_alarm`` (``alpha_warn``).
+    """
+
+    # The kinds of count the alarm tests (all four are counted and shown). Incidents are what a
+    # recording change moves; injuries and strangulation are subsets of them, and each kind
+    # tested divides the false-alarm budget further.
+    kinds: list[Literal["incidents", "injuries", "strangulation", "calls_for_service"]] = Field(
+        default_factory=lambda: ["incidents"], min_length=1
+    )
+    # Offence codes that mark an incident record as a call for service (the extracts map the
+    # police record type CFS to an incident; the code keeps it apart).
+    call_codes: list[str] = Field(default_factory=lambda: ["CFS-DOMESTIC"])
+    window_months: int = Field(3, ge=1, le=12)
+    reference_months: int = Field(24, ge=6, le=120)
+    # Zips with fewer events over the reference are pooled into one "other" slice.
+    min_zip_events: int = Field(20, ge=1)
+    alpha_warn: float = 0.05
+    alpha_alarm: float = 0.01
+    n_simulations: int = Field(9999, ge=99, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _levels(self) -> CountAlarmConfig:
+        for name in ("alpha_warn", "alpha_alarm"):
+            value = getattr(self, name)
+            if not 0.0 < value < 0.5:
+                raise ValueError(
+                    f"{name} = {value:g} is out of range: a family-wise false-alarm "
+                    "probability lies in (0, 0.5)"
+                )
+        if self.alpha_alarm > self.alpha_warn:
+            raise ValueError(
+                f"alpha_alarm ({self.alpha_alarm:g}) must not exceed alpha_warn "
+                f"({self.alpha_warn:g}): an alarm needs stronger evidence than a warning"
+            )
+        return self
+
+
+class ProgrammeConfig(StrictModel):
+    """The programme's own results (monitoring/programme.py): re-offence curves after
+    notification, and the matched comparison of notified with not (yet) notified people."""
+
+    # Risk strata: tier x this many score bands (quantiles of the notified's scores).
+    score_bands: int = Field(5, ge=1, le=20)
+    # Fewer notified (or comparison) people with a matured outcome: no estimate, a reason.
+    min_notified: int = Field(30, ge=1)
+    min_controls: int = Field(30, ge=1)
+    # Recording uplifts (notified / not notified: how much more often an offence of a notified
+    # person is recorded) for the feedback-loop sensitivity analysis.
+    recording_uplifts: list[Annotated[float, Field(ge=1.0, le=5.0)]] = Field(
+        default_factory=lambda: [1.0, 1.1, 1.2, 1.3, 1.5, 2.0], min_length=1
+    )
+
+
 class MonitoringConfig(StrictModel):
     """What ``ipvi monitor`` compares and when a change is a warning or an alarm."""
 
@@ -501,6 +572,8 @@ class MonitoringConfig(StrictModel):
             "review_backlog_days": Threshold(warn=14, alarm=30),
         }
     )
+    counts: CountAlarmConfig = CountAlarmConfig()
+    programme: ProgrammeConfig = ProgrammeConfig()
 
     @field_validator("thresholds")
     @classmethod

@@ -23,7 +23,7 @@ from ipvi.errors import IpviError
 from ipvi.tables.monitoring import issued_scores
 from ipvi.tables.serving import decisions
 from training.data import load_history
-from training.labels import label_index
+from training.labels import first_reoffence, label_index
 from training.offences import assign_offences, person_events
 
 NO_ISSUED = (
@@ -124,8 +124,9 @@ class Outcomes:
     """Issued scores with their outcome where it has matured.
 
     ``frame`` holds every issued registry score with ``observed`` (its window has closed),
-    ``label`` (1: a new recorded IPV offence, on observed rows), ``window_end`` and
-    ``horizon``; ``counts`` says how many scores were left out and why.
+    ``label`` (1: a new recorded IPV offence, on observed rows), ``window_end``, ``horizon``
+    and ``reoffence_at`` (the first new offence recorded so far, inside the window);
+    ``counts`` says how many scores were left out and why.
     """
 
     frame: pd.DataFrame
@@ -169,7 +170,9 @@ def matured_outcomes(
     )
     counts["index_event_not_in_registry"] = int(len(registry) - len(index))
     if index.empty:
-        empty = index.assign(observed=False, label=0, window_end=pd.NaT, horizon=pd.NaT)
+        empty = index.assign(
+            observed=False, label=0, window_end=pd.NaT, horizon=pd.NaT, reoffence_at=pd.NaT
+        )
         return Outcomes(empty, {**counts, "not_matured": 0, "matured": 0})
     labelled = label_index(
         index.reset_index(drop=True),
@@ -178,6 +181,7 @@ def matured_outcomes(
         followup_days=training.followup_days,
         recording_days=training.recording_days,
     )
+    labelled["reoffence_at"] = first_reoffence(labelled, by_person)
     counts["not_matured"] = int((~labelled["observed"]).sum())
     counts["matured"] = int(labelled["observed"].sum())
     return Outcomes(labelled, counts)
@@ -216,15 +220,23 @@ def join_decisions(frame: pd.DataFrame, staff: pd.DataFrame, notifying: set[str]
 
     Adds ``notified`` (an action that notifies the offender), ``called_in``, ``overridden``
     (the tier was overridden) and ``override_reason`` (the first override's reason) and
-    ``decided`` (any decision at all).
+    ``decided`` (any decision at all); ``notified_before`` marks a person notified before the
+    score's date (neither a first notification nor a not-yet-notified comparison).
     """
     out = frame.assign(
-        decided=False, notified=False, called_in=False, overridden=False, override_reason=None
+        decided=False,
+        notified=False,
+        called_in=False,
+        overridden=False,
+        override_reason=None,
+        notified_before=False,
     )
     if staff.empty or out.empty:
         return out
     rows = out[["person_id", "as_of", "window_end"]].assign(row=np.arange(len(out)))
     joined = rows.merge(staff, on="person_id")
+    earlier = joined[(joined["decided_at"] < joined["as_of"]) & joined["action"].isin(notifying)]
+    out.loc[earlier["row"].unique(), "notified_before"] = True
     inside = joined[
         (joined["decided_at"] >= joined["as_of"]) & (joined["decided_at"] < joined["window_end"])
     ].sort_values(["row", "decided_at"], kind="stable")

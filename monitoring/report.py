@@ -1,18 +1,26 @@
 """The monitoring report: one self-contained HTML file for the oversight board.
 
 Everything comes from the monitor's JSON (:func:`monitoring.run.monitor`), so the page and the
-JSON never disagree. Charts are inline SVG drawn by :mod:`ipvi.charts` (nothing is fetched);
+JSON never disagree. Charts are inline SVG, drawn by :mod:`ipvi.charts` or, for the re-offence
+curves with their confidence bands, by matplotlib (nothing is fetched);
 the template is rendered in the fairness report's jinja2 environment (autoescaping on, the
 same number filters), in the plain words of the fairness audit report.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
-from fairness.report import environment
-from ipvi import charts
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from fairness.report import environment  # noqa: E402
+from ipvi import charts  # noqa: E402
+from monitoring.counts import KIND_NAMES  # noqa: E402
 
 TEMPLATES = Path(__file__).with_name("templates")
 REPORT_TEMPLATE = "monitor.html.j2"
@@ -30,7 +38,14 @@ def _charts(payload: dict[str, Any]) -> dict[str, str | None]:
         p["performance"] if (p["performance"] or {}).get("judged") else {} for p in periods
     ]
     judged = [p["drift"] if p["drift"]["judged"] else None for p in periods]
-    out: dict[str, str | None] = {"auc": None, "calibration": None, "psi": None, "band": None}
+    out: dict[str, str | None] = {
+        "auc": None,
+        "calibration": None,
+        "psi": None,
+        "band": None,
+        "reoffence": reoffence_chart(payload["programme"]["reoffence"]),
+        "counts": counts_chart(payload["event_counts"]),
+    }
     if any(p.get("auc") is not None for p in performance):
         out["auc"] = charts.period_lines(
             labels,
@@ -79,6 +94,54 @@ def _charts(payload: dict[str, Any]) -> dict[str, str | None]:
             names=("predicted", "observed"),
         )
     return out
+
+
+def _svg(figure) -> str:
+    """A matplotlib figure as an inline SVG element (no XML prologue, nothing linked)."""
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", bbox_inches="tight")
+    plt.close(figure)
+    text = buffer.getvalue()
+    return text[text.index("<svg") :]
+
+
+def reoffence_chart(reoffence: dict[str, Any]) -> str | None:
+    """Kaplan-Meier curves of the share with a recorded re-offence, with 95 % bands."""
+    groups = reoffence["groups"]
+    if not groups:
+        return None
+    figure, axes = plt.subplots(figsize=(7.5, 3.6))
+    for name, curve in groups.items():
+        (line,) = axes.step(
+            curve["days"], curve["reoffended"], where="post", label=f"{name} (n={curve['n']})"
+        )
+        axes.fill_between(
+            curve["days"],
+            curve["low"],
+            curve["high"],
+            step="post",
+            alpha=0.15,
+            color=line.get_color(),
+        )
+    axes.set_xlabel("days since the score")
+    axes.set_ylabel("share with a recorded re-offence")
+    axes.set_title("Recorded re-offence after the score (Kaplan-Meier, 95 % bands)")
+    axes.set_ylim(bottom=0)
+    axes.legend(fontsize=8, loc="upper left")
+    axes.grid(alpha=0.3)
+    return _svg(figure)
+
+
+def counts_chart(counts: dict[str, Any]) -> str | None:
+    """City-wide monthly counts of each kind."""
+    if not counts["months"]:
+        return None
+    return charts.period_lines(
+        counts["months"],
+        {KIND_NAMES[kind]: list(values) for kind, values in counts["city"].items()},
+        title="Recorded events per month, city-wide",
+        y_label="events",
+    )
 
 
 def _worst_psi(drift: dict[str, Any]) -> float | None:

@@ -12,7 +12,12 @@ follow-up has ended (:mod:`monitoring.outcomes`), and returns the monitor's JSON
 - ``reaudit``: the fairness audit re-run on matured outcomes (its ``gate.status`` as in
   ``ipvi audit``), or null with ``reaudit_reason`` when there are too few;
 - ``overrides``: staff overrides of tiers by tier and band, the common reasons, the outcomes;
-- ``notification_effect``: not estimated yet (null values with the reason);
+- ``notification_effect``: notified against matched not-notified people on recorded
+  re-offence (``estimate``, ``ci_low``, ``ci_high``; ``truth`` stays null unless a simulation
+  knows it), or null values with the ``reason``;
+- ``programme``: re-offence curves after notification by tier, and the feedback-loop check;
+- ``event_counts``: monthly incidents, injuries, strangulation and calls for service,
+  city-wide and by zip, and the recording-change alarm scanned over zips;
 - ``linkage``: link rate, review backlog, merges and splits per run.
 """
 
@@ -38,6 +43,14 @@ from ipvi.db import session_scope
 from ipvi.errors import IpviError
 from ipvi.tables.training import training_runs
 from monitoring import drift
+from monitoring.counts import (
+    KIND_NAMES,
+    count_alarms,
+    count_kinds,
+    monthly_counts,
+    read_incidents,
+    windows_of,
+)
 from monitoring.linkage_health import linkage_health
 from monitoring.outcomes import (
     feature_frame,
@@ -48,6 +61,7 @@ from monitoring.outcomes import (
     read_issued,
 )
 from monitoring.performance import bootstrap, group_table
+from monitoring.programme import feedback_loop, notification_effect, reoffence_curves
 from monitoring.report import write_report
 from training.registry import version_info
 
@@ -60,9 +74,9 @@ NO_TRAINING_RUN = (
 TOO_FEW_FOR_REAUDIT = (
     "{n} matured outcome(s); the re-audit needs at least monitoring.min_outcomes = {minimum}"
 )
-NOTIFICATION_NOT_ESTIMATED = (
-    "not estimated in this version of ipvi monitor: the matched comparison of notified and "
-    "not-yet-notified people is still to be built"
+NO_WHOLE_WINDOW = (
+    "no whole window of {months} month(s) between the first issued score ({first}) and the "
+    "last whole month before the extract date"
 )
 
 
@@ -187,6 +201,63 @@ def _period_drift(
     for measure in ("psi", "ks"):
         verdict.check_many(measure, {k: f[measure] for k, f in features.items()}, where)
     return out
+
+
+def event_counts(
+    engine, config: Config, verdict: Verdict, *, first: pd.Period, extract: pd.Timestamp
+) -> dict:
+    """Monthly counts of each kind, city-wide and by zip, from the reference months before
+    ``first`` (the first month scores were issued) to the last whole month before the extract,
+    and the recording-change alarm over the windows from ``first`` on."""
+    settings = config.monitoring.counts
+    last = extract.to_period("M") - 1
+    start = first - settings.reference_months
+    months = pd.period_range(start, max(last, start), freq="M")
+    with session_scope(engine) as session:
+        incidents = read_incidents(session, start=start.to_timestamp(), extract=extract)
+    kinds = count_kinds(incidents, settings.call_codes)
+    tables = monthly_counts(incidents["offense_date"], incidents["zip"], kinds, months)
+    windows = windows_of(first, last, settings.window_months) if last >= first else []
+    alarms = count_alarms(
+        {kind: tables[kind] for kind in settings.kinds},
+        windows,
+        settings,
+        seed=config.fairness_policy.seed,
+    )
+    if not windows:
+        alarms["reason"] = NO_WHOLE_WINDOW.format(
+            months=settings.window_months, first=first, last=last
+        )
+    for window in alarms["windows"]:
+        if window["level"] == OK:
+            continue
+        limit = settings.alpha_alarm if window["level"] == ALARM else settings.alpha_warn
+        verdict.note(
+            window["level"],
+            f"{window['start']} to {window['end']}: recorded {KIND_NAMES[window['kind']]} rose "
+            f"{window['rise']:+.0%} in zip(s) {', '.join(window['zips'])} against the rest of "
+            f"the city (their share of the {settings.reference_months} months before; "
+            f"family-wise p = {window['family_p_value']:.2g} <= {limit:g}): a change in "
+            "recording or in offending there",
+        )
+    zips = sorted(set().union(*(table.index for table in tables.values())))
+    return {
+        "months": [str(month) for month in months],
+        "kinds": list(tables),
+        "city": {kind: table.sum(axis=0).astype(int).tolist() for kind, table in tables.items()},
+        "by_zip": {
+            zip_code: {
+                kind: table.reindex([zip_code], fill_value=0).iloc[0].astype(int).tolist()
+                for kind, table in tables.items()
+            }
+            for zip_code in zips
+        },
+        "reference_months": settings.reference_months,
+        "window_months": settings.window_months,
+        "alpha_warn": settings.alpha_warn,
+        "alpha_alarm": settings.alpha_alarm,
+        **alarms,
+    }
 
 
 def override_summary(
@@ -405,6 +476,25 @@ def monitor(engine, config: Config, *, as_of, model_version: str | None = None) 
     verdict.check(
         "review_backlog_days", linkage["review_backlog_oldest_days"], "linkage review backlog"
     )
+    effect = notification_effect(
+        matured, settings.programme, n_resamples=settings.n_bootstrap, seed=seed
+    )
+    programme = {
+        "reoffence": reoffence_curves(
+            frame,
+            extract=extract,
+            recording_days=config.training.recording_days,
+            horizon=config.training.followup_days,
+        ),
+        "feedback_loop": feedback_loop(
+            effect,
+            settings.programme.recording_uplifts,
+            positives=int(matured.loc[matured["notified"], "label"].sum()) if len(matured) else 0,
+        ),
+    }
+    counts = event_counts(
+        engine, config, verdict, first=issued["as_of"].min().to_period("M"), extract=extract
+    )
     return {
         "status": verdict.status,
         "reasons": verdict.reasons,
@@ -429,13 +519,9 @@ def monitor(engine, config: Config, *, as_of, model_version: str | None = None) 
         "overrides": override_summary(
             frame, attributes=protected, n_resamples=settings.n_bootstrap, seed=seed
         ),
-        "notification_effect": {
-            "estimate": None,
-            "ci_low": None,
-            "ci_high": None,
-            "truth": None,
-            "reason": NOTIFICATION_NOT_ESTIMATED,
-        },
+        "notification_effect": effect,
+        "programme": programme,
+        "event_counts": counts,
         "linkage": linkage,
     }
 

@@ -28,6 +28,7 @@ from ipvi.db import make_engine, session_scope
 from ipvi.tables.ingest import events
 from ipvi.tables.monitoring import issued_scores
 from monitoring.outcomes import NO_MATURED
+from monitoring.programme import NO_FOLLOW_UP, NO_MATURED_OUTCOMES
 from serving.launch import CHROMIUM, launch_chromium
 from tests.pipeline_support import fresh_keys
 from training.data import SCORING_MENTIONS, read_history
@@ -175,9 +176,23 @@ def test_the_test_period_issued_again_gives_trainings_labels_auc_and_gate(
         ).bundle.features
     )
     assert all(f["psi"] is None or f["psi"] >= 0 for f in features.values())
-    assert payload["notification_effect"]["estimate"] is None
-    assert payload["notification_effect"]["reason"]
-    assert out_html.read_text().count("<svg") >= 3
+    # No staff decision was recorded here: no one notified, a reason instead of a number.
+    effect = payload["notification_effect"]
+    assert effect["estimate"] is None and effect["truth"] is None
+    assert effect["reason"].startswith("too few to compare: 0 notified")
+    assert payload["programme"]["feedback_loop"]["uplifts"] == []
+    # Everyone is followed: one re-offence curve (not notified) over every scored offence.
+    curves = payload["programme"]["reoffence"]["groups"]
+    assert list(curves) == ["not notified"] and curves["not notified"]["n"] == len(frame)
+    assert curves["not notified"]["events"] == int(frame["label"].sum())
+    # Monthly counts: by zip adds up to the city, each window tested or saying why not.
+    counts = payload["event_counts"]
+    for kind, city in counts["city"].items():
+        by_zip = np.sum([zips[kind] for zips in counts["by_zip"].values()], axis=0)
+        assert by_zip.tolist() == city
+    assert sum(counts["city"]["incidents"]) > 0
+    assert all(w["judged"] or w["reason"] for w in counts["windows"])
+    assert out_html.read_text().count("<svg") >= 5
 
 
 def test_before_any_outcome_matures_the_report_says_when_and_is_not_ok(
@@ -202,6 +217,8 @@ def test_before_any_outcome_matures_the_report_says_when_and_is_not_ok(
     assert any("has a matured outcome by" in reason for reason in payload["reasons"])
     assert payload["reaudit"] is None and "matured outcome(s)" in payload["reaudit_reason"]
     assert NO_MATURED.split(" ")[0] == "no"
+    assert payload["notification_effect"]["reason"] == NO_MATURED_OUTCOMES
+    assert payload["programme"]["reoffence"]["reason"] == NO_FOLLOW_UP
 
 
 def test_a_version_that_never_served_is_a_clear_error(pipeline, issued, monkeypatch, capsys):
@@ -304,5 +321,21 @@ def test_the_report_opens_in_chromium_and_fetches_nothing(monitored):
         assert rows == len(payload["periods"]) + 1
         gate = page.locator("#reaudit-status").inner_text()
         assert payload["reaudit"]["gate"]["status"] in gate
+        # Programme outcomes: the curves and their table, the comparison's number or its
+        # reason with the assumptions, the feedback loop, the counts and every window tested.
+        curves = payload["programme"]["reoffence"]["groups"]
+        assert page.locator("#reoffence svg").count() == 1
+        assert page.locator("#reoffence-table tr").count() == len(curves) + 1
+        effect = payload["notification_effect"]
+        notification = page.locator("#notification")
+        assert notification.is_visible()
+        if effect["estimate"] is None:
+            assert effect["reason"] in notification.inner_text()
+        assert page.locator("#assumptions li").count() == len(effect["assumptions"])
+        if not payload["programme"]["feedback_loop"]["uplifts"]:
+            assert "Not checked" in page.locator("#feedback").inner_text()
+        counts = payload["event_counts"]
+        assert page.locator("#counts svg").count() == 1
+        assert page.locator("#count-alarms tr").count() == len(counts["windows"]) + 1
         browser.close()
     assert [url for url in requested if not url.startswith("file://")] == []

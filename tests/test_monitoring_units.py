@@ -241,6 +241,9 @@ def test_decisions_in_the_window_mark_notification_call_in_and_override():
     assert out["called_in"].tolist() == [True, False, False]
     assert out["overridden"].tolist() == [True, True, False]
     assert out["override_reason"].tolist() == ["victim asked", "in custody", None]
+    # P3 was called in (notified) before the score: neither a first notification nor a
+    # not-yet-notified comparison for the programme's effect.
+    assert out["notified_before"].tolist() == [False, False, True]
     summary = override_summary(
         out.assign(
             observed=[True, False, False],

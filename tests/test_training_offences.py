@@ -19,7 +19,7 @@ from training.features import (
     model_features,
     persons_table,
 )
-from training.labels import label_index
+from training.labels import first_reoffence, label_index
 from training.lethality import lethality_flags
 from training.offences import assign_offences, index_offences, person_events
 from training.tiers import assign_tiers, possible_dual_arrests
@@ -210,8 +210,14 @@ def test_label_window_custody_extension_recording_and_observation():
         h.add("P", "incident", day, case_ref="C2", recorded=recorded)
         return h
 
-    assert history(custody=True).build()[1].loc[0, "label"] == 1
-    assert history(custody=False).build()[1].loc[0, "label"] == 0
+    by_person, labelled, _ = history(custody=True).build()
+    assert labelled.loc[0, "label"] == 1
+    # The first new offence (for survival curves) is the one that made the label positive.
+    day = pd.Timestamp("2020-01-04") + pd.Timedelta(days=380)
+    assert first_reoffence(labelled, by_person.to_frame()).tolist()[0] == day
+    by_person, labelled, _ = history(custody=False).build()
+    assert labelled.loc[0, "label"] == 0
+    assert first_reoffence(labelled, by_person.to_frame()).isna().all()
     assert history(custody=True, recorded_late=True).build()[1].loc[0, "label"] == 0
     _, labelled, _ = history(custody=False).build(extract="2021-01-01")
     assert not labelled["observed"].any()

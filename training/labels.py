@@ -152,6 +152,18 @@ def label_index(
     out["window_end"] = window_end
     out["horizon"] = out["window_end"] + pd.Timedelta(days=recording_days)
     out["observed"] = out["horizon"] <= extract_date
+    owner, _, _ = _new_offences(out, person_events)
+    positive = np.zeros(len(out), dtype=np.int64)
+    positive[owner] = 1
+    out["label"] = positive
+    return out
+
+
+def _new_offences(
+    labelled: pd.DataFrame, person_events: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """The new offences that make a label positive: (row of ``labelled``, position in the
+    returned candidate events) pairs, candidates sorted by person and date."""
     candidates = person_events[
         person_events["event_type"].isin(LABEL_EVENT_TYPES) & person_events["ipv"]
     ].sort_values(["person_id", "offense_date"], kind="stable")
@@ -159,15 +171,25 @@ def label_index(
     # New offences dated in [as_of, window_end), recorded by the horizon: the window starts
     # where the as-of features stop (offense_date < as_of) and runs for whole days, so a
     # date-only record of the day after the window (midnight) is outside it.
-    lo, hi = dated.ranges(out["person_id"], out["as_of"], out["window_end"])
+    lo, hi = dated.ranges(labelled["person_id"], labelled["as_of"], labelled["window_end"])
     owner, positions = expand(lo, hi)
     hit = (
-        candidates["offence_id"].to_numpy()[positions] != out["offence_id"].to_numpy()[owner]
+        candidates["offence_id"].to_numpy()[positions] != labelled["offence_id"].to_numpy()[owner]
     ) & (
         candidates["recorded_at"].to_numpy(dtype="datetime64[ns]")[positions]
-        <= out["horizon"].to_numpy(dtype="datetime64[ns]")[owner]
+        <= labelled["horizon"].to_numpy(dtype="datetime64[ns]")[owner]
     )
-    positive = np.zeros(len(out), dtype=np.int64)
-    positive[owner[hit]] = 1
-    out["label"] = positive
+    return owner[hit], positions[hit], candidates
+
+
+def first_reoffence(labelled: pd.DataFrame, person_events: pd.DataFrame) -> pd.Series:
+    """The date of the first new offence of each row of :func:`label_index`'s output, by the
+    label's own definition (NaT: none recorded by the data at hand). On rows whose window has
+    not closed it is the first one recorded so far, for survival curves censored at the
+    extract date."""
+    owner, positions, candidates = _new_offences(labelled, person_events)
+    dates = pd.Series(candidates["offense_date"].to_numpy(dtype="datetime64[ns]")[positions])
+    first = dates.groupby(owner).min()
+    out = pd.Series(pd.NaT, index=labelled.index, dtype="datetime64[ns]")
+    out.iloc[first.index.to_numpy()] = first.to_numpy()
     return out
