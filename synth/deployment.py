@@ -2,7 +2,8 @@
 
 The world of :mod:`synth.core` runs on; from the deployment date (``start``) the champion,
 trained on the years before it, scores every IPV offence at its decision date, a month at a
-time, through the scoring core the service uses (:func:`training.scoring.score_index`), and
+time, through the scoring core the service uses (:meth:`training.scoring.RiskScorer.score_offences`,
+which ``score_many`` calls for ``/v1/score``), and
 the scores are kept as the service keeps them (:mod:`training.issued`, ``source`` = api).
 
 Staff decisions follow the generator's own notifications, which carry the true effect
@@ -36,7 +37,7 @@ from training.data import SCORING_MENTIONS, read_history
 from training.features import persons_table
 from training.issued import issued_rows, store_issued
 from training.offences import assign_offences, index_offences, person_events
-from training.scoring import RiskScorer, score_index
+from training.scoring import RiskScorer
 
 MIN_PERSONS = 1000
 # Ten years before the monitored ones, as the shipped sample has for training: fewer leave
@@ -138,20 +139,9 @@ def issue_scores(engine, scorer: RiskScorer, deployment: Deployment) -> pd.DataF
     issued = []
     for first, following in zip(months, [*months[1:], pd.Timestamp(deployment.end)], strict=True):
         month = index.take((as_of >= first) & (as_of < following))
-        n = len(month)
-        if not n:
+        if not len(month):
             continue
-        scored = score_index(
-            scorer.bundle,
-            month,
-            by_person,
-            persons,
-            stamp={
-                "model_name": np.full(n, scorer.model_name, dtype=object),
-                "model_version": np.full(n, scorer.model_version, dtype=object),
-                "linkage_run_id": np.full(n, None, dtype=object),
-            },
-        )
+        scored = scorer.score_offences(month, by_person, persons)
         rows = issued_rows(
             scored,
             features=scorer.bundle.features,

@@ -265,17 +265,9 @@ def deploy(
     return DeploymentResult(config, folder, version, figures, matched)
 
 
-def simulate(
-    workdir: str | Path,
-    *,
-    persons: int,
-    seed: int,
-    drift: str | None = None,
-    override_rate: float = 0.1,
-    base_config: str | Path | None = None,
-    say: Say | None = None,
-) -> dict:
-    """:func:`deploy`, then the monitor on the extract date with the truth filled in.
+def simulate(workdir: str | Path, **settings) -> dict:
+    """:func:`deploy` (``settings``: its keyword arguments), then the monitor on the extract
+    date with the truth filled in.
 
     Returns
     -------
@@ -289,15 +281,7 @@ def simulate(
     from synth.deployment import notification_truth
 
     started = time.perf_counter()
-    result = deploy(
-        workdir,
-        persons=persons,
-        seed=seed,
-        drift=drift,
-        override_rate=override_rate,
-        base_config=base_config,
-        say=say,
-    )
+    result = deploy(workdir, **settings)
     config = result.config
     clock = time.perf_counter()
     with _stores_of(config):
