@@ -94,12 +94,15 @@ def deployment_params(
     Raises
     ------
     IpviError
-        An unknown drift, too few persons, or an override rate outside [0, 1].
+        An unknown drift, too few persons, a negative seed, or an override rate outside
+        [0, 1].
     """
     if drift is not None and drift not in DRIFTS:
         raise IpviError(UNKNOWN_DRIFT.format(name=drift, names=", ".join(DRIFTS)))
     if persons < MIN_PERSONS:
         raise IpviError(TOO_FEW_PERSONS.format(n=persons, minimum=MIN_PERSONS))
+    if seed < 0:
+        raise IpviError(f"--seed must be 0 or more, got {seed}")
     if not 0.0 <= override_rate <= 1.0:
         raise IpviError(f"--override-rate must be between 0 and 1, got {override_rate}")
     base = SynthParams(persons=persons, seed=seed, **{"years": DEPLOYMENT_YEARS, **synth})

@@ -203,6 +203,7 @@ def test_offence_mix_and_new_feed_change_what_they_name():
         (["--drift", "earthquake"], "unknown drift 'earthquake'"),
         (["--persons", "10"], "--persons 10 is too few"),
         (["--override-rate", "1.5"], "--override-rate must be between 0 and 1"),
+        (["--seed", "-3"], "--seed must be 0 or more"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_exit_2(args, message, tmp_path, capsys):
