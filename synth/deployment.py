@@ -32,7 +32,7 @@ import pandas as pd
 from ipvi.columns import Columns
 from ipvi.db import session_scope
 from ipvi.errors import IpviError
-from synth.params import DRIFTS, DriftParams, SynthParams
+from synth.params import DRIFTS, DriftParams, HazardParams, SynthParams
 from training.data import SCORING_MENTIONS, read_history
 from training.features import persons_table
 from training.issued import issued_rows, store_issued
@@ -40,9 +40,13 @@ from training.offences import assign_offences, index_offences, person_events
 from training.scoring import RiskScorer
 
 MIN_PERSONS = 1000
-# Ten years before the monitored ones, as the shipped sample has for training: fewer leave
-# rare inputs (probation violations) constant in the training period of small deployments.
-DEPLOYMENT_YEARS = 13
+# A deployment's world settles into a steady state, as a live system's does: careers end
+# (the hazard falls by half a log-unit a year since the first recorded offence, from a higher
+# start), and the years before the monitored ones let the registry's histories fill in. Without
+# this the generator's careers only accumulate (offences per year triple over 13 years, mean
+# recorded priors go from 0.1 to 3.5), which every drift measure rightly flags.
+DEPLOYMENT_YEARS = 20
+DEPLOYMENT_HAZARD = HazardParams(base_per_year=0.3, career_years=-0.5)
 UNKNOWN_DRIFT = "unknown drift {name!r}: choose one of {names}"
 TOO_FEW_PERSONS = (
     "--persons {n} is too few for a deployment: at least {minimum} (training on the early years "
@@ -105,7 +109,8 @@ def deployment_params(
         raise IpviError(f"--seed must be 0 or more, got {seed}")
     if not 0.0 <= override_rate <= 1.0:
         raise IpviError(f"--override-rate must be between 0 and 1, got {override_rate}")
-    base = SynthParams(persons=persons, seed=seed, **{"years": DEPLOYMENT_YEARS, **synth})
+    defaults = {"years": DEPLOYMENT_YEARS, "hazard": DEPLOYMENT_HAZARD}
+    base = SynthParams(persons=persons, seed=seed, **{**defaults, **synth})
     if not 1 <= monitored_years <= base.years - 3:
         raise IpviError(
             f"--years {base.years} leaves too few years before the {monitored_years} monitored "

@@ -187,6 +187,7 @@ def simulate_careers(
     frailty = rng.gamma(k, 1.0 / k, n)
     severity = rng.lognormal(0.0, 0.5, n)
     t = _minute(entry)
+    first_time = t.copy()
 
     # Prior non-IPV violence: Poisson(Z * mu * L) arrests in the look-back window before entry.
     age_entry = (epoch0 + t - dob) / 365.25
@@ -360,6 +361,7 @@ def simulate_careers(
             + hz.age_per_decade * (age - 30.0) / 10.0
             + hz.young_x_prior * ((age < 25) & (n_prior >= 1))
             + hz.female * female[idx]
+            + hz.career_years * (T - first_time[idx]) / 365.25
         )
         h = np.exp(lin + hz.notified * ever_notified[idx])
         h_flipped = np.exp(lin + hz.notified * flipped)

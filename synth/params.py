@@ -42,6 +42,9 @@ class HazardParams:
     young_x_prior: float = 0.30  # non-additive: under 25 with a prior IPV offence
     female: float = -0.35
     notified: float = -0.35  # notification lowers the hazard
+    # per year since the first recorded IPV offence (desistance; 0 = none, as issue 2's world):
+    # a generated deployment sets it so that careers end and the world settles into a steady state
+    career_years: float = 0.0
     early_factor: float = 1.5
     early_days: float = 90.0
     frailty_shape: float = 6.0  # gamma shape k (rate k): smaller = more unobserved heterogeneity

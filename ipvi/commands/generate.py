@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
         years: int = typer.Option(
             None,
             "--years",
-            help="Length of the extract period, in years (default 10; 13 with --deployment, "
+            help="Length of the extract period, in years (default 10; 20 with --deployment, "
             "whose last 3 are monitored).",
         ),
         seed: int = typer.Option(
