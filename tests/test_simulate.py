@@ -15,6 +15,7 @@ import pytest
 from ipvi.cli import main
 from ipvi.config import load_config
 from synth import DriftParams, SynthParams, simulate, simulate_offending
+from synth.deployment import DEPLOYMENT_HAZARD, DEPLOYMENT_YEARS
 from synth.metrics import calibration_by_decile
 from tests.cli_support import run_ipvi
 
@@ -161,9 +162,13 @@ def test_recording_shift_raises_recorded_reoffences_only_where_it_acts():
 
 
 def test_p_recorded_stays_exact_across_the_drift_day():
-    """Windows that straddle the recording change: the piecewise closed form is calibrated."""
+    """Windows that straddle the recording change, in a deployment's world (careers that end):
+    the piecewise closed form is calibrated."""
     drift = DriftParams("recording_shift", DRIFT_START)
-    cohort = simulate_offending(SynthParams(persons=40_000, seed=8, drift=drift))
+    params = SynthParams(
+        persons=40_000, seed=8, years=DEPLOYMENT_YEARS, hazard=DEPLOYMENT_HAZARD, drift=drift
+    )
+    cohort = simulate_offending(params)
     off = cohort.careers.offences
     day = (pd.Timestamp(DRIFT_START) - pd.Timestamp("1970-01-01")).days - cohort.epoch0
     straddle = (off["decision_time"] > day - 365) & (off["decision_time"] < day)
