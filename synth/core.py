@@ -120,6 +120,27 @@ def shifted_neighbourhoods(
     return shifted
 
 
+def shifted_entries(
+    params: SynthParams, entry: np.ndarray, moved: np.ndarray, day: float, end_day: float
+) -> np.ndarray:
+    """A career's first offence is a recorded one too: under ``recording_shift`` the offenders
+    living in the shifted neighbourhoods (``moved``) have their first recorded offence
+    ``recording_factor`` times as often per day from the drift ``day`` as before it (their
+    entries redrawn from that piecewise-uniform density; the number of offenders stays).
+    Entry times carry no information about frailty, so the closed form is untouched."""
+    drift = params.drift
+    if drift is None or drift.name != "recording_shift" or not moved.any():
+        return entry
+    rng = np.random.default_rng([params.seed, 21])
+    last = end_day - 1.0
+    before, after = day, drift.recording_factor * (last - day)
+    u = rng.random(int(moved.sum())) * (before + after)
+    redrawn = np.where(u < before, u, day + (u - before) / drift.recording_factor)
+    out = entry.copy()
+    out[moved] = redrawn
+    return out
+
+
 def drift_day(params: SynthParams, epoch0: int) -> float:
     """The drift's start in days since day 0 of the extract period (inf: no drift)."""
     if params.drift is None:
@@ -154,9 +175,9 @@ def simulate_offending(params: SynthParams, progress: Progress | None = None) ->
         return pick_slot(people, "nb", idx, address_slot(people, idx, day))
 
     on_drift_day = np.full(n, min(drift_day(params, epoch0), end_day - 1.0))
-    shifted = shifted_neighbourhoods(
-        params, neighbourhood_at(np.arange(n), on_drift_day), len(nbs.zip)
-    )
+    home = neighbourhood_at(np.arange(n), on_drift_day)
+    shifted = shifted_neighbourhoods(params, home, len(nbs.zip))
+    entry = shifted_entries(params, entry, shifted[home], on_drift_day[0], end_day)
     say("simulating careers", 0.0)
     careers = simulate_careers(
         rng_sim,

@@ -100,7 +100,8 @@ class NoiseParams:
 # period unless given). README "Watching the live model" lists them too.
 DRIFTS = {
     "recording_shift": "a recording-policy change: offences in the neighbourhoods that hold about "
-    "a fifth of the offenders are recorded 30 % more often (probability x 1.3, at most 0.99)",
+    "a fifth of the offenders are recorded 30 % more often (probability x 1.3, at most 0.99), "
+    "and their first recorded offences come 1.3 times as often per day",
     "new_feed": "a new police records feed: dates of birth, SSN-4 and phones missing far more "
     "often and the incident flags (weapon, strangulation, injury, threat, children) often blank",
     "offence_mix": "a change in the offence mix: strangulation x 2, weapons x 1.8, threats to "
