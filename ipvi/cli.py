@@ -46,6 +46,7 @@ def _root(
 
 for module in (generate, ingest, linkage, training, fairness, serving, monitoring, demo):
     module.register(app)
+generate.register_simulate(app)
 
 
 def main(argv: list[str] | None = None) -> int:

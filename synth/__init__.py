@@ -14,9 +14,11 @@ from synth.core import (
     simulate,
     simulate_offending,
 )
-from synth.params import SynthParams
+from synth.params import DRIFTS, DriftParams, SynthParams
 
 __all__ = [
+    "DRIFTS",
+    "DriftParams",
     "TRUTH_DIR",
     "TRUTH_FILES",
     "Cohort",

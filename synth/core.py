@@ -20,10 +20,10 @@ import pandas as pd
 from ipvi.errors import IpviError
 from synth import extracts as ex
 from synth import malformed
-from synth.events import build_rows
+from synth.events import FLAG_COLUMNS, build_rows
 from synth.metrics import exact_match_quality, roc_auc
 from synth.offending import Careers, simulate_careers
-from synth.params import SynthParams
+from synth.params import DRIFTS, SynthParams
 from synth.population import (
     GROUP_SHARES,
     GROUPS,
@@ -43,6 +43,7 @@ TRUTH_FILES = {
     "index_offences": "index_offences.csv",
     "malformed": "malformed_rows.csv",
     "summary": "summary.json",
+    "drift": "drift.json",
 }
 Progress = Callable[[str, float], None]
 
@@ -59,6 +60,7 @@ class World:
     nbs: Neighbourhoods
     careers: Careers
     rows: pd.DataFrame  # mentions, with identifiers (noisy) and raw ids
+    shifted: np.ndarray  # bool per neighbourhood: recording changed by the drift
 
 
 def _check(params: SynthParams) -> None:
@@ -68,6 +70,10 @@ def _check(params: SynthParams) -> None:
         "label_bias": 0.0 <= params.label_bias <= 3.0,
         "segregation": 0.0 <= params.segregation <= 1.0,
     }
+    if params.drift is not None:
+        drift = params.drift
+        start = params.extract_date.replace(year=params.extract_date.year - params.years)
+        problems["drift"] = drift.name in DRIFTS and start < drift.start < params.extract_date
     bad = [name for name, ok in problems.items() if not ok]
     if bad:
         raise IpviError(
@@ -87,11 +93,59 @@ class Cohort:
     female: np.ndarray
     group: np.ndarray
     careers: Careers
+    shifted: np.ndarray
 
 
 def _seeds(seed: int) -> list[np.random.Generator]:
     """Independent streams per stage, so each stage's draws do not shift the others'."""
     return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(9)]
+
+
+def shifted_neighbourhoods(
+    params: SynthParams, neighbourhood: np.ndarray, n_neighbourhoods: int
+) -> np.ndarray:
+    """The neighbourhoods whose recording ``recording_shift`` changes: taken in a random order
+    (fixed by the seed) until they hold ``recording_share`` of the offenders (by their address
+    on the drift day, ``neighbourhood``). None without that drift."""
+    shifted = np.zeros(n_neighbourhoods, dtype=bool)
+    drift = params.drift
+    if drift is None or drift.name != "recording_shift":
+        return shifted
+    share = np.bincount(neighbourhood, minlength=n_neighbourhoods) / max(len(neighbourhood), 1)
+    order = np.random.default_rng([params.seed, 18]).permutation(n_neighbourhoods)
+    taken = np.cumsum(share[order])
+    # the first k whose total is nearest the target share
+    k = int(np.argmin(np.abs(taken - drift.recording_share))) + 1
+    shifted[order[:k]] = True
+    return shifted
+
+
+def shifted_entries(
+    params: SynthParams, entry: np.ndarray, moved: np.ndarray, day: float, end_day: float
+) -> np.ndarray:
+    """A career's first offence is a recorded one too: under ``recording_shift`` the offenders
+    living in the shifted neighbourhoods (``moved``) have their first recorded offence
+    ``recording_factor`` times as often per day from the drift ``day`` as before it (their
+    entries redrawn from that piecewise-uniform density; the number of offenders stays).
+    Entry times carry no information about frailty, so the closed form is untouched."""
+    drift = params.drift
+    if drift is None or drift.name != "recording_shift" or not moved.any():
+        return entry
+    rng = np.random.default_rng([params.seed, 21])
+    last = end_day - 1.0
+    before, after = day, drift.recording_factor * (last - day)
+    u = rng.random(int(moved.sum())) * (before + after)
+    redrawn = np.where(u < before, u, day + (u - before) / drift.recording_factor)
+    out = entry.copy()
+    out[moved] = redrawn
+    return out
+
+
+def drift_day(params: SynthParams, epoch0: int) -> float:
+    """The drift's start in days since day 0 of the extract period (inf: no drift)."""
+    if params.drift is None:
+        return np.inf
+    return float((params.drift.start - dt.date(1970, 1, 1)).days - epoch0)
 
 
 def simulate_offending(params: SynthParams, progress: Progress | None = None) -> Cohort:
@@ -120,6 +174,10 @@ def simulate_offending(params: SynthParams, progress: Progress | None = None) ->
     def neighbourhood_at(idx: np.ndarray, day: np.ndarray) -> np.ndarray:
         return pick_slot(people, "nb", idx, address_slot(people, idx, day))
 
+    on_drift_day = np.full(n, min(drift_day(params, epoch0), end_day - 1.0))
+    home = neighbourhood_at(np.arange(n), on_drift_day)
+    shifted = shifted_neighbourhoods(params, home, len(nbs.zip))
+    entry = shifted_entries(params, entry, shifted[home], on_drift_day[0], end_day)
     say("simulating careers", 0.0)
     careers = simulate_careers(
         rng_sim,
@@ -131,9 +189,10 @@ def simulate_offending(params: SynthParams, progress: Progress | None = None) ->
         epoch0=epoch0,
         end_day=end_day,
         params=params,
+        shifted=shifted,
         progress=lambda f: say("simulating careers", f),
     )
-    return Cohort(epoch0, end_day, nbs, people, female, group, careers)
+    return Cohort(epoch0, end_day, nbs, people, female, group, careers, shifted)
 
 
 def simulate(params: SynthParams, progress: Progress | None = None) -> World:
@@ -203,7 +262,23 @@ def simulate(params: SynthParams, progress: Progress | None = None) -> World:
     rows["case_ref"] = refs
     rows["noise"] = rows["noise"].to_numpy() | id_bits | case_bits
     rows = _assign_raw_ids(rng_ids, rows)
-    return World(params, epoch0, end_day, people, n, nbs, careers, rows)
+    if params.drift is not None and params.drift.name == "new_feed":
+        _new_feed(params, rows, drift_day(params, epoch0))
+    return World(params, epoch0, end_day, people, n, nbs, careers, rows, cohort.shifted)
+
+
+def _new_feed(params: SynthParams, rows: pd.DataFrame, day: float) -> None:
+    """The drift ``new_feed``: the agency's rows recorded from ``day`` on come from a new feed
+    that leaves identifiers and incident flags blank far more often (in place)."""
+    drift = params.drift
+    rng = np.random.default_rng([params.seed, 19])
+    new = ((rows["agency"] == drift.feed_agency) & (rows["rec"] >= day)).to_numpy()
+    u = rng.random((len(rows), 2))
+    rows.loc[new & (u[:, 0] < drift.feed_dob_missing), "dob"] = -1
+    rows.loc[new, ["ssn4", "phone"]] = -1
+    blank = new & (u[:, 1] < drift.feed_flag_missing)
+    for flag in FLAG_COLUMNS:
+        rows.loc[blank, flag] = -1
 
 
 def _assign_raw_ids(rng: np.random.Generator, rows: pd.DataFrame) -> pd.DataFrame:
@@ -351,6 +426,8 @@ def generate(
         _write_csv(frame, out / mapping.file, quoted=quoted)
     say("writing truth", 0.0)
     _write_truth(world, out / TRUTH_DIR, prefixes, pd.concat(bad_rows, ignore_index=True))
+    if params.drift is not None:
+        _write_drift(world, out / TRUTH_DIR)
     summary = summarise(world, config)
     summary["malformed_rows"] = int(sum(len(b) for b in bad_rows))
     summary["parameters"] = json.loads(json.dumps(asdict(params), default=str))
@@ -421,14 +498,35 @@ def _dual_arrest_index(world: World, event_id: np.ndarray) -> pd.DataFrame:
             "notified": False,
             "p_recorded": 0.0,
             "p_true": 0.0,
+            "p_recorded_if_flipped": 0.0,
+            "p_recorded_if_flipped_hazard": 0.0,
+            "p_true_if_flipped": 0.0,
             "label_recorded": False,
             "true_reoffense": False,
             "window_end": day[2 * k :],
             "window_observed": window_end + world.params.horizon_grace_days <= world.end_day,
             "zip": "",
+            "neighbourhood": -1,
             "recording_probability": np.nan,
+            "recording_probability_after_drift": np.nan,
             "index_kind": "dual_arrest_victim",
         }
+    )
+
+
+def _write_drift(world: World, folder: Path) -> None:
+    """``truth/drift.json``: the drift injected, its parameters and where it acts."""
+    drift = world.params.drift
+    payload = {
+        "name": drift.name,
+        "description": DRIFTS[drift.name],
+        "start": drift.start.isoformat(),
+        "parameters": json.loads(json.dumps(asdict(drift), default=str)),
+        "neighbourhoods": np.flatnonzero(world.shifted).tolist(),
+        "zips": sorted(world.nbs.zip[world.shifted].tolist()),
+    }
+    (folder / TRUTH_FILES["drift"]).write_text(
+        json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8"
     )
 
 
@@ -509,12 +607,19 @@ def _write_truth(world: World, folder: Path, prefixes: dict[str, str], bad: pd.D
             "notified": shown["notified"].to_numpy(),
             "p_recorded": shown["p_recorded"].round(6).to_numpy(),
             "p_true": shown["p_true"].round(6).to_numpy(),
+            "p_recorded_if_flipped": shown["p_recorded_if_flipped"].round(6).to_numpy(),
+            "p_recorded_if_flipped_hazard": shown["p_recorded_if_flipped_hazard"]
+            .round(6)
+            .to_numpy(),
+            "p_true_if_flipped": shown["p_true_if_flipped"].round(6).to_numpy(),
             "label_recorded": shown["label"].to_numpy(),
             "true_reoffense": shown["true_reoffense"].to_numpy(),
             "window_end": day(shown["window_end"].to_numpy()),
             "window_observed": shown["observed"].to_numpy(),
             "zip": world.nbs.zip[shown["neighbourhood"].to_numpy()],
+            "neighbourhood": shown["neighbourhood"].to_numpy(),
             "recording_probability": shown["r"].round(6).to_numpy(),
+            "recording_probability_after_drift": shown["r_after_drift"].round(6).to_numpy(),
             "index_kind": "offender",
         }
     )

@@ -19,10 +19,22 @@ Hence, given the records as of ``T_j``, ``Z ~ Gamma(a_j, b_j)`` with
 ``p_recorded = 1 - (b_j / (b_j + r_j h_j G(W))) ** a_j``, where ``G`` integrates ``g``.
 Every record an offence produces is either entered at once (a call for service, an arrest)
 or at most 89 days late, so "recorded by 90 days after the window's end" always holds.
+
+An injected drift (``params.drift``) keeps the form exact. A recording shift multiplies ``r``
+from a calendar day ``D`` on in some neighbourhoods: with ``s_D`` the liberty days from ``T_j``
+to ``D``, the recorded exposure ``r_j G(s)`` becomes ``r_j G(s)`` up to ``s_D`` and
+``r_j G(s_D) + r'_j (G(s) - G(s_D))`` after it (:func:`recorded_exposure`). An offence-mix
+change alters how often offences carry each flag from ``D`` on, before the state is read.
+
+Each offence also keeps its counterfactual: ``p_recorded_if_flipped`` is the probability with
+this offence's notification flipped (notified <-> not; an earlier notification stays), and
+``p_recorded_if_flipped_hazard`` flips only the hazard's notification term (recording as if
+flipped is left out): the truth of the notification effect and its offending and recording parts.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,6 +62,52 @@ def early_integral(s: np.ndarray, factor: float, days: float) -> np.ndarray:
 def early_inverse(x: np.ndarray, factor: float, days: float) -> np.ndarray:
     """Inverse of :func:`early_integral`."""
     return np.where(x <= factor * days, x / factor, x - (factor - 1.0) * days)
+
+
+def liberty_between(
+    start: np.ndarray, stop: np.ndarray, spell_start: np.ndarray, spell_end: np.ndarray
+) -> np.ndarray:
+    """Liberty days between ``start`` and ``stop`` (0 when ``stop <= start``), custody spells
+    (as in :func:`calendar_after`) not counted: the inverse of :func:`calendar_after`."""
+    order = np.argsort(spell_start, axis=1)
+    starts = np.take_along_axis(spell_start, order, axis=1)
+    ends = np.take_along_axis(spell_end, order, axis=1)
+    t = np.minimum(start.astype(float), stop)
+    free = np.zeros(len(t))
+    for k in range(starts.shape[1]):
+        s, e = starts[:, k], ends[:, k]
+        ahead = np.isfinite(s) & (e > t) & (t < stop)
+        free += np.where(ahead, np.maximum(np.minimum(s, stop) - t, 0.0), 0.0)
+        t = np.where(ahead, np.maximum(t, np.minimum(e, stop)), t)
+    return free + np.maximum(stop - t, 0.0)
+
+
+def recorded_exposure(
+    r_before: np.ndarray, r_after: np.ndarray, h: np.ndarray, G: np.ndarray, G_D: np.ndarray
+) -> np.ndarray:
+    """``h`` times the recorded exposure over ``G`` (integrated early-liberty factor): recording
+    ``r_before`` up to ``G_D`` (the drift day's, ``inf`` when none), ``r_after`` beyond."""
+    with np.errstate(invalid="ignore"):
+        shifted = h * (r_before * G_D + r_after * (G - G_D))
+    return np.where(G <= G_D, r_before * h * G, shifted)
+
+
+def first_recorded(
+    e: np.ndarray,
+    r_before: np.ndarray,
+    r_after: np.ndarray,
+    z: np.ndarray,
+    h: np.ndarray,
+    G_D: np.ndarray,
+    hz,
+) -> np.ndarray:
+    """Liberty time of the first offence recorded with probability ``r_before`` then
+    ``r_after`` (past ``G_D``), given a unit exponential draw ``e``, frailty ``z`` and hazard
+    ``h``."""
+    before = e / (z * r_before * h)
+    with np.errstate(invalid="ignore"):
+        after = G_D + (e / (z * h) - r_before * G_D) / r_after
+    return early_inverse(np.where(before <= G_D, before, after), hz.early_factor, hz.early_days)
 
 
 def calendar_after(
@@ -95,6 +153,7 @@ def simulate_careers(
     epoch0: int,
     end_day: float,
     params: SynthParams,
+    shifted: np.ndarray | None = None,
     progress=None,
 ) -> Careers:
     """Simulate every offender's recorded IPV offences, their consequences and labels.
@@ -109,7 +168,8 @@ def simulate_careers(
     presence : police presence per neighbourhood (standardised)
     epoch0 : day number (since 1970-01-01) of day 0 of the extract period
     end_day : the extract date, in days since day 0
-    params : all generation parameters
+    params : all generation parameters (``params.drift``: the drift injected, if any)
+    shifted : bool per neighbourhood, whose recording the drift ``recording_shift`` changes
     progress : optional callable(fraction) for a progress bar
     """
     hz, rec = params.hazard, params.recording
@@ -118,9 +178,16 @@ def simulate_careers(
     W = params.window_days
     lag = params.decision_lag_days
     G_W = early_integral(np.array(W), hz.early_factor, hz.early_days)
+    drift = params.drift
+    drift_day = (
+        np.inf if drift is None else float((drift.start - dt.date(1970, 1, 1)).days - epoch0)
+    )
+    mix = drift is not None and drift.name == "offence_mix"
+    recording_shift = drift is not None and drift.name == "recording_shift"
     frailty = rng.gamma(k, 1.0 / k, n)
     severity = rng.lognormal(0.0, 0.5, n)
     t = _minute(entry)
+    first_time = t.copy()
 
     # Prior non-IPV violence: Poisson(Z * mu * L) arrests in the look-back window before entry.
     age_entry = (epoch0 + t - dob) / 365.25
@@ -177,6 +244,18 @@ def simulate_careers(
         weapon = u[:, 2] < np.minimum(0.11 * sev, 0.9)
         threat = u[:, 3] < np.minimum(0.12 * sev, 0.9)
         injury = u[:, 4] < 0.35
+        if mix:
+            changed = tj >= drift_day
+            strang = np.where(
+                changed, u[:, 1] < np.minimum(0.09 * drift.mix_strangulation * sev, 0.9), strang
+            )
+            weapon = np.where(
+                changed, u[:, 2] < np.minimum(0.11 * drift.mix_weapon * sev, 0.9), weapon
+            )
+            threat = np.where(
+                changed, u[:, 3] < np.minimum(0.12 * drift.mix_threat * sev, 0.9), threat
+            )
+            injury = np.where(changed, u[:, 4] < 0.35 * drift.mix_injury, injury)
         children = u[:, 5] < 0.3
         cfs = u[:, 6] < 0.35
         late = cfs & (u[:, 7] < 0.143)
@@ -260,7 +339,10 @@ def simulate_careers(
         tier = np.select([tier_a, tier_b, charged_now | (prior_charges >= 1)], ["A", "B", "C"], "D")
         notified = (tier_a | tier_b) & (u2[:, 5] < 0.7)
         notif_time = _minute(tj + 1.0 + 0.95 * u2[:, 6])
+        notified_before = ever_notified[idx].copy()
         ever_notified[idx] |= notified
+        # The counterfactual: this offence's notification flipped (an earlier one stays).
+        flipped = notified_before | ~notified
         age = (epoch0 + T - dob[idx]) / 365.25
         lin = (
             np.log(hz.base_per_year / 365.0)
@@ -279,26 +361,16 @@ def simulate_careers(
             + hz.age_per_decade * (age - 30.0) / 10.0
             + hz.young_x_prior * ((age < 25) & (n_prior >= 1))
             + hz.female * female[idx]
-            + hz.notified * ever_notified[idx]
+            + hz.career_years * (T - first_time[idx]) / 365.25
         )
-        h = np.exp(lin)
+        h = np.exp(lin + hz.notified * ever_notified[idx])
+        h_flipped = np.exp(lin + hz.notified * flipped)
         nb = neighbourhood_at(idx, tj)
-        logit_r = (
-            np.log(rec.base / (1 - rec.base))
-            + params.label_bias * presence[nb]
-            + rec.notified_logit * ever_notified[idx]
-        )
-        r = _sigmoid(logit_r)
+        logit_base = np.log(rec.base / (1 - rec.base)) + params.label_bias * presence[nb]
+        r = _sigmoid(logit_base + rec.notified_logit * ever_notified[idx])
+        r_flipped = _sigmoid(logit_base + rec.notified_logit * flipped)
         a = a_base[idx] + n_prior
         b = b_cum[idx]
-        p_rec = 1.0 - (b / (b + r * h * G_W)) ** a
-        p_true = 1.0 - (b / (b + h * G_W)) ** a
-
-        z = frailty[idx]
-        s_rec = early_inverse(rng.exponential(1.0, m) / (z * r * h), hz.early_factor, hz.early_days)
-        s_unrec = early_inverse(
-            rng.exponential(1.0, m) / (z * (1 - r) * h), hz.early_factor, hz.early_days
-        )
 
         new_s = np.stack(
             [
@@ -318,8 +390,35 @@ def simulate_careers(
         )
         all_spells.append((np.repeat(idx, 3), new_s.ravel(), new_e.ravel()))
         open_s, open_e = _add_spells(open_s, open_e, idx, new_s, new_e, T)
+
+        # Recording from the drift day on (G_D: the early-liberty integral up to it).
+        G_D = np.full(m, np.inf)
+        r_after, r_flipped_after = r, r_flipped
+        if recording_shift:
+            moved = shifted[nb]
+            s_D = liberty_between(
+                T[moved], np.full(moved.sum(), drift_day), open_s[idx][moved], open_e[idx][moved]
+            )
+            G_D[moved] = early_integral(s_D, hz.early_factor, hz.early_days)
+            factor = np.where(moved, drift.recording_factor, 1.0)
+            r_after = np.minimum(r * factor, 0.99)
+            r_flipped_after = np.minimum(r_flipped * factor, 0.99)
+        exposure = recorded_exposure(r, r_after, h, G_W, G_D)
+        p_rec = 1.0 - (b / (b + exposure)) ** a
+        p_flipped = (
+            1.0
+            - (b / (b + recorded_exposure(r_flipped, r_flipped_after, h_flipped, G_W, G_D))) ** a
+        )
+        p_flipped_hazard = 1.0 - (b / (b + recorded_exposure(r, r_after, h_flipped, G_W, G_D))) ** a
+        p_true = 1.0 - (b / (b + h * G_W)) ** a
+        p_true_flipped = 1.0 - (b / (b + h_flipped * G_W)) ** a
+
+        z = frailty[idx]
+        s_rec = first_recorded(rng.exponential(1.0, m), r, r_after, z, h, G_D, hz)
+        s_unrec = first_recorded(rng.exponential(1.0, m), 1 - r, 1 - r_after, z, h, G_D, hz)
         t_next = _minute(calendar_after(T, s_rec, open_s[idx], open_e[idx]))
-        b_cum[idx] = b + r * h * early_integral(s_rec, hz.early_factor, hz.early_days)
+        G_rec = early_integral(s_rec, hz.early_factor, hz.early_days)
+        b_cum[idx] = b + recorded_exposure(r, r_after, h, G_rec, G_D)
         prev_t[idx] = tj
         t[idx] = t_next
         alive[idx] = t_next < end_day
@@ -371,6 +470,10 @@ def simulate_careers(
             "post_rate": b,
             "p_recorded": p_rec,
             "p_true": p_true,
+            "p_recorded_if_flipped": p_flipped,
+            "p_recorded_if_flipped_hazard": p_flipped_hazard,
+            "p_true_if_flipped": p_true_flipped,
+            "r_after_drift": r_after,
             "label": s_rec <= W,
             "true_reoffense": np.minimum(s_rec, s_unrec) <= W,
         }

@@ -42,6 +42,9 @@ class HazardParams:
     young_x_prior: float = 0.30  # non-additive: under 25 with a prior IPV offence
     female: float = -0.35
     notified: float = -0.35  # notification lowers the hazard
+    # per year since the first recorded IPV offence (desistance; 0 = none, as issue 2's world):
+    # a generated deployment sets it so that careers end and the world settles into a steady state
+    career_years: float = 0.0
     early_factor: float = 1.5
     early_days: float = 90.0
     frailty_shape: float = 6.0  # gamma shape k (rate k): smaller = more unobserved heterogeneity
@@ -92,6 +95,37 @@ class NoiseParams:
     malformed_share: float = 0.004
 
 
+# The drifts a generated deployment can inject (``ipvi generate --deployment --drift NAME``,
+# ``ipvi simulate --drift NAME``), each from ``DriftParams.start`` (the start of the monitored
+# period unless given). README "Watching the live model" lists them too.
+DRIFTS = {
+    "recording_shift": "a recording-policy change: offences in the neighbourhoods that hold about "
+    "a fifth of the offenders are recorded 30 % more often (probability x 1.3, at most 0.99), "
+    "and their first recorded offences come 1.3 times as often per day",
+    "new_feed": "a new police records feed: dates of birth, SSN-4 and phones missing far more "
+    "often and the incident flags (weapon, strangulation, injury, threat, children) often blank",
+    "offence_mix": "a change in the offence mix: strangulation x 2, weapons x 1.8, threats to "
+    "kill x 1.5 and injuries x 1.4 as often as before",
+}
+
+
+@dataclass(frozen=True)
+class DriftParams:
+    """One injected drift (:data:`DRIFTS`) and its size, from ``start`` on."""
+
+    name: str
+    start: dt.date
+    recording_factor: float = 1.3
+    recording_share: float = 0.2  # share of offenders living in the shifted neighbourhoods
+    feed_agency: str = "police"
+    feed_dob_missing: float = 0.45
+    feed_flag_missing: float = 0.5
+    mix_strangulation: float = 2.0
+    mix_weapon: float = 1.8
+    mix_threat: float = 1.5
+    mix_injury: float = 1.4
+
+
 @dataclass(frozen=True)
 class SynthParams:
     """Everything ``generate`` needs; the CLI sets the first few, the rest keep their defaults."""
@@ -108,3 +142,4 @@ class SynthParams:
     hazard: HazardParams = HazardParams()
     recording: RecordingParams = RecordingParams()
     noise: NoiseParams = NoiseParams()
+    drift: DriftParams | None = None

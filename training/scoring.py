@@ -250,17 +250,36 @@ class RiskScorer:
         )
         if not len(index):
             return Columns()
+        return self.score_offences(
+            index,
+            by_person,
+            persons_table(mentions, crosswalk),
+            linkage_run_id=_linkage_run(crosswalk, index["person_id"]),
+        )
+
+    def score_offences(
+        self,
+        index: Columns,
+        events_by_person: Columns,
+        persons: Columns | None,
+        *,
+        linkage_run_id: np.ndarray | None = None,
+    ) -> Columns:
+        """Score index offences each as of its own ``as_of`` (:func:`score_index`), stamped
+        with this version (and the linkage run of each person, when known)."""
         n = len(index)
         return score_index(
             self.bundle,
             index,
-            by_person,
-            persons_table(mentions, crosswalk),
+            events_by_person,
+            persons,
             stamp={
                 "model_name": np.full(n, self.model_name, dtype=object),
                 "model_version": np.full(n, self.model_version, dtype=object),
                 "mlflow_run_id": np.full(n, self.mlflow_run_id, dtype=object),
-                "linkage_run_id": _linkage_run(crosswalk, index["person_id"]),
+                "linkage_run_id": np.full(n, None, dtype=object)
+                if linkage_run_id is None
+                else linkage_run_id,
             },
         )
 
