@@ -105,7 +105,7 @@ def score_on_spark(
     scored.write.parquet(str(folder))
     parts = [pickle.loads(payload) for payload in read_parquet(folder).get("payload", [])]
     out = _concat(parts)
-    report(f"spark: score {len(out)} persons {time.perf_counter() - start:.1f} s")
+    report(f"spark: score {time.perf_counter() - start:.1f} s")
     if not len(out):
         return out
     return out.take(np.argsort(np.asarray(out["person_id"], dtype=str), kind="stable"))
