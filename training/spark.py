@@ -98,7 +98,8 @@ def score_on_spark(
         scored = _score_group(
             key[0], group_events, group_links, str(bundle_dir), stamp, names, as_of
         )
-        return pd.DataFrame({"payload": [pickle.dumps(scored)] if len(scored) else []})
+        payload = [pickle.dumps(scored)] if len(scored) else []
+        return pd.DataFrame({"payload": pd.Series(payload, dtype=object)})
 
     scored = histories.applyInPandas(score_group, "payload binary")
     folder = work_dir / "scores"
