@@ -169,6 +169,10 @@ def _histories(session, work_dir: Path, events: Columns, mentions: Columns, cros
         .join(links, "record_id")
         .join(group_mentions.select("group", "record_id"), ["group", "record_id"], "left_anti")
     )
+    # A victim's crosswalk row has no mention: its dates are NaT, so the column stays int64
+    # (a null would make pandas read the whole column as float).
+    for name in (n for n in mentions.columns if mentions[n].dtype.kind == "M"):
+        victims = victims.withColumn(name, F.lit(np.iinfo(np.int64).min))
     group_links = group_mentions.unionByName(victims, allowMissingColumns=True)
     return group_events.groupBy("group").cogroup(group_links.groupBy("group"))
 
