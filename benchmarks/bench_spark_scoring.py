@@ -8,7 +8,7 @@ stages, the peak RSS of the command's whole process tree (``bench_spark.measured
 persons scored, and for Spark the ratio to the local engine's wall time and whether it wrote
 the same tier list (byte for byte) and the same score rows.
 
-    .venv/bin/python benchmarks/bench_spark_scoring.py [--quick] [--persons 50000]
+    .venv/bin/python benchmarks/bench_spark_scoring.py [--quick] [--persons 20000]
         [--master local[2]]
 """
 
@@ -35,7 +35,7 @@ from bench_spark import DRIVER_MEMORY, IPVI, measured, spark_stages  # noqa: E40
 from synth.champion import toy_champion  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-PERSONS = 50_000
+PERSONS = 20_000
 QUICK_PERSONS = 3_000
 # What a score row is, without when it was written.
 SCORE_ROWS = (
