@@ -186,7 +186,8 @@ class LinkageAccuracyConfig(StrictModel):
 class LinkageConfig(StrictModel):
     """Comparisons, blocking rules and thresholds of the linker (linkage.settings reads it)."""
 
-    # Where the pair-heavy steps run: this process, or Apache Spark (the `spark` section).
+    # Where the pair-heavy steps (and `ipvi score --all`) run: this process, or Apache Spark
+    # (the `spark` section).
     engine: Literal["local", "spark"] = "local"
     comparisons: list[LinkageComparison] = Field(default_factory=list)
     blocking_rules: list[list[str]] | Literal["auto"] = "auto"

@@ -105,3 +105,17 @@ def pipeline_server(pipeline):
             assert time.monotonic() < deadline, process.tail()
             time.sleep(1)
         yield process
+
+
+# --------------------------------------------------------------------------- Spark
+
+
+@pytest.fixture(scope="session")
+def spark_cluster(tmp_path_factory):
+    """A standalone Spark master and worker on loopback (:mod:`tests.spark_support`), shared by
+    the Spark tests of every module: starting one takes tens of seconds."""
+    from tests.spark_support import start_cluster
+
+    started = start_cluster(tmp_path_factory.mktemp("spark-cluster"))
+    yield started
+    started.stop()

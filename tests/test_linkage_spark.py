@@ -28,7 +28,7 @@ from ipvi.config import config_from_dict, default_config_dict
 from ipvi.errors import ConfigError
 from linkage.spark.session import JAVA_MISSING, JOB_FAILED, MASTER_UNREACHABLE
 from tests.cli_support import run_ipvi
-from tests.spark_support import cluster_conf, free_port, kill, start_cluster
+from tests.spark_support import cluster_conf, free_port, kill
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data_samples"
 
@@ -107,13 +107,6 @@ def sample_registry(tmp_path_factory):
     return _registry(tmp_path_factory.mktemp("spark") / "sample", SAMPLE)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    started = start_cluster(tmp_path_factory.mktemp("spark-cluster"))
-    yield started
-    started.stop()
-
-
 def test_engine_and_spark_settings_are_validated():
     config = default_config_dict()
     for section, key, value, where in [
@@ -130,12 +123,13 @@ def test_engine_and_spark_settings_are_validated():
 
 @pytest.mark.slow
 def test_the_sample_on_a_standalone_cluster_gives_the_local_crosswalk(
-    sample_registry, cluster, tmp_path
+    sample_registry, spark_cluster, tmp_path
 ):
     """`ipvi link --engine spark` through spark://127.0.0.1:PORT, its executor killed once the
     first stage is done: the lost tasks run again on the executor the worker starts in its
     place, and the run gives the local engine's clusters (no id merged, split or minted), the
     same confidences and the same review queue."""
+    cluster = spark_cluster
     local = _state(sample_registry["folder"])
     copy = _copy(sample_registry, tmp_path / "run", cluster_conf(cluster.master_url))
     launched = (cluster.folder / "worker.log").read_text().count("Asked to launch executor")

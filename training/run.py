@@ -10,6 +10,8 @@ changes since the last one; :func:`rewrite_tier_lists` rebuilds the lists a purg
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from ipvi.errors import IpviError
 from ipvi.purge import whole_identifiers
 from ipvi.site_key import SiteKey
 from ipvi.tables.training import scores, tier_lists
+from linkage.engine import ENGINES
 from training.data import SCORING_MENTIONS, load_history, load_truth, read_history
 from training.issued import write_issued
 from training.pipeline import train
@@ -31,6 +34,8 @@ from training.review_priority import prioritise_review_pairs
 from training.scoring import RiskScorer
 from training.store import write_run, write_scores
 from training.tier_list import LIST_SOURCE_COLUMNS, build_list, write_list
+
+logger = logging.getLogger(__name__)
 
 
 def run_params(config: Config) -> dict:
@@ -91,13 +96,40 @@ def score_all(
     *,
     as_of: str,
     alias_or_version: str = "champion",
+    engine_name: str | None = None,
+    report: Callable[[str], None] = logger.info,
 ) -> dict:
-    """Score every person with an IPV offence known at ``as_of`` and write the tier list."""
+    """Score every person with an IPV offence known at ``as_of`` and write the tier list.
+
+    ``engine_name`` (``local`` or ``spark``; default ``linkage.engine``) says where the
+    features and scores are computed: here, or by the same code in Spark executors
+    (:mod:`training.spark`, in the session of ``config.spark``; ``report`` receives its
+    progress). Both give the same scores, and what is written is the same.
+    """
+    engine_name = engine_name or config.linkage.engine
+    if engine_name not in ENGINES:
+        raise ValueError(f"unknown engine {engine_name!r}: give one of {', '.join(ENGINES)}")
     scorer = RiskScorer.from_registry(
         config.tracking_uri, config.mlflow.model_name, alias_or_version
     )
     events, mentions, crosswalk = read_history(engine, mention_columns=SCORING_MENTIONS)
-    scored = scorer.score_many(events, mentions, crosswalk, as_of=pd.Timestamp(as_of))
+    if engine_name == "spark":
+        from linkage.spark.session import spark_session
+        from training.spark import score_on_spark
+
+        with spark_session(config.spark, report) as (session, work_dir):
+            scored = score_on_spark(
+                session,
+                work_dir,
+                scorer,
+                events,
+                mentions,
+                crosswalk,
+                as_of=pd.Timestamp(as_of),
+                report=report,
+            )
+    else:
+        scored = scorer.score_many(events, mentions, crosswalk, as_of=pd.Timestamp(as_of))
     if not len(scored):
         raise IpviError(f"no linked person has an IPV offence known as of {as_of}")
     scored = scored.to_frame()
@@ -136,6 +168,7 @@ def score_all(
         "tier_counts": scored["tier"].value_counts().to_dict(),
         "changes": changes,
         "review_pairs_prioritised": prioritised,
+        "engine": engine_name,
     }
 
 

@@ -46,6 +46,17 @@ def emit_json(payload: dict[str, Any]) -> None:
     print(json.dumps(payload, sort_keys=True, default=str))
 
 
+def checked_engine(engine: str | None) -> str | None:
+    """An ``--engine`` option's value (``local`` or ``spark``, any case), or None for the
+    configured ``linkage.engine``."""
+    from ipvi.errors import IpviError
+    from linkage.engine import ENGINES
+
+    if engine is not None and engine.lower() not in ENGINES:
+        raise IpviError(f"--engine: give {' or '.join(ENGINES)}, not {engine!r}")
+    return None if engine is None else engine.lower()
+
+
 def prebuild_link_index() -> dict:
     """Build the service's link index of the registry's current state (after ``ipvi link``),
     so a running service loads it within ``serving.link_refresh_seconds`` instead of building

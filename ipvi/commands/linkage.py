@@ -11,7 +11,14 @@ from pathlib import Path
 
 import typer
 
-from ipvi.commands.context import emit_json, get_config, get_engine, info, prebuild_link_index
+from ipvi.commands.context import (
+    checked_engine,
+    emit_json,
+    get_config,
+    get_engine,
+    info,
+    prebuild_link_index,
+)
 
 review_app = typer.Typer(help="Clerical review of uncertain record pairs.", no_args_is_help=True)
 
@@ -23,15 +30,6 @@ ENGINE_HELP = (
 
 def _engine_option():
     return typer.Option(None, "--engine", help=ENGINE_HELP, case_sensitive=False)
-
-
-def _checked_engine(engine: str | None) -> str | None:
-    from ipvi.errors import IpviError
-    from linkage.engine import ENGINES
-
-    if engine is not None and engine.lower() not in ENGINES:
-        raise IpviError(f"--engine: give {' or '.join(ENGINES)}, not {engine!r}")
-    return None if engine is None else engine.lower()
 
 
 def _settings():
@@ -63,7 +61,7 @@ def dedupe(
         id_column,
         mapping,
         _settings(),
-        engine=_checked_engine(engine),
+        engine=checked_engine(engine),
         spark=get_config().spark,
         report=info,
     )
@@ -107,7 +105,7 @@ def link(
         get_config().linkage,
         truth_dir=truth,
         break_stale_lock=break_stale_lock,
-        engine_name=_checked_engine(engine),
+        engine_name=checked_engine(engine),
         spark=get_config().spark,
         report=info,
     )

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import typer
 
-from ipvi.commands.context import emit_json, get_config, get_engine, info, site_key
+from ipvi.commands.context import (
+    checked_engine,
+    emit_json,
+    get_config,
+    get_engine,
+    info,
+    site_key,
+)
 
 
 def train(
@@ -60,6 +67,12 @@ def score(
         "champion", "--model", help="Registered alias (champion, challenger) or version number."
     ),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON line of figures."),
+    engine: str = typer.Option(
+        None,
+        "--engine",
+        help="where features and scores are computed: local or spark (default linkage.engine)",
+        case_sensitive=False,
+    ),
 ) -> None:
     """Score persons as of a date, store the scores and write the coordinators' tier list
     (CSV and HTML, with the changes since the last list)."""
@@ -68,7 +81,14 @@ def score(
 
     if not all_persons:
         raise IpviError("ipvi score needs --all (single persons are scored by the service)")
-    figures = score_all(get_engine(), get_config(), as_of=as_of, alias_or_version=model)
+    figures = score_all(
+        get_engine(),
+        get_config(),
+        as_of=as_of,
+        alias_or_version=model,
+        engine_name=checked_engine(engine),
+        report=info,
+    )
     if json_output:
         emit_json(figures)
         return
