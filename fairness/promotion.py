@@ -2,8 +2,10 @@
 
 A version may become champion only when its latest audit passed the gate, and that audit was
 made on the data the registry holds now (same data fingerprint) under the policy in force now
-(same policy hash). Anything else refuses, with every reason; ``force`` overrides with a
-reason a person gives, which is recorded in ``promotions`` and on the MLflow version and run.
+(same policy hash), and its latest re-audit on matured outcomes (``ipvi audit --issued``,
+:mod:`ipvi.reaudits`), if any, did not fail. Anything else refuses, with every reason;
+``force`` overrides with a reason a person gives, which is recorded in ``promotions`` and on
+the MLflow version and run.
 
 :func:`promote` is the whole workflow (``ipvi promote`` parses its options, calls it and prints
 the outcome): check, record a refusal, or attach the audit to the version's run, move the alias
@@ -27,9 +29,15 @@ from fairness.model_version import current_fingerprint
 from fairness.report import render_html
 from ipvi.config import FairnessPolicy
 from ipvi.errors import IpviError
+from ipvi.reaudits import REAUDIT_FAIL, standing
 
 AUDIT_ARTIFACT_DIR = "fairness_audit"
 CHAMPION = "champion"
+REAUDIT_REFUSAL = (
+    "version {version} failed its fairness re-audit {reaudit_id} on matured outcomes (run "
+    "{created}): it may be promoted again after a passing re-audit "
+    "(`ipvi audit --issued --since DATE --model-version {version}`)"
+)
 
 
 @dataclass
@@ -84,6 +92,15 @@ def check_promotion(
             f"the evaluation data or protected attributes changed since audit "
             f"{audit['audit_id']}: audit again"
         )
+    reaudit = standing(session, model_version)
+    if reaudit is not None and reaudit["status"] == REAUDIT_FAIL:
+        reasons.append(
+            REAUDIT_REFUSAL.format(
+                version=model_version,
+                reaudit_id=reaudit["reaudit_id"],
+                created=reaudit["created_at"].date(),
+            )
+        )
     return PromotionCheck(not reasons, audit, reasons)
 
 
@@ -124,6 +141,30 @@ def log_audit_to_run(tracking_uri: str, run_id: str, audit_json: str) -> list[st
             client.log_artifact(run_id, str(path), AUDIT_ARTIFACT_DIR)
             names.append(f"{AUDIT_ARTIFACT_DIR}/{path.name}")
     return names
+
+
+def tag_reaudit(
+    tracking_uri: str, model_name: str, version: str, *, reaudit_id: str, status: str
+) -> dict[str, str]:
+    """Tag a model version with the verdict of its latest re-audit on matured outcomes
+    (:func:`ipvi.reaudits.standing`): ``reaudit_status`` (``pass`` or ``fail``),
+    ``reaudit_id`` and ``reaudit_at``.
+
+    Returns
+    -------
+    dict
+        The tags set.
+    """
+    client = _client(tracking_uri)
+    mv = _model_version(client, model_name, version)
+    tags = {
+        "reaudit_status": status,
+        "reaudit_id": reaudit_id,
+        "reaudit_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, str(mv.version), key, value)
+    return tags
 
 
 def set_champion(
