@@ -61,15 +61,21 @@ def check_promotion(
     digest: str,
     model_name: str,
 ) -> PromotionCheck:
-    """Check the latest audit of ``model_version`` against the gate, data and policy now."""
+    """Check the latest audit of ``model_version`` against the gate, data and policy now,
+    and its re-audit standing on matured outcomes."""
+    refusals = _reaudit_refusal(session, model_version)
     audit = store.latest_audit(session, model_version)
     if audit is None:
         return PromotionCheck(
             False,
             None,
-            [f"version {model_version} has no audit: run `ipvi audit --model-version V`"],
+            [
+                *refusals,
+                f"version {model_version} has no audit: run `ipvi audit --model-version V`",
+            ],
         )
-    reasons = []
+    # A failed re-audit first: it is why an otherwise cleared version is refused.
+    reasons = list(refusals)
     if audit["model_version"] != str(model_version):
         reasons.append(f"the audit is of version {audit['model_version']}, not {model_version}")
     if audit["status"] != PASS:
@@ -92,16 +98,21 @@ def check_promotion(
             f"the evaluation data or protected attributes changed since audit "
             f"{audit['audit_id']}: audit again"
         )
-    reaudit = standing(session, model_version)
-    if reaudit is not None and reaudit["status"] == REAUDIT_FAIL:
-        reasons.append(
-            REAUDIT_REFUSAL.format(
-                version=model_version,
-                reaudit_id=reaudit["reaudit_id"],
-                created=reaudit["created_at"].date(),
-            )
-        )
     return PromotionCheck(not reasons, audit, reasons)
+
+
+def _reaudit_refusal(session: Session, model_version: str) -> list[str]:
+    """Why the version's re-audit standing refuses it (a failed re-audit), or nothing."""
+    reaudit = standing(session, model_version)
+    if reaudit is None or reaudit["status"] != REAUDIT_FAIL:
+        return []
+    return [
+        REAUDIT_REFUSAL.format(
+            version=model_version,
+            reaudit_id=reaudit["reaudit_id"],
+            created=reaudit["created_at"].date(),
+        )
+    ]
 
 
 def _client(tracking_uri: str):
