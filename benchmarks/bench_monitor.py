@@ -151,10 +151,11 @@ def build(folder: Path, *, persons: int, train_persons: int, seed: int) -> dict:
     engine = open_registry(url)
     people = pd.DataFrame({"person_id": sorted(crosswalk["person_id"].unique())})
     people = people.assign(seq=np.arange(1, len(people) + 1), status="active", created_run_id="toy")
+    ingested = {"version": 1, "ingest_run_id": 1, "content_hash": "0" * 32}
     with session_scope(engine) as session:
         connection = session.connection()
-        bulk_insert(connection, events_t, events)
-        bulk_insert(connection, mentions_t, mentions)
+        bulk_insert(connection, events_t, events.assign(**ingested))
+        bulk_insert(connection, mentions_t, mentions.assign(address_confidential=False, **ingested))
         bulk_insert(connection, persons_t, people)
         bulk_insert(connection, crosswalk_t, crosswalk)
     trained = _train(folder, events, mentions, crosswalk, config, persons=train_persons)
@@ -252,7 +253,7 @@ def main() -> None:
     args = parser.parse_args()
     persons, train_persons = (3000, 1500) if args.quick else (100_000, 20_000)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = args.keep or Path(tmp)
+        folder = (args.keep or Path(tmp)).resolve()
         folder.mkdir(parents=True, exist_ok=True)
         manifest = folder / "built.json"
         if manifest.exists():

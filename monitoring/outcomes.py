@@ -82,18 +82,39 @@ def read_issued(
                 version=str(model_version), date=until.date(), served=", ".join(sorted(served))
             )
         )
-    query = (
-        select(issued_scores)
+    # The first score of each offence is chosen in the database (earliest as-of date, then
+    # earliest issue, then issue id), so only those rows, and their stored inputs, are read:
+    # every list re-scores every offence, and a deployment's later scores outnumber them.
+    offence = [issued_scores.c.person_id, issued_scores.c.index_event_id]
+    ranked = (
+        select(
+            issued_scores.c.issue_id,
+            func.row_number()
+            .over(
+                partition_by=offence,
+                order_by=[
+                    issued_scores.c.as_of,
+                    issued_scores.c.issued_at,
+                    issued_scores.c.issue_id,
+                ],
+            )
+            .label("rank"),
+            func.count().over(partition_by=offence).label("times_scored"),
+        )
         .where(cast(issued_scores.c.model_version, String) == str(model_version))
         .where(issued_scores.c.as_of <= until_dt)
+        .subquery()
+    )
+    query = (
+        select(issued_scores, ranked.c.times_scored)
+        .join(ranked, ranked.c.issue_id == issued_scores.c.issue_id)
+        .where(ranked.c.rank == 1)
     )
     result = session.execute(query)
     frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
     frame["as_of"] = pd.to_datetime(frame["as_of"])
-    offence = ["person_id", "index_event_id"]
-    frame = frame.sort_values(["as_of", "issued_at", *offence], kind="stable")
-    repeats = frame.groupby(offence, sort=False).size().rename("times_scored")
-    frame = frame.drop_duplicates(offence, keep="first").join(repeats, on=offence)
+    frame["times_scored"] = frame["times_scored"].astype(int)
+    frame = frame.sort_values(["as_of", "issued_at", "person_id", "index_event_id"])
     return frame.reset_index(drop=True), str(model_version)
 
 

@@ -27,9 +27,12 @@ from ipvi.cli import main
 from ipvi.db import make_engine, open_registry, session_scope
 from ipvi.reaudits import save_reaudit, score_warning, standing
 from ipvi.tables.fairness import reaudits
+from monitoring.outcomes import read_issued
 from monitoring.reaudit import NONE_SINCE, SINCE_AFTER_EXTRACT
 from tests.pipeline_support import fresh_keys
 from tests.test_monitoring import issued  # noqa: F401  (the test period issued again)
+from tests.test_monitoring_units import _registry, _scored, _spooled
+from training.issued import issued_rows, store_issued
 
 
 def _payload(audit_id: str, status: str, version: str = "7") -> dict:
@@ -75,6 +78,28 @@ def test_a_failed_reaudit_stands_until_a_later_one_passes(db_url):
     assert not any("re-audit" in reason for reason in reasons)
     with session_scope(engine) as session:
         assert session.execute(select(func.count()).select_from(reaudits)).scalar() == 4
+    engine.dispose()
+
+
+def test_each_offence_is_read_once_at_its_first_score_with_its_count(db_url):
+    """The monitor and the re-audit read one row per offence, chosen in the database."""
+    engine = _registry(db_url, ["P0", "P1"])
+    lists = [datetime(2025, 3, 1), datetime(2025, 2, 1), datetime(2025, 4, 1)]
+    with session_scope(engine) as session:
+        for k, when in enumerate(lists):  # three monthly lists re-score both offences
+            rows = issued_rows(
+                _scored(), features=["a", "b"], source="batch", history="registry", issued_at=when
+            )
+            for row in rows:
+                row["as_of"] = when
+                row["features"] = {"a": float(k), "b": None}
+            store_issued(session, _spooled(rows[: 2 if k else 1]))  # P1 only from the second
+    with session_scope(engine) as session:
+        issued, _ = read_issued(session, until=pd.Timestamp("2025-03-15"))
+    assert issued["person_id"].tolist() == ["P0", "P1"]
+    assert issued["as_of"].tolist() == [pd.Timestamp("2025-02-01")] * 2
+    assert issued["times_scored"].tolist() == [2, 1]  # the April list is after the date
+    assert [f["a"] for f in issued["features"]] == [1.0, 1.0]
     engine.dispose()
 
 
