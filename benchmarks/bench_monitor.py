@@ -9,9 +9,10 @@ only the monitor is timed:
   mentions, linked as generated (the crosswalk is the truth: linkage is not what is
   measured); each offender gets a race and an ethnicity on every mention of them, for the
   group tables and the re-audit;
-- the champion: trained on 20,000 of them as known on 2024-01-01 (:func:`training.pipeline.
-  train`), registered in MLflow and its run stored as ``ipvi train`` stores it (training
-  distribution, test predictions);
+- the champion: trained as ``ipvi train`` trains (:func:`training.run.train_from_registry`)
+  with the extract date set to 2024-01-01: what was recorded by then, labels whose window
+  closed by then; registered in MLflow, its run stored (training distribution, test
+  predictions) and promoted;
 - issued scores: the monthly tier lists of 2024 and 2025, each scoring every person with an
   IPV offence known on its date through the scoring core, written as ``ipvi score --all``
   writes them (``batch``) — 24 lists, so each offence is scored many times, as in a
@@ -57,11 +58,8 @@ from ipvi.tables.serving import decisions as decisions_t  # noqa: E402
 from synth.histories import toy_history  # noqa: E402
 from training.data import SCORING_MENTIONS, read_history  # noqa: E402
 from training.issued import write_issued  # noqa: E402
-from training.pipeline import train  # noqa: E402
-from training.registry import log_training_run  # noqa: E402
-from training.result import summary  # noqa: E402
+from training.run import train_from_registry  # noqa: E402
 from training.scoring import RiskScorer  # noqa: E402
-from training.store import write_run  # noqa: E402
 
 MODEL_NAME = "ipvi-risk"
 START, YEARS = "2017-01-01", 8
@@ -86,37 +84,7 @@ def _attributes(mentions: pd.DataFrame, crosswalk: pd.DataFrame, rng) -> pd.Data
     )
 
 
-def _train(folder: Path, events, mentions, crosswalk, config, *, persons: int) -> dict:
-    """The champion: trained on ``persons`` offenders as known on TRAINED_BY, registered and
-    stored as ``ipvi train`` does."""
-    cut = pd.Timestamp(TRAINED_BY)
-    chosen = {f"P{p:06d}" for p in range(persons)}
-    links = crosswalk[crosswalk["person_id"].isin(chosen)]
-    known = events[events["recorded_at"] <= cut]
-    ids = set(mentions.loc[mentions["record_id"].isin(links["record_id"]), "event_id"])
-    known = known[known["event_id"].isin(ids)]
-    seen = mentions[mentions["event_id"].isin(known["event_id"])]
-    settings = config.training.model_copy(update={"extract_date": TRAINED_BY})
-    result = train(known, seen, crosswalk[crosswalk["record_id"].isin(seen["record_id"])], settings)
-    uri = config.tracking_uri
-    figures = summary(result)
-    key = load_site_key(folder / "audit.key", create=True)
-    run = log_training_run(
-        result,
-        tracking_uri=uri,
-        artifact_location=str(folder / "artifacts"),
-        model_name=MODEL_NAME,
-        summary=figures,
-        params={"source": "bench_monitor"},
-        key=key,
-    )
-    set_champion(
-        MODEL_NAME, run["model_version"], reason="benchmark", forced=True, tracking_uri=uri
-    )
-    return {"run": run, "figures": figures, "result": result, "key": key}
-
-
-def build(folder: Path, *, persons: int, train_persons: int, seed: int) -> dict:
+def build(folder: Path, *, persons: int, seed: int) -> dict:
     """The registry, the champion and two years of issued scores and decisions in ``folder``;
     the monitor's environment and what was built."""
     rng = np.random.default_rng(seed)
@@ -130,6 +98,7 @@ def build(folder: Path, *, persons: int, train_persons: int, seed: int) -> dict:
                     "tracking_uri": f"sqlite:///{folder / 'mlflow.db'}",
                     "artifact_location": str(folder / "artifacts"),
                 },
+                "training": {"extract_date": TRAINED_BY},
                 "paths": {
                     "home": str(folder / "home"),
                     "reports_dir": str(folder / "reports"),
@@ -145,6 +114,7 @@ def build(folder: Path, *, persons: int, train_persons: int, seed: int) -> dict:
     }
     os.environ.update(env)
     config = load_config(str(config_path))
+    run_uri = env["MLFLOW_TRACKING_URI"]
     started = time.perf_counter()
     events, mentions, crosswalk = toy_history(persons, years=YEARS, seed=seed, start=START)
     mentions = _attributes(mentions, crosswalk, rng)
@@ -158,20 +128,13 @@ def build(folder: Path, *, persons: int, train_persons: int, seed: int) -> dict:
         bulk_insert(connection, mentions_t, mentions.assign(address_confidential=False, **ingested))
         bulk_insert(connection, persons_t, people)
         bulk_insert(connection, crosswalk_t, crosswalk)
-    trained = _train(folder, events, mentions, crosswalk, config, persons=train_persons)
-    result, run = trained["result"], trained["run"]
-    with session_scope(engine) as session:
-        write_run(
-            session,
-            run=run,
-            summary=trained["figures"],
-            data_fingerprint=result.data_fingerprint,
-            predictions=result.predictions,
-            truth=None,
-            trained_persons=sorted({trained["key"].pseudonym(p) for p in result.trained_persons}),
-            feature_reference=result.feature_reference,
-        )
-    scorer = RiskScorer.from_registry(config.tracking_uri, MODEL_NAME, run["model_version"])
+    # The champion, as `ipvi train` makes it with the extract date set to TRAINED_BY: only
+    # what was recorded by then is known, only windows closed by then are labels.
+    run = train_from_registry(engine, config, key=load_site_key(folder / "audit.key", create=True))
+    set_champion(
+        MODEL_NAME, run["model_version"], reason="benchmark", forced=True, tracking_uri=run_uri
+    )
+    scorer = RiskScorer.from_registry(run_uri, MODEL_NAME, run["model_version"])
     history = read_history(engine, mention_columns=SCORING_MENTIONS)
     first_scores = []
     for as_of in LISTS:
@@ -251,7 +214,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--keep", type=Path, help="build (or reuse) the registry here")
     args = parser.parse_args()
-    persons, train_persons = (3000, 1500) if args.quick else (100_000, 20_000)
+    persons = 3000 if args.quick else 100_000
     with tempfile.TemporaryDirectory() as tmp:
         folder = (args.keep or Path(tmp)).resolve()
         folder.mkdir(parents=True, exist_ok=True)
@@ -259,7 +222,7 @@ def main() -> None:
         if manifest.exists():
             built = json.loads(manifest.read_text())
         else:
-            built = build(folder, persons=persons, train_persons=train_persons, seed=11)
+            built = build(folder, persons=persons, seed=11)
             manifest.write_text(json.dumps(built))
         figures = run_monitor(folder, built)
     print(
