@@ -17,12 +17,11 @@ import pandas as pd
 from sqlalchemy import String, cast, func, select
 from sqlalchemy.orm import Session
 
-from ipvi.columns import Columns
 from ipvi.config import Config
 from ipvi.errors import IpviError
 from ipvi.tables.monitoring import issued_scores
 from ipvi.tables.serving import decisions
-from training.data import load_history
+from training.data import person_history
 from training.labels import label_index
 from training.offences import assign_offences, person_events
 
@@ -175,10 +174,10 @@ def matured_outcomes(
         "inline_history": int(len(issued) - len(registry)),
     }
     persons = sorted(registry["person_id"].unique().tolist())
-    events, mentions, crosswalk = load_history(engine, persons)
+    with engine.connect() as connection:
+        history = person_history(connection, persons)
     by_person = assign_offences(
-        person_events(*map(Columns.from_frame, (events, mentions, crosswalk))),
-        window_days=training.offence_window_days,
+        person_events(*history), window_days=training.offence_window_days
     ).to_frame()
     offences = by_person[["person_id", "event_id", "offence_id"]].drop_duplicates(
         ["person_id", "event_id"]

@@ -53,7 +53,7 @@ def frozen_bands(config: Config, version: str) -> list[dict] | None:
 
 def audit_matured(
     matured: pd.DataFrame,
-    session: Session,
+    mentions: pd.DataFrame,
     config: Config,
     version: str,
     *,
@@ -63,7 +63,8 @@ def audit_matured(
 
     ``matured`` holds one row per offence with ``person_id``, ``index_event_id``,
     ``probability``, ``band``, ``band_use``, ``tier``, ``scorecard_points``, ``features``
-    and ``label``; each person's protected attributes are joined by the audit itself.
+    and ``label``; each person's protected attributes are joined by the audit itself, from
+    ``mentions`` (:func:`fairness.store.mention_attributes`).
     ``source`` adds to the audit JSON's ``source`` (what was audited).
     """
     policy = config.fairness_policy
@@ -77,7 +78,7 @@ def audit_matured(
     )
     inp = model_version_input(
         predictions,
-        mention_attributes(session, policy.attributes),
+        mentions,
         policy,
         model_version=version,
         model_name=config.mlflow.model_name,
@@ -148,7 +149,8 @@ def audit_issued(
         raise IpviError(no_matured_message(outcomes, config, version, extract))
     audited = {"since": str(start.date()), "as_of": str(extract.date()), **outcomes.counts}
     with session_scope(engine) as session:
-        return audit_matured(matured, session, config, version, source=audited)
+        mentions = mention_attributes(session, config.fairness_policy.attributes)
+    return audit_matured(matured, mentions, config, version, source=audited)
 
 
 def record_reaudit(engine, config: Config, result: AuditResult) -> dict:

@@ -273,7 +273,8 @@ def monitor(engine, config: Config, *, as_of, model_version: str | None = None) 
     # only: the model never saw them.
     protected = config.fairness_policy.attributes
     with session_scope(engine) as session:
-        attributes = person_attributes(mention_attributes(session, protected), protected)
+        mentions = mention_attributes(session, protected)
+    attributes = person_attributes(mentions, protected)
     frame = frame.join(attributes, on="person_id")
     frame[protected] = frame[protected].fillna(UNKNOWN)
     matured = frame[frame["observed"]].reset_index(drop=True)
@@ -330,19 +331,18 @@ def monitor(engine, config: Config, *, as_of, model_version: str | None = None) 
 
     groups, reliability, reaudit, reaudit_reason = {}, {}, None, None
     if len(matured):
-        with session_scope(engine) as session:
-            for attribute in protected:
-                groups[attribute] = group_table(
-                    matured, attribute, boot, bins=bins, min_outcomes=minimum
-                )
-            reliability = group_table(matured, "band", boot, bins=bins, min_outcomes=1)
-            if len(matured) >= minimum:
-                try:
-                    reaudit = reaudit_summary(audit_matured(matured, session, config, version))
-                except IpviError as error:
-                    reaudit_reason = f"the re-audit could not run: {error}"
-            else:
-                reaudit_reason = TOO_FEW_FOR_REAUDIT.format(n=len(matured), minimum=minimum)
+        for attribute in protected:
+            groups[attribute] = group_table(
+                matured, attribute, boot, bins=bins, min_outcomes=minimum
+            )
+        reliability = group_table(matured, "band", boot, bins=bins, min_outcomes=1)
+        if len(matured) >= minimum:
+            try:
+                reaudit = reaudit_summary(audit_matured(matured, mentions, config, version))
+            except IpviError as error:
+                reaudit_reason = f"the re-audit could not run: {error}"
+        else:
+            reaudit_reason = TOO_FEW_FOR_REAUDIT.format(n=len(matured), minimum=minimum)
     else:
         reaudit_reason = TOO_FEW_FOR_REAUDIT.format(n=0, minimum=minimum)
     if reaudit is not None:
