@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import String, cast, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ipvi.config import Config
@@ -100,7 +100,7 @@ def read_issued(
             .label("rank"),
             func.count().over(partition_by=offence).label("times_scored"),
         )
-        .where(cast(issued_scores.c.model_version, String) == str(model_version))
+        .where(issued_scores.c.model_version == str(model_version))
         .where(issued_scores.c.as_of <= until_dt)
         .subquery()
     )
