@@ -2,8 +2,10 @@
 
 A version may become champion only when its latest audit passed the gate, and that audit was
 made on the data the registry holds now (same data fingerprint) under the policy in force now
-(same policy hash). Anything else refuses, with every reason; ``force`` overrides with a
-reason a person gives, which is recorded in ``promotions`` and on the MLflow version and run.
+(same policy hash), and its latest re-audit on matured outcomes (``ipvi audit --issued``,
+:mod:`ipvi.reaudits`), if any, did not fail. Anything else refuses, with every reason;
+``force`` overrides with a reason a person gives, which is recorded in ``promotions`` and on
+the MLflow version and run.
 
 :func:`promote` is the whole workflow (``ipvi promote`` parses its options, calls it and prints
 the outcome): check, record a refusal, or attach the audit to the version's run, move the alias
@@ -27,9 +29,15 @@ from fairness.model_version import current_fingerprint
 from fairness.report import render_html
 from ipvi.config import FairnessPolicy
 from ipvi.errors import IpviError
+from ipvi.reaudits import REAUDIT_FAIL, standing
 
 AUDIT_ARTIFACT_DIR = "fairness_audit"
 CHAMPION = "champion"
+REAUDIT_REFUSAL = (
+    "version {version} failed its fairness re-audit {reaudit_id} on matured outcomes (run "
+    "{created}): it may be promoted again after a passing re-audit "
+    "(`ipvi audit --issued --since DATE --model-version {version}`)"
+)
 
 
 @dataclass
@@ -53,15 +61,21 @@ def check_promotion(
     digest: str,
     model_name: str,
 ) -> PromotionCheck:
-    """Check the latest audit of ``model_version`` against the gate, data and policy now."""
+    """Check the latest audit of ``model_version`` against the gate, data and policy now,
+    and its re-audit standing on matured outcomes."""
+    refusals = _reaudit_refusal(session, model_version)
     audit = store.latest_audit(session, model_version)
     if audit is None:
         return PromotionCheck(
             False,
             None,
-            [f"version {model_version} has no audit: run `ipvi audit --model-version V`"],
+            [
+                *refusals,
+                f"version {model_version} has no audit: run `ipvi audit --model-version V`",
+            ],
         )
-    reasons = []
+    # A failed re-audit first: it is why an otherwise cleared version is refused.
+    reasons = list(refusals)
     if audit["model_version"] != str(model_version):
         reasons.append(f"the audit is of version {audit['model_version']}, not {model_version}")
     if audit["status"] != PASS:
@@ -85,6 +99,20 @@ def check_promotion(
             f"{audit['audit_id']}: audit again"
         )
     return PromotionCheck(not reasons, audit, reasons)
+
+
+def _reaudit_refusal(session: Session, model_version: str) -> list[str]:
+    """Why the version's re-audit standing refuses it (a failed re-audit), or nothing."""
+    reaudit = standing(session, model_version)
+    if reaudit is None or reaudit["status"] != REAUDIT_FAIL:
+        return []
+    return [
+        REAUDIT_REFUSAL.format(
+            version=model_version,
+            reaudit_id=reaudit["reaudit_id"],
+            created=reaudit["created_at"].date(),
+        )
+    ]
 
 
 def _client(tracking_uri: str):
@@ -124,6 +152,30 @@ def log_audit_to_run(tracking_uri: str, run_id: str, audit_json: str) -> list[st
             client.log_artifact(run_id, str(path), AUDIT_ARTIFACT_DIR)
             names.append(f"{AUDIT_ARTIFACT_DIR}/{path.name}")
     return names
+
+
+def tag_reaudit(
+    tracking_uri: str, model_name: str, version: str, *, reaudit_id: str, status: str
+) -> dict[str, str]:
+    """Tag a model version with the verdict of its latest re-audit on matured outcomes
+    (:func:`ipvi.reaudits.standing`): ``reaudit_status`` (``pass`` or ``fail``),
+    ``reaudit_id`` and ``reaudit_at``.
+
+    Returns
+    -------
+    dict
+        The tags set.
+    """
+    client = _client(tracking_uri)
+    mv = _model_version(client, model_name, version)
+    tags = {
+        "reaudit_status": status,
+        "reaudit_id": reaudit_id,
+        "reaudit_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, str(mv.version), key, value)
+    return tags
 
 
 def set_champion(

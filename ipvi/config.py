@@ -428,6 +428,7 @@ class ServingConfig(StrictModel):
     link_rate_per_second: float = Field(20.0, gt=0)
     link_burst: int = Field(40, ge=1)
     link_refresh_seconds: float = Field(30.0, gt=0, le=60)
+    reaudit_refresh_seconds: float = Field(30.0, gt=0, le=600)
     db_timeout_seconds: float = Field(1.5, gt=0, le=2)
     retry_after_seconds: int = Field(2, ge=1)
     db_probe_seconds: float = Field(1.0, gt=0)

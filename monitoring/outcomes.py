@@ -14,15 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import String, cast, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ipvi.columns import Columns
 from ipvi.config import Config
 from ipvi.errors import IpviError
 from ipvi.tables.monitoring import issued_scores
 from ipvi.tables.serving import decisions
-from training.data import load_history
+from training.data import person_history
 from training.labels import first_reoffence, label_index
 from training.offences import assign_offences, person_events
 
@@ -82,18 +81,39 @@ def read_issued(
                 version=str(model_version), date=until.date(), served=", ".join(sorted(served))
             )
         )
-    query = (
-        select(issued_scores)
-        .where(cast(issued_scores.c.model_version, String) == str(model_version))
+    # The first score of each offence is chosen in the database (earliest as-of date, then
+    # earliest issue, then issue id), so only those rows, and their stored inputs, are read:
+    # every list re-scores every offence, and a deployment's later scores outnumber them.
+    offence = [issued_scores.c.person_id, issued_scores.c.index_event_id]
+    ranked = (
+        select(
+            issued_scores.c.issue_id,
+            func.row_number()
+            .over(
+                partition_by=offence,
+                order_by=[
+                    issued_scores.c.as_of,
+                    issued_scores.c.issued_at,
+                    issued_scores.c.issue_id,
+                ],
+            )
+            .label("rank"),
+            func.count().over(partition_by=offence).label("times_scored"),
+        )
+        .where(issued_scores.c.model_version == str(model_version))
         .where(issued_scores.c.as_of <= until_dt)
+        .subquery()
+    )
+    query = (
+        select(issued_scores, ranked.c.times_scored)
+        .join(ranked, ranked.c.issue_id == issued_scores.c.issue_id)
+        .where(ranked.c.rank == 1)
     )
     result = session.execute(query)
     frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
     frame["as_of"] = pd.to_datetime(frame["as_of"])
-    offence = ["person_id", "index_event_id"]
-    frame = frame.sort_values(["as_of", "issued_at", *offence], kind="stable")
-    repeats = frame.groupby(offence, sort=False).size().rename("times_scored")
-    frame = frame.drop_duplicates(offence, keep="first").join(repeats, on=offence)
+    frame["times_scored"] = frame["times_scored"].astype(int)
+    frame = frame.sort_values(["as_of", "issued_at", "person_id", "index_event_id"])
     return frame.reset_index(drop=True), str(model_version)
 
 
@@ -155,10 +175,10 @@ def matured_outcomes(
         "inline_history": int(len(issued) - len(registry)),
     }
     persons = sorted(registry["person_id"].unique().tolist())
-    events, mentions, crosswalk = load_history(engine, persons)
+    with engine.connect() as connection:
+        history = person_history(connection, persons)
     by_person = assign_offences(
-        person_events(*map(Columns.from_frame, (events, mentions, crosswalk))),
-        window_days=training.offence_window_days,
+        person_events(*history), window_days=training.offence_window_days
     ).to_frame()
     offences = by_person[["person_id", "event_id", "offence_id"]].drop_duplicates(
         ["person_id", "event_id"]

@@ -32,11 +32,8 @@ import pandas as pd
 from sqlalchemy import String, cast, select
 from sqlalchemy.orm import Session
 
-from fairness.audit import run_audit
 from fairness.gate import FAIL, INSUFFICIENT
 from fairness.groups import UNKNOWN, person_attributes
-from fairness.inputs import model_version_input
-from fairness.policy import policy_changes, policy_hash
 from fairness.store import mention_attributes, model_version_predictions
 from ipvi.config import Config
 from ipvi.db import session_scope
@@ -62,8 +59,9 @@ from monitoring.outcomes import (
 )
 from monitoring.performance import bootstrap, group_table
 from monitoring.programme import feedback_loop, notification_effect, reoffence_curves
+from monitoring.reaudit import audit_matured
+from monitoring.reaudit import summary as reaudit_summary
 from monitoring.report import write_report
-from training.registry import version_info
 
 OK, WARN, ALARM = "ok", "warn", "alarm"
 _SEVERITY = {OK: 0, WARN: 1, ALARM: 2}
@@ -312,55 +310,6 @@ def override_summary(
     return out
 
 
-def _frozen_bands(config: Config, version: str) -> list[dict] | None:
-    """The version's band cut-points and uses as frozen in MLflow (as ``ipvi audit`` reads
-    them), or None when the store cannot give them (then read off the scores)."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return version_info(config.tracking_uri, config.mlflow.model_name, version)["bands"]
-    except (IpviError, MlflowException, OSError):
-        return None
-
-
-def _reaudit(matured: pd.DataFrame, session: Session, config: Config, version: str) -> dict:
-    """The fairness audit of the matured scores, as ``ipvi audit`` runs it on a version."""
-    policy = config.fairness_policy
-    # In person order: the same matured rows give the same audit, however they were issued.
-    matured = matured.sort_values(["person_id", "index_event_id"]).reset_index(drop=True)
-    # The audit joins each person's protected attributes itself, as for a model version.
-    matured = matured.drop(columns=[c for c in policy.attributes if c in matured.columns])
-    predictions = matured.assign(
-        run_id="issued",
-        model_version=version,
-        prior_ipv_offences=matured["features"].map(lambda f: f.get("prior_ipv_offences")),
-        age=matured["features"].map(lambda f: f.get("age")),
-    )
-    inp = model_version_input(
-        predictions,
-        mention_attributes(session, policy.attributes),
-        policy,
-        model_version=version,
-        model_name=config.mlflow.model_name,
-        bands=_frozen_bands(config, version),
-    )
-    inp.source["kind"] = "issued_scores"
-    result = run_audit(
-        inp, policy, policy_digest=policy_hash(policy), changes=policy_changes(policy)
-    )
-    payload = result.payload
-    return {
-        "audit_id": payload["audit_id"],
-        "n_rows": payload["n_rows"],
-        "n_persons": payload["n_persons"],
-        "primary_decision": payload["primary_decision"],
-        "overall": payload["decisions"][payload["primary_decision"]]["overall"],
-        "worst_gaps": payload["worst_gaps"],
-        "warnings": payload["warnings"],
-        "gate": payload["gate"],
-    }
-
-
 def monitor(engine, config: Config, *, as_of, model_version: str | None = None) -> dict:
     """The monitor's JSON for ``model_version`` (default: the latest that issued scores), with
     ``as_of`` the extract date: outcomes are known only up to it.
@@ -395,7 +344,8 @@ def monitor(engine, config: Config, *, as_of, model_version: str | None = None) 
     # only: the model never saw them.
     protected = config.fairness_policy.attributes
     with session_scope(engine) as session:
-        attributes = person_attributes(mention_attributes(session, protected), protected)
+        mentions = mention_attributes(session, protected)
+    attributes = person_attributes(mentions, protected)
     frame = frame.join(attributes, on="person_id")
     frame[protected] = frame[protected].fillna(UNKNOWN)
     matured = frame[frame["observed"]].reset_index(drop=True)
@@ -452,19 +402,18 @@ def monitor(engine, config: Config, *, as_of, model_version: str | None = None) 
 
     groups, reliability, reaudit, reaudit_reason = {}, {}, None, None
     if len(matured):
-        with session_scope(engine) as session:
-            for attribute in protected:
-                groups[attribute] = group_table(
-                    matured, attribute, boot, bins=bins, min_outcomes=minimum
-                )
-            reliability = group_table(matured, "band", boot, bins=bins, min_outcomes=1)
-            if len(matured) >= minimum:
-                try:
-                    reaudit = _reaudit(matured, session, config, version)
-                except IpviError as error:
-                    reaudit_reason = f"the re-audit could not run: {error}"
-            else:
-                reaudit_reason = TOO_FEW_FOR_REAUDIT.format(n=len(matured), minimum=minimum)
+        for attribute in protected:
+            groups[attribute] = group_table(
+                matured, attribute, boot, bins=bins, min_outcomes=minimum
+            )
+        reliability = group_table(matured, "band", boot, bins=bins, min_outcomes=1)
+        if len(matured) >= minimum:
+            try:
+                reaudit = reaudit_summary(audit_matured(matured, mentions, config, version))
+            except IpviError as error:
+                reaudit_reason = f"the re-audit could not run: {error}"
+        else:
+            reaudit_reason = TOO_FEW_FOR_REAUDIT.format(n=len(matured), minimum=minimum)
     else:
         reaudit_reason = TOO_FEW_FOR_REAUDIT.format(n=0, minimum=minimum)
     if reaudit is not None:

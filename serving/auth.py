@@ -31,6 +31,7 @@ from ipvi.errors import IpviError
 from ipvi.tables.serving import api_keys
 from serving.http import json_response
 from serving.metrics import METRICS_PATH
+from serving.refresh import Refreshed
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ def active_keys(session: Session) -> list[ApiKey]:
     return [ApiKey(name=row.name, role=row.role, key_hash=row.key_hash) for row in rows]
 
 
-class KeyCache:
+class KeyCache(Refreshed[list[ApiKey]]):
     """The active keys, re-read by a background thread every ``refresh_seconds``.
 
     Parameters
@@ -131,51 +132,17 @@ class KeyCache:
     """
 
     def __init__(self, load: Callable[[], list[ApiKey]], refresh_seconds: float) -> None:
-        self.load = load
-        self.refresh_seconds = refresh_seconds
-        self._keys: list[ApiKey] | None = None
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-
-    def refresh(self) -> bool:
-        """Re-read the keys now; False when they could not be read."""
-        try:
-            keys = self.load()
-        except Exception as error:  # any driver error: keep serving with the last known keys
-            logger.warning("API keys not refreshed: %s", type(error).__name__)
-            return False
-        with self._lock:
-            self._keys = keys
-        return True
-
-    def start(self) -> None:
-        """Load once and keep refreshing in a daemon thread."""
-        if self._thread is not None:
-            return
-        self.refresh()
-        self._thread = threading.Thread(target=self._run, name="ipvi-key-cache", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(self.refresh_seconds)
-            self.refresh()
-
-    @property
-    def loaded(self) -> bool:
-        return self._keys is not None
+        super().__init__(load, refresh_seconds, name="key-cache")
 
     def named(self, name: str) -> ApiKey | None:
         """The active key called ``name`` (a review session's key, checked on each request)."""
-        with self._lock:
-            keys = self._keys or []
+        keys = self.value or []
         return next((candidate for candidate in keys if candidate.name == name), None)
 
     def identify(self, key: str) -> ApiKey | None:
         """The active key matching ``key``, comparing against every hash in constant time."""
         digest = hash_key(key)
-        with self._lock:
-            keys = self._keys or []
+        keys = self.value or []
         found = None
         for candidate in keys:  # no early exit: the time taken does not depend on the match
             if hmac.compare_digest(candidate.key_hash, digest):

@@ -28,6 +28,7 @@ from threadpoolctl import threadpool_limits
 
 from ipvi.config import Config, load_config
 from ipvi.db import make_engine, session_scope, upgrade_to_head
+from ipvi.reaudits import score_warning, standing
 from ipvi.site_key import SiteKey, load_site_key
 from ipvi.tables.serving import audit_chain_head
 from serving.audit_log import AuditSpool, last_checks
@@ -35,6 +36,7 @@ from serving.auth import KeyCache, TokenBucket, active_keys
 from serving.http import ApiError
 from serving.linking import IntakeLinker
 from serving.model import load_scorer
+from serving.refresh import Refreshed
 from serving.spool import ISSUED_FOLDER, IssuedScoreSpool
 
 logger = logging.getLogger(__name__)
@@ -237,6 +239,7 @@ class Runtime:
         self.scorer = None
         self.linker: IntakeLinker | None = None
         self.audit: dict[str, str | None] = {}
+        self.reaudit: Refreshed[str | None] | None = None
         self._started = False
 
     def start(self) -> Runtime:
@@ -270,6 +273,14 @@ class Runtime:
             self.guard.mark_unreachable()
         self.keys = KeyCache(self._load_keys, refresh_seconds=settings.key_cache_seconds)
         self.keys.start()
+        # The served version's re-audit standing: read here and in the background, never on
+        # a request.
+        self.reaudit = Refreshed(
+            self._load_reaudit_warning,
+            refresh_seconds=settings.reaudit_refresh_seconds,
+            name="reaudit-standing",
+        )
+        self.reaudit.start()
         self.spool = AuditSpool(
             settings.audit_spool_dir,
             engine_getter=lambda: self.engine,
@@ -307,6 +318,15 @@ class Runtime:
 
     def _load_keys(self):
         return self.guard.call(active_keys)
+
+    def _load_reaudit_warning(self) -> str | None:
+        return score_warning(self.guard.call(standing, self.scorer.model_version))
+
+    def score_warnings(self) -> list[str]:
+        """The warnings every score answered now carries: the failed re-audit of the served
+        version, while it stands (:mod:`ipvi.reaudits`)."""
+        warning = self.reaudit.value if self.reaudit is not None else None
+        return [warning] if warning else []
 
     def close(self) -> None:
         """Flush the audit and issued-score spools; rows stay spooled when the database is

@@ -329,6 +329,12 @@ class ScoreResponse(BaseModel):
     not_scored: list[NotAssessed]
     model_name: str
     model_version: str
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="About every score of this answer. While the served model version's "
+        "latest fairness re-audit on matured outcomes (`ipvi audit --issued`) has failed, one "
+        "warning names that re-audit (its id and dates), until a later re-audit passes.",
+    )
 
 
 class TierResponse(BaseModel):

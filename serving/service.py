@@ -110,6 +110,7 @@ class RiskService:
             not_scored=not_scored,
             model_name=self.runtime.scorer.model_name,
             model_version=self.runtime.scorer.model_version,
+            warnings=self.runtime.score_warnings(),
         )
 
     @bentoml.api(route="/v1/tier")

@@ -25,7 +25,12 @@ from tests.serving_support import write_config
 PERSONS = 1500
 # The server's settings, in the configuration every command reads too: `ipvi link` and
 # `ipvi purge` build the link index into the server's spool folder, as in a deployment.
-SERVER = {"link_refresh_seconds": 3, "link_rate_per_second": 0.5, "link_burst": 3}
+SERVER = {
+    "link_refresh_seconds": 3,
+    "link_rate_per_second": 0.5,
+    "link_burst": 3,
+    "reaudit_refresh_seconds": 1,
+}
 
 
 def build_pipeline(folder: Path) -> dict:

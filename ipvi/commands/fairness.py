@@ -26,6 +26,14 @@ intersections and age band; stores the audit and writes JSON and HTML reports.
 
 audits any scored CSV or Parquet file; it is gated only when given --policy.
 
+  ipvi audit --issued --since DATE [--model-version V] [--as-of DATE]
+
+re-audits the scores version V (default: the latest that served) issued from DATE on, with
+their outcomes matured by --as-of (default: the registry's extract date): the same report,
+gate and JSON, kept in `reaudits` and tagged on the MLflow version. While the version's latest
+re-audit fails, `ipvi promote` refuses it and every /v1/score answer carries a warning naming
+the failed re-audit, until a later re-audit passes.
+
 Exits 0 whenever it wrote its outputs, whatever the verdict (promotion is `ipvi promote`).
 """
 
@@ -54,6 +62,16 @@ def _write_outputs(payload: dict, json_out: Path | None, html_out: Path | None) 
     if html_out is not None:
         written["html"] = str(write_report(payload, html_out))
     return written
+
+
+def _date(value: str, option: str):
+    """A YYYY-MM-DD option as a date, or a clear error naming the option."""
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise IpviError(f"{option} must be a date YYYY-MM-DD, got {value!r}") from None
 
 
 def _model_bands(model_version: str) -> list[dict] | None:
@@ -114,12 +132,29 @@ def register(app: typer.Typer) -> None:
         public: bool = typer.Option(
             False, "--public", help="Suppress every cell with fewer than 11 cases."
         ),
+        issued: bool = typer.Option(
+            False, "--issued", help="Re-audit issued scores on their matured outcomes."
+        ),
+        since: str = typer.Option(
+            None, "--since", help="With --issued: scores issued from this date, YYYY-MM-DD."
+        ),
+        as_of: str = typer.Option(
+            None,
+            "--as-of",
+            help="With --issued: outcomes known by this date (default: the extract date).",
+        ),
     ) -> None:
         from fairness.report import public_view
 
-        if (model_version is None) == (data is None):
-            raise IpviError("give either --model-version V or --data FILE")
-        if model_version is not None:
+        if issued:
+            if data is not None or truth is not None:
+                raise IpviError("--issued takes neither --data nor --truth")
+            payload, written = _audit_issued(
+                model_version, since, as_of, json_out, html_out, public=public
+            )
+        elif (model_version is None) == (data is None):
+            raise IpviError("give either --model-version V or --data FILE (or --issued)")
+        elif model_version is not None:
             payload = _audit_model_version(model_version, truth, policy_file)
             reports = Path(get_config().paths.reports_dir)
             stem = f"audit-v{model_version}-{payload['audit_id'][:8]}"
@@ -138,9 +173,10 @@ def register(app: typer.Typer) -> None:
                 policy_file=policy_file,
                 person=person,
             )
-        if public:
-            payload = public_view(payload, payload["policy"]["values"]["public_min_cell"])
-        written = _write_outputs(payload, json_out, html_out)
+        if not issued:
+            if public:
+                payload = public_view(payload, payload["policy"]["values"]["public_min_cell"])
+            written = _write_outputs(payload, json_out, html_out)
         gate = payload.get("gate")
         if not written:
             print(json.dumps(payload, indent=2))
@@ -155,6 +191,36 @@ def register(app: typer.Typer) -> None:
                 **written,
             }
         )
+
+    def _audit_issued(
+        model_version, since, as_of, json_out, html_out, *, public: bool
+    ) -> tuple[dict, dict]:
+        from fairness.report import public_view
+        from monitoring.reaudit import audit_issued, record_reaudit
+
+        if since is None:
+            raise IpviError("--issued needs --since DATE (the first issue date to re-audit)")
+        config, engine = get_config(), get_engine()
+        result = audit_issued(
+            engine,
+            config,
+            since=_date(since, "--since"),
+            as_of=None if as_of is None else _date(as_of, "--as-of"),
+            model_version=model_version,
+        )
+        payload = result.to_dict()
+        if public:
+            payload = public_view(payload, payload["policy"]["values"]["public_min_cell"])
+        version = payload["source"]["model_version"]
+        stem = f"reaudit-v{version}-{payload['audit_id'][:8]}"
+        reports = Path(config.paths.reports_dir)
+        written = _write_outputs(
+            payload, json_out or reports / f"{stem}.json", html_out or reports / f"{stem}.html"
+        )
+        tags = record_reaudit(engine, config, result)
+        if tags:
+            info(f"model version {version} tagged reaudit_status={tags['reaudit_status']}")
+        return payload, written
 
     def _audit_file(data: Path, *, policy_file: Path | None, **options) -> dict:
         from fairness.audit import run_audit

@@ -3,12 +3,14 @@
 ``audits`` keeps every model-version audit: its verdict, the fingerprint of the data it saw and
 the hash of the policy it applied (``ipvi promote`` checks both still match), and the full audit
 JSON. ``promotions`` records every ``ipvi promote`` attempt: promoted, refused, or forced with
-the reason a person gave.
+the reason a person gave. ``reaudits`` keeps every re-audit on matured outcomes of issued
+scores (``ipvi audit --issued``, migration ``0009``): a failed one blocks promotion and puts a
+warning on every score the version answers until a later one passes (:mod:`ipvi.reaudits`).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, DateTime, Integer, String, Table, Text
+from sqlalchemy import JSON, Column, DateTime, Index, Integer, String, Table, Text
 
 from ipvi.tables import metadata
 
@@ -35,4 +37,20 @@ promotions = Table(
     Column("reason", Text),
     Column("previous_champion", String(64)),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+reaudits = Table(
+    "reaudits",
+    metadata,
+    Column("reaudit_id", String(32), primary_key=True),  # the audit id of its audit JSON
+    Column("model_name", String(100), nullable=False),
+    Column("model_version", String(64), nullable=False),
+    Column("since", DateTime, nullable=False),  # the first issue date audited
+    Column("as_of", DateTime, nullable=False),  # the extract date: outcomes known up to it
+    Column("status", String(32), nullable=False),
+    Column("reasons", JSON, nullable=False),
+    Column("n_rows", Integer, nullable=False),
+    Column("audit_json", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_reaudits_model_version_created_at", "model_version", "created_at"),
 )
