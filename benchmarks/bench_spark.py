@@ -6,10 +6,15 @@ in a child process. Prints ONE JSON line per engine and size: wall seconds, each
 seconds (the linker's own timings; Spark's progress lines too), candidate pairs per mention,
 the peak RSS of the command's whole process tree (the driver, and for Spark its JVM and Python
 workers, summed, sampled every 0.2 s), pairwise F1 against the truth, and for Spark the
-pairwise F1 between the two engines' clusters (1.0: the same clusters).
+pairwise F1 between the two engines' clusters (1.0: the same clusters), Spark's wall time as a
+multiple of the local engine's, and Spark's time per mention as a multiple of its own at 1M.
+
+The default sizes are issue 21's scaling curve, 0.5M, 1M, 2M and 5M mentions (about half an
+hour on two cores; ``--quick`` runs 20,000 mentions); the local engine runs up to 2M, beside
+Spark, to show where one machine stops.
 
     .venv/bin/python benchmarks/bench_spark.py [--quick] [--sizes 500000 1000000]
-        [--engines local spark] [--master local[2]]
+        [--engines local spark] [--master local[2]] [--local-up-to 2000000]
 """
 
 from __future__ import annotations
@@ -34,8 +39,12 @@ from synth.mentions import IDENTIFIER_FIELDS, generate_mentions
 
 ROOT = Path(__file__).resolve().parents[1]
 IPVI = Path(sys.executable).parent / "ipvi"
-SIZES = (100_000, 200_000)
+SIZES = (500_000, 1_000_000, 2_000_000, 5_000_000)
 QUICK_SIZES = (20_000,)
+# The local engine's largest size, unless told.
+LOCAL_UP_TO = 2_000_000
+# Spark's time per mention is compared with its own at this size.
+REFERENCE_SIZE = 1_000_000
 # Local mode runs the executors inside the driver's JVM: its heap bounds the shuffles.
 DRIVER_MEMORY = "6g"
 
@@ -127,9 +136,11 @@ def main() -> int:
     parser.add_argument("--sizes", nargs="*", type=int, default=None)
     parser.add_argument("--engines", nargs="*", default=["local", "spark"])
     parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--local-up-to", type=int, default=LOCAL_UP_TO, help="largest size")
     args = parser.parse_args()
     sizes = args.sizes or (QUICK_SIZES if args.quick else SIZES)
     load = os.getloadavg()[0]
+    reference: float | None = None
     for size in sizes:
         mentions, truth = generate_mentions(size, seed=11)
         with tempfile.TemporaryDirectory(prefix="bench-spark-") as name:
@@ -137,12 +148,26 @@ def main() -> int:
             data = folder / "mentions.parquet"
             mentions[["record_id", *IDENTIFIER_FIELDS]].to_parquet(data, index=False)
             labels_of: dict[str, np.ndarray] = {}
+            wall_of: dict[str, float] = {}
             for engine in args.engines:
+                if engine == "local" and size > args.local_up_to:
+                    continue
                 figures, labels = run(engine, data, folder, args.master)
                 line = {"benchmark": "bench_spark", "engine": engine, "mentions": len(mentions)}
                 if engine == "spark":
                     line["master"] = args.master
                 line |= figures
+                if "wall_seconds" in figures:
+                    wall_of[engine] = figures["wall_seconds"]
+                    per_mention = figures["wall_seconds"] / len(mentions)
+                    line["us_per_mention"] = round(per_mention * 1e6, 1)
+                    if engine == "spark":
+                        if "local" in wall_of:
+                            line["wall_vs_local"] = round(wall_of["spark"] / wall_of["local"], 2)
+                        if size == REFERENCE_SIZE:
+                            reference = per_mention
+                        if reference is not None:
+                            line["us_per_mention_vs_1m"] = round(per_mention / reference, 3)
                 if labels is not None:
                     line["candidate_pairs_per_mention"] = round(
                         figures["candidate_pairs"] / len(mentions), 3
