@@ -127,15 +127,25 @@ class SparkLinker(Linker):
         with self._stage("block"):
             self._stage_records(data, right)
             offset = 0 if right is None else len(data)
-            keyed = _union(
-                [
-                    self.records_.where(F.expr(" and ".join(f"`{c}` != ''" for c in rule))).select(
-                        "_pos",
-                        F.lit(k).alias("rule"),
-                        F.to_json(F.array(*[F.col(c) for c in rule])).alias("key"),
-                    )
-                    for k, rule in enumerate(rules)
-                ]
+            # Each record's key of every rule whose columns it has, in one pass over the records.
+            keys = F.explode(
+                F.array(
+                    *[
+                        F.struct(
+                            F.lit(k).alias("rule"),
+                            F.when(
+                                F.expr(" and ".join(f"`{c}` != ''" for c in rule)),
+                                F.to_json(F.array(*[F.col(c) for c in rule])),
+                            ).alias("key"),
+                        )
+                        for k, rule in enumerate(rules)
+                    ]
+                )
+            )
+            keyed = (
+                self.records_.select("_pos", keys.alias("k"))
+                .select("_pos", "k.rule", "k.key")
+                .where(F.col("key").isNotNull())
             )
             limit = F.element_at(F.array(*[F.lit(int(n)) for n in limits]), F.col("rule") + 1)
             # One shuffle gathers each block's members; its pairs are generated in place.
@@ -367,13 +377,6 @@ class SparkLinker(Linker):
 
 
 # ---------------------------------------------------------------------- executor functions
-
-
-def _union(frames: list):
-    out = frames[0]
-    for frame in frames[1:]:
-        out = out.unionByName(frame)
-    return out
 
 
 def _standardized(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
