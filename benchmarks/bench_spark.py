@@ -5,9 +5,10 @@ written to one Parquet file and deduplicated by ``ipvi dedupe FILE --engine loca
 in a child process. Prints ONE JSON line per engine and size: wall seconds, each stage's
 seconds (the linker's own timings; Spark's progress lines too), candidate pairs per mention,
 the peak RSS of the command's whole process tree (the driver, and for Spark its JVM and Python
-workers, summed, sampled every 0.2 s), pairwise F1 against the truth, and for Spark the
-pairwise F1 between the two engines' clusters (1.0: the same clusters), Spark's wall time as a
-multiple of the local engine's, and Spark's time per mention as a multiple of its own at 1M.
+workers, summed, sampled every 0.2 s; and each role's own peak), pairwise F1 against the
+truth, and for Spark the pairwise F1 between the two engines' clusters (1.0: the same
+clusters), Spark's wall time as a multiple of the local engine's, and Spark's time per mention
+as a multiple of its own at 1M.
 
 The default sizes are issue 21's scaling curve, 0.5M, 1M, 2M and 5M mentions (about half an
 hour on two cores; ``--quick`` runs 20,000 mentions); the local engine runs up to 2M, beside
@@ -49,31 +50,40 @@ REFERENCE_SIZE = 1_000_000
 DRIVER_MEMORY = "6g"
 
 
-def tree_rss(pid: int) -> int:
-    """Resident bytes of ``pid`` and every descendant, summed."""
+def tree_rss(pid: int) -> dict[str, int]:
+    """Resident bytes of ``pid`` and every descendant, summed: in all and by role (``driver``:
+    ``pid`` itself; ``jvm``: Java processes; ``workers``: the rest, Spark's Python workers)."""
     try:
         root = psutil.Process(pid)
         processes = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0
-    total = 0
+        return {}
+    out = {"all": 0, "driver": 0, "jvm": 0, "workers": 0}
     for process in processes:
         with contextlib.suppress(psutil.NoSuchProcess):
-            total += process.memory_info().rss
-    return total
+            rss = process.memory_info().rss
+            role = "driver" if process.pid == pid else "workers"
+            if role == "workers" and process.name().startswith("java"):
+                role = "jvm"
+            out["all"] += rss
+            out[role] += rss
+    return out
 
 
-def measured(command: list[str], env: dict) -> tuple[subprocess.CompletedProcess, float, int]:
-    """Run ``command``; its result, wall seconds and the peak RSS of its process tree."""
+def measured(command: list[str], env: dict) -> tuple[subprocess.CompletedProcess, float, dict]:
+    """Run ``command``; its result, wall seconds and the peak RSS of its process tree (in all,
+    and of each role at its own peak)."""
     start = time.perf_counter()
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
-    peak, done = [0], threading.Event()
+    peak: dict[str, int] = {}
+    done = threading.Event()
 
     def sample() -> None:
         while not done.wait(0.2):
-            peak[0] = max(peak[0], tree_rss(process.pid))
+            for role, rss in tree_rss(process.pid).items():
+                peak[role] = max(peak.get(role, 0), rss)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -82,7 +92,7 @@ def measured(command: list[str], env: dict) -> tuple[subprocess.CompletedProcess
     sampler.join()
     seconds = time.perf_counter() - start
     completed = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
-    return completed, seconds, peak[0]
+    return completed, seconds, peak
 
 
 def spark_stages(stderr: str) -> dict[str, float]:
@@ -121,7 +131,10 @@ def run(engine: str, data: Path, folder: Path, master: str) -> tuple[dict, np.nd
     figures = {
         "wall_seconds": round(seconds, 2),
         "stage_seconds": summary["timings"],
-        "peak_rss_bytes": peak,
+        "peak_rss_bytes": peak.get("all", 0),
+        "peak_rss_bytes_by_role": {
+            role: peak.get(role, 0) for role in ("driver", "jvm", "workers")
+        },
         "candidate_pairs": summary["candidate_pairs"],
     }
     if engine == "spark":
