@@ -2,7 +2,9 @@
 
 For each size, generated mentions (``synth.mentions.generate_mentions``, with their truth) are
 written to one Parquet file and deduplicated by ``ipvi dedupe FILE --engine local|spark --json``
-in a child process. Prints ONE JSON line per engine and size: wall seconds, each stage's
+in a child process. Prints ONE JSON line per engine and size: wall and CPU seconds (CPU: of
+the command's process tree, the JVM and Python workers included, each as last sampled: a
+measure that a shared machine's load disturbs less), each stage's
 seconds (the linker's own timings; Spark's progress lines too), candidate pairs per mention,
 the peak RSS of the command's whole process tree (the driver, and for Spark its JVM and Python
 workers, summed, sampled every 0.2 s; and each role's own peak), pairwise F1 against the
@@ -50,39 +52,47 @@ REFERENCE_SIZE = 1_000_000
 DRIVER_MEMORY = "6g"
 
 
-def tree_rss(pid: int) -> dict[str, int]:
+def tree_usage(pid: int) -> tuple[dict[str, int], dict[int, float]]:
     """Resident bytes of ``pid`` and every descendant, summed: in all and by role (``driver``:
-    ``pid`` itself; ``jvm``: Java processes; ``workers``: the rest, Spark's Python workers)."""
+    ``pid`` itself; ``jvm``: Java processes; ``workers``: the rest, Spark's Python workers);
+    and each one's CPU seconds so far."""
     try:
         root = psutil.Process(pid)
         processes = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return {}
-    out = {"all": 0, "driver": 0, "jvm": 0, "workers": 0}
+        return {}, {}
+    rss_of = {"all": 0, "driver": 0, "jvm": 0, "workers": 0}
+    cpu_of: dict[int, float] = {}
     for process in processes:
         with contextlib.suppress(psutil.NoSuchProcess):
             rss = process.memory_info().rss
+            cpu = process.cpu_times()
             role = "driver" if process.pid == pid else "workers"
             if role == "workers" and process.name().startswith("java"):
                 role = "jvm"
-            out["all"] += rss
-            out[role] += rss
-    return out
+            rss_of["all"] += rss
+            rss_of[role] += rss
+            cpu_of[process.pid] = cpu.user + cpu.system
+    return rss_of, cpu_of
 
 
 def measured(command: list[str], env: dict) -> tuple[subprocess.CompletedProcess, float, dict]:
-    """Run ``command``; its result, wall seconds and the peak RSS of its process tree (in all,
-    and of each role at its own peak)."""
+    """Run ``command``; its result, wall seconds, the peak RSS of its process tree (in all,
+    and of each role at its own peak) and the tree's CPU seconds (``cpu``; each process's as
+    last seen, every 0.2 s)."""
     start = time.perf_counter()
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
-    peak: dict[str, int] = {}
+    peak: dict[str, float] = {}
+    cpu_of: dict[int, float] = {}
     done = threading.Event()
 
     def sample() -> None:
         while not done.wait(0.2):
-            for role, rss in tree_rss(process.pid).items():
+            rss_of, cpu_now = tree_usage(process.pid)
+            cpu_of.update(cpu_now)
+            for role, rss in rss_of.items():
                 peak[role] = max(peak.get(role, 0), rss)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -91,6 +101,7 @@ def measured(command: list[str], env: dict) -> tuple[subprocess.CompletedProcess
     done.set()
     sampler.join()
     seconds = time.perf_counter() - start
+    peak["cpu"] = round(sum(cpu_of.values()), 1)
     completed = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     return completed, seconds, peak
 
@@ -131,6 +142,7 @@ def run(engine: str, data: Path, folder: Path, master: str) -> tuple[dict, np.nd
     figures = {
         "wall_seconds": round(seconds, 2),
         "stage_seconds": summary["timings"],
+        "cpu_seconds": peak.pop("cpu"),
         "peak_rss_bytes": peak.get("all", 0),
         "peak_rss_bytes_by_role": {
             role: peak.get(role, 0) for role in ("driver", "jvm", "workers")
