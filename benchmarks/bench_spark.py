@@ -2,14 +2,22 @@
 
 For each size, generated mentions (``synth.mentions.generate_mentions``, with their truth) are
 written to one Parquet file and deduplicated by ``ipvi dedupe FILE --engine local|spark --json``
-in a child process. Prints ONE JSON line per engine and size: wall seconds, each stage's
+in a child process. Prints ONE JSON line per engine and size: wall and CPU seconds (CPU: of
+the command's process tree, the JVM and Python workers included, each as last sampled: a
+measure that a shared machine's load disturbs less), each stage's
 seconds (the linker's own timings; Spark's progress lines too), candidate pairs per mention,
 the peak RSS of the command's whole process tree (the driver, and for Spark its JVM and Python
-workers, summed, sampled every 0.2 s), pairwise F1 against the truth, and for Spark the
-pairwise F1 between the two engines' clusters (1.0: the same clusters).
+workers, summed, sampled every 0.2 s; and each role's own peak), pairwise F1 against the
+truth, and for Spark the pairwise F1 between the two engines' clusters (1.0: the same
+clusters), Spark's wall time as a multiple of the local engine's, and Spark's time per mention
+as a multiple of its own at 1M.
+
+The default sizes are issue 21's scaling curve, 0.5M, 1M, 2M and 5M mentions (about half an
+hour on two cores; ``--quick`` runs 20,000 mentions); the local engine runs up to 2M, beside
+Spark, to show where one machine stops.
 
     .venv/bin/python benchmarks/bench_spark.py [--quick] [--sizes 500000 1000000]
-        [--engines local spark] [--master local[2]]
+        [--engines local spark] [--master local[2]] [--local-up-to 2000000]
 """
 
 from __future__ import annotations
@@ -34,37 +42,58 @@ from synth.mentions import IDENTIFIER_FIELDS, generate_mentions
 
 ROOT = Path(__file__).resolve().parents[1]
 IPVI = Path(sys.executable).parent / "ipvi"
-SIZES = (100_000, 200_000)
+SIZES = (500_000, 1_000_000, 2_000_000, 5_000_000)
 QUICK_SIZES = (20_000,)
+# The local engine's largest size, unless told.
+LOCAL_UP_TO = 2_000_000
+# Spark's time per mention is compared with its own at this size.
+REFERENCE_SIZE = 1_000_000
 # Local mode runs the executors inside the driver's JVM: its heap bounds the shuffles.
 DRIVER_MEMORY = "6g"
 
 
-def tree_rss(pid: int) -> int:
-    """Resident bytes of ``pid`` and every descendant, summed."""
+def tree_usage(pid: int) -> tuple[dict[str, int], dict[int, float]]:
+    """Resident bytes of ``pid`` and every descendant, summed: in all and by role (``driver``:
+    ``pid`` itself; ``jvm``: Java processes; ``workers``: the rest, Spark's Python workers);
+    and each one's CPU seconds so far."""
     try:
         root = psutil.Process(pid)
         processes = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0
-    total = 0
+        return {}, {}
+    rss_of = {"all": 0, "driver": 0, "jvm": 0, "workers": 0}
+    cpu_of: dict[int, float] = {}
     for process in processes:
         with contextlib.suppress(psutil.NoSuchProcess):
-            total += process.memory_info().rss
-    return total
+            rss = process.memory_info().rss
+            cpu = process.cpu_times()
+            role = "driver" if process.pid == pid else "workers"
+            if role == "workers" and process.name().startswith("java"):
+                role = "jvm"
+            rss_of["all"] += rss
+            rss_of[role] += rss
+            cpu_of[process.pid] = cpu.user + cpu.system
+    return rss_of, cpu_of
 
 
-def measured(command: list[str], env: dict) -> tuple[subprocess.CompletedProcess, float, int]:
-    """Run ``command``; its result, wall seconds and the peak RSS of its process tree."""
+def measured(command: list[str], env: dict) -> tuple[subprocess.CompletedProcess, float, dict]:
+    """Run ``command``; its result, wall seconds, the peak RSS of its process tree (in all,
+    and of each role at its own peak) and the tree's CPU seconds (``cpu``; each process's as
+    last seen, every 0.2 s)."""
     start = time.perf_counter()
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
-    peak, done = [0], threading.Event()
+    peak: dict[str, float] = {}
+    cpu_of: dict[int, float] = {}
+    done = threading.Event()
 
     def sample() -> None:
         while not done.wait(0.2):
-            peak[0] = max(peak[0], tree_rss(process.pid))
+            rss_of, cpu_now = tree_usage(process.pid)
+            cpu_of.update(cpu_now)
+            for role, rss in rss_of.items():
+                peak[role] = max(peak.get(role, 0), rss)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -72,8 +101,9 @@ def measured(command: list[str], env: dict) -> tuple[subprocess.CompletedProcess
     done.set()
     sampler.join()
     seconds = time.perf_counter() - start
+    peak["cpu"] = round(sum(cpu_of.values()), 1)
     completed = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
-    return completed, seconds, peak[0]
+    return completed, seconds, peak
 
 
 def spark_stages(stderr: str) -> dict[str, float]:
@@ -112,7 +142,11 @@ def run(engine: str, data: Path, folder: Path, master: str) -> tuple[dict, np.nd
     figures = {
         "wall_seconds": round(seconds, 2),
         "stage_seconds": summary["timings"],
-        "peak_rss_bytes": peak,
+        "cpu_seconds": peak.pop("cpu"),
+        "peak_rss_bytes": peak.get("all", 0),
+        "peak_rss_bytes_by_role": {
+            role: peak.get(role, 0) for role in ("driver", "jvm", "workers")
+        },
         "candidate_pairs": summary["candidate_pairs"],
     }
     if engine == "spark":
@@ -127,9 +161,11 @@ def main() -> int:
     parser.add_argument("--sizes", nargs="*", type=int, default=None)
     parser.add_argument("--engines", nargs="*", default=["local", "spark"])
     parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--local-up-to", type=int, default=LOCAL_UP_TO, help="largest size")
     args = parser.parse_args()
     sizes = args.sizes or (QUICK_SIZES if args.quick else SIZES)
     load = os.getloadavg()[0]
+    reference: float | None = None
     for size in sizes:
         mentions, truth = generate_mentions(size, seed=11)
         with tempfile.TemporaryDirectory(prefix="bench-spark-") as name:
@@ -137,12 +173,26 @@ def main() -> int:
             data = folder / "mentions.parquet"
             mentions[["record_id", *IDENTIFIER_FIELDS]].to_parquet(data, index=False)
             labels_of: dict[str, np.ndarray] = {}
+            wall_of: dict[str, float] = {}
             for engine in args.engines:
+                if engine == "local" and size > args.local_up_to:
+                    continue
                 figures, labels = run(engine, data, folder, args.master)
                 line = {"benchmark": "bench_spark", "engine": engine, "mentions": len(mentions)}
                 if engine == "spark":
                     line["master"] = args.master
                 line |= figures
+                if "wall_seconds" in figures:
+                    wall_of[engine] = figures["wall_seconds"]
+                    per_mention = figures["wall_seconds"] / len(mentions)
+                    line["us_per_mention"] = round(per_mention * 1e6, 1)
+                    if engine == "spark":
+                        if "local" in wall_of:
+                            line["wall_vs_local"] = round(wall_of["spark"] / wall_of["local"], 2)
+                        if size == REFERENCE_SIZE:
+                            reference = per_mention
+                        if reference is not None:
+                            line["us_per_mention_vs_1m"] = round(per_mention / reference, 3)
                 if labels is not None:
                     line["candidate_pairs_per_mention"] = round(
                         figures["candidate_pairs"] / len(mentions), 3

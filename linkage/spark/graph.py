@@ -18,28 +18,39 @@ from pathlib import Path
 MAX_ROUNDS = 64
 
 
-def _large_star(edges, F):
-    both = edges.select("node", "parent").unionByName(
-        edges.select(F.col("parent").alias("node"), F.col("node").alias("parent"))
+def _both_ways(edges, F):
+    """Each edge (node, parent) as itself and reversed, in one pass over ``edges``."""
+    ends = F.explode(
+        F.array(
+            F.struct(F.col("node").alias("a"), F.col("parent").alias("b")),
+            F.struct(F.col("parent").alias("a"), F.col("node").alias("b")),
+        )
     )
-    smallest = both.groupBy("node").agg(F.min("parent").alias("low"))
-    smallest = smallest.select("node", F.least("low", "node").alias("low"))
-    # Each neighbour larger than the node hangs from the node's smallest neighbour.
+    return edges.select(ends.alias("e")).select(
+        F.col("e.a").alias("node"), F.col("e.b").alias("parent")
+    )
+
+
+def _large_star(edges, F, W):
+    # Each neighbour larger than the node hangs from the node's smallest neighbour (itself
+    # included): a window over the node's edges, one shuffle where a join would take two.
+    low = F.least(F.min("parent").over(W.partitionBy("node")), F.col("node"))
     return (
-        both.where(F.col("parent") > F.col("node"))
-        .join(smallest, "node")
+        _both_ways(edges, F)
+        .withColumn("low", low)
+        .where(F.col("parent") > F.col("node"))
         .select(F.col("parent").alias("node"), F.col("low").alias("parent"))
     )
 
 
-def _small_star(edges, F):
-    smallest = edges.groupBy("node").agg(F.min("parent").alias("low"))
-    linked = edges.join(smallest, "node")
-    # The node and each of its smaller neighbours hang from the smallest of them.
-    return linked.select(F.col("node"), F.col("low").alias("parent")).unionByName(
-        linked.where(F.col("parent") != F.col("low")).select(
-            F.col("parent").alias("node"), F.col("low").alias("parent")
-        )
+def _small_star(edges, F, W):
+    low = F.min("parent").over(W.partitionBy("node"))
+    # The node and each of its smaller neighbours hang from the smallest of them (the
+    # smallest itself excepted).
+    return (
+        edges.withColumn("low", low)
+        .select(F.explode(F.array("node", "parent")).alias("node"), F.col("low").alias("parent"))
+        .where(F.col("node") != F.col("parent"))
     )
 
 
@@ -71,6 +82,7 @@ def connected_components(edges, folder: Path):
     ``component`` is the smallest node of the node's component; nodes without an edge (and
     self-loops alone) are not listed. ``folder`` (not yet existing) receives each round's edges.
     """
+    from pyspark.sql import Window as W
     from pyspark.sql import functions as F
 
     current = _checkpointed(
@@ -80,7 +92,7 @@ def connected_components(edges, folder: Path):
         Path(folder) / "round-0",
     )
     for round_ in range(1, MAX_ROUNDS + 1):
-        current = _small_star(_large_star(current, F), F).where(F.col("node") != F.col("parent"))
+        current = _small_star(_large_star(current, F, W), F, W)
         current = _checkpointed(current.distinct(), Path(folder) / f"round-{round_}")
         if _stars(current, F):
             break

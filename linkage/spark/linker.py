@@ -4,9 +4,10 @@ Each step runs the local engine's own function in the executors, so there is one
 implementation of every standardiser, comparison and clustering rule:
 
 * standardisation: ``mapInPandas`` over :func:`linkage.standardize.standardize_frame`;
-* blocking: per rule, a join of the records on the rule's key columns, blocks over the rule's
-  size limit left out (and counted) as :func:`linkage.blocking.candidate_pairs` does; the
-  rules' pairs unioned with a bit per rule, so EM still learns rule by rule;
+* blocking: the records grouped by (rule, key), each block's pairs generated from its
+  members, blocks over the rule's size limit left out (and counted) as
+  :func:`linkage.blocking.candidate_pairs` does; the rules' pairs unioned with a bit per
+  rule, so EM still learns rule by rule;
 * comparison: ``mapInPandas`` over :func:`linkage.compare.compare_pairs`, on pairs joined to
   both records' values;
 * iterative blocking: the components of the first-pass links (:mod:`linkage.spark.graph`),
@@ -112,7 +113,7 @@ class SparkLinker(Linker):
     # ------------------------------------------------------------------ block
 
     def _candidate_pairs(self, rules, data, right, limits) -> CandidatePairs:
-        """The pairs of every rule, from one join of the records on (rule, key).
+        """The pairs of every rule, from one grouping of the records by (rule, key).
 
         Each record gets one key per rule whose columns it has (the columns' values as a JSON
         array, so distinct tuples never share a key); blocks over their rule's limit are left
@@ -126,30 +127,45 @@ class SparkLinker(Linker):
         with self._stage("block"):
             self._stage_records(data, right)
             offset = 0 if right is None else len(data)
-            keyed = _union(
-                [
-                    self.records_.where(F.expr(" and ".join(f"`{c}` != ''" for c in rule))).select(
-                        "_pos",
-                        F.lit(k).alias("rule"),
-                        F.to_json(F.array(*[F.col(c) for c in rule])).alias("key"),
-                    )
-                    for k, rule in enumerate(rules)
-                ]
+            # Each record's key of every rule whose columns it has, in one pass over the records.
+            keys = F.explode(
+                F.array(
+                    *[
+                        F.struct(
+                            F.lit(k).alias("rule"),
+                            F.when(
+                                F.expr(" and ".join(f"`{c}` != ''" for c in rule)),
+                                F.to_json(F.array(*[F.col(c) for c in rule])),
+                            ).alias("key"),
+                        )
+                        for k, rule in enumerate(rules)
+                    ]
+                )
+            )
+            keyed = (
+                self.records_.select("_pos", keys.alias("k"))
+                .select("_pos", "k.rule", "k.key")
+                .where(F.col("key").isNotNull())
             )
             limit = F.element_at(F.array(*[F.lit(int(n)) for n in limits]), F.col("rule") + 1)
-            sizes = keyed.groupBy("rule", "key").agg(F.count("*").alias("size"))
-            sizes = sizes.withColumn("limit", limit).cache()
+            # One shuffle gathers each block's members; its pairs are generated in place.
+            blocks = (
+                keyed.groupBy("rule", "key")
+                .agg(F.count("*").alias("size"), F.array_sort(F.collect_list("_pos")).alias("m"))
+                .withColumn("limit", limit)
+                .cache()
+            )
             skipped_of = dict(
-                sizes.where(F.col("size") > F.col("limit")).groupBy("rule").count().collect()
+                blocks.where(F.col("size") > F.col("limit")).groupBy("rule").count().collect()
             )
-            blocks = sizes.where((F.col("size") > 1) & (F.col("size") <= F.col("limit")))
-            members = keyed.join(blocks.select("rule", "key"), ["rule", "key"])
-            pairs = members.select(F.col("_pos").alias("left"), "rule", "key").join(
-                members.select(F.col("_pos").alias("right"), "rule", "key"), ["rule", "key"]
+            inside = F.expr(
+                "inline(flatten(transform(sequence(0, size - 2), i -> transform("
+                "sequence(i + 1, size - 1), j -> named_struct('left', m[i], 'right', m[j])))))"
             )
-            if right is None:
-                pairs = pairs.where(F.col("left") < F.col("right"))
-            else:
+            pairs = blocks.where((F.col("size") > 1) & (F.col("size") <= F.col("limit"))).select(
+                "rule", inside
+            )
+            if right is not None:
                 pairs = pairs.where(
                     (F.col("left") < offset) & (F.col("right") >= offset)
                 ).withColumn("right", F.col("right") - offset)
@@ -157,7 +173,7 @@ class SparkLinker(Linker):
                 F.bit_or(F.expr("shiftleft(cast(1 as bigint), rule)")).alias("rules")
             )
             out = self._from_spark(union, "pairs")
-            sizes.unpersist()
+            blocks.unpersist()
             if len(out):
                 order = np.lexsort((out["right"].to_numpy(), out["left"].to_numpy()))
                 out = out.iloc[order]
@@ -361,13 +377,6 @@ class SparkLinker(Linker):
 
 
 # ---------------------------------------------------------------------- executor functions
-
-
-def _union(frames: list):
-    out = frames[0]
-    for frame in frames[1:]:
-        out = out.unionByName(frame)
-    return out
 
 
 def _standardized(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:

@@ -40,6 +40,9 @@ JOB_FAILED = "the Spark job failed ({why}); nothing was written"
 BASE_CONF: dict[str, str] = {
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
+    # Pandas functions run once per batch: the comparison kernels once per distinct value
+    # pair of a batch, so batches of 10,000 rows (Spark's default) repeat most of their work.
+    "spark.sql.execution.arrow.maxRecordsPerBatch": "100000",
 }
 CONNECT_TIMEOUT = 5.0
 
