@@ -27,6 +27,7 @@ from ipvi.cli import main
 from ipvi.db import make_engine, open_registry, session_scope
 from ipvi.reaudits import save_reaudit, score_warning, standing
 from ipvi.tables.fairness import reaudits
+from ipvi.tables.monitoring import issued_scores
 from monitoring.outcomes import read_issued
 from monitoring.reaudit import NONE_SINCE, SINCE_AFTER_EXTRACT
 from tests.pipeline_support import fresh_keys
@@ -173,8 +174,18 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(pipeline, issued, ipvi): 
         code, out, err = ipvi("audit", "--issued", *args)
         assert code == 2 and out == "", (args, err)
         assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    # After the last score any test has issued so far (other tests score the shared pipeline
+    # too), with the outcomes known a day later: nothing was issued since.
+    with session_scope(make_engine(pipeline["url"])) as session:
+        last = pd.Timestamp(session.execute(select(func.max(issued_scores.c.as_of))).scalar())
+    since = last + pd.Timedelta(days=1)
     code, _, err = ipvi(
-        "audit", "--issued", "--since", str(extract.date()), "--as-of", str(extract.date())
+        "audit",
+        "--issued",
+        "--since",
+        str(since.date()),
+        "--as-of",
+        str((since + pd.Timedelta(days=1)).date()),
     )
     assert code == 2 and NONE_SINCE.split("{since}")[1].split("{extract}")[0] in err
     assert _reports(pipeline) == before
