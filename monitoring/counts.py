@@ -37,6 +37,14 @@ KIND_NAMES = {
     "strangulation": "incidents with strangulation",
     "calls_for_service": "calls for service",
 }
+TOO_LITTLE_HISTORY = (
+    "too little history: the reference months before this window hold too few events to "
+    "compare with"
+)
+TOO_FEW_ZIPS = (
+    "too few events to compare zips: fewer than two zips hold monitoring.counts.min_zip_events "
+    "= {minimum} events over the reference months"
+)
 # The mention whose address places an event: the person the incident is about.
 _PLACING_ROLES = ("suspect", "arrestee")
 
@@ -220,8 +228,9 @@ def count_alarms(
     enough for the smallest p-value the correction can need) and ``windows``: per window and
     kind, the zips whose share rose, the rise, the p-value, the family-wise p-value (times
     ``n_tests``, at most 1) and the level (``ok``, ``warn``, ``alarm``); a window whose
-    reference months hold events in fewer than two windows' worth of months is
-    ``judged: false`` with a reason.
+    reference months hold events in fewer than two windows' worth of months, or in which
+    fewer than two zips hold ``settings.min_zip_events`` reference events, is ``judged:
+    false`` with a reason.
     """
     block = settings.window_months
     blocks = settings.reference_months // block
@@ -241,12 +250,13 @@ def count_alarms(
             }
             out.append(entry)
             if (table[reference].sum(axis=0) > 0).sum() < 2 * block or not entry["n_window"]:
-                entry["reason"] = (
-                    "too little history: the reference months before this window hold too "
-                    "few events to compare with"
-                )
+                entry["reason"] = TOO_LITTLE_HISTORY
                 continue
-            tests.append((entry, _pooled(table, reference, settings.min_zip_events), w, k))
+            pooled = _pooled(table, reference, settings.min_zip_events)
+            if len(pooled) < 2:
+                entry["reason"] = TOO_FEW_ZIPS.format(minimum=settings.min_zip_events)
+                continue
+            tests.append((entry, pooled, w, k))
     n_tests = max(1, len(tests))
     draws = max(settings.n_simulations, math.ceil(20 * n_tests / settings.alpha_alarm))
     for entry, table, w, k in tests:

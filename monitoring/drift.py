@@ -1,7 +1,8 @@
 """Drift: how the live inputs, scores, tiers and bands moved away from training.
 
 Per feature, the population stability index (PSI) of each period's issued inputs against the
-training distribution kept with the run (:mod:`training.reference`), and the
+distribution kept with the run (:mod:`training.reference`: its test period, the most recent
+window before deployment), and the
 Kolmogorov-Smirnov distance for continuous inputs. For the scores, the PSI of the issued
 probabilities against the version's test-period predictions, and the largest change in a tier's
 or a band's share. None of these needs an outcome, so drift shows long before outcomes mature.

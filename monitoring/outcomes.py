@@ -236,7 +236,12 @@ def read_decisions(session: Session, persons: list[str]) -> pd.DataFrame:
 
 
 def join_decisions(frame: pd.DataFrame, staff: pd.DataFrame, notifying: set[str]) -> pd.DataFrame:
-    """Each score with the decisions taken for its person from its date to its window's end.
+    """Each score with the decisions taken on it: its person's from its date until the
+    person's next score or its window's end, whichever comes first.
+
+    A decision taken at a later score is that score's: counted here too, a notification that
+    follows a recorded re-offence would mark the earlier score notified, and re-offended, and
+    make notification look harmful.
 
     Adds ``notified`` (an action that notifies the offender), ``called_in``, ``overridden``
     (the tier was overridden) and ``override_reason`` (the first override's reason) and
@@ -254,11 +259,15 @@ def join_decisions(frame: pd.DataFrame, staff: pd.DataFrame, notifying: set[str]
     if staff.empty or out.empty:
         return out
     rows = out[["person_id", "as_of", "window_end"]].assign(row=np.arange(len(out)))
+    scored = rows[["person_id", "as_of"]].drop_duplicates().sort_values(["person_id", "as_of"])
+    scored["next_as_of"] = scored.groupby("person_id")["as_of"].shift(-1)
+    rows = rows.merge(scored, on=["person_id", "as_of"], how="left")
+    rows["until"] = rows[["window_end", "next_as_of"]].min(axis=1)
     joined = rows.merge(staff, on="person_id")
     earlier = joined[(joined["decided_at"] < joined["as_of"]) & joined["action"].isin(notifying)]
     out.loc[earlier["row"].unique(), "notified_before"] = True
     inside = joined[
-        (joined["decided_at"] >= joined["as_of"]) & (joined["decided_at"] < joined["window_end"])
+        (joined["decided_at"] >= joined["as_of"]) & (joined["decided_at"] < joined["until"])
     ].sort_values(["row", "decided_at"], kind="stable")
     grouped = inside.groupby("row")
     out.loc[grouped.size().index, "decided"] = True

@@ -168,9 +168,9 @@ def _period_drift(
     *,
     min_scores: int,
 ) -> dict:
-    """Drift of one period's issued scores against training (its inputs against the training
-    rows, its scores, tiers and bands against the test period's), judged only from
-    ``min_scores`` scores."""
+    """Drift of one period's issued scores against the training run's test period (its inputs
+    against the run's reference, its scores, tiers and bands against the test predictions),
+    judged only from ``min_scores`` scores."""
     tiers = sorted({*test["tier"].astype(str), *issued["tier"].astype(str)})
     bands = list(dict.fromkeys([*test["band"], *issued["band"]]))
     tier_mix, band_mix = drift.mix(issued["tier"], tiers), drift.mix(issued["band"], bands)

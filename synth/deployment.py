@@ -254,12 +254,21 @@ def notification_truth(matched: pd.DataFrame) -> dict:
     """The true effect of notification on a recorded re-offence within the label's window,
     among the notified scores whose window has matured, and its parts.
 
+    Scores of a person notified at an earlier score of the deployment are left out, as the
+    monitor leaves them out of its estimate (``notified_before``: a notifying decision before
+    the score's date, and :func:`staff_decisions` records one on the date of every notified
+    score): the estimand is the effect of a first notification in the deployment.
+
     ``truth`` = mean of ``p_recorded - p_recorded_if_flipped``; ``truth_offending`` holds
     recording at its actual level and flips the hazard (``p_recorded -
     p_recorded_if_flipped_hazard``); ``truth_recording`` is the rest. ``truth_true_reoffence``
     is the effect on any re-offence, recorded or not.
     """
-    rows = matched[matched["notified"] & matched["window_observed"]]
+    first_notified = matched["person_id"].map(
+        matched.loc[matched["notified"]].groupby("person_id")["as_of"].min()
+    )
+    notified_before = (first_notified < matched["as_of"]).to_numpy()
+    rows = matched[matched["notified"] & matched["window_observed"] & ~notified_before]
     if rows.empty:
         return {"truth": None, "truth_offending": None, "truth_recording": None, "truth_n": 0}
     p, flipped = rows["p_recorded"], rows["p_recorded_if_flipped"]
@@ -271,7 +280,8 @@ def notification_truth(matched: pd.DataFrame) -> dict:
         "truth_true_reoffence": float((rows["p_true"] - rows["p_true_if_flipped"]).mean()),
         "truth_n": int(len(rows)),
         "truth_estimand": (
-            "mean over the notified scores with a matured window of P(recorded re-offence in "
+            "mean over the notified scores with a matured window, of people not notified at "
+            "an earlier score, of P(recorded re-offence in "
             "the label's window | notified) - P(same | not notified), exact from the "
             "generator's probabilities; offending part: the hazard flipped at the actual "
             "recording; recording part: the rest"

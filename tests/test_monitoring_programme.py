@@ -219,6 +219,15 @@ def test_a_window_without_history_is_not_judged_and_not_counted_as_a_test():
     assert result["n_tests"] == len(windows) - 1
 
 
+def test_a_window_whose_zips_all_pool_into_one_is_not_judged():
+    # Every zip under min_zip_events reference events: one pooled row, nothing to compare.
+    windows = windows_of(pd.Period("2023-01", "M"), pd.Period("2023-03", "M"), 3)
+    settings = CountAlarmConfig(n_simulations=999, min_zip_events=10_000)
+    result = count_alarms(_tables(None, 2), windows, settings, seed=0)
+    assert result["windows"][0]["judged"] is False
+    assert "too few events to compare zips" in result["windows"][0]["reason"]
+
+
 def test_the_examples_in_the_count_alarm_docstrings_run():
     import doctest
 

@@ -216,6 +216,33 @@ def test_monitor_errors_name_what_is_missing(db_url):
     engine.dispose()
 
 
+def test_a_decision_at_a_later_score_belongs_to_that_score_only():
+    # P1 re-offends within the first score's window, is scored again and notified then: the
+    # notification is the second score's, not the first's (which would look re-offended and
+    # notified).
+    frame = pd.DataFrame(
+        {
+            "person_id": ["P1", "P1"],
+            "as_of": pd.to_datetime(["2024-01-01", "2024-06-01"]),
+            "window_end": pd.to_datetime(["2025-01-01", "2025-06-01"]),
+        }
+    )
+    staff = pd.DataFrame(
+        {
+            "person_id": ["P1", "P1"],
+            "action": ["no_action", "letter"],
+            "tier_decision": ["followed", "followed"],
+            "tier": ["C", "B"],
+            "reason": [None, None],
+            "decided_at": pd.to_datetime(["2024-01-01 09:00", "2024-06-01 10:00"]),
+        }
+    )
+    out = join_decisions(frame, staff, notifying={"letter"})
+    assert out["decided"].tolist() == [True, True]
+    assert out["notified"].tolist() == [False, True]
+    assert out["notified_before"].tolist() == [False, False]
+
+
 def test_decisions_in_the_window_mark_notification_call_in_and_override():
     frame = pd.DataFrame(
         {

@@ -15,7 +15,7 @@ import pytest
 from ipvi.cli import main
 from ipvi.config import load_config
 from synth import DriftParams, SynthParams, simulate, simulate_offending
-from synth.deployment import DEPLOYMENT_HAZARD, DEPLOYMENT_YEARS
+from synth.deployment import DEPLOYMENT_HAZARD, DEPLOYMENT_YEARS, notification_truth
 from synth.metrics import calibration_by_decile
 from tests.cli_support import run_ipvi
 
@@ -177,6 +177,27 @@ def test_p_recorded_stays_exact_across_the_drift_day():
     p, y = rows["p_recorded"].to_numpy(), rows["label"].to_numpy()
     assert p.mean() == pytest.approx(y.mean(), abs=3 * np.sqrt((p * (1 - p)).sum()) / len(p))
     assert calibration_by_decile(p, y, z=2.8)["inside"].all()
+
+
+def test_the_truth_leaves_out_people_notified_at_an_earlier_score_as_the_estimate_does():
+    day = pd.Timestamp("2024-01-01")
+    matched = pd.DataFrame(
+        {
+            "person_id": ["a", "a", "b", "c"],
+            "as_of": [day, day + pd.Timedelta(days=40), day, day],
+            "notified": [True, True, True, False],
+            "window_observed": True,
+            "p_recorded": [0.3, 0.9, 0.5, 0.4],
+            "p_recorded_if_flipped": [0.4, 0.1, 0.7, 0.4],
+            "p_recorded_if_flipped_hazard": [0.35, 0.2, 0.6, 0.4],
+            "p_true": 0.5,
+            "p_true_if_flipped": 0.6,
+        }
+    )
+    truth = notification_truth(matched)
+    # a's second score follows a notification (left out); c was not notified.
+    assert truth["truth_n"] == 2
+    assert truth["truth"] == pytest.approx(((0.3 - 0.4) + (0.5 - 0.7)) / 2)
 
 
 def test_offence_mix_and_new_feed_change_what_they_name():

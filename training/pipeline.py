@@ -299,7 +299,7 @@ def train(
             crosswalk[["record_id", "person_id"]],
         ),
         trained_persons=person_list(dataset.index.loc[period != "test", "person_id"]),
-        feature_reference=feature_reference(dataset.features.X, columns, period == "train"),
+        feature_reference=feature_reference(dataset.features.X, columns, test),
     )
     if truth is not None:
         result.truth = _truth_evaluation(

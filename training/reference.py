@@ -1,13 +1,20 @@
-"""The training distribution of each model input: the baseline live inputs are compared with.
+"""The distribution of each model input at training: the baseline live inputs are compared with.
 
-:func:`feature_reference` summarises the training rows of a run per model input, and
+:func:`feature_reference` summarises a run's rows per model input, and
 :func:`training.store.write_run` keeps it in ``training_runs.feature_reference``; ``ipvi
 monitor`` measures drift against it (PSI per feature, KS for continuous ones). Only
 aggregates are kept (shares and quantiles over thousands of rows), never a row.
 
-A feature is *discrete* when the training rows hold at most :data:`MAX_DISCRETE_VALUES`
+The rows are the run's test period (:func:`training.pipeline.train`): the most recent window
+before deployment, on which the run's reported figures were measured, as the monitor's score
+drift compares issued probabilities with the test period's. The fitting rows span every
+earlier year, while a registry's inputs creep as it fills (prior counts grow with the years
+of history it holds, careers age): against them, a live system that has not changed since
+training would show drift from the first month.
+
+A feature is *discrete* when the reference rows hold at most :data:`MAX_DISCRETE_VALUES`
 distinct values (counts, yes/no flags): its bins are those values. Otherwise it is
-*continuous* (age, days since ...): its bins are cut at the training deciles, and its
+*continuous* (age, days since ...): its bins are cut at the reference deciles, and its
 percentiles are kept for the KS distance.
 """
 
@@ -29,7 +36,7 @@ def _bin_shares(values: np.ndarray, edges: np.ndarray) -> list[float]:
 
 
 def describe(values: np.ndarray) -> dict:
-    """The reference of one feature's training values (NaN: unknown)."""
+    """The reference of one feature's values (NaN: unknown)."""
     values = np.asarray(values, dtype=float)
     known = values[~np.isnan(values)]
     entry = {"n": int(values.size), "missing": float(np.isnan(values).mean()) if values.size else 0}
@@ -48,6 +55,6 @@ def describe(values: np.ndarray) -> dict:
 
 
 def feature_reference(X: Columns, features: list[str], rows: np.ndarray) -> dict[str, dict]:
-    """The reference of each model input (``features``, columns of ``X``) over the training
-    ``rows`` (a boolean mask)."""
+    """The reference of each model input (``features``, columns of ``X``) over ``rows`` (a
+    boolean mask)."""
     return {name: describe(np.asarray(X[name], dtype=float)[rows]) for name in features}

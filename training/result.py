@@ -24,7 +24,7 @@ class TrainResult:
     data_fingerprint: str
     trained_persons: list[str]  # person ids, in memory only: stored as keyed pseudonyms
     truth: pd.DataFrame | None = None
-    # Each model input's distribution over the training rows (training.reference).
+    # Each model input's distribution over the test period's rows (training.reference).
     feature_reference: dict = field(default_factory=dict)
     figures: dict = field(default_factory=dict)
 

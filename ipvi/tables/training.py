@@ -35,7 +35,7 @@ training_runs = Table(
     Column("n_train", Integer, nullable=False),
     Column("n_test", Integer, nullable=False),
     Column("summary", JSON, nullable=False),
-    # Each model input's distribution over the training rows (training.reference): drift's
+    # Each model input's distribution over the test period's rows (training.reference): drift's
     # baseline. Null for runs trained before it was kept.
     Column("feature_reference", JSON, nullable=True),
 )
