@@ -42,7 +42,6 @@ import yaml
 
 from synth.mentions import IDENTIFIER_FIELDS, generate_mentions
 
-ROOT = Path(__file__).resolve().parents[1]
 IPVI = Path(sys.executable).parent / "ipvi"
 SIZES = (500_000, 1_000_000, 2_000_000)
 QUICK_SIZES = (20_000,)

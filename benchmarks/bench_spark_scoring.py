@@ -95,7 +95,11 @@ def score(engine: str, database: Path, folder: Path, env: dict, master: str, as_
         rows = connection.execute(SCORE_ROWS).fetchall()
     figures = {
         "wall_seconds": round(seconds, 2),
-        "peak_rss_bytes": peak,
+        "cpu_seconds": peak.pop("cpu"),
+        "peak_rss_bytes": peak.get("all", 0),
+        "peak_rss_bytes_by_role": {
+            role: peak.get(role, 0) for role in ("driver", "jvm", "workers")
+        },
         "persons_scored": summary["n_scored"],
         "tier_list": Path(summary["csv"]).read_bytes(),
         "rows": rows,

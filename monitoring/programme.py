@@ -19,8 +19,8 @@ import pandas as pd
 from lifelines import KaplanMeierFitter
 from lifelines.utils import qth_survival_times
 
-from fairness.bootstrap import PersonBootstrap
 from ipvi.config import ProgrammeConfig
+from monitoring.performance import bootstrap
 
 NOTIFIED, NOT_NOTIFIED = "notified", "not notified"
 # Time by which this share had a recorded re-offence (1 - survival).
@@ -202,7 +202,7 @@ def notification_effect(
     if not covered > 0:
         out["reason"] = NO_OVERLAP
         return out
-    boot = PersonBootstrap(n_resamples, seed=seed).fit(matured["person_id"].to_numpy())
+    boot = bootstrap(matured, n_resamples=n_resamples, seed=seed)
     resampled = boot.totals(stats, cells, n_strata * 2).reshape(n_resamples, n_strata, 2, 2)
     boot_treated, boot_matched, _ = _att(resampled)
     low, high = boot.interval(boot_treated - boot_matched)

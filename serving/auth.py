@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import re
 import secrets
 import sqlite3
@@ -32,8 +31,6 @@ from ipvi.tables.serving import api_keys
 from serving.http import json_response
 from serving.metrics import METRICS_PATH
 from serving.refresh import Refreshed
-
-logger = logging.getLogger(__name__)
 
 ROLES: tuple[str, ...] = ("scoring", "advocate", "admin", "reviewer", "monitoring")
 KEY_BYTES = 32  # 256 bits

@@ -22,7 +22,7 @@ from synth import extracts as ex
 from synth import malformed
 from synth.events import FLAG_COLUMNS, build_rows
 from synth.metrics import exact_match_quality, roc_auc
-from synth.offending import Careers, simulate_careers
+from synth.offending import Careers, drift_day, simulate_careers
 from synth.params import DRIFTS, SynthParams
 from synth.population import (
     GROUP_SHARES,
@@ -139,13 +139,6 @@ def shifted_entries(
     out = entry.copy()
     out[moved] = redrawn
     return out
-
-
-def drift_day(params: SynthParams, epoch0: int) -> float:
-    """The drift's start in days since day 0 of the extract period (inf: no drift)."""
-    if params.drift is None:
-        return np.inf
-    return float((params.drift.start - dt.date(1970, 1, 1)).days - epoch0)
 
 
 def simulate_offending(params: SynthParams, progress: Progress | None = None) -> Cohort:

@@ -142,6 +142,13 @@ class Careers:
     frailty: np.ndarray
 
 
+def drift_day(params: SynthParams, epoch0: int) -> float:
+    """The drift's start in days since day 0 of the extract period (inf: no drift)."""
+    if params.drift is None:
+        return np.inf
+    return float((params.drift.start - dt.date(1970, 1, 1)).days - epoch0)
+
+
 def simulate_careers(
     rng: np.random.Generator,
     *,
@@ -179,9 +186,7 @@ def simulate_careers(
     lag = params.decision_lag_days
     G_W = early_integral(np.array(W), hz.early_factor, hz.early_days)
     drift = params.drift
-    drift_day = (
-        np.inf if drift is None else float((drift.start - dt.date(1970, 1, 1)).days - epoch0)
-    )
+    drift_start = drift_day(params, epoch0)
     mix = drift is not None and drift.name == "offence_mix"
     recording_shift = drift is not None and drift.name == "recording_shift"
     frailty = rng.gamma(k, 1.0 / k, n)
@@ -245,7 +250,7 @@ def simulate_careers(
         threat = u[:, 3] < np.minimum(0.12 * sev, 0.9)
         injury = u[:, 4] < 0.35
         if mix:
-            changed = tj >= drift_day
+            changed = tj >= drift_start
             strang = np.where(
                 changed, u[:, 1] < np.minimum(0.09 * drift.mix_strangulation * sev, 0.9), strang
             )
@@ -397,7 +402,7 @@ def simulate_careers(
         if recording_shift:
             moved = shifted[nb]
             s_D = liberty_between(
-                T[moved], np.full(moved.sum(), drift_day), open_s[idx][moved], open_e[idx][moved]
+                T[moved], np.full(moved.sum(), drift_start), open_s[idx][moved], open_e[idx][moved]
             )
             G_D[moved] = early_integral(s_D, hz.early_factor, hz.early_days)
             factor = np.where(moved, drift.recording_factor, 1.0)

@@ -66,20 +66,13 @@ def _raw(column):
     return column
 
 
-def load_history(
-    engine, person_ids: list[str] | None = None
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """``events``, ``mentions`` and ``crosswalk`` from the registry, for all or some persons.
+def load_history(engine) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """``events``, ``mentions`` and ``crosswalk`` of the whole registry, as DataFrames.
 
-    For named persons, the tables of :func:`person_history` as DataFrames. The tables are the
-    declared ones (every command migrates the registry first), read in one connection.
+    The tables are the declared ones (every command migrates the registry first), read in one
+    connection.
     """
-    if person_ids is None:
-        tables = read_history(engine)
-    else:
-        with engine.connect() as connection:
-            tables = person_history(connection, person_ids)
-    events, mentions, crosswalk = tables
+    events, mentions, crosswalk = read_history(engine)
     return events.to_frame(), mentions.to_frame(), crosswalk.to_frame()
 
 

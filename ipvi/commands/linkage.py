@@ -29,7 +29,7 @@ ENGINE_HELP = (
 
 
 def _engine_option():
-    return typer.Option(None, "--engine", help=ENGINE_HELP, case_sensitive=False)
+    return typer.Option(None, "--engine", help=ENGINE_HELP)
 
 
 def _settings():

@@ -71,7 +71,6 @@ def score(
         None,
         "--engine",
         help="where features and scores are computed: local or spark (default linkage.engine)",
-        case_sensitive=False,
     ),
 ) -> None:
     """Score persons as of a date, store the scores and write the coordinators' tier list
