@@ -25,7 +25,7 @@ from ipvi.errors import IpviError
 from ipvi.reaudits import REAUDIT_FAIL, REAUDIT_PASS, save_reaudit
 from ipvi.tables.ingest import events
 from monitoring.outcomes import matured_outcomes, no_matured_message, read_issued
-from training.registry import version_info
+from training.registry import frozen_bands
 
 SINCE_AFTER_EXTRACT = (
     "--since {since} is after the extract date {extract}: no score issued since then can have "
@@ -38,17 +38,6 @@ NONE_SINCE = (
 )
 # The model inputs the audit reads besides the scores (its age bands and prior-offence strata).
 _AUDITED_INPUTS = ("prior_ipv_offences", "age")
-
-
-def frozen_bands(config: Config, version: str) -> list[dict] | None:
-    """The version's band cut-points and uses as frozen in MLflow (as ``ipvi audit`` reads
-    them), or None when the store cannot give them (then read off the scores)."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return version_info(config.tracking_uri, config.mlflow.model_name, version)["bands"]
-    except (IpviError, MlflowException, OSError):
-        return None
 
 
 def audit_matured(
@@ -82,7 +71,7 @@ def audit_matured(
         policy,
         model_version=version,
         model_name=config.mlflow.model_name,
-        bands=frozen_bands(config, version),
+        bands=frozen_bands(config.tracking_uri, config.mlflow.model_name, version),
     )
     inp.source.update({"kind": "issued_scores", **(source or {})})
     return run_audit(inp, policy, policy_digest=policy_hash(policy), changes=policy_changes(policy))

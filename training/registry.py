@@ -279,6 +279,17 @@ def version_info(tracking_uri: str, name: str, alias_or_version: str) -> dict:
     }
 
 
+def frozen_bands(tracking_uri: str, name: str, version: str) -> list[dict] | None:
+    """The version's band cut-points and uses as frozen in MLflow, or None when the store
+    cannot give them (the audit then reads them off the scores)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return version_info(tracking_uri, name, version)["bands"]
+    except (IpviError, MlflowException, OSError):
+        return None
+
+
 def load_bundle(tracking_uri: str, name: str, alias_or_version: str) -> tuple[ModelBundle, dict]:
     """The bundle of a registered version, and ``{"version", "run_id"}``."""
     from mlflow import MlflowClient

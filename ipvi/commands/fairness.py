@@ -74,20 +74,6 @@ def _date(value: str, option: str):
         raise IpviError(f"{option} must be a date YYYY-MM-DD, got {value!r}") from None
 
 
-def _model_bands(model_version: str) -> list[dict] | None:
-    """The version's frozen bands from the MLflow registry, or None if it is not there."""
-    from mlflow.exceptions import MlflowException
-
-    from training.registry import version_info
-
-    config = get_config()
-    try:
-        return version_info(config.tracking_uri, config.mlflow.model_name, model_version)["bands"]
-    except (IpviError, MlflowException, OSError) as error:
-        info(f"band cut-points read off the predictions ({str(error).splitlines()[0]})")
-        return None
-
-
 def register(app: typer.Typer) -> None:
     """Add ``audit`` and ``promote`` to the ipvi app."""
 
@@ -254,7 +240,13 @@ def register(app: typer.Typer) -> None:
             raise IpviError(f"truth folder not found: {truth}")
         config = get_config()
         policy, digest, changes = _policy(None)
-        bands = _model_bands(model_version)
+        from training.registry import frozen_bands
+
+        bands = frozen_bands(config.tracking_uri, config.mlflow.model_name, model_version)
+        if bands is None:
+            info(
+                f"band cut-points read off the predictions (MLflow gives none for {model_version})"
+            )
         with session_scope(get_engine()) as session:
             result = audit_model_version(
                 session,
