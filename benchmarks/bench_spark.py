@@ -19,7 +19,7 @@ one machine stops. Issue 21's curve goes on to 5M (``--sizes 500000 1000000 2000
 it is estimated at about 21 GB peak, near all of a 24 GB machine, and has not been run.
 
     .venv/bin/python benchmarks/bench_spark.py [--quick] [--sizes 500000 1000000]
-        [--engines local spark] [--master local[2]] [--local-up-to 2000000]
+        [--engines local spark] [--master local[2]] [--local-up-to 2000000] [--driver-memory 6g]
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ QUICK_SIZES = (20_000,)
 LOCAL_UP_TO = 2_000_000
 # Spark's time per mention is compared with its own at this size.
 REFERENCE_SIZE = 1_000_000
-# Local mode runs the executors inside the driver's JVM: its heap bounds the shuffles.
+# Local mode runs the executors inside the driver's JVM: its heap bounds the shuffles (and,
+# grown lazily up to it, most of the JVM's resident memory).
 DRIVER_MEMORY = "6g"
 
 
@@ -124,11 +125,13 @@ def pairwise_f1(labels: np.ndarray, other: np.ndarray) -> float:
     return round(float(cluster_metrics(labels, other)["pairwise_f1"]), 6)
 
 
-def run(engine: str, data: Path, folder: Path, master: str) -> tuple[dict, np.ndarray | None]:
+def run(
+    engine: str, data: Path, folder: Path, master: str, driver_memory: str
+) -> tuple[dict, np.ndarray | None]:
     config = folder / f"{engine}.yaml"
     config.write_text(
         yaml.safe_dump(
-            {"spark": {"master": master, "conf": {"spark.driver.memory": DRIVER_MEMORY}}}
+            {"spark": {"master": master, "conf": {"spark.driver.memory": driver_memory}}}
         )
     )
     out = folder / f"{engine}.csv"
@@ -162,6 +165,7 @@ def main() -> int:
     parser.add_argument("--sizes", nargs="*", type=int, default=None)
     parser.add_argument("--engines", nargs="*", default=["local", "spark"])
     parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--driver-memory", default=DRIVER_MEMORY, help="spark.driver.memory")
     parser.add_argument("--local-up-to", type=int, default=LOCAL_UP_TO, help="largest size")
     args = parser.parse_args()
     sizes = args.sizes or (QUICK_SIZES if args.quick else SIZES)
@@ -178,10 +182,11 @@ def main() -> int:
             for engine in args.engines:
                 if engine == "local" and size > args.local_up_to:
                     continue
-                figures, labels = run(engine, data, folder, args.master)
+                figures, labels = run(engine, data, folder, args.master, args.driver_memory)
                 line = {"benchmark": "bench_spark", "engine": engine, "mentions": len(mentions)}
                 if engine == "spark":
                     line["master"] = args.master
+                    line["driver_memory"] = args.driver_memory
                 line |= figures
                 if "wall_seconds" in figures:
                     wall_of[engine] = figures["wall_seconds"]

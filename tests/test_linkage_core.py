@@ -471,3 +471,53 @@ def test_supervised_scorer_learns_from_labels_and_refuses_too_few():
     assert ((p >= 0.5) == y[1::2]).mean() > 0.97
     with pytest.raises(IpviError, match="not fitted"):
         SupervisedScorer(n_levels).predict_proba(result.levels, result.weight)
+
+
+def test_em_on_aggregated_pattern_counts_equals_em_on_the_pairs():
+    # The Spark engine can fit from (levels, rules) -> count aggregated where the pairs are.
+    mentions, _ = generate_mentions(2000, seed=8)
+    settings = LinkageSettings.from_config(load_config().linkage)
+    data = standardize_frame(mentions[list(IDENTIFIER_FIELDS)])
+    rules = [["dob"], ["ln_phon", "fn_init"], ["zip", "fn_phon"]]
+    pairs = candidate_pairs(rules, data)
+    comparisons = [c for c in settings.comparisons if set(c.columns) <= set(data.columns)]
+    coded, vocabulary = encode_for(comparisons, [data])
+    levels = compare_pairs(comparisons, pairs.left, pairs.right, coded[0], None, vocabulary)
+    rng = np.random.default_rng(0)
+    random_levels = compare_pairs(
+        comparisons,
+        rng.integers(0, 2000, 20_000),
+        rng.integers(0, 2000, 20_000),
+        coded[0],
+        None,
+        vocabulary,
+    )
+    excluded = [
+        {k for k, c in enumerate(comparisons) if c.column in settings.rule_sources(rule)}
+        for rule in rules
+    ]
+    n_total = 2000 * 1999 / 2
+    raw = FellegiSunter(comparisons).fit(levels, random_levels, pairs.rule_pairs, excluded, n_total)
+
+    mask = np.zeros(len(levels), dtype=np.int64)
+    for k, rows in enumerate(pairs.rule_pairs):
+        mask[rows] |= 1 << k
+    keyed = pd.DataFrame(levels).assign(rules=mask)
+    counted = keyed.groupby(list(keyed.columns)).size().reset_index(name="count")
+    patterns = counted.drop(columns=["rules", "count"]).to_numpy(np.int8)
+    rule_rows = [np.flatnonzero(counted["rules"].to_numpy() & (1 << k)) for k in range(len(rules))]
+    assert len(patterns) < len(levels) / 3  # fewer rows, the same fit
+    aggregated = FellegiSunter(comparisons).fit(
+        patterns,
+        random_levels,
+        rule_rows,
+        excluded,
+        n_total,
+        counts=counted["count"].to_numpy(float),
+    )
+    for a, b in zip(raw.m_ + raw.u_, aggregated.m_ + aggregated.u_, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9)
+    np.testing.assert_allclose(raw.rule_share_, aggregated.rule_share_, rtol=1e-9)
+    assert raw.prior_ == pytest.approx(aggregated.prior_, rel=1e-9)
+    refitted = raw.refit_prior(patterns, n_total, counts=counted["count"].to_numpy(float))
+    assert refitted.prior_ == pytest.approx(aggregated.prior_, rel=1e-9)
