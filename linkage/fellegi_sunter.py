@@ -107,7 +107,6 @@ class FellegiSunter:
         n_total_pairs: float,
         tf_values: dict[str, pd.Series] | None = None,
         pair_weights: np.ndarray | None = None,
-        counts: np.ndarray | None = None,
     ) -> FellegiSunter:
         """Learn u from ``random_levels``, m by EM per rule, then the prior.
 
@@ -126,12 +125,7 @@ class FellegiSunter:
         tf_values : dict, optional
             Standardised column values (all records) of term-frequency comparisons.
         pair_weights : ndarray, optional
-            How many candidate pairs each row of ``levels`` stands for (a sample of them); the
-            prior only.
-        counts : ndarray, optional
-            How many pairs share each row of ``levels`` (default one each): the patterns
-            aggregated elsewhere, say ``(levels, rules) -> count`` in a database or in Spark,
-            give the fit on the pairs themselves, EM included.
+            How many candidate pairs each row of ``levels`` stands for (a sample of them).
         """
         if levels.shape[1] != len(self.comparisons):
             raise IpviError("level matrix and comparisons disagree in number")
@@ -140,9 +134,7 @@ class FellegiSunter:
         ]
         # Every pair's level pattern once: EM and the prior then work on pattern counts.
         pattern_of, patterns = pattern_codes(levels)
-        self.m_, self.m_support_ = self._estimate_m(
-            pattern_of, patterns, rule_pairs, rule_excluded, counts
-        )
+        self.m_, self.m_support_ = self._estimate_m(pattern_of, patterns, rule_pairs, rule_excluded)
         self._check_credible()
         self.tf_ = {}
         for comparison in self.comparisons:
@@ -151,22 +143,16 @@ class FellegiSunter:
                 values = values[values != ""]
                 self.tf_[comparison.column] = values.value_counts(normalize=True)
         self.prior_ = PROBABILITY_FLOOR  # placeholder until the fixed point below
-        weights = (
-            counts if pair_weights is None else pair_weights * (1 if counts is None else counts)
-        )
-        pattern_counts = np.bincount(pattern_of, weights=weights, minlength=len(patterns))
-        self.prior_ = self._fit_prior(patterns, pattern_counts, n_total_pairs)
+        counts = np.bincount(pattern_of, weights=pair_weights, minlength=len(patterns))
+        self.prior_ = self._fit_prior(patterns, counts, n_total_pairs)
         return self
 
-    def refit_prior(
-        self, levels: np.ndarray, n_total_pairs: float, counts: np.ndarray | None = None
-    ) -> FellegiSunter:
-        """The prior's fixed point over other candidate pairs (m and u kept); ``counts`` as
-        for :meth:`fit`."""
+    def refit_prior(self, levels: np.ndarray, n_total_pairs: float) -> FellegiSunter:
+        """The prior's fixed point over other candidate pairs (m and u kept)."""
         self._check_fitted()
         pattern_of, patterns = pattern_codes(levels)
-        pattern_counts = np.bincount(pattern_of, weights=counts, minlength=len(patterns))
-        self.prior_ = self._fit_prior(patterns, pattern_counts, n_total_pairs)
+        counts = np.bincount(pattern_of, minlength=len(patterns))
+        self.prior_ = self._fit_prior(patterns, counts, n_total_pairs)
         return self
 
     def _identity_indices(self) -> list[int]:
@@ -208,10 +194,9 @@ class FellegiSunter:
         m[NULL_LEVEL] = 1.0
         return m
 
-    def _estimate_m(self, pattern_of, patterns, rule_pairs, rule_excluded, row_counts=None):
-        """m per comparison from EM on each rule's pairs (``pattern_of``: pattern per row,
-        ``row_counts``: pairs per row, default one), and each pass's view of its own blocks
-        (``rule_share_``, ``rule_u_``)."""
+    def _estimate_m(self, pattern_of, patterns, rule_pairs, rule_excluded):
+        """m per comparison from EM on each rule's pairs (``pattern_of``: pattern per pair),
+        and each pass's view of its own blocks (``rule_share_``, ``rule_u_``)."""
         n_comparisons = len(self.comparisons)
         estimates: list[list[np.ndarray]] = [[] for _ in self.comparisons]
         weights: list[list[float]] = [[] for _ in self.comparisons]
@@ -226,11 +211,7 @@ class FellegiSunter:
             self.rule_share_.append(0.0)
             if len(pairs) == 0 or not active:
                 continue
-            rule_counts = np.bincount(
-                pattern_of[pairs],
-                weights=None if row_counts is None else row_counts[pairs],
-                minlength=len(patterns),
-            )
+            rule_counts = np.bincount(pattern_of[pairs], minlength=len(patterns))
             present = np.flatnonzero(rule_counts)
             # The rule's patterns on its active comparisons, merged where they now coincide.
             sub_of, sub_patterns = pattern_codes(patterns[np.ix_(present, active)])
