@@ -377,3 +377,29 @@ def test_evaluation_rows_round_trip_on_each_engine(db_url):
     assert abs(stored.loc[0, "probability"] - row["probability"]) < 1e-12
     assert stored.loc[0, "tier_reasons"][0]["record_ids"] == ["PD-R1"]
     engine.dispose()
+
+
+def test_person_history_reads_many_persons_in_chunks_on_each_engine(db_url, monkeypatch):
+    """A monitor's worth of persons is read a chunk of ids at a time (PostgreSQL binds at most
+    65,535 parameters a statement), with the answer of one query: events two persons share
+    kept once."""
+    import training.data
+    from training.data import person_history
+
+    engine = fill_registry(db_url, n_persons=40, seed=8)
+    with engine.connect() as connection:
+        persons = sorted(
+            connection.execute(select(crosswalk_table.c.person_id).distinct()).scalars()
+        )
+        whole = person_history(connection, persons)
+        monkeypatch.setattr(training.data, "PERSONS_PER_QUERY", 7)
+        chunked = person_history(connection, persons)
+    engine.dispose()
+    for table, key in zip(whole, ("event_id", "record_id", "record_id"), strict=True):
+        assert len(set(table[key])) == len(table)
+    for one, many in zip(whole, chunked, strict=True):
+        key = one.columns[0]
+        pd.testing.assert_frame_equal(
+            one.to_frame().sort_values(key).reset_index(drop=True),
+            many.to_frame().sort_values(key).reset_index(drop=True),
+        )

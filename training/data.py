@@ -116,27 +116,54 @@ def _history_queries() -> tuple:
     return (linked, mention_columns), (events, event_columns)
 
 
+# Person ids bound in one query: PostgreSQL takes at most 65,535 parameters a statement.
+PERSONS_PER_QUERY = 10_000
+
+
 def person_history(connection, person_ids: list[str]) -> tuple[Columns, Columns, Columns]:
     """``events``, ``mentions`` and ``crosswalk`` of named persons, as :class:`Columns`.
 
     Their mentions' events, every mention of those events (victims and partners included, for
     dual arrests) and the crosswalk rows of those mentions; dates as ``datetime64``. Two
     queries of a few index lookups each on an open ``connection``, and no DataFrame: the
-    service calls this for each person-id request.
+    service calls this for each person-id request. Many persons (the monitor's) are read
+    :data:`PERSONS_PER_QUERY` at a time; an event two of them share is kept once.
     """
     (linked, mention_columns), (events, event_columns) = _history_queries()
-    wanted = {"person_ids": list(person_ids)}
-    # Plain tuples: numpy probes a SQLAlchemy row for array interfaces, each probe a raised
-    # and caught error inside SQLAlchemy (a millisecond a request).
-    linked_rows = [tuple(row) for row in connection.execute(linked, wanted)]
-    event_rows = [tuple(row) for row in connection.execute(events, wanted)]
+    person_ids = list(person_ids)
+    linked_rows, event_rows = [], []
+    for start in range(0, max(len(person_ids), 1), PERSONS_PER_QUERY):
+        wanted = {"person_ids": person_ids[start : start + PERSONS_PER_QUERY]}
+        # The driver's own tuples: SQLAlchemy's rows cost more than the queries at a
+        # registry's worth of persons, and numpy probes a row for array interfaces, each
+        # probe a raised and caught error (a millisecond a request).
+        linked_rows += _fetch(connection, linked, wanted)
+        event_rows += _fetch(connection, events, wanted)
     both = _columns(linked_rows, mention_columns)
+    events_read = _columns(event_rows, event_columns)
+    if len(person_ids) > PERSONS_PER_QUERY:
+        both = _first_of_each(both, "record_id")
+        events_read = _first_of_each(events_read, "event_id")
     mentions = Columns({name: both[name] for name in MENTION_READ})
     linked = pd.notna(both["person_id"])
     crosswalk = Columns({name: both[name][linked] for name in CROSSWALK_READ})
     if not len(crosswalk):
         raise IpviError(NOT_LINKED)
-    return _columns(event_rows, event_columns), mentions, crosswalk
+    return events_read, mentions, crosswalk
+
+
+def _fetch(connection, query, parameters: dict) -> list[tuple]:
+    result = connection.execute(query, parameters)
+    try:
+        return result.cursor.fetchall()
+    finally:
+        result.close()
+
+
+def _first_of_each(table: Columns, key: str) -> Columns:
+    """The rows of ``table`` with a ``key`` not seen before, in their order."""
+    _, first = np.unique(table[key].astype(str), return_index=True)
+    return table.take(np.sort(first))
 
 
 def _columns(rows: list, columns: list) -> Columns:
