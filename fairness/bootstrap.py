@@ -108,9 +108,11 @@ class PersonBootstrap:
         for part in range(cells.shape[1]):
             inside = cells[:, part] >= 0
             for j in range(k):
-                rows.append(self.row_person_[inside])
-                cols.append(cells[inside, part] * k + j)
-                data.append(stats[inside, j])
+                # Zeros add nothing to a sum: most count statistics are 0 on most rows.
+                rows_in = inside & (stats[:, j] != 0)
+                rows.append(self.row_person_[rows_in])
+                cols.append(cells[rows_in, part] * k + j)
+                data.append(stats[rows_in, j])
         z = sparse.csr_matrix(
             (np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))),
             shape=(self.n_persons_, n_cells * k),
