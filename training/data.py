@@ -131,17 +131,17 @@ def person_history(connection, person_ids: list[str]) -> tuple[Columns, Columns,
     """
     (linked, mention_columns), (events, event_columns) = _history_queries()
     person_ids = list(person_ids)
-    linked_rows, event_rows = [], []
+    linked_parts, event_parts = [], []
     for start in range(0, max(len(person_ids), 1), PERSONS_PER_QUERY):
         wanted = {"person_ids": person_ids[start : start + PERSONS_PER_QUERY]}
-        # The driver's own tuples: SQLAlchemy's rows cost more than the queries at a
-        # registry's worth of persons, and numpy probes a row for array interfaces, each
-        # probe a raised and caught error (a millisecond a request).
-        linked_rows += _fetch(connection, linked, wanted)
-        event_rows += _fetch(connection, events, wanted)
-    both = _columns(linked_rows, mention_columns)
-    events_read = _columns(event_rows, event_columns)
-    if len(person_ids) > PERSONS_PER_QUERY:
+        # The driver's own tuples, as columns a chunk at a time: SQLAlchemy's rows cost more
+        # than the queries at a registry's worth of persons, and a million rows of tuples
+        # cost more memory than their columns (numpy also probes a SQLAlchemy row for array
+        # interfaces, each probe a raised and caught error: a millisecond a request).
+        linked_parts.append(_columns(_fetch(connection, linked, wanted), mention_columns))
+        event_parts.append(_columns(_fetch(connection, events, wanted), event_columns))
+    both, events_read = _concat(linked_parts), _concat(event_parts)
+    if len(linked_parts) > 1:
         both = _first_of_each(both, "record_id")
         events_read = _first_of_each(events_read, "event_id")
     mentions = Columns({name: both[name] for name in MENTION_READ})
@@ -158,6 +158,12 @@ def _fetch(connection, query, parameters: dict) -> list[tuple]:
         return result.cursor.fetchall()
     finally:
         result.close()
+
+
+def _concat(parts: list[Columns]) -> Columns:
+    if len(parts) == 1:
+        return parts[0]
+    return Columns({name: np.concatenate([part[name] for part in parts]) for name in parts[0]})
 
 
 def _first_of_each(table: Columns, key: str) -> Columns:
