@@ -116,60 +116,56 @@ def _history_queries() -> tuple:
     return (linked, mention_columns), (events, event_columns)
 
 
-# Person ids bound in one query: PostgreSQL takes at most 65,535 parameters a statement.
-PERSONS_PER_QUERY = 10_000
+# The most person ids bound in one query (PostgreSQL takes at most 65,535 parameters a
+# statement); more persons than this are found in the whole tables instead.
+MAX_BOUND_PERSONS = 10_000
 
 
 def person_history(connection, person_ids: list[str]) -> tuple[Columns, Columns, Columns]:
     """``events``, ``mentions`` and ``crosswalk`` of named persons, as :class:`Columns`.
 
     Their mentions' events, every mention of those events (victims and partners included, for
-    dual arrests) and the crosswalk rows of those mentions; dates as ``datetime64``. Two
-    queries of a few index lookups each on an open ``connection``, and no DataFrame: the
-    service calls this for each person-id request. Many persons (the monitor's) are read
-    :data:`PERSONS_PER_QUERY` at a time; an event two of them share is kept once.
+    dual arrests) and the crosswalk rows of those mentions; dates as ``datetime64``. Up to
+    :data:`MAX_BOUND_PERSONS` persons (the service's request), two queries of a few index
+    lookups each on an open ``connection``, and no DataFrame; more (the monitor's every
+    scored person), the three tables read whole and filtered: a query's index lookups cost
+    more than reading a table once when they reach most of it.
     """
-    (linked, mention_columns), (events, event_columns) = _history_queries()
     person_ids = list(person_ids)
-    linked_parts, event_parts = [], []
-    for start in range(0, max(len(person_ids), 1), PERSONS_PER_QUERY):
-        wanted = {"person_ids": person_ids[start : start + PERSONS_PER_QUERY]}
-        # The driver's own tuples, as columns a chunk at a time: SQLAlchemy's rows cost more
-        # than the queries at a registry's worth of persons, and a million rows of tuples
-        # cost more memory than their columns (numpy also probes a SQLAlchemy row for array
-        # interfaces, each probe a raised and caught error: a millisecond a request).
-        linked_parts.append(_columns(_fetch(connection, linked, wanted), mention_columns))
-        event_parts.append(_columns(_fetch(connection, events, wanted), event_columns))
-    both, events_read = _concat(linked_parts), _concat(event_parts)
-    if len(linked_parts) > 1:
-        both = _first_of_each(both, "record_id")
-        events_read = _first_of_each(events_read, "event_id")
+    if len(person_ids) > MAX_BOUND_PERSONS:
+        return _history_of_many(connection, person_ids)
+    (linked, mention_columns), (events, event_columns) = _history_queries()
+    wanted = {"person_ids": person_ids}
+    # Plain tuples: numpy probes a SQLAlchemy row for array interfaces, each probe a raised
+    # and caught error inside SQLAlchemy (a millisecond a request).
+    linked_rows = [tuple(row) for row in connection.execute(linked, wanted)]
+    event_rows = [tuple(row) for row in connection.execute(events, wanted)]
+    both = _columns(linked_rows, mention_columns)
     mentions = Columns({name: both[name] for name in MENTION_READ})
     linked = pd.notna(both["person_id"])
     crosswalk = Columns({name: both[name][linked] for name in CROSSWALK_READ})
     if not len(crosswalk):
         raise IpviError(NOT_LINKED)
-    return events_read, mentions, crosswalk
+    return _columns(event_rows, event_columns), mentions, crosswalk
 
 
-def _fetch(connection, query, parameters: dict) -> list[tuple]:
-    result = connection.execute(query, parameters)
-    try:
-        return result.cursor.fetchall()
-    finally:
-        result.close()
-
-
-def _concat(parts: list[Columns]) -> Columns:
-    if len(parts) == 1:
-        return parts[0]
-    return Columns({name: np.concatenate([part[name] for part in parts]) for name in parts[0]})
-
-
-def _first_of_each(table: Columns, key: str) -> Columns:
-    """The rows of ``table`` with a ``key`` not seen before, in their order."""
-    _, first = np.unique(table[key].astype(str), return_index=True)
-    return table.take(np.sort(first))
+def _history_of_many(connection, person_ids: list[str]) -> tuple[Columns, Columns, Columns]:
+    """:func:`person_history` of many persons, from the whole tables (no bound ids)."""
+    crosswalk = _read(connection, crosswalk_t, CROSSWALK_READ)
+    mentions = _read(connection, mentions_t, MENTION_READ)
+    events = _read(connection, events_t, EVENT_COLUMNS)
+    link = pd.Index(crosswalk["record_id"]).get_indexer(mentions["record_id"])
+    person = np.where(link >= 0, crosswalk["person_id"][link], None)
+    theirs = mentions["event_id"][pd.Series(person).isin(person_ids).to_numpy()]
+    keep = pd.Series(mentions["event_id"]).isin(theirs).to_numpy()
+    crosswalk = crosswalk.take(link[keep & (link >= 0)])
+    if not len(crosswalk):
+        raise IpviError(NOT_LINKED)
+    return (
+        events.take(pd.Series(events["event_id"]).isin(theirs).to_numpy()),
+        mentions.take(keep),
+        crosswalk,
+    )
 
 
 def _columns(rows: list, columns: list) -> Columns:
