@@ -44,6 +44,21 @@ NO_MATURED = (
     "for records to arrive); run `ipvi monitor` again after that date"
 )
 CALL_IN = "call_in"
+# The issued columns the monitor and the re-audit read (not ids, lethality flags or source).
+ISSUED_READ = (
+    "person_id",
+    "history",
+    "as_of",
+    "index_event_id",
+    "probability",
+    "band",
+    "band_use",
+    "tier",
+    "provisional",
+    "scorecard_points",
+    "features",
+    "issued_at",
+)
 
 
 def read_issued(
@@ -105,7 +120,7 @@ def read_issued(
         .subquery()
     )
     query = (
-        select(issued_scores, ranked.c.times_scored)
+        select(*(issued_scores.c[name] for name in ISSUED_READ), ranked.c.times_scored)
         .join(ranked, ranked.c.issue_id == issued_scores.c.issue_id)
         .where(ranked.c.rank == 1)
     )
