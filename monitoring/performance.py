@@ -65,16 +65,16 @@ def group_table(
     ).by_group["figures"]
     codes, labels = pd.factorize(groups, sort=True)
     intervals = boot.interval(boot.auc(y, p, codes, len(labels)))
-    # Each resample's weight of each row: its person's draw count.
-    weights = boot.counts_[:, boot.row_person_].astype(float)
     at = {label: k for k, label in enumerate(labels)}
     out = {}
     for group, values in table.items():
         row = dict(zip(FIGURES, values, strict=True))
         k = at[group]
         rows = codes == k
+        # Each resample's weight of each of the group's rows: its person's draw count.
+        weights = boot.counts_[:, boot.row_person_[rows]].astype(float)
         with np.errstate(invalid="ignore", divide="ignore"):  # a resample without the group
-            resampled = ece_batch(y[rows], p[rows], weights[:, rows], bins=bins)
+            resampled = ece_batch(y[rows], p[rows], weights, bins=bins)
         ece_low, ece_high = boot.interval(resampled)
         out[str(group)] = {
             "n": int(row["n"]),
