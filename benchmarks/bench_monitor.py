@@ -21,7 +21,8 @@ only the monitor is timed:
 
 The monitor runs as the command a site would schedule (``ipvi monitor --as-of EXTRACT --json
 F``), in its own process; its wall time and peak resident memory (``wait4``) are printed as
-one JSON line. Usage: ``python benchmarks/bench_monitor.py [--quick] [--keep DIR]``.
+one JSON line. Usage: ``python benchmarks/bench_monitor.py [--quick] [--keep DIR]``; a DIR
+built before is reused (its ``built.json``), so only the monitor runs and is timed again.
 """
 
 from __future__ import annotations

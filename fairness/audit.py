@@ -200,6 +200,28 @@ def _rates(totals: np.ndarray, block: int) -> dict[str, np.ndarray]:
     return out
 
 
+def _aucs(y_true, y_pred) -> np.ndarray:
+    """The AUC of each column of ``y_pred`` (one score per instrument; fairlearn hands a
+    single column over as a vector)."""
+    scores = np.asarray(y_pred).reshape(len(y_true), -1)
+    return np.array([auc(y_true, scores[:, k]) for k in range(scores.shape[1])])
+
+
+def _group_aucs(
+    y: np.ndarray, frame: pd.DataFrame, scores: dict[str, str], groups: pd.Series
+) -> dict[str, pd.Series]:
+    """Each instrument's AUC per group, from one GroupMetrics over every score column:
+    fairlearn converts a group's rows element by element once per frame and metric."""
+    if not scores:
+        return {}
+    columns = frame[list(scores.values())].to_numpy(dtype=float)
+    by_group = GroupMetrics({"auc": _aucs}, y, columns, sensitive_features=groups).by_group["auc"]
+    return {
+        instrument: by_group.map(lambda values, k=k: values[k]).astype(float)
+        for k, instrument in enumerate(scores)
+    }
+
+
 def _ci(boot: PersonBootstrap, values: np.ndarray) -> list[float]:
     lo, hi = boot.interval(values)
     return [float(lo), float(hi)]
@@ -265,12 +287,7 @@ def run_audit(
     references: dict[str, str] = {}
     for part in partitions:
         groups = pd.Series(np.asarray(part.labels, dtype=object)[part.codes], name=part.name)
-        aucs = {
-            instrument: GroupMetrics(
-                {"auc": auc}, y, frame[column].to_numpy(dtype=float), sensitive_features=groups
-            ).by_group["auc"]
-            for instrument, column in inp.scores.items()
-        }
+        aucs = _group_aucs(y, frame, inp.scores, groups)
         # Identical rows collapse into one weighted row, per decision; the decision is a
         # control feature, so one GroupMetrics computes every decision's rates.
         rows = pd.concat(

@@ -105,20 +105,24 @@ class PersonBootstrap:
         self._check(len(stats))
         k = stats.shape[1]
         rows, cols, data = [], [], []
+        # Zeros add nothing to a sum, and most count statistics are 0 on most rows: they are
+        # left out when every statistic is a whole number, whose sums are exact in any order
+        # (with a score among them every term stays, so the rounding is what it always was).
+        counts_only = bool((stats == np.round(stats)).all())
         for part in range(cells.shape[1]):
             inside = cells[:, part] >= 0
             for j in range(k):
-                rows.append(self.row_person_[inside])
-                cols.append(cells[inside, part] * k + j)
-                data.append(stats[inside, j])
+                rows_in = inside & (stats[:, j] != 0) if counts_only else inside
+                rows.append(self.row_person_[rows_in])
+                cols.append(cells[rows_in, part] * k + j)
+                data.append(stats[rows_in, j])
         z = sparse.csr_matrix(
             (np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))),
             shape=(self.n_persons_, n_cells * k),
         )
-        z_t = z.T.tocsr()
         out = np.empty((self.n_resamples, n_cells * k))
         for chunk in self._chunks():
-            out[chunk] = (z_t @ self.counts_[chunk].T.astype(float)).T
+            out[chunk] = self.counts_[chunk].astype(float) @ z
         return out.reshape(self.n_resamples, n_cells, k)
 
     def auc(self, y_true, score, cells: np.ndarray, n_cells: int) -> np.ndarray:

@@ -21,14 +21,18 @@ INTERSECTION_SEPARATOR = " & "
 MISSING_VALUES = frozenset({"", UNKNOWN})
 
 
-def person_attribute(persons: pd.Series, values: pd.Series) -> pd.Series:
+def person_attribute(
+    persons: pd.Series, values: pd.Series, votes: pd.Series | None = None
+) -> pd.Series:
     """The majority value of one attribute across each person's mentions.
 
     Parameters
     ----------
     persons, values : Series
-        One row per mention: the person id and the recorded value (null or ``unknown`` when
-        not recorded).
+        One row per mention (or per distinct mention value, with ``votes``): the person id
+        and the recorded value (null or ``unknown`` when not recorded).
+    votes : Series, optional
+        How many mentions each row stands for (default: one each).
 
     Returns
     -------
@@ -42,27 +46,34 @@ def person_attribute(persons: pd.Series, values: pd.Series) -> pd.Series:
     ...                  pd.Series(["black", "black", "white", "white", "black", None])).to_dict()
     {1: 'black', 2: 'conflicting', 3: 'unknown'}
     """
-    frame = pd.DataFrame({"person": persons.to_numpy(), "value": values.to_numpy()})
-    everyone = pd.Index(frame["person"].unique(), name="person")
-    text = frame["value"].astype("string").str.strip().str.lower()
-    known = frame[text.notna().to_numpy() & ~text.isin(MISSING_VALUES).fillna(False).to_numpy()]
-    known = known.assign(value=text[known.index])
-    tally = known.groupby(["person", "value"]).size().rename("votes").reset_index()
-    total = tally.groupby("person")["votes"].transform("sum")
-    winners = tally[tally["votes"] * 2 > total].set_index("person")["value"]
-    has_known = pd.Index(tally["person"].unique())
-    result = pd.Series(UNKNOWN, index=everyone, dtype=object)
-    result[everyone.isin(has_known)] = CONFLICTING
-    result[winners.index] = winners.to_numpy()
-    result.name = values.name
-    return result
+    # Integer codes throughout: a registry has millions of mentions and a handful of values.
+    person, everyone = pd.factorize(persons.to_numpy(), use_na_sentinel=False)
+    value, recorded = pd.factorize(values.to_numpy())
+    text = pd.Series(recorded, dtype=object).astype("string").str.strip().str.lower()
+    known = (text.notna() & ~text.isin(MISSING_VALUES)).to_numpy(dtype=bool)
+    meaning, names = pd.factorize(text.where(known).to_numpy(dtype=object))  # -1: not known
+    value = np.append(meaning, -1)[value]  # a null value (-1) is not known either
+    rows = value >= 0
+    weights = np.ones(len(value)) if votes is None else votes.to_numpy(dtype=float)
+    cell, at = np.unique(person[rows] * len(names) + value[rows], return_inverse=True)
+    tally = np.bincount(at, weights=weights[rows], minlength=len(cell))
+    owner = cell // max(len(names), 1)
+    total = np.bincount(owner, weights=tally, minlength=len(everyone))
+    result = np.full(len(everyone), UNKNOWN, dtype=object)
+    result[total > 0] = CONFLICTING
+    winners = tally * 2 > total[owner]
+    result[owner[winners]] = np.asarray(names, dtype=object)[cell[winners] % len(names)]
+    return pd.Series(result, index=pd.Index(everyone, name="person"), name=values.name)
 
 
 def person_attributes(mentions: pd.DataFrame, attributes: Sequence[str]) -> pd.DataFrame:
-    """:func:`person_attribute` for several columns of a mentions table with ``person_id``."""
+    """:func:`person_attribute` for several columns of a mentions table with ``person_id``
+    (and ``n_mentions`` when each row stands for several mentions, as
+    :func:`fairness.store.mention_attributes` reads them)."""
+    votes = mentions.get("n_mentions")
     return pd.concat(
         [
-            person_attribute(mentions["person_id"], mentions[name]).rename(name)
+            person_attribute(mentions["person_id"], mentions[name], votes).rename(name)
             for name in attributes
         ],
         axis=1,

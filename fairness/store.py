@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import MetaData, String, Table, cast, inspect, select
+from sqlalchemy import MetaData, String, Table, cast, func, inspect, select
 from sqlalchemy.orm import Session
 
 from fairness.audit import AuditResult
@@ -74,11 +74,16 @@ def model_version_predictions(session: Session, model_version: str) -> pd.DataFr
 
 
 def mention_attributes(session: Session, attributes: Sequence[str]) -> pd.DataFrame:
-    """Protected attributes of every linked mention: ``person_id`` plus one column each."""
+    """Protected attributes of linked mentions: ``person_id``, one column each, and
+    ``n_mentions``, the number of a person's mentions recording those values (counted in the
+    database: a registry has millions of mentions and few distinct values a person)."""
     mentions = _table(session, "mentions", "run `ipvi ingest` first")
     crosswalk = _table(session, "crosswalk", "run `ipvi link` first")
-    query = select(crosswalk.c.person_id, *_columns(mentions, attributes)).join(
-        crosswalk, crosswalk.c.record_id == mentions.c.record_id
+    keys = [crosswalk.c.person_id, *_columns(mentions, attributes)]
+    query = (
+        select(*keys, func.count().label("n_mentions"))
+        .join(crosswalk, crosswalk.c.record_id == mentions.c.record_id)
+        .group_by(*keys)
     )
     return pd.read_sql(query, session.connection())
 

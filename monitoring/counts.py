@@ -108,7 +108,9 @@ def monthly_counts(
     out = {}
     for kind in kinds.columns:
         rows = inside & kinds[kind].to_numpy()
-        table = pd.crosstab(zips[rows], month[rows]).reindex(columns=months, fill_value=0)
+        # crosstab of no rows fails on period columns (a registry without calls for service).
+        table = pd.crosstab(zips[rows], month[rows]) if rows.any() else pd.DataFrame(dtype=int)
+        table = table.reindex(columns=months, fill_value=0)
         out[kind] = table.rename_axis(index="zip", columns="month").sort_index()
     return out
 

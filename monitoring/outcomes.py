@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from ipvi.config import Config
@@ -44,6 +44,21 @@ NO_MATURED = (
     "for records to arrive); run `ipvi monitor` again after that date"
 )
 CALL_IN = "call_in"
+# The issued columns the monitor and the re-audit read (not ids, lethality flags or source).
+ISSUED_READ = (
+    "person_id",
+    "history",
+    "as_of",
+    "index_event_id",
+    "probability",
+    "band",
+    "band_use",
+    "tier",
+    "provisional",
+    "scorecard_points",
+    "features",
+    "issued_at",
+)
 
 
 def read_issued(
@@ -81,38 +96,45 @@ def read_issued(
                 version=str(model_version), date=until.date(), served=", ".join(sorted(served))
             )
         )
-    # The first score of each offence is chosen in the database (earliest as-of date, then
-    # earliest issue, then issue id), so only those rows, and their stored inputs, are read:
-    # every list re-scores every offence, and a deployment's later scores outnumber them.
+    # The scores of each offence's earliest as-of date are chosen in the database, so only
+    # those rows, and their stored inputs, are read: every list re-scores every offence, and
+    # a deployment's later scores outnumber them. (A window ranking every score by its issue
+    # time read each row's stored inputs to reach that column: seconds a million scores.)
+    version = issued_scores.c.model_version == str(model_version)
     offence = [issued_scores.c.person_id, issued_scores.c.index_event_id]
-    ranked = (
+    firsts = (
         select(
-            issued_scores.c.issue_id,
-            func.row_number()
-            .over(
-                partition_by=offence,
-                order_by=[
-                    issued_scores.c.as_of,
-                    issued_scores.c.issued_at,
-                    issued_scores.c.issue_id,
-                ],
-            )
-            .label("rank"),
-            func.count().over(partition_by=offence).label("times_scored"),
+            *offence,
+            func.min(issued_scores.c.as_of).label("first_as_of"),
+            func.count().label("times_scored"),
         )
-        .where(issued_scores.c.model_version == str(model_version))
+        .where(version)
         .where(issued_scores.c.as_of <= until_dt)
+        .group_by(*offence)
         .subquery()
     )
     query = (
-        select(issued_scores, ranked.c.times_scored)
-        .join(ranked, ranked.c.issue_id == issued_scores.c.issue_id)
-        .where(ranked.c.rank == 1)
+        select(
+            *(issued_scores.c[name] for name in ("issue_id", *ISSUED_READ)),
+            firsts.c.times_scored,
+        )
+        .join(
+            firsts,
+            and_(
+                issued_scores.c.person_id == firsts.c.person_id,
+                issued_scores.c.index_event_id == firsts.c.index_event_id,
+                issued_scores.c.as_of == firsts.c.first_as_of,
+            ),
+        )
+        .where(version)
     )
     result = session.execute(query)
     frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
     frame["as_of"] = pd.to_datetime(frame["as_of"])
     frame["times_scored"] = frame["times_scored"].astype(int)
+    # Scored twice on its first date: the earliest issue (then issue id) is the first score.
+    frame = frame.sort_values(["as_of", "issued_at", "issue_id"], kind="stable")
+    frame = frame.drop_duplicates(["person_id", "index_event_id"]).drop(columns="issue_id")
     frame = frame.sort_values(["as_of", "issued_at", "person_id", "index_event_id"])
     return frame.reset_index(drop=True), str(model_version)
 

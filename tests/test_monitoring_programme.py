@@ -17,7 +17,7 @@ from ipvi.config import (
     default_config_dict,
 )
 from ipvi.errors import ConfigError
-from monitoring.counts import count_alarms, overdispersion, share_scan, windows_of
+from monitoring.counts import count_alarms, monthly_counts, overdispersion, share_scan, windows_of
 from monitoring.programme import (
     NO_MATURED_OUTCOMES,
     feedback_loop,
@@ -235,3 +235,14 @@ def test_the_examples_in_the_count_alarm_docstrings_run():
 
     result = doctest.testmod(monitoring.counts)
     assert result.attempted and not result.failed
+
+
+def test_a_kind_never_recorded_counts_zero_every_month():
+    """A registry without calls for service: that kind's table is zeros, not a crash."""
+    months = pd.period_range("2024-01", "2024-03", freq="M")
+    dates = pd.Series(pd.to_datetime(["2024-01-05", "2024-02-03", "2024-02-20"]))
+    zips = pd.Series(["27260", "27262", "27260"])
+    kinds = pd.DataFrame({"incidents": [True, True, True], "calls_for_service": False})
+    tables = monthly_counts(dates, zips, kinds, months)
+    assert tables["incidents"].loc["27260"].tolist() == [1, 1, 0]
+    assert tables["calls_for_service"].sum(axis=0).tolist() == [0, 0, 0]

@@ -377,3 +377,28 @@ def test_evaluation_rows_round_trip_on_each_engine(db_url):
     assert abs(stored.loc[0, "probability"] - row["probability"]) < 1e-12
     assert stored.loc[0, "tier_reasons"][0]["record_ids"] == ["PD-R1"]
     engine.dispose()
+
+
+def test_person_history_of_many_persons_reads_whole_tables_on_each_engine(db_url, monkeypatch):
+    """More persons than a query binds (PostgreSQL takes at most 65,535 parameters) are found
+    in the whole tables, with the answer of the query: their events, every mention of those
+    events, those mentions' crosswalk rows."""
+    import training.data
+    from training.data import person_history
+
+    engine = fill_registry(db_url, n_persons=40, seed=8)
+    with engine.connect() as connection:
+        everyone = connection.execute(select(crosswalk_table.c.person_id).distinct()).scalars()
+        persons = sorted(everyone)[::3]
+        queried = person_history(connection, persons)
+        monkeypatch.setattr(training.data, "MAX_BOUND_PERSONS", 7)
+        read_whole = person_history(connection, persons)
+    engine.dispose()
+    assert len(persons) > 7 and set(persons) <= set(queried[2]["person_id"])
+    for one, other in zip(queried, read_whole, strict=True):
+        key = one.columns[0]
+        assert len(set(one[key])) == len(one)
+        pd.testing.assert_frame_equal(
+            one.to_frame().sort_values(key).reset_index(drop=True),
+            other.to_frame().sort_values(key).reset_index(drop=True),
+        )

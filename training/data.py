@@ -116,16 +116,26 @@ def _history_queries() -> tuple:
     return (linked, mention_columns), (events, event_columns)
 
 
+# The most person ids bound in one query (PostgreSQL takes at most 65,535 parameters a
+# statement); more persons than this are found in the whole tables instead.
+MAX_BOUND_PERSONS = 10_000
+
+
 def person_history(connection, person_ids: list[str]) -> tuple[Columns, Columns, Columns]:
     """``events``, ``mentions`` and ``crosswalk`` of named persons, as :class:`Columns`.
 
     Their mentions' events, every mention of those events (victims and partners included, for
-    dual arrests) and the crosswalk rows of those mentions; dates as ``datetime64``. Two
-    queries of a few index lookups each on an open ``connection``, and no DataFrame: the
-    service calls this for each person-id request.
+    dual arrests) and the crosswalk rows of those mentions; dates as ``datetime64``. Up to
+    :data:`MAX_BOUND_PERSONS` persons (the service's request), two queries of a few index
+    lookups each on an open ``connection``, and no DataFrame; more (the monitor's every
+    scored person), the three tables read whole and filtered: a query's index lookups cost
+    more than reading a table once when they reach most of it.
     """
+    person_ids = list(person_ids)
+    if len(person_ids) > MAX_BOUND_PERSONS:
+        return _history_of_many(connection, person_ids)
     (linked, mention_columns), (events, event_columns) = _history_queries()
-    wanted = {"person_ids": list(person_ids)}
+    wanted = {"person_ids": person_ids}
     # Plain tuples: numpy probes a SQLAlchemy row for array interfaces, each probe a raised
     # and caught error inside SQLAlchemy (a millisecond a request).
     linked_rows = [tuple(row) for row in connection.execute(linked, wanted)]
@@ -137,6 +147,25 @@ def person_history(connection, person_ids: list[str]) -> tuple[Columns, Columns,
     if not len(crosswalk):
         raise IpviError(NOT_LINKED)
     return _columns(event_rows, event_columns), mentions, crosswalk
+
+
+def _history_of_many(connection, person_ids: list[str]) -> tuple[Columns, Columns, Columns]:
+    """:func:`person_history` of many persons, from the whole tables (no bound ids)."""
+    crosswalk = _read(connection, crosswalk_t, CROSSWALK_READ)
+    mentions = _read(connection, mentions_t, MENTION_READ)
+    events = _read(connection, events_t, EVENT_COLUMNS)
+    link = pd.Index(crosswalk["record_id"]).get_indexer(mentions["record_id"])
+    person = np.where(link >= 0, crosswalk["person_id"][link], None)
+    theirs = mentions["event_id"][pd.Series(person).isin(person_ids).to_numpy()]
+    keep = pd.Series(mentions["event_id"]).isin(theirs).to_numpy()
+    crosswalk = crosswalk.take(link[keep & (link >= 0)])
+    if not len(crosswalk):
+        raise IpviError(NOT_LINKED)
+    return (
+        events.take(pd.Series(events["event_id"]).isin(theirs).to_numpy()),
+        mentions.take(keep),
+        crosswalk,
+    )
 
 
 def _columns(rows: list, columns: list) -> Columns:
