@@ -12,6 +12,7 @@ Usage: ``python benchmarks/bench_foundation.py [--quick] [--mentions N] [--seed 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -42,29 +43,58 @@ def persons_for(mentions: int) -> int:
     return max(100, round(mentions / ratio))
 
 
+def tree_usage(pid: int) -> tuple[dict[str, int], dict[int, float]]:
+    """Resident bytes of ``pid`` and every descendant, summed: in all and by role (``driver``:
+    ``pid`` itself; ``jvm``: Java processes; ``workers``: the rest, Spark's Python workers);
+    and each one's CPU seconds so far."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return {}, {}
+    rss_of = {"all": 0, "driver": 0, "jvm": 0, "workers": 0}
+    cpu_of: dict[int, float] = {}
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            rss = process.memory_info().rss
+            cpu = process.cpu_times()
+            role = "driver" if process.pid == pid else "workers"
+            if role == "workers" and process.name().startswith("java"):
+                role = "jvm"
+            rss_of["all"] += rss
+            rss_of[role] += rss
+            cpu_of[process.pid] = cpu.user + cpu.system
+    return rss_of, cpu_of
+
+
 class PeakRss:
-    """Samples the resident memory of a process tree until stopped; keeps the peak in MB."""
+    """Samples the resident memory of a process tree until stopped: the peak bytes of the
+    whole tree and of each role at its own peak (``peak``, keys as :func:`tree_usage`'s;
+    ``peak_mb``: the whole tree's in MB), and the tree's CPU seconds (``cpu_seconds``: each
+    process's as last seen)."""
 
     def __init__(self, pid: int, every: float = 0.1) -> None:
         self.pid = pid
         self.every = every
-        self.peak_mb = 0.0
+        self.peak: dict[str, int] = {}
+        self._cpu_of: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    @property
+    def peak_mb(self) -> float:
+        return self.peak.get("all", 0) / 2**20
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(self._cpu_of.values())
+
     def _run(self) -> None:
-        try:
-            root = psutil.Process(self.pid)
-        except psutil.NoSuchProcess:
-            return
-        while not self._stop.is_set():
-            try:
-                tree = [root, *root.children(recursive=True)]
-                rss = sum(process.memory_info().rss for process in tree)
-            except psutil.NoSuchProcess:
-                break
-            self.peak_mb = max(self.peak_mb, rss / 2**20)
-            time.sleep(self.every)
+        while not self._stop.wait(self.every):
+            rss_of, cpu_of = tree_usage(self.pid)
+            self._cpu_of.update(cpu_of)
+            for role, rss in rss_of.items():
+                self.peak[role] = max(self.peak.get(role, 0), rss)
 
     def __enter__(self) -> PeakRss:
         self._thread.start()

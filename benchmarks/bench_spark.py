@@ -25,20 +25,18 @@ it is estimated at about 21 GB peak, near all of a 24 GB machine, and has not be
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psutil
 import yaml
+from bench_foundation import PeakRss
 
 from synth.mentions import IDENTIFIER_FIELDS, generate_mentions
 
@@ -54,58 +52,19 @@ REFERENCE_SIZE = 1_000_000
 DRIVER_MEMORY = "6g"
 
 
-def tree_usage(pid: int) -> tuple[dict[str, int], dict[int, float]]:
-    """Resident bytes of ``pid`` and every descendant, summed: in all and by role (``driver``:
-    ``pid`` itself; ``jvm``: Java processes; ``workers``: the rest, Spark's Python workers);
-    and each one's CPU seconds so far."""
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return {}, {}
-    rss_of = {"all": 0, "driver": 0, "jvm": 0, "workers": 0}
-    cpu_of: dict[int, float] = {}
-    for process in processes:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            rss = process.memory_info().rss
-            cpu = process.cpu_times()
-            role = "driver" if process.pid == pid else "workers"
-            if role == "workers" and process.name().startswith("java"):
-                role = "jvm"
-            rss_of["all"] += rss
-            rss_of[role] += rss
-            cpu_of[process.pid] = cpu.user + cpu.system
-    return rss_of, cpu_of
-
-
 def measured(command: list[str], env: dict) -> tuple[subprocess.CompletedProcess, float, dict]:
     """Run ``command``; its result, wall seconds, the peak RSS of its process tree (in all,
-    and of each role at its own peak) and the tree's CPU seconds (``cpu``; each process's as
-    last seen, every 0.2 s)."""
+    and of each role at its own peak: :class:`bench_foundation.PeakRss`, every 0.2 s) and the
+    tree's CPU seconds (``cpu``)."""
     start = time.perf_counter()
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
-    peak: dict[str, float] = {}
-    cpu_of: dict[int, float] = {}
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.wait(0.2):
-            rss_of, cpu_now = tree_usage(process.pid)
-            cpu_of.update(cpu_now)
-            for role, rss in rss_of.items():
-                peak[role] = max(peak.get(role, 0), rss)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    stdout, stderr = process.communicate()
-    done.set()
-    sampler.join()
+    with PeakRss(process.pid, every=0.2) as usage:
+        stdout, stderr = process.communicate()
     seconds = time.perf_counter() - start
-    peak["cpu"] = round(sum(cpu_of.values()), 1)
     completed = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
-    return completed, seconds, peak
+    return completed, seconds, {**usage.peak, "cpu": round(usage.cpu_seconds, 1)}
 
 
 def spark_stages(stderr: str) -> dict[str, float]:

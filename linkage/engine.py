@@ -18,6 +18,15 @@ logger = logging.getLogger(__name__)
 ENGINES = ("local", "spark")
 
 
+def chosen_engine(engine: str | None, configured: str) -> str:
+    """``engine``, else the configured ``linkage.engine`` (``configured``); one of
+    :data:`ENGINES`, or a ValueError."""
+    engine = engine or configured
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}: give one of {', '.join(ENGINES)}")
+    return engine
+
+
 @contextmanager
 def open_linker(
     settings: LinkageSettings,
@@ -27,9 +36,7 @@ def open_linker(
 ) -> Iterator[Linker]:
     """A linker for ``engine`` (default ``settings.config.engine``); a Spark session lives
     as long as the block. ``report`` receives the Spark UI address and each stage's time."""
-    engine = engine or settings.config.engine
-    if engine not in ENGINES:
-        raise ValueError(f"unknown linkage engine {engine!r}: give one of {', '.join(ENGINES)}")
+    engine = chosen_engine(engine, settings.config.engine)
     if engine == "local":
         yield Linker(settings)
         return

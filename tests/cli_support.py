@@ -7,17 +7,23 @@ import subprocess
 import sys
 
 
+def ipvi(args: list[str], env: dict, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run ``ipvi ARGS`` with ``env`` added to this environment; its exit code and output,
+    for tests of commands that fail."""
+    return subprocess.run(
+        [sys.executable, "-m", "ipvi.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=timeout,
+    )
+
+
 def run_ipvi(args: list[str], env: dict) -> str:
     """Run ``ipvi ARGS`` with ``env`` added to this environment; its standard output.
 
     A non-zero exit fails the test with the end of standard error.
     """
-    run = subprocess.run(
-        [sys.executable, "-m", "ipvi.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-        timeout=900,
-    )
+    run = ipvi(args, env)
     assert run.returncode == 0, f"ipvi {' '.join(args)}: {run.stderr[-2000:]}"
     return run.stdout

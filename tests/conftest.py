@@ -75,6 +75,23 @@ def site_key():
     return SiteKey(secret=TEST_SITE_KEY.encode(), source="IPVI_AUDIT_KEY")
 
 
+# --------------------------------------------------------------------------- the sample
+
+
+@pytest.fixture(scope="session")
+def linked_sample(tmp_path_factory) -> Path:
+    """The shipped sample ingested and linked by the local engine from the command line, with
+    the default settings: the registry's SQLite file, shared by the modules that start from
+    it. Tests copy it and never change it."""
+    from tests.cli_support import run_ipvi
+
+    registry = tmp_path_factory.mktemp("linked-sample") / "registry.sqlite"
+    env = {"IPVI_DATABASE_URL": f"sqlite:///{registry}"}
+    run_ipvi(["ingest", str(SAMPLE_DIR)], env)
+    run_ipvi(["link", "--no-link-index"], env)
+    return registry
+
+
 # --------------------------------------------------------------------------- the pipeline
 
 

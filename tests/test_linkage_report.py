@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -117,12 +118,12 @@ def test_accuracy_estimate_waits_for_enough_labels_and_ignores_unsure():
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    """The shipped sample, ingested and linked by the command line."""
+def registry(linked_sample, tmp_path_factory):
+    """The shipped sample, ingested and linked by the command line (a copy: the tests here
+    decide pairs)."""
     folder = tmp_path_factory.mktemp("report")
+    shutil.copy(linked_sample, folder / "registry.sqlite")
     env = {"IPVI_DATABASE_URL": f"sqlite:///{folder / 'registry.sqlite'}"}
-    run_ipvi(["ingest", str(SAMPLE_DIR)], env)
-    run_ipvi(["link", "--no-link-index"], env)
     return {"folder": folder, "env": env}
 
 

@@ -27,28 +27,17 @@ import yaml
 from ipvi.config import config_from_dict, default_config_dict
 from ipvi.errors import ConfigError
 from linkage.spark.session import JAVA_MISSING, JOB_FAILED, MASTER_UNREACHABLE
-from tests.cli_support import run_ipvi
+from tests.cli_support import ipvi
 from tests.spark_support import cluster_conf, free_port, kill
-
-SAMPLE = Path(__file__).resolve().parents[1] / "data_samples"
 
 pytestmark = [pytest.mark.spark]
 
 
-def _ipvi(args: list[str], env: dict, **options) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ipvi.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-        timeout=900,
-        **options,
-    )
-
-
-def _spark_link_started(env: dict, *options: str) -> tuple[subprocess.Popen, list[str]]:
-    """`ipvi link --engine spark` started, once its first stage is done: the process and the
-    standard error lines read so far."""
+def _spark_link_started(
+    env: dict, *options: str, until: str = "spark: standardize"
+) -> tuple[subprocess.Popen, list[str]]:
+    """`ipvi link --engine spark` started, up to its first standard error line that starts
+    with ``until`` (default: once its first stage is done): the process and the lines read."""
     process = subprocess.Popen(
         [sys.executable, "-m", "ipvi.cli", "link", "--engine", "spark", "--no-link-index"]
         + list(options),
@@ -60,35 +49,29 @@ def _spark_link_started(env: dict, *options: str) -> tuple[subprocess.Popen, lis
     lines = []
     for line in process.stderr:
         lines.append(line)
-        if line.startswith("spark: standardize"):
+        if line.startswith(until):
             break
     return process, lines
 
 
-def _registry(folder: Path, data: Path) -> dict:
-    """``data`` ingested and linked by the local engine in ``folder``; the commands' env."""
-    folder.mkdir(parents=True)
-    config = folder / "config.yaml"
-    config.write_text(yaml.safe_dump({"database": {"url": f"sqlite:///{folder / 'reg.sqlite'}"}}))
-    env = {"IPVI_CONFIG": str(config), "IPVI_DATABASE_URL": f"sqlite:///{folder / 'reg.sqlite'}"}
-    run_ipvi(["ingest", str(data)], env)
-    run_ipvi(["link", "--no-link-index"], env)
-    return {"folder": folder, "env": env, "config": config}
-
-
-def _copy(registry: dict, folder: Path, spark: dict) -> dict:
-    """A copy of ``registry`` whose config names the ``spark`` section."""
+def _copy(registry: Path, folder: Path, spark: dict) -> dict:
+    """A copy of the ``registry`` file in ``folder``, with a config naming the ``spark``
+    section; the commands' env."""
     folder.mkdir()
-    shutil.copy(registry["folder"] / "reg.sqlite", folder / "reg.sqlite")
+    shutil.copy(registry, folder / "reg.sqlite")
     url = f"sqlite:///{folder / 'reg.sqlite'}"
     config = folder / "config.yaml"
     config.write_text(yaml.safe_dump({"database": {"url": url}, "spark": spark}))
-    return {"folder": folder, "env": {"IPVI_CONFIG": str(config), "IPVI_DATABASE_URL": url}}
+    return {
+        "registry": folder / "reg.sqlite",
+        "env": {"IPVI_CONFIG": str(config), "IPVI_DATABASE_URL": url},
+    }
 
 
-def _state(folder: Path) -> dict:
-    """The crosswalk, the pending review pairs and the runs of the registry in ``folder``."""
-    with sqlite3.connect(folder / "reg.sqlite") as connection:
+def _state(registry: Path) -> dict:
+    """The crosswalk, the pending review pairs, the runs and the linkage lock's holders of
+    the ``registry`` file."""
+    with sqlite3.connect(registry) as connection:
         return {
             "crosswalk": connection.execute(
                 "select record_id, person_id, link_probability from crosswalk order by record_id"
@@ -99,12 +82,8 @@ def _state(folder: Path) -> dict:
             "runs": connection.execute(
                 "select run_id, status from linkage_runs order by started_at"
             ).fetchall(),
+            "lock": connection.execute("select * from linkage_lock").fetchall(),
         }
-
-
-@pytest.fixture(scope="module")
-def sample_registry(tmp_path_factory):
-    return _registry(tmp_path_factory.mktemp("spark") / "sample", SAMPLE)
 
 
 def test_engine_and_spark_settings_are_validated():
@@ -123,15 +102,15 @@ def test_engine_and_spark_settings_are_validated():
 
 @pytest.mark.slow
 def test_the_sample_on_a_standalone_cluster_gives_the_local_crosswalk(
-    sample_registry, spark_cluster, tmp_path
+    linked_sample, spark_cluster, tmp_path
 ):
     """`ipvi link --engine spark` through spark://127.0.0.1:PORT, its executor killed once the
     first stage is done: the lost tasks run again on the executor the worker starts in its
     place, and the run gives the local engine's clusters (no id merged, split or minted), the
     same confidences and the same review queue."""
     cluster = spark_cluster
-    local = _state(sample_registry["folder"])
-    copy = _copy(sample_registry, tmp_path / "run", cluster_conf(cluster.master_url))
+    local = _state(linked_sample)
+    copy = _copy(linked_sample, tmp_path / "run", cluster_conf(cluster.master_url))
     launched = (cluster.folder / "worker.log").read_text().count("Asked to launch executor")
     process, progress = _spark_link_started(copy["env"], "--json")
     executors = cluster.executors()
@@ -151,35 +130,36 @@ def test_the_sample_on_a_standalone_cluster_gives_the_local_crosswalk(
     summary = json.loads(out.splitlines()[-1])
     assert summary["engine"] == "spark"
     assert (summary["minted"], summary["merged"], summary["split"]) == (0, 0, 0)
-    spark = _state(copy["folder"])
+    spark = _state(copy["registry"])
     assert spark["crosswalk"] == local["crosswalk"]
     assert spark["pending"] == local["pending"]
     assert spark["runs"][-1][1] == "succeeded"
 
 
-def test_unreachable_master_fails_in_one_line_registry_untouched(sample_registry, tmp_path):
-    before = _state(sample_registry["folder"])
+def test_unreachable_master_fails_in_one_line_registry_untouched(linked_sample, tmp_path):
+    before = _state(linked_sample)
     master = f"spark://127.0.0.1:{free_port()}"
-    copy = _copy(sample_registry, tmp_path / "run", {"master": master})
+    copy = _copy(linked_sample, tmp_path / "run", {"master": master})
     started = time.monotonic()
-    run = _ipvi(["link", "--engine", "spark", "--no-link-index"], copy["env"])
+    run = ipvi(["link", "--engine", "spark", "--no-link-index"], copy["env"])
     assert run.returncode == 2
     assert time.monotonic() - started < 60
     message = MASTER_UNREACHABLE.format(master=master, why="Connection refused")
     assert run.stderr.strip().splitlines() == [f"error: {message}"]
-    after = _state(copy["folder"])
+    after = _state(copy["registry"])
     assert after["crosswalk"] == before["crosswalk"]
     assert after["pending"] == before["pending"]
     assert after["runs"][:-1] == before["runs"] and after["runs"][-1][1] == "failed"
 
 
 @pytest.mark.slow
-def test_spark_dying_mid_run_fails_in_one_line_registry_untouched(sample_registry, tmp_path):
-    """Local mode runs the executors in the driver's JVM: killed after the first stage, the
-    run ends in one error line, the lock is released, and the crosswalk stays as it was."""
-    before = _state(sample_registry["folder"])
-    copy = _copy(sample_registry, tmp_path / "run", {"master": "local[1]"})
-    process, lines = _spark_link_started(copy["env"])
+def test_spark_dying_mid_run_fails_in_one_line_registry_untouched(linked_sample, tmp_path):
+    """Local mode runs the executors in the driver's JVM: killed once the session is up (the
+    run under way, the lock held), the run ends in one error line, the lock is released, and
+    the crosswalk stays as it was."""
+    before = _state(linked_sample)
+    copy = _copy(linked_sample, tmp_path / "run", {"master": "local[1]"})
+    process, lines = _spark_link_started(copy["env"], until="spark: local[1], UI")
     jvms = [
         child
         for child in psutil.Process(process.pid).children(recursive=True)
@@ -195,21 +175,20 @@ def test_spark_dying_mid_run_fails_in_one_line_registry_untouched(sample_registr
     prefix = JOB_FAILED.split("(")[0]
     assert len(errors) == 1 and errors[0].startswith(f"error: {prefix}"), lines[-5:]
     assert errors[0] == lines[-1]  # (pyspark's own accumulator thread may print a trace first)
-    after = _state(copy["folder"])
+    after = _state(copy["registry"])
     assert after["crosswalk"] == before["crosswalk"]
     assert after["runs"][-1][1] == "failed"
-    relink = _ipvi(["link", "--no-link-index"], copy["env"])  # the lock was released
-    assert relink.returncode == 0, relink.stderr[-2000:]
+    assert before["lock"] == after["lock"] == []  # released
 
 
-def test_missing_java_fails_in_one_line_registry_untouched(sample_registry, tmp_path):
-    before = _state(sample_registry["folder"])
-    copy = _copy(sample_registry, tmp_path / "run", {"master": "local[1]"})
+def test_missing_java_fails_in_one_line_registry_untouched(linked_sample, tmp_path):
+    before = _state(linked_sample)
+    copy = _copy(linked_sample, tmp_path / "run", {"master": "local[1]"})
     env = {**copy["env"], "JAVA_HOME": str(tmp_path / "no-jdk")}
-    run = _ipvi(["link", "--engine", "spark", "--no-link-index"], env)
+    run = ipvi(["link", "--engine", "spark", "--no-link-index"], env)
     assert run.returncode == 2
     assert run.stderr.strip().splitlines() == [f"error: {JAVA_MISSING}"]
-    assert _state(copy["folder"])["crosswalk"] == before["crosswalk"]
+    assert _state(copy["registry"])["crosswalk"] == before["crosswalk"]
 
 
 @pytest.fixture(scope="module")

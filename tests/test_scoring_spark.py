@@ -8,10 +8,7 @@ with its champion, on the cluster the linkage tests use (tests/conftest.py, ``sp
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 from contextlib import closing
 from pathlib import Path
 
@@ -19,7 +16,7 @@ import pytest
 import yaml
 
 from linkage.spark.session import JAVA_MISSING
-from tests.cli_support import run_ipvi
+from tests.cli_support import ipvi, run_ipvi
 from tests.spark_support import cluster_conf
 
 pytestmark = [pytest.mark.spark]
@@ -90,18 +87,11 @@ def test_score_all_without_java_or_with_an_unknown_engine_fails_in_one_line_writ
 ):
     env = _copy(pipeline, tmp_path / "run", {"master": "local[1]"})
     before = _rows(tmp_path / "run")
-    command = [sys.executable, "-m", "ipvi.cli", "score", "--all", "--as-of", AS_OF]
     for options, extra, message in [
         (["--engine", "spark"], {"JAVA_HOME": str(tmp_path / "no-jdk")}, JAVA_MISSING),
         (["--engine", "dask"], {}, "--engine: give local or spark, not 'dask'"),
     ]:
-        run = subprocess.run(
-            command + options,
-            capture_output=True,
-            text=True,
-            env={**os.environ, **env, **extra},
-            timeout=300,
-        )
+        run = ipvi(["score", "--all", "--as-of", AS_OF, *options], {**env, **extra})
         assert run.returncode == 2
         assert run.stderr.strip().splitlines() == [f"error: {message}"]
     assert _rows(tmp_path / "run") == before

@@ -24,7 +24,7 @@ from ipvi.errors import IpviError
 from ipvi.purge import whole_identifiers
 from ipvi.site_key import SiteKey
 from ipvi.tables.training import scores, tier_lists
-from linkage.engine import ENGINES
+from linkage.engine import chosen_engine
 from training.data import SCORING_MENTIONS, load_history, load_truth, read_history
 from training.issued import write_issued
 from training.pipeline import train
@@ -106,9 +106,7 @@ def score_all(
     (:mod:`training.spark`, in the session of ``config.spark``; ``report`` receives its
     progress). Both give the same scores, and what is written is the same.
     """
-    engine_name = engine_name or config.linkage.engine
-    if engine_name not in ENGINES:
-        raise ValueError(f"unknown engine {engine_name!r}: give one of {', '.join(ENGINES)}")
+    engine_name = chosen_engine(engine_name, config.linkage.engine)
     scorer = RiskScorer.from_registry(
         config.tracking_uri, config.mlflow.model_name, alias_or_version
     )

@@ -24,7 +24,6 @@ transaction, as it writes the local engine's.
 from __future__ import annotations
 
 import pickle
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -75,13 +74,12 @@ def score_on_spark(
     Columns
         The scores :meth:`RiskScorer.score_many` gives on the whole registry, in its order.
     """
-    from linkage.spark.parquet import read_parquet
+    from linkage.spark.parquet import from_spark
+    from linkage.spark.session import stage
 
-    start = time.perf_counter()
-    bundle_dir = scorer.bundle.save(work_dir / "bundle")
-    histories = _histories(session, work_dir, events, mentions, crosswalk)
-    report(f"spark: export {time.perf_counter() - start:.1f} s")
-    start = time.perf_counter()
+    with stage("export", report):
+        bundle_dir = scorer.bundle.save(work_dir / "bundle")
+        histories = _histories(session, work_dir, events, mentions, crosswalk)
     stamp = {
         "model_name": scorer.model_name,
         "model_version": scorer.model_version,
@@ -101,12 +99,11 @@ def score_on_spark(
         payload = [pickle.dumps(scored)] if len(scored) else []
         return pd.DataFrame({"payload": pd.Series(payload, dtype=object)})
 
-    scored = histories.applyInPandas(score_group, "payload binary")
-    folder = work_dir / "scores"
-    scored.write.parquet(str(folder))
-    parts = [pickle.loads(payload) for payload in read_parquet(folder).get("payload", [])]
-    out = _concat(parts)
-    report(f"spark: score {time.perf_counter() - start:.1f} s")
+    with stage("score", report):
+        scored = from_spark(
+            histories.applyInPandas(score_group, "payload binary"), work_dir / "scores"
+        )
+        out = _concat([pickle.loads(payload) for payload in scored.get("payload", [])])
     if not len(out):
         return out
     return out.take(np.argsort(np.asarray(out["person_id"], dtype=str), kind="stable"))

@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +38,8 @@ from linkage.compare import compare_pairs, encode_for
 from linkage.linker import Linker
 from linkage.settings import LinkageSettings
 from linkage.spark.graph import connected_components
-from linkage.spark.parquet import read_parquet, write_parquet
+from linkage.spark.parquet import from_spark, to_spark
+from linkage.spark.session import stage
 from linkage.standardize import standardize_frame
 
 logger = logging.getLogger(__name__)
@@ -83,18 +82,13 @@ class SparkLinker(Linker):
         return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.work_dir)) / "data"
 
     def _to_spark(self, frame: pd.DataFrame, name: str):
-        return self.session.read.parquet(str(write_parquet(frame, self._folder(name))))
+        return to_spark(self.session, frame, self._folder(name))
 
     def _from_spark(self, frame, name: str, order_by: str | None = None) -> pd.DataFrame:
-        folder = self._folder(name)
-        frame.write.parquet(str(folder))
-        return read_parquet(folder, order_by)
+        return from_spark(frame, self._folder(name), order_by)
 
-    @contextmanager
-    def _stage(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        yield
-        self.report(f"spark: {name} {time.perf_counter() - start:.1f} s")
+    def _stage(self, name: str):
+        return stage(name, self.report)
 
     # ------------------------------------------------------------------ standardise
 

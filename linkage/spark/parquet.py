@@ -41,3 +41,15 @@ def read_parquet(folder: Path, order_by: str | None = None) -> pd.DataFrame:
         order = np.argsort(frame[order_by].to_numpy(), kind="stable")
         frame = frame.iloc[order].reset_index(drop=True)
     return frame
+
+
+def to_spark(session, frame: pd.DataFrame, folder: Path):
+    """``frame`` written to ``folder`` (:func:`write_parquet`) and read by ``session``."""
+    return session.read.parquet(str(write_parquet(frame, folder)))
+
+
+def from_spark(frame, folder: Path, order_by: str | None = None) -> pd.DataFrame:
+    """The Spark DataFrame ``frame`` written by Spark to ``folder`` and read back here
+    (:func:`read_parquet`)."""
+    frame.write.parquet(str(folder))
+    return read_parquet(folder, order_by)

@@ -110,7 +110,6 @@ def spark_session(
     try:
         where = remote or config.master
         if not remote:
-            session.sparkContext.setCheckpointDir(str(work / "checkpoints"))
             ui = session.sparkContext.uiWebUrl
             report(f"spark: {where}, UI {ui or 'disabled'} ({time.perf_counter() - start:.1f} s)")
         else:
@@ -124,6 +123,14 @@ def spark_session(
         with contextlib.suppress(Exception):  # a JVM that died cannot be stopped
             session.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+@contextmanager
+def stage(name: str, report: Callable[[str], None]) -> Iterator[None]:
+    """Reports ``spark: NAME SECONDS s`` when the block ends: the progress display."""
+    start = time.perf_counter()
+    yield
+    report(f"spark: {name} {time.perf_counter() - start:.1f} s")
 
 
 def _is_spark_error(error: Exception) -> bool:
