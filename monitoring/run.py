@@ -197,6 +197,8 @@ def _period_drift(
     if not out["judged"]:
         return out
     for kind in ("tier", "band"):
+        if out[f"{kind}_mix_shift"] is None:
+            continue
         # Judged by the interval, as performance is: the change of a share that the sampling
         # error of the period's scores and of the test period's leaves certain.
         verdict.check(

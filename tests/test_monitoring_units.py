@@ -95,6 +95,14 @@ def test_a_mix_shift_is_judged_by_the_lower_end_of_its_interval(live, level):
     assert all("lower 95 % bound" in reason for reason in verdict.reasons)
 
 
+def test_a_mix_without_test_period_predictions_is_shown_not_judged():
+    verdict = Verdict(config_from_dict(default_config_dict()).monitoring.thresholds)
+    test = pd.DataFrame(columns=["probability", "tier", "band"])
+    out = _period_drift(_mix_frame({"B": 300}), None, None, test, verdict, "P", min_scores=200)
+    assert out["tier_mix_shift"] is None and out["tier_mix_shift_low"] is None
+    assert verdict.status == "ok"
+
+
 @pytest.mark.parametrize(
     ("change", "wording"),
     [
