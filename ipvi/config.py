@@ -479,7 +479,12 @@ MONITORING_MEASURES: dict[str, tuple[float, float, str]] = {
     "psi": (0.0, 10.0, "population stability index of a model input against training"),
     "ks": (0.0, 1.0, "Kolmogorov-Smirnov distance of a continuous input from training"),
     "score_psi": (0.0, 10.0, "PSI of the issued probabilities against the test period's"),
-    "mix_shift": (0.0, 1.0, "change of a tier's or band's share from training that matters"),
+    "mix_shift": (
+        0.0,
+        1.0,
+        "change of a tier's or band's share from training that matters (judged by the lower "
+        "end of its 95 % interval)",
+    ),
     "auc_drop": (0.0, 0.5, "AUC at training minus the AUC on matured outcomes"),
     "ece": (0.0, 1.0, "expected calibration error on matured outcomes"),
     "provisional_share": (0.0, 1.0, "share of issued scores whose tier is provisional"),
@@ -488,23 +493,6 @@ MONITORING_MEASURES: dict[str, tuple[float, float, str]] = {
 
 
 COUNT_KINDS = ("incidents", "injuries", "strangulation", "calls_for_service")
-
-
-def check_alphas(section: BaseModel, warn: str, alarm: str) -> None:
-    """A warning's and an alarm's family-wise false-alarm probabilities (fields ``warn`` and
-    ``alarm`` of ``section``): each in (0, 0.5), the alarm's no larger."""
-    for name in (warn, alarm):
-        value = getattr(section, name)
-        if not 0.0 < value < 0.5:
-            raise ValueError(
-                f"{name} = {value:g} is out of range: a family-wise false-alarm "
-                "probability lies in (0, 0.5)"
-            )
-    if getattr(section, alarm) > getattr(section, warn):
-        raise ValueError(
-            f"{alarm} ({getattr(section, alarm):g}) must not exceed {warn} "
-            f"({getattr(section, warn):g}): an alarm needs stronger evidence than a warning"
-        )
 
 
 class CountAlarmConfig(StrictModel):
@@ -536,7 +524,18 @@ class CountAlarmConfig(StrictModel):
 
     @model_validator(mode="after")
     def _levels(self) -> CountAlarmConfig:
-        check_alphas(self, "alpha_warn", "alpha_alarm")
+        for name in ("alpha_warn", "alpha_alarm"):
+            value = getattr(self, name)
+            if not 0.0 < value < 0.5:
+                raise ValueError(
+                    f"{name} = {value:g} is out of range: a family-wise false-alarm "
+                    "probability lies in (0, 0.5)"
+                )
+        if self.alpha_alarm > self.alpha_warn:
+            raise ValueError(
+                f"alpha_alarm ({self.alpha_alarm:g}) must not exceed alpha_warn "
+                f"({self.alpha_warn:g}): an alarm needs stronger evidence than a warning"
+            )
         return self
 
 
@@ -580,19 +579,8 @@ class MonitoringConfig(StrictModel):
             "review_backlog_days": Threshold(warn=14, alarm=30),
         }
     )
-    # A tier's or band's share change at or past thresholds.mix_shift's warn (alarm) level
-    # counts only when its test against the test period's share (the binomial sampling error
-    # of both) is at or under this family-wise false-alarm probability, Bonferroni-corrected
-    # over every share and judged period of a run.
-    mix_alpha_warn: float = 0.05
-    mix_alpha_alarm: float = 0.01
     counts: CountAlarmConfig = CountAlarmConfig()
     programme: ProgrammeConfig = ProgrammeConfig()
-
-    @model_validator(mode="after")
-    def _mix_alphas(self) -> MonitoringConfig:
-        check_alphas(self, "mix_alpha_warn", "mix_alpha_alarm")
-        return self
 
     @field_validator("thresholds")
     @classmethod

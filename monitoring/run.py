@@ -158,38 +158,6 @@ def _test_predictions(session: Session, version: str) -> pd.DataFrame:
         return pd.DataFrame(columns=["probability", "tier", "band"])
 
 
-def _judge_mix(
-    verdict: Verdict,
-    changes: pd.DataFrame,
-    where: str,
-    *,
-    tests: int,
-    alphas: tuple[float, float],
-) -> float:
-    """Note a mix's change of share when it reaches ``mix_shift``'s size and is beyond
-    sampling error: its p-value times ``tests`` (Bonferroni over every share of every judged
-    period) at or under the level's family-wise ``alphas`` (warn, alarm). The family-wise
-    p-value of the largest change."""
-    threshold = verdict.thresholds["mix_shift"]
-    size = changes["change"].abs()
-    family_p = (changes["p_value"] * tests).clip(upper=1.0)
-    for level, limit, alpha in (
-        (ALARM, threshold.alarm, alphas[1]),
-        (WARN, threshold.warn, alphas[0]),
-    ):
-        reached = size[(size >= limit) & (family_p <= alpha)]
-        if len(reached):
-            share = reached.idxmax()
-            verdict.note(
-                level,
-                f"{where} {share}'s share of the scores moved {changes.at[share, 'change']:+.3g} "
-                f"from the test period's: mix_shift >= {limit:g}, beyond sampling error "
-                f"(family-wise p = {family_p[share]:.2g} <= {alpha:g}) ({level})",
-            )
-            break
-    return float(family_p[size.idxmax()])
-
-
 def _period_drift(
     issued: pd.DataFrame,
     inputs: pd.DataFrame | None,
@@ -199,13 +167,10 @@ def _period_drift(
     where: str,
     *,
     min_scores: int,
-    judged_periods: int,
-    mix_alphas: tuple[float, float],
 ) -> dict:
     """Drift of one period's issued scores against the training run's test period (its inputs
     against the run's reference, its scores, tiers and bands against the test predictions),
-    judged only from ``min_scores`` scores; a tier or band share's change is tested against
-    sampling error over the shares of ``judged_periods`` periods (:func:`_judge_mix`)."""
+    judged only from ``min_scores`` scores."""
     tiers = sorted({*test["tier"].astype(str), *issued["tier"].astype(str)})
     bands = list(dict.fromkeys([*test["band"], *issued["band"]]))
     tier_mix, band_mix = drift.mix(issued["tier"], tiers), drift.mix(issued["band"], bands)
@@ -220,20 +185,28 @@ def _period_drift(
         "features": drift.feature_drift(reference, inputs) if reference else None,
         "judged": len(issued) >= min_scores,
     }
-    tests = max(judged_periods, 1) * (len(tiers) + len(bands))
     for kind in ("tier", "band"):
         training, live = out[f"{kind}_mix_at_training"], out[f"{kind}_mix"]
-        out[f"{kind}_mix_shift"] = out[f"{kind}_mix_shift_p"] = None
         if training is None:
+            out[f"{kind}_mix_shift"] = out[f"{kind}_mix_shift_low"] = None
             continue
         out[f"{kind}_mix_shift"] = drift.mix_shift(training, live)
-        if out["judged"]:
-            changes = drift.share_changes(training, live, n_training=len(test), n_live=len(issued))
-            out[f"{kind}_mix_shift_p"] = _judge_mix(
-                verdict, changes, f"{where}, {kind}", tests=tests, alphas=mix_alphas
-            )
+        out[f"{kind}_mix_shift_low"] = drift.mix_shift_low(
+            training, live, n_training=len(test), n_live=len(issued)
+        )
     if not out["judged"]:
         return out
+    for kind in ("tier", "band"):
+        if out[f"{kind}_mix_shift"] is None:
+            continue
+        # Judged by the interval, as performance is: the change of a share that the sampling
+        # error of the period's scores and of the test period's leaves certain.
+        verdict.check(
+            "mix_shift",
+            out[f"{kind}_mix_shift_low"],
+            f"{where}, {kind} mix (largest change of a share, lower 95 % bound; estimate "
+            f"{out[f'{kind}_mix_shift']:.3g})",
+        )
     verdict.check("score_psi", out["score_psi"], f"{where}, issued probabilities")
     verdict.check("provisional_share", out["provisional_share"], f"{where}, provisional tiers")
     features = out["features"] or {}
@@ -409,7 +382,6 @@ def monitor(engine, config: Config, *, as_of, model_version: str | None = None) 
         verdict.note(WARN, no_matured_message(outcomes, config, version, extract))
 
     periods = []
-    judged_periods = int((issued.groupby("period").size() >= settings.min_scores).sum())
     for period, rows in issued.groupby("period", sort=True):
         where = f"period {period}"
         entry = {
@@ -422,8 +394,6 @@ def monitor(engine, config: Config, *, as_of, model_version: str | None = None) 
                 verdict,
                 where,
                 min_scores=settings.min_scores,
-                judged_periods=judged_periods,
-                mix_alphas=(settings.mix_alpha_warn, settings.mix_alpha_alarm),
             ),
             "performance": by_period.get(period),
         }
