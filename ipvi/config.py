@@ -479,7 +479,12 @@ MONITORING_MEASURES: dict[str, tuple[float, float, str]] = {
     "psi": (0.0, 10.0, "population stability index of a model input against training"),
     "ks": (0.0, 1.0, "Kolmogorov-Smirnov distance of a continuous input from training"),
     "score_psi": (0.0, 10.0, "PSI of the issued probabilities against the test period's"),
-    "mix_shift": (0.0, 1.0, "largest change of a tier's or band's share from training"),
+    "mix_shift": (
+        0.0,
+        1.0,
+        "change of a tier's or band's share from training that matters (judged by the lower "
+        "end of its 95 % interval)",
+    ),
     "auc_drop": (0.0, 0.5, "AUC at training minus the AUC on matured outcomes"),
     "ece": (0.0, 1.0, "expected calibration error on matured outcomes"),
     "provisional_share": (0.0, 1.0, "share of issued scores whose tier is provisional"),

@@ -186,13 +186,27 @@ def _period_drift(
         "judged": len(issued) >= min_scores,
     }
     for kind in ("tier", "band"):
-        training = out[f"{kind}_mix_at_training"]
-        shift = None if training is None else drift.mix_shift(training, out[f"{kind}_mix"])
-        out[f"{kind}_mix_shift"] = shift
+        training, live = out[f"{kind}_mix_at_training"], out[f"{kind}_mix"]
+        if training is None:
+            out[f"{kind}_mix_shift"] = out[f"{kind}_mix_shift_low"] = None
+            continue
+        out[f"{kind}_mix_shift"] = drift.mix_shift(training, live)
+        out[f"{kind}_mix_shift_low"] = drift.mix_shift_low(
+            training, live, n_training=len(test), n_live=len(issued)
+        )
     if not out["judged"]:
         return out
     for kind in ("tier", "band"):
-        verdict.check("mix_shift", out[f"{kind}_mix_shift"], f"{where}, {kind} mix")
+        if out[f"{kind}_mix_shift"] is None:
+            continue
+        # Judged by the interval, as performance is: the change of a share that the sampling
+        # error of the period's scores and of the test period's leaves certain.
+        verdict.check(
+            "mix_shift",
+            out[f"{kind}_mix_shift_low"],
+            f"{where}, {kind} mix (largest change of a share, lower 95 % bound; estimate "
+            f"{out[f'{kind}_mix_shift']:.3g})",
+        )
     verdict.check("score_psi", out["score_psi"], f"{where}, issued probabilities")
     verdict.check("provisional_share", out["provisional_share"], f"{where}, provisional tiers")
     features = out["features"] or {}

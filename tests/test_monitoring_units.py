@@ -26,7 +26,7 @@ from monitoring.outcomes import (
     join_decisions,
     read_issued,
 )
-from monitoring.run import Verdict, override_summary
+from monitoring.run import Verdict, _period_drift, override_summary
 from training.issued import issued_rows, purge_step, score_id, store_issued, write_issued
 from training.reference import describe
 
@@ -64,6 +64,43 @@ def test_mix_shift_is_the_largest_change_of_a_share():
     training = drift.mix(pd.Series(list("AABBBCCCCD")), ["A", "B", "C", "D"])
     live = drift.mix(pd.Series(list("ABCCCCCCCD")), ["A", "B", "C", "D"])
     assert drift.mix_shift(training, live) == pytest.approx(0.3)
+
+
+def _mix_frame(tiers: dict[str, int]) -> pd.DataFrame:
+    """Scores with these many of each tier (band = tier), all with the same probability."""
+    tier = [t for t, n in tiers.items() for _ in range(n)]
+    return pd.DataFrame({"tier": tier, "band": tier, "probability": 0.2, "provisional": False})
+
+
+@pytest.mark.parametrize(
+    ("live", "level"),
+    [
+        # A quarter of 230 scores: B's share 0.40 against 0.30 (a change of 0.04 to 0.16):
+        # no evidence of a change of 0.05, not even a warning.
+        ({"B": 92, "C": 138}, "ok"),
+        # The same move on 6,000 scores leaves no less than about 0.08: a warning, not an alarm.
+        ({"B": 2400, "C": 3600}, "warn"),
+        # 0.30 to 0.50 on 6,000 scores: a change of at least 0.18, an alarm.
+        ({"B": 3000, "C": 3000}, "alarm"),
+    ],
+)
+def test_a_mix_shift_is_judged_by_the_lower_end_of_its_interval(live, level):
+    verdict = Verdict(config_from_dict(default_config_dict()).monitoring.thresholds)
+    test = _mix_frame({"B": 1500, "C": 3500})
+    out = _period_drift(_mix_frame(live), None, None, test, verdict, "period P", min_scores=200)
+    # The estimate is reported as it is; the judged bound sits below it.
+    assert out["tier_mix_shift"] == pytest.approx(live["B"] / sum(live.values()) - 0.3)
+    assert 0.0 <= out["tier_mix_shift_low"] < out["tier_mix_shift"]
+    assert verdict.status == level
+    assert all("lower 95 % bound" in reason for reason in verdict.reasons)
+
+
+def test_a_mix_without_test_period_predictions_is_shown_not_judged():
+    verdict = Verdict(config_from_dict(default_config_dict()).monitoring.thresholds)
+    test = pd.DataFrame(columns=["probability", "tier", "band"])
+    out = _period_drift(_mix_frame({"B": 300}), None, None, test, verdict, "P", min_scores=200)
+    assert out["tier_mix_shift"] is None and out["tier_mix_shift_low"] is None
+    assert verdict.status == "ok"
 
 
 @pytest.mark.parametrize(
