@@ -105,17 +105,12 @@ class PersonBootstrap:
         self._check(len(stats))
         k = stats.shape[1]
         rows, cols, data = [], [], []
-        # Zeros add nothing to a sum, and most count statistics are 0 on most rows: they are
-        # left out when every statistic is a whole number, whose sums are exact in any order
-        # (with a score among them every term stays, so the rounding is what it always was).
-        counts_only = bool((stats == np.round(stats)).all())
         for part in range(cells.shape[1]):
             inside = cells[:, part] >= 0
             for j in range(k):
-                rows_in = inside & (stats[:, j] != 0) if counts_only else inside
-                rows.append(self.row_person_[rows_in])
-                cols.append(cells[rows_in, part] * k + j)
-                data.append(stats[rows_in, j])
+                rows.append(self.row_person_[inside])
+                cols.append(cells[inside, part] * k + j)
+                data.append(stats[inside, j])
         z = sparse.csr_matrix(
             (np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))),
             shape=(self.n_persons_, n_cells * k),
