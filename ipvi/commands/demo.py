@@ -16,6 +16,7 @@ from pathlib import Path
 import typer
 
 from ipvi.commands.context import get_config, get_engine, info
+from ipvi.db import session_scope
 from ipvi.errors import IpviError
 
 
@@ -33,19 +34,6 @@ def _run_stage(title: str, args: list[str], json_lines: bool = True) -> dict:
     figures = json.loads(lines[-1]) if json_lines and lines and lines[-1].startswith("{") else {}
     info(f"   done in {seconds:.1f} s")
     return figures
-
-
-def _latest_recorded_date() -> str:
-    """The extract date of the registry: the last day any agency recorded an event."""
-    from sqlalchemy import func, select
-
-    from ipvi.tables.ingest import events
-
-    with get_engine().connect() as connection:
-        latest = connection.execute(select(func.max(events.c.recorded_at))).scalar()
-    if latest is None:
-        raise IpviError("demo: the registry holds no events after ingest")
-    return str(latest)[:10]
 
 
 def register(app: typer.Typer) -> None:
@@ -84,7 +72,10 @@ def register(app: typer.Typer) -> None:
             json_lines=False,
         )
         _run_stage("5/6 promote (fairness gate)", ["promote", version], json_lines=False)
-        as_of = _latest_recorded_date()
+        from monitoring.reaudit import extract_date
+
+        with session_scope(get_engine()) as session:
+            as_of = extract_date(session, config).date().isoformat()
         scored = _run_stage("6/6 tier list", ["score", "--all", "--as-of", as_of, "--json"])
 
         audit = json.loads(audit_json.read_text()) if audit_json.is_file() else {}
