@@ -9,18 +9,13 @@ trained with another package version.
 from __future__ import annotations
 
 from ipvi.errors import IpviError
-from training.bundle import package_version
-from training.registry import registered_version
+from training.registry import registered_version, require_package_version
 from training.scoring import RiskScorer
 
 NO_CHAMPION = (
     "no model version '{ref}' of '{name}' in the MLflow registry at {uri}: train one with "
     "`ipvi train`, audit it with `ipvi audit` and promote it to champion "
     "(or serve a given version with `ipvi serve --model-version V`)"
-)
-VERSION_MISMATCH = (
-    "model version {version} was trained with ipvi {trained}, this is ipvi {installed}: "
-    "retrain, or install the matching package version"
 )
 
 
@@ -38,13 +33,7 @@ def served_version(tracking_uri: str, model_name: str, reference: str):
         raise IpviError(
             NO_CHAMPION.format(ref=reference, name=model_name, uri=tracking_uri)
         ) from None
-    trained = version.tags.get("package_version")
-    if trained != package_version():
-        raise IpviError(
-            VERSION_MISMATCH.format(
-                version=version.version, trained=trained, installed=package_version()
-            )
-        )
+    require_package_version(version)
     return version
 
 

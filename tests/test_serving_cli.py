@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,8 @@ import pytest
 
 from serving.launch import free_port
 from serving.schemas import SCORE_EXAMPLE
+from synth.champion import MODEL_NAME
+from tests.cli_support import ipvi
 from tests.serving_support import add_keys, champion_store, write_config
 
 pytestmark = pytest.mark.service
@@ -77,3 +80,26 @@ def test_ipvi_serve_refuses_a_public_address_without_tls():
     assert completed.returncode == 2
     assert "refusing to serve on 0.0.0.0 without TLS" in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+def test_a_version_trained_by_another_package_version_is_refused_by_serve_and_score_all(
+    tmp_path, tmp_path_factory
+):
+    """The service and the batch tier list refuse the same version, with the same message:
+    its features would be rebuilt by code other than the code it was trained on."""
+    from mlflow import MlflowClient
+
+    store = champion_store(tmp_path_factory.getbasetemp())
+    shutil.copy(store["tracking_uri"].removeprefix("sqlite:///"), tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    MlflowClient(tracking_uri=uri, registry_uri=uri).set_model_version_tag(
+        MODEL_NAME, store["model_version"], "package_version", "0.0.1"
+    )
+    env = {"IPVI_DATABASE_URL": f"sqlite:///{tmp_path / 'r.sqlite'}", "MLFLOW_TRACKING_URI": uri}
+    for args in (["serve"], ["score", "--all", "--as-of", "2025-01-01"]):
+        refused = ipvi(args, env, timeout=120, cwd=tmp_path)
+        assert refused.returncode == 2, (args, refused.stderr[-2000:])
+        assert f"model version {store['model_version']} was trained with ipvi 0.0.1" in (
+            refused.stderr
+        )
+        assert "Traceback" not in refused.stderr

@@ -8,7 +8,8 @@ a signature and a fixed synthetic input example, and gets the alias ``challenger
 Functions other stages call (the ``champion`` alias is moved only by the fairness gate,
 :func:`fairness.promotion.promote`):
 
-- :func:`registered_version` finds a version by number or alias, or says there is none.
+- :func:`registered_version` finds a version by number or alias, or says there is none;
+  :func:`require_package_version` refuses one trained with another package version.
 - :func:`version_info` reads a version's bundled band cut-points and uses, data fingerprint,
   run id, package version and feature definitions.
 - :func:`load_bundle` loads a version's bundle (used by :class:`training.scoring.RiskScorer`).
@@ -28,7 +29,7 @@ import pandas as pd
 
 from ipvi.errors import IpviError
 from ipvi.site_key import SiteKey, legacy_hash
-from training.bundle import ModelBundle
+from training.bundle import ModelBundle, package_version
 from training.features import FEATURES, feature_table
 from training.result import TrainResult
 
@@ -242,6 +243,31 @@ def registered_version(tracking_uri: str, name: str, alias_or_version: str):
     except MlflowException:  # a store MLflow cannot open (or no longer supports)
         raise IpviError(f"cannot open the MLflow registry at {tracking_uri}") from None
     return _resolve(client, name, alias_or_version)
+
+
+VERSION_MISMATCH = (
+    "model version {version} was trained with ipvi {trained}, this is ipvi {installed}: "
+    "retrain, or install the matching package version"
+)
+
+
+def require_package_version(version) -> None:
+    """Refuse to score with a registered version (an MLflow ``ModelVersion``) trained by
+    another ipvi version: its features would be rebuilt by code other than the code it was
+    trained on, and its scores would differ without a word.
+
+    Raises
+    ------
+    IpviError
+        Naming both package versions.
+    """
+    trained = version.tags.get("package_version")
+    if trained != package_version():
+        raise IpviError(
+            VERSION_MISMATCH.format(
+                version=version.version, trained=trained, installed=package_version()
+            )
+        )
 
 
 def _resolve(client, name: str, alias_or_version: str):

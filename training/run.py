@@ -28,7 +28,7 @@ from linkage.engine import chosen_engine
 from training.data import SCORING_MENTIONS, load_history, load_truth, read_history
 from training.issued import write_issued
 from training.pipeline import train
-from training.registry import log_training_run
+from training.registry import log_training_run, registered_version, require_package_version
 from training.result import summary as summarise
 from training.review_priority import prioritise_review_pairs
 from training.scoring import RiskScorer
@@ -99,7 +99,8 @@ def score_all(
     engine_name: str | None = None,
     report: Callable[[str], None] = logger.info,
 ) -> dict:
-    """Score every person with an IPV offence known at ``as_of`` and write the tier list.
+    """Score every person with an IPV offence known at ``as_of`` and write the tier list,
+    with a model version trained by this package version (as the service refuses others).
 
     ``engine_name`` (``local`` or ``spark``; default ``linkage.engine``) says where the
     features and scores are computed: here, or by the same code in Spark executors
@@ -107,8 +108,10 @@ def score_all(
     progress). Both give the same scores, and what is written is the same.
     """
     engine_name = chosen_engine(engine_name, config.linkage.engine)
+    version = registered_version(config.tracking_uri, config.mlflow.model_name, alias_or_version)
+    require_package_version(version)
     scorer = RiskScorer.from_registry(
-        config.tracking_uri, config.mlflow.model_name, alias_or_version
+        config.tracking_uri, config.mlflow.model_name, str(version.version)
     )
     events, mentions, crosswalk = read_history(engine, mention_columns=SCORING_MENTIONS)
     if engine_name == "spark":
