@@ -5,17 +5,21 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 
-def ipvi(args: list[str], env: dict, timeout: float = 900) -> subprocess.CompletedProcess:
-    """Run ``ipvi ARGS`` with ``env`` added to this environment; its exit code and output,
-    for tests of commands that fail."""
+def ipvi(
+    args: list[str], env: dict, timeout: float = 900, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``ipvi ARGS`` with ``env`` added to this environment (in ``cwd``, default this
+    folder); its exit code and output, for tests of commands that fail."""
     return subprocess.run(
         [sys.executable, "-m", "ipvi.cli", *args],
         capture_output=True,
         text=True,
         env={**os.environ, **env},
         timeout=timeout,
+        cwd=cwd,
     )
 
 

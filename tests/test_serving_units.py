@@ -43,6 +43,7 @@ from serving.limits import BodyLimitMiddleware
 from serving.link_index import shared_index
 from serving.schemas import DECISION_EXAMPLE, SCORE_EXAMPLE, DecisionRequest, ScoreRequest
 from serving.scoring import history_frames
+from tests.cli_support import ipvi
 from tests.serving_support import add_person
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -388,13 +389,11 @@ def test_auth_middleware_statuses(engine):
 
 
 def _ipvi(args: list[str], tmp_path, **env) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ipvi.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "IPVI_DATABASE_URL": f"sqlite:///{tmp_path / 'r.sqlite'}", **env},
-        cwd=tmp_path,
+    return ipvi(
+        args,
+        {"IPVI_DATABASE_URL": f"sqlite:///{tmp_path / 'r.sqlite'}", **env},
         timeout=120,
+        cwd=tmp_path,
     )
 
 
