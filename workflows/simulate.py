@@ -40,11 +40,11 @@ FORCED_REASON = "simulated deployment: the champion serves whatever its gate sai
 
 @dataclass
 class DeploymentResult:
-    """What :func:`deploy` built: the configuration, the champion and the figures."""
+    """What :func:`deploy` built: the configuration and the figures (the champion's
+    ``model_version`` among them)."""
 
     config: Config
     folder: Path
-    model_version: str
     figures: dict
     matched: object  # pandas DataFrame: issued scores with their generator offence
 
@@ -262,7 +262,7 @@ def deploy(
         "seconds": seconds,
     }
     (folder / "deployment.json").write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
-    return DeploymentResult(config, folder, version, figures, matched)
+    return DeploymentResult(config, folder, figures, matched)
 
 
 def simulate(workdir: str | Path, **settings) -> dict:
@@ -291,7 +291,7 @@ def simulate(workdir: str | Path, **settings) -> dict:
                 engine,
                 config,
                 as_of=result.figures["extract_date"],
-                model_version=result.model_version,
+                model_version=result.figures["model_version"],
             )
         finally:
             engine.dispose()
