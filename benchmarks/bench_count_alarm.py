@@ -23,7 +23,15 @@ Per statistic: ``first_quarter_run`` is the share of drift seeds whose monitor r
 the first quarter after the change (one window judged) raises ``alarm``; ``full_run_first_window``
 the share whose run at the extract date (every window judged, the family-wise correction over
 all of them) raises ``alarm`` on that first window; ``false_alarm_rate`` the share of
-no-drift seeds whose run at the extract date raises ``alarm`` anywhere. One JSON line.
+no-drift seeds whose run at the extract date raises ``alarm`` anywhere.
+
+Per seed, where the power goes: ``true_rise`` (the true zips' share of the first window over
+their share of the reference months, minus 1) and ``true_llr`` (the log-likelihood ratio the
+scan gives the true set); per statistic, the first-quarter run's ``first_p_*``, its chosen
+set's log-likelihood ratio before the division (``first_llr_shift``) and the over-dispersion it
+divides by (``first_dispersion_*``). The scan's best set is the best of every set of zips (it
+ranks them by observed over expected), so its null puts p = ``alpha_alarm`` far above a fixed
+set's threshold, at any number of events; ``true_llr`` grows with them. One JSON line.
 """
 
 from __future__ import annotations
