@@ -23,7 +23,15 @@ Per statistic: ``first_quarter_run`` is the share of drift seeds whose monitor r
 the first quarter after the change (one window judged) raises ``alarm``; ``full_run_first_window``
 the share whose run at the extract date (every window judged, the family-wise correction over
 all of them) raises ``alarm`` on that first window; ``false_alarm_rate`` the share of
-no-drift seeds whose run at the extract date raises ``alarm`` anywhere. One JSON line.
+no-drift seeds whose run at the extract date raises ``alarm`` anywhere.
+
+Per seed, where the power goes: ``true_rise`` (the true zips' share of the first window over
+their share of the reference months, minus 1) and ``true_llr`` (the log-likelihood ratio the
+scan gives the true set); per statistic, the first-quarter run's ``first_p_*``, its chosen
+set's log-likelihood ratio before the division (``first_llr_shift``) and the over-dispersion it
+divides by (``first_dispersion_*``). The scan's best set is the best of every set of zips (it
+ranks them by observed over expected), so its null puts p = ``alpha_alarm`` far above a fixed
+set's threshold, at any number of events; ``true_llr`` grows with them. One JSON line.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ import time
 
 import numpy as np
 import pandas as pd
+from scipy.special import xlogy
 from scipy.stats import norm
 
 from ipvi.config import load_config
@@ -79,8 +88,12 @@ def _tables(incidents: pd.DataFrame, span: pd.PeriodIndex, first: pd.Period, blo
     return out
 
 
-def _oracle(table: pd.DataFrame, window: pd.PeriodIndex, zips: list[str], settings) -> bool:
-    """Whether the true zips' share of ``window`` rose significantly at ``alpha_alarm``."""
+def _oracle(table: pd.DataFrame, window: pd.PeriodIndex, zips: list[str], settings) -> dict:
+    """Whether the true zips' share of ``window`` rose significantly at ``alpha_alarm``
+    (``caught``); their share of the window over their share of the reference months, minus 1
+    (``rise``); and the log-likelihood ratio the scan gives that set, before the division by
+    the over-dispersion (``llr``: the expected counts, as in the scan, share the window's and the
+    reference's events by the window's share of all)."""
     blocks = settings.reference_months // settings.window_months
     reference = pd.period_range(window[0] - settings.reference_months, window[0] - 1, freq="M")
     per_block = table[reference].to_numpy().reshape(len(table), blocks, -1).sum(2)
@@ -89,7 +102,14 @@ def _oracle(table: pd.DataFrame, window: pd.PeriodIndex, zips: list[str], settin
     counts = table[window].to_numpy().sum(axis=1)
     n, x = counts.sum(), counts[inside].sum()
     z = (x - n * share) / np.sqrt(n * share * (1 - share) * overdispersion(per_block))
-    return bool(z >= norm.isf(settings.alpha_alarm))
+    both = counts[inside].sum() + per_block[inside].sum()
+    e = both * n / (n + per_block.sum())
+    llr = xlogy(x, x / e) + xlogy(n - x, (n - x) / (n - e)) if x > e else 0.0
+    return {
+        "caught": bool(z >= norm.isf(settings.alpha_alarm)),
+        "rise": float(x / n / share - 1.0),
+        "llr": float(llr),
+    }
 
 
 def run_seed(persons: int, seed: int, settings) -> dict:
@@ -114,6 +134,8 @@ def run_seed(persons: int, seed: int, settings) -> dict:
                 "full_run_first_window": full[0]["level"] == "alarm",
                 "first_quarter_run": early[0]["level"] == "alarm",
                 "first_p": early[0].get("p_value", 1.0),
+                "first_llr": early[0].get("statistic", 0.0) * early[0].get("dispersion", 1.0),
+                "first_dispersion": early[0].get("dispersion", 1.0),
             }
         if drift:
             zips = sorted(set(cohort.nbs.zip[cohort.shifted].tolist()))
@@ -139,8 +161,8 @@ def main() -> int:
     def share(drift: str, statistic: str, key: str) -> float:
         return float(np.mean([r[drift][statistic][key] for r in runs]))
 
-    def first_p(drift: str, statistic: str) -> list[float]:
-        return [round(r[drift][statistic]["first_p"], 3) for r in runs]
+    def per_seed(drift: str, statistic: str, key: str) -> list[float]:
+        return [round(r[drift][statistic][key], 3) for r in runs]
 
     figures = {
         "benchmark": "count_alarm",
@@ -149,7 +171,9 @@ def main() -> int:
         "alpha_alarm": settings.alpha_alarm,
         "incidents_per_window": int(np.mean([r["incidents_per_window"] for r in runs])),
         "chosen_share": round(float(np.mean([r["chosen_share"] for r in runs])), 3),
-        "oracle_power": float(np.mean([r["recording_shift"]["oracle"] for r in runs])),
+        "oracle_power": share("recording_shift", "oracle", "caught"),
+        "true_rise": per_seed("recording_shift", "oracle", "rise"),
+        "true_llr": per_seed("recording_shift", "oracle", "llr"),
         "statistics": {
             statistic: {
                 "first_quarter_run": share("recording_shift", statistic, "first_quarter_run"),
@@ -157,8 +181,13 @@ def main() -> int:
                     "recording_shift", statistic, "full_run_first_window"
                 ),
                 "false_alarm_rate": share("null", statistic, "alarm"),
-                "first_p_shift": first_p("recording_shift", statistic),
-                "first_p_null": first_p("null", statistic),
+                "first_p_shift": per_seed("recording_shift", statistic, "first_p"),
+                "first_p_null": per_seed("null", statistic, "first_p"),
+                "first_llr_shift": per_seed("recording_shift", statistic, "first_llr"),
+                "first_dispersion_shift": per_seed(
+                    "recording_shift", statistic, "first_dispersion"
+                ),
+                "first_dispersion_null": per_seed("null", statistic, "first_dispersion"),
             }
             for statistic in STATISTICS
         },
