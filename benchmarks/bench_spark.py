@@ -16,7 +16,7 @@ The default sizes are 0.5M, 1M and 2M mentions (about a quarter of an hour on tw
 ``--quick`` runs 20,000 mentions); the local engine runs up to 2M, beside Spark, to show where
 one machine stops. Issue 21's curve goes on to 5M (``--sizes 500000 1000000 2000000
 5000000``): not in the default because, with the driver still holding the records and pairs,
-it is estimated at about 21 GB peak, near all of a 24 GB machine, and has not been run.
+it is estimated at about 17 GB peak (3g heap), most of a 24 GB machine, and has not been run.
 
     .venv/bin/python benchmarks/bench_spark.py [--quick] [--sizes 500000 1000000]
         [--engines local spark] [--master local[2]] [--local-up-to 2000000] [--driver-memory 6g]

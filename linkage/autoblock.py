@@ -20,7 +20,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -72,9 +72,10 @@ class BlockingPlan:
 @dataclass
 class _Rule:
     keys: list[str]
-    codes: np.ndarray  # block code per record (-1: missing, or a block over the size limit)
     pairs: int  # pairs of its blocks within the size limit
     all_pairs: int  # pairs of all its blocks
+    # Records in one of its blocks within the size limit, one bit each (np.packbits).
+    kept: np.ndarray | None = None
 
 
 def candidate_keys(records: pd.DataFrame, key_sources: dict[str, tuple[str, ...]]) -> list[str]:
@@ -94,7 +95,9 @@ class _Counter:
         self.limit = limit
         self._factorized: dict = {}
 
-    def rule(self, keys: list[str]) -> _Rule:
+    def rule(self, keys: list[str]) -> tuple[_Rule, np.ndarray]:
+        """The rule and its block code per record (-1: missing, or a block over the size
+        limit)."""
         codes = block_codes(self.records, keys, self._factorized)
         valid = codes >= 0
         if self.n_left is None:
@@ -109,12 +112,10 @@ class _Counter:
         kept = sizes <= self.limit
         codes = np.where(valid, codes, -1)
         codes[valid] = np.where(kept[codes[valid]], codes[valid], -1)
-        return _Rule(
-            keys=keys,
-            codes=codes.astype(np.int32),
-            pairs=int(block_pairs[kept].sum()),
-            all_pairs=int(block_pairs.sum()),
+        rule = _Rule(
+            keys=keys, pairs=int(block_pairs[kept].sum()), all_pairs=int(block_pairs.sum())
         )
+        return rule, codes.astype(np.int32)
 
     def pairs(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The pairs (global positions) of records sharing a code."""
@@ -126,26 +127,41 @@ class _Counter:
         )
         return left, right + self.n_left
 
+    def agreement(self, keys: list[str], left: np.ndarray, right: np.ndarray) -> dict:
+        """Per key: which pairs share its value (neither missing)."""
+        out = {}
+        for key in keys:
+            part, _, absent = self._factorized[key]
+            out[key] = (part[left] == part[right]) & ~absent[left]
+        return out
+
 
 def candidate_rules(
     counter: _Counter, keys: list[str], key_sources: dict[str, tuple[str, ...]], budget: float
-) -> list[_Rule]:
+) -> Iterator[tuple[_Rule, np.ndarray]]:
     """Single keys, and pairs of keys of different fields where one alone is too broad; only
-    the rules whose pairs fit the budget."""
-    singles = {key: counter.rule([key]) for key in keys}
-    broad = {key: rule.all_pairs > budget for key, rule in singles.items()}
-    rules = list(singles.values())
+    the rules whose pairs fit the budget, each with its block codes, one at a time."""
+    broad = {}
+    for key in keys:
+        rule, codes = counter.rule([key])
+        broad[key] = rule.all_pairs > budget
+        if 0 < rule.pairs <= budget:
+            yield rule, codes
     for a, b in combinations(keys, 2):
         apart = not set(key_sources.get(a, (a,))) & set(key_sources.get(b, (b,)))
         if apart and (broad[a] or broad[b]):
-            rules.append(counter.rule([a, b]))
-    return [rule for rule in rules if 0 < rule.pairs <= budget]
+            rule, codes = counter.rule([a, b])
+            if 0 < rule.pairs <= budget:
+                yield rule, codes
 
 
-def _members(rule: _Rule, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Which pairs the rule finds (same block, within the size limit)."""
-    a = rule.codes[left]
-    return (a >= 0) & (a == rule.codes[right])
+def _members(rule: _Rule, agree: dict, left: np.ndarray) -> np.ndarray:
+    """Which pairs the rule finds (same block, within the size limit), from each key's
+    agreement on them (:meth:`_Counter.agreement`) and ``left``, their first records."""
+    found = np.unpackbits(rule.kept)[left].astype(bool)
+    for key in rule.keys:
+        found &= agree[key]
+    return found
 
 
 def plan_blocking(
@@ -171,35 +187,49 @@ def plan_blocking(
     budget = pairs_per_record * n_records
     counter = _Counter(records, n_left, max_block_size)
     keys = candidate_keys(records, key_sources)
-    candidates = candidate_rules(counter, keys, key_sources, budget)
+
+    # The seed: each candidate sampled by blocks, so a block is kept or dropped whole. Its
+    # share depends on the number of candidates, known only at the end; so that one
+    # candidate's block codes at a time are alive, each draws its blocks' random numbers as
+    # it is found and keeps the records of the blocks that the largest share it can still
+    # get would sample (a share falls as candidates are added).
+    rng = np.random.default_rng(seed)
+    seed_pairs = int(np.clip(SEED_PAIRS_PER_RECORD * n_records, *SEED_PAIRS))
+    candidates, draws = [], []
+    for rule, codes in candidate_rules(counter, keys, key_sources, budget):
+        most = max(MIN_SEED_PAIRS_PER_RULE, seed_pairs // (len(candidates) + 1)) / rule.pairs
+        draw = rng.random(int(codes.max()) + 1)[np.where(codes >= 0, codes, 0)]
+        drawn = np.flatnonzero((codes >= 0) & (draw < most))
+        rule.kept = np.packbits(codes >= 0)
+        candidates.append(rule)
+        draws.append((drawn, codes[drawn], draw[drawn]))
+        del codes, draw
     if not candidates:
         fields = sorted({s for k in keys for s in key_sources.get(k, (k,))})
         raise IpviError(NO_BLOCKING.format(fields=", ".join(fields), budget=pairs_per_record))
-
-    # The seed: each candidate sampled by blocks, so a block is kept or dropped whole.
-    rng = np.random.default_rng(seed)
-    seed_pairs = int(np.clip(SEED_PAIRS_PER_RECORD * n_records, *SEED_PAIRS))
     per_rule = max(MIN_SEED_PAIRS_PER_RULE, seed_pairs // len(candidates))
-    fractions, kept_blocks, sampled = [], [], []
-    for rule in candidates:
+    fractions, sampled = [], []
+    for rule, (drawn, codes, draw) in zip(candidates, draws, strict=True):
         fraction = min(1.0, per_rule / rule.pairs)
-        keep = rng.random(int(rule.codes.max()) + 1) < fraction
-        codes = np.where(rule.codes >= 0, rule.codes, 0)
-        left, right = counter.pairs(np.where((rule.codes >= 0) & keep[codes], rule.codes, -1))
+        chosen_blocks = np.full(n_records, -1, dtype=np.int32)
+        kept = draw < fraction
+        chosen_blocks[drawn[kept]] = codes[kept]
+        left, right = counter.pairs(chosen_blocks)
         fractions.append(fraction)
-        kept_blocks.append(keep)
         sampled.append(left * n_records + right)
+    del draws
     union = unique_sorted(np.concatenate(sampled))
     left, right = union // n_records, union % n_records
     rule_pairs = [np.searchsorted(union, unique_sorted(codes)) for codes in sampled]
     del sampled
+    agree = counter.agreement(keys, left, right)
     # Each seed pair's chance of being sampled by some candidate that finds it.
     log_missed = np.zeros(len(union))
     for rule, fraction in zip(candidates, fractions, strict=True):
         if fraction < 1.0:
-            log_missed += _members(rule, left, right) * np.log1p(-fraction)
+            log_missed += _members(rule, agree, left) * np.log1p(-fraction)
         else:
-            log_missed[_members(rule, left, right)] = -np.inf
+            log_missed[_members(rule, agree, left)] = -np.inf
     inclusion = -np.expm1(log_missed)
     levels = compare(left, right)
     model = fit(levels, rule_pairs, [excluded(rule.keys) for rule in candidates], 1 / inclusion)
@@ -221,9 +251,8 @@ def plan_blocking(
                 seen.add(fields)
         completeness = None
     else:
-        found = np.column_stack(
-            [_members(rule, left[likely], right[likely]) for rule in candidates]
-        )
+        agree_likely = {key: agrees[likely] for key, agrees in agree.items()}
+        found = np.column_stack([_members(rule, agree_likely, left[likely]) for rule in candidates])
         covered = np.zeros(len(likely), dtype=bool)
         total = float(weight.sum())
         chosen, spent = [], 0.0

@@ -51,7 +51,7 @@ def block_codes(
         if column not in factorized:
             values = frame[column].to_numpy(dtype=object)
             part, uniques = pd.factorize(values)
-            factorized[column] = (part, len(uniques), values == MISSING)
+            factorized[column] = (part.astype(np.int32), len(uniques), values == MISSING)
         part, n_values, absent = factorized[column]
         missing |= absent
         # Mixed radix, re-factorised after each column so the codes never overflow.

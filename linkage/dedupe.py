@@ -162,13 +162,14 @@ def dedupe(
     if not 1 <= len(inputs) <= 2:
         raise IpviError("dedupe takes one input (deduplicate) or two (link)")
     fields, generic = parse_mapping(mapping)
-    frames, canonical, warnings = [], [], []
+    ids, canonical, warnings = [], [], []
     for path in inputs:
         frame = read_table(path)
         table, notes = _canonical(frame, str(path), id_column, fields, generic)
-        frames.append(frame)
+        ids.append(frame[id_column].to_numpy(dtype=object, copy=True))
         canonical.append(table)
         warnings += notes
+    del frame  # only the ids and the mapped fields are needed from here on
     compared_fields = list(fields)
     if "full_name" in compared_fields:
         compared_fields = [f for f in compared_fields if f != "full_name"]
@@ -176,19 +177,18 @@ def dedupe(
             f for f in ("first_name", "middle_name", "last_name") if f not in compared_fields
         ]
     run_settings = settings.for_fields(compared_fields, generic)
-    other = canonical[1] if len(canonical) == 2 else None
     with open_linker(run_settings, engine, spark, report) as linker:
-        result = linker.run(canonical[0], other)
-    ids = pd.concat([frame[id_column] for frame in frames], ignore_index=True)
+        # Popped: the linker holds the only references, and frees them once standardised.
+        result = linker.run(canonical.pop(0), canonical.pop() if canonical else None)
     output = pd.DataFrame(
         {
-            id_column: ids,
+            id_column: np.concatenate(ids),
             "cluster_id": result.labels,
             "confidence": np.round(result.link_confidence(), 6),
         }
     )
     if len(inputs) == 2:
-        output.insert(1, "source", np.repeat([1, 2], [len(frames[0]), len(frames[1])]))
+        output.insert(1, "source", np.repeat([1, 2], [len(ids[0]), len(ids[1])]))
     sizes = np.bincount(result.labels)
     if sizes.max() == 1:
         warnings.append(NO_LINKS)

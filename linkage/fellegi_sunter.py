@@ -40,6 +40,9 @@ EM_INVERTED = (
 PSEUDO_PAIRS = 100.0
 # Bounds keep a level that never occurs in one class from giving an infinite weight.
 PROBABILITY_FLOOR = 1e-6
+# Pairs weighed at once: the temporaries of a weight (some 80 bytes a pair) stay bounded as
+# the pairs grow.
+WEIGHT_CHUNK = 2_000_000
 # Fields that change together: a move changes street, city and postcode at once, so their
 # agreement or disagreement is one piece of evidence (see FellegiSunter._bayes_log2).
 MOVING_TOGETHER: tuple[tuple[str, ...], ...] = (("street", "city", "zip"),)
@@ -411,8 +414,25 @@ class FellegiSunter:
         Found by several rules, a pair takes the mean of their log odds: no one view decides
         (one blind to a house number would merge a household, one whose pass took some
         matches for non-matches would split a person). Other pairs use the random pairs' u.
+        ``rule_rows`` are sorted. The pairs are weighed WEIGHT_CHUNK at a time, each alone.
         """
         self._check_fitted()
+        weight = np.empty(len(levels))
+        for start in range(0, len(levels), WEIGHT_CHUNK):
+            stop = min(start + WEIGHT_CHUNK, len(levels))
+            rows = slice(start, stop)
+            weight[rows] = self._chunk_weight(
+                levels[rows],
+                {c: values[rows] for c, values in (tf_left or {}).items()},
+                [
+                    found[np.searchsorted(found, start) : np.searchsorted(found, stop)] - start
+                    for found in rule_rows or []
+                ],
+            )
+        return weight
+
+    def _chunk_weight(self, levels: np.ndarray, tf_left: dict, rule_rows: list[np.ndarray]):
+        """:meth:`match_weight` of a chunk of pairs (``rule_rows`` positions in the chunk)."""
         total = self._bayes_log2(levels, tf_left)
         if rule_rows:
             summed, count = np.zeros(len(levels)), np.zeros(len(levels))

@@ -149,6 +149,9 @@ class Linker:
         if other is not None:
             right = other if standardized else self.standardize(other)
             right = self._ensure_columns(right)
+        # The canonical frames are not read again: a caller that passed its only references
+        # (as ``ipvi dedupe`` does) has them freed here.
+        del frame, other
         timings["standardize"] = time.perf_counter() - start
 
         start = time.perf_counter()

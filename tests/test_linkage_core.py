@@ -10,6 +10,7 @@ from ipvi.config import config_from_dict, default_config_dict, load_config
 from ipvi.errors import ConfigError, IpviError
 from linkage import cluster as cluster_module
 from linkage import compare as compare_module
+from linkage import fellegi_sunter as fellegi_sunter_module
 from linkage.blocking import candidate_pairs, linked_component_pairs
 from linkage.cluster import cluster_records
 from linkage.compare import (
@@ -248,6 +249,22 @@ def test_comparing_in_chunks_gives_the_same_levels(monkeypatch):
     monkeypatch.setattr(compare_module, "COMPARE_CHUNK", 997)
     assert len(pairs) > 10 * 997
     np.testing.assert_array_equal(whole, levels())
+
+
+def test_weighing_in_chunks_gives_the_same_weights(monkeypatch):
+    # Each rule's pairs and the term-frequency values cut at the chunks' edges.
+    mentions, _ = generate_mentions(2000, seed=6)
+    settings = LinkageSettings.from_config(load_config().linkage)
+    result = Linker(settings).run(mentions.drop(columns=["record_id", "race", "ethnicity"]))
+    model, data = result.model, result.records
+    pairs = candidate_pairs(result.rules, data, max_block_size=settings.config.max_block_size)
+    (coded,), vocabulary = encode_for(model.comparisons, [data])
+    levels = compare_pairs(model.comparisons, pairs.left, pairs.right, coded, None, vocabulary)
+    tf_left = {c: pd.Categorical(data[c].to_numpy(dtype=object))[pairs.left] for c in model.tf_}
+    whole = model.match_weight(levels, tf_left, pairs.rule_pairs)
+    monkeypatch.setattr(fellegi_sunter_module, "WEIGHT_CHUNK", 97)
+    assert len(pairs) > 10 * 97 and len(pairs.rule_pairs) > 1 and tf_left
+    np.testing.assert_array_equal(whole, model.match_weight(levels, tf_left, pairs.rule_pairs))
 
 
 def test_clustering_does_not_chain_through_weak_links():

@@ -168,12 +168,16 @@ class SparkLinker(Linker):
             )
             out = self._from_spark(union, "pairs")
             blocks.unpersist()
-            if len(out):
-                order = np.lexsort((out["right"].to_numpy(), out["left"].to_numpy()))
-                out = out.iloc[order]
-            left = out["left"].to_numpy(np.int64) if len(out) else np.zeros(0, np.int64)
-            right_ = out["right"].to_numpy(np.int64) if len(out) else np.zeros(0, np.int64)
-            masks = out["rules"].to_numpy(np.int64) if len(out) else np.zeros(0, np.int64)
+            left, right_, masks = (
+                out[c].to_numpy(np.int64) if len(out) else np.zeros(0, np.int64)
+                for c in ("left", "right", "rules")
+            )
+            del out
+            # In the local engine's order, one array at a time.
+            order = np.lexsort((right_, left))
+            left = left[order]
+            right_ = right_[order]
+            masks = masks[order]
         return CandidatePairs(
             left=left,
             right=right_,
@@ -198,28 +202,28 @@ class SparkLinker(Linker):
         comparisons = self.settings.comparisons
         columns = list(dict.fromkeys(c for comparison in comparisons for c in comparison.columns))
         with self._stage(f"compare {len(left)} pairs"):
-            pairs = pd.DataFrame(
-                {
-                    "_k": np.arange(len(left), dtype=np.int64),
-                    "_l": np.asarray(left, np.int64),
-                    "_r": np.asarray(right, np.int64) + self.offset_,
-                }
+            # Written and let go: Spark reads the pairs from their files.
+            pairs = self._to_spark(
+                pd.DataFrame(
+                    {
+                        "_k": np.arange(len(left), dtype=np.int64),
+                        "_l": np.asarray(left, np.int64),
+                        "_r": np.asarray(right, np.int64) + self.offset_,
+                    }
+                ),
+                "compare",
             )
             values = self.records_.select("_pos", *columns)
-            joined = (
-                self._to_spark(pairs, "compare")
-                .join(
-                    values.select(
-                        F.col("_pos").alias("_l"), *[F.col(c).alias(f"l_{c}") for c in columns]
-                    ),
-                    "_l",
-                )
-                .join(
-                    values.select(
-                        F.col("_pos").alias("_r"), *[F.col(c).alias(f"r_{c}") for c in columns]
-                    ),
-                    "_r",
-                )
+            joined = pairs.join(
+                values.select(
+                    F.col("_pos").alias("_l"), *[F.col(c).alias(f"l_{c}") for c in columns]
+                ),
+                "_l",
+            ).join(
+                values.select(
+                    F.col("_pos").alias("_r"), *[F.col(c).alias(f"r_{c}") for c in columns]
+                ),
+                "_r",
             )
             schema = ", ".join(["_k long"] + [f"level_{k} byte" for k in range(len(comparisons))])
 
@@ -305,21 +309,23 @@ class SparkLinker(Linker):
                     np.ones(len(must), np.int8),
                     np.full(len(cannot), 2, np.int8),
                 ]
-                pairs = pd.DataFrame(
-                    {
-                        "_k": np.arange(len(kinds), dtype=np.int64),
-                        "left": np.r_[left, must[:, 0], cannot[:, 0]].astype(np.int64),
-                        "right": np.r_[right, must[:, 1], cannot[:, 1]].astype(np.int64),
-                        "p": np.r_[probability, np.ones(len(must)), np.zeros(len(cannot))],
-                        "kind": kinds,
-                    }
+                pairs = self._to_spark(
+                    pd.DataFrame(
+                        {
+                            "_k": np.arange(len(kinds), dtype=np.int64),
+                            "left": np.r_[left, must[:, 0], cannot[:, 0]].astype(np.int64),
+                            "right": np.r_[right, must[:, 1], cannot[:, 1]].astype(np.int64),
+                            "p": np.r_[probability, np.ones(len(must)), np.zeros(len(cannot))],
+                            "kind": kinds,
+                        }
+                    ),
+                    "cluster-pairs",
                 )
                 # Fresh column names per use: both sides of the cogroup come from one frame.
                 of_left = components.toDF("left", "component")
                 of_right = components.toDF("right", "component_r")
                 inside = (
-                    self._to_spark(pairs, "cluster-pairs")
-                    .join(of_left, "left")
+                    pairs.join(of_left, "left")
                     .join(of_right, "right")
                     .where(F.col("component") == F.col("component_r"))
                     .drop("component_r")
@@ -338,7 +344,7 @@ class SparkLinker(Linker):
                 # call each), and at least one group per shuffle partition.
                 groups = max(
                     int(self.session.conf.get("spark.sql.shuffle.partitions")),
-                    -(-len(pairs) // CHUNK_PAIRS),
+                    -(-len(kinds) // CHUNK_PAIRS),
                 )
                 group = (F.col("component") % groups).alias("group")
 

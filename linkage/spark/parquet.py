@@ -36,7 +36,11 @@ def read_parquet(folder: Path, order_by: str | None = None) -> pd.DataFrame:
     files = sorted(folder.glob("*.parquet"))
     if not files:
         return pd.DataFrame()
-    frame = pa.concat_tables([pq.read_table(file) for file in files]).to_pandas()
+    table = pa.concat_tables([pq.read_table(file) for file in files])
+    # Each column's Arrow memory freed once converted (as pyspark's toPandas does with
+    # selfDestruct), so the Arrow and pandas copies of only one column are held at once.
+    frame = table.to_pandas(self_destruct=True, split_blocks=True, use_threads=False)
+    del table
     if order_by is not None:
         order = np.argsort(frame[order_by].to_numpy(), kind="stable")
         frame = frame.iloc[order].reset_index(drop=True)
