@@ -31,3 +31,17 @@ def run_ipvi(args: list[str], env: dict) -> str:
     run = ipvi(args, env)
     assert run.returncode == 0, f"ipvi {' '.join(args)}: {run.stderr[-2000:]}"
     return run.stdout
+
+
+def in_process(args: list[str], env: dict, monkeypatch, capsys) -> tuple[int, str, str]:
+    """Run ``ipvi ARGS`` in this process with ``env`` set (``monkeypatch``, undone after);
+    its exit code, standard output and standard error (``capsys``): a Python start less than
+    :func:`ipvi`, for a command that leaves nothing behind in the process."""
+    from ipvi.cli import main
+
+    with monkeypatch.context() as patched:
+        for key, value in env.items():
+            patched.setenv(key, value)
+        code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

@@ -16,6 +16,13 @@ from pathlib import Path
 import psutil
 import pytest
 
+# The JVMs of the tests (daemons, drivers, executors) live for seconds on a small sample, on a
+# 2-core machine shared with the rest of the suite: with the client compiler alone and one GC
+# thread they start and finish sooner, where the optimising compiler's and the parallel
+# collector's threads would not pay back before the JVM exits. Test settings, not the
+# engine's defaults (a long job on a real cluster wants both).
+TEST_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+
 
 def spark_home() -> Path:
     pyspark = pytest.importorskip("pyspark")
@@ -90,6 +97,7 @@ def start_cluster(folder: Path, cores: int = 2, memory: str = "2g") -> Cluster:
         "SPARK_LOCAL_IP": "127.0.0.1",
         "SPARK_LOG_DIR": str(folder),
         "SPARK_WORKER_DIR": str(folder / "work"),
+        "SPARK_DAEMON_JAVA_OPTS": TEST_JVM_OPTIONS,
     }
     port, master_ui, worker_ui = free_port(), free_port(), free_port()
     spark_class = str(home / "bin" / "spark-class")
@@ -130,15 +138,26 @@ def start_cluster(folder: Path, cores: int = 2, memory: str = "2g") -> Cluster:
     return cluster
 
 
-def cluster_conf(master_url: str) -> dict:
-    """The ``spark`` config section of a run on the test cluster, on loopback only."""
+def quick_conf(cores: int) -> dict:
+    """Spark settings of a test session on ``cores`` cores: a shuffle partition per core (the
+    sample fills no more; each partition is a task to schedule) and :data:`TEST_JVM_OPTIONS`."""
+    return {
+        "spark.sql.shuffle.partitions": cores,
+        "spark.driver.extraJavaOptions": TEST_JVM_OPTIONS,
+        "spark.executor.extraJavaOptions": TEST_JVM_OPTIONS,
+    }
+
+
+def cluster_conf(master_url: str, cores: int = 2) -> dict:
+    """The ``spark`` config section of a run on the test cluster (a worker of ``cores``
+    cores), on loopback only."""
     return {
         "master": master_url,
         "conf": {
             "spark.driver.host": "127.0.0.1",
             "spark.driver.bindAddress": "127.0.0.1",
             "spark.executor.memory": "1g",
-            "spark.cores.max": 2,
-            "spark.sql.shuffle.partitions": 4,
+            "spark.cores.max": cores,
+            **quick_conf(cores),
         },
     }

@@ -27,8 +27,8 @@ import yaml
 from ipvi.config import config_from_dict, default_config_dict
 from ipvi.errors import ConfigError
 from linkage.spark.session import JAVA_MISSING, JOB_FAILED, MASTER_UNREACHABLE
-from tests.cli_support import ipvi
-from tests.spark_support import cluster_conf, free_port, kill
+from tests.cli_support import in_process
+from tests.spark_support import cluster_conf, free_port, kill, quick_conf
 
 pytestmark = [pytest.mark.spark]
 
@@ -136,16 +136,19 @@ def test_the_sample_on_a_standalone_cluster_gives_the_local_crosswalk(
     assert spark["runs"][-1][1] == "succeeded"
 
 
-def test_unreachable_master_fails_in_one_line_registry_untouched(linked_sample, tmp_path):
+def test_unreachable_master_fails_in_one_line_registry_untouched(
+    linked_sample, tmp_path, monkeypatch, capsys
+):
     before = _state(linked_sample)
     master = f"spark://127.0.0.1:{free_port()}"
     copy = _copy(linked_sample, tmp_path / "run", {"master": master})
     started = time.monotonic()
-    run = ipvi(["link", "--engine", "spark", "--no-link-index"], copy["env"])
-    assert run.returncode == 2
+    args = ["link", "--engine", "spark", "--no-link-index"]
+    code, _, err = in_process(args, copy["env"], monkeypatch, capsys)
+    assert code == 2
     assert time.monotonic() - started < 60
     message = MASTER_UNREACHABLE.format(master=master, why="Connection refused")
-    assert run.stderr.strip().splitlines() == [f"error: {message}"]
+    assert err.strip().splitlines() == [f"error: {message}"]
     after = _state(copy["registry"])
     assert after["crosswalk"] == before["crosswalk"]
     assert after["pending"] == before["pending"]
@@ -158,7 +161,7 @@ def test_spark_dying_mid_run_fails_in_one_line_registry_untouched(linked_sample,
     run under way, the lock held), the run ends in one error line, the lock is released, and
     the crosswalk stays as it was."""
     before = _state(linked_sample)
-    copy = _copy(linked_sample, tmp_path / "run", {"master": "local[1]"})
+    copy = _copy(linked_sample, tmp_path / "run", {"master": "local[1]", "conf": quick_conf(1)})
     process, lines = _spark_link_started(copy["env"], until="spark: local[1], UI")
     jvms = [
         child
@@ -181,13 +184,17 @@ def test_spark_dying_mid_run_fails_in_one_line_registry_untouched(linked_sample,
     assert before["lock"] == after["lock"] == []  # released
 
 
-def test_missing_java_fails_in_one_line_registry_untouched(linked_sample, tmp_path):
+def test_missing_java_fails_in_one_line_registry_untouched(
+    linked_sample, tmp_path, monkeypatch, capsys
+):
     before = _state(linked_sample)
     copy = _copy(linked_sample, tmp_path / "run", {"master": "local[1]"})
     env = {**copy["env"], "JAVA_HOME": str(tmp_path / "no-jdk")}
-    run = ipvi(["link", "--engine", "spark", "--no-link-index"], env)
-    assert run.returncode == 2
-    assert run.stderr.strip().splitlines() == [f"error: {JAVA_MISSING}"]
+    code, _, err = in_process(
+        ["link", "--engine", "spark", "--no-link-index"], env, monkeypatch, capsys
+    )
+    assert code == 2
+    assert err.strip().splitlines() == [f"error: {JAVA_MISSING}"]
     assert _state(copy["registry"])["crosswalk"] == before["crosswalk"]
 
 
@@ -197,7 +204,7 @@ def local_spark():
     from ipvi.config import SparkConfig
     from linkage.spark.session import spark_session
 
-    config = SparkConfig(master="local[2]", conf={"spark.sql.shuffle.partitions": 2})
+    config = SparkConfig(master="local[2]", conf=quick_conf(2))
     with spark_session(config, report=lambda line: None) as opened:
         yield opened
 

@@ -3,6 +3,8 @@ writes: the same scores, tiers and reasons, the same issued scores, the same tie
 
 The two engines score two copies of the shared pipeline registry (tests/pipeline_support.py)
 with its champion, on the cluster the linkage tests use (tests/conftest.py, ``spark_cluster``).
+The Spark engine runs as users run it, a command of its own with its own JVM; the local engine
+and the commands that fail before Spark starts run in this process (a Python start less each).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import pytest
 import yaml
 
 from linkage.spark.session import JAVA_MISSING
-from tests.cli_support import ipvi, run_ipvi
+from tests.cli_support import in_process, run_ipvi
 from tests.spark_support import cluster_conf
 
 pytestmark = [pytest.mark.spark]
@@ -60,14 +62,19 @@ def _rows(folder: Path) -> dict[str, list[tuple]]:
 
 @pytest.mark.slow
 def test_score_all_on_a_standalone_cluster_writes_what_the_local_engine_writes(
-    pipeline, spark_cluster, tmp_path
+    pipeline, spark_cluster, tmp_path, monkeypatch, capsys
 ):
     runs = {}
     for engine in ("local", "spark"):
         env = _copy(pipeline, tmp_path / engine, cluster_conf(spark_cluster.master_url))
         # Other tests issue scores in the shared pipeline too: count what the copy held.
         issued_before = len(_rows(tmp_path / engine)["issued_scores"])
-        out = run_ipvi(["score", "--all", "--as-of", AS_OF, "--engine", engine, "--json"], env)
+        args = ["score", "--all", "--as-of", AS_OF, "--engine", engine, "--json"]
+        if engine == "spark":
+            out = run_ipvi(args, env)
+        else:
+            code, out, err = in_process(args, env, monkeypatch, capsys)
+            assert code == 0, err[-2000:]
         runs[engine] = json.loads(out.splitlines()[-1])
     local, spark = runs["local"], runs["spark"]
     assert (local["engine"], spark["engine"]) == ("local", "spark")
@@ -83,7 +90,7 @@ def test_score_all_on_a_standalone_cluster_writes_what_the_local_engine_writes(
 
 
 def test_score_all_without_java_or_with_an_unknown_engine_fails_in_one_line_writing_nothing(
-    pipeline, tmp_path
+    pipeline, tmp_path, monkeypatch, capsys
 ):
     env = _copy(pipeline, tmp_path / "run", {"master": "local[1]"})
     before = _rows(tmp_path / "run")
@@ -91,8 +98,9 @@ def test_score_all_without_java_or_with_an_unknown_engine_fails_in_one_line_writ
         (["--engine", "spark"], {"JAVA_HOME": str(tmp_path / "no-jdk")}, JAVA_MISSING),
         (["--engine", "dask"], {}, "--engine: give local or spark, not 'dask'"),
     ]:
-        run = ipvi(["score", "--all", "--as-of", AS_OF, *options], {**env, **extra})
-        assert run.returncode == 2
-        assert run.stderr.strip().splitlines() == [f"error: {message}"]
+        args = ["score", "--all", "--as-of", AS_OF, *options]
+        code, _, err = in_process(args, {**env, **extra}, monkeypatch, capsys)
+        assert code == 2
+        assert err.strip().splitlines() == [f"error: {message}"]
     assert _rows(tmp_path / "run") == before
     assert not (tmp_path / "run" / "lists").exists()
