@@ -25,6 +25,7 @@ from fairness.bootstrap import PersonBootstrap
 from fairness.disparities import DisparityRule, outside_tolerance
 from fairness.groups import add_intersections
 from fairness.metrics import (
+    COUNT_COEFFICIENTS,
     COUNT_STATS,
     DECISION_METRICS,
     DECISION_RATES,
@@ -34,6 +35,7 @@ from fairness.metrics import (
     auc,
     base_rate,
     count,
+    count_terms,
     mean_predicted,
     weighted_rows,
 )
@@ -189,6 +191,34 @@ def _reference(partition: _Partition, sizes: pd.Series, inp: AuditInput, policy)
     return str(ordered.index[0])
 
 
+def _count_totals(
+    boot: PersonBootstrap,
+    y: np.ndarray,
+    decisions: list[np.ndarray],
+    cells: np.ndarray,
+    n_cells: int,
+) -> np.ndarray:
+    """Resampled totals of every count statistic (:data:`_STATS`) of every decision in every
+    cell: (resamples, cells, statistics x decisions), a decision's statistics in one block.
+
+    Only the terms are resampled (``1`` and ``y`` once, ``d`` and ``y * d`` per decision);
+    each statistic's totals are their whole-number combination (:data:`COUNT_COEFFICIENTS`),
+    equal to resampling the statistic itself.
+    """
+    per_decision = [count_terms(y, d) for d in decisions]
+    terms = np.column_stack([per_decision[0][:, :2], *(t[:, 2:] for t in per_decision)])
+    totals = boot.totals(terms, cells, n_cells)
+    coefficients = np.array([COUNT_COEFFICIENTS[s] for s in _STATS], dtype=float).T
+    shared = totals[:, :, :2]
+    return np.concatenate(
+        [
+            np.concatenate([shared, totals[:, :, 2 + 2 * k : 4 + 2 * k]], axis=2) @ coefficients
+            for k in range(len(decisions))
+        ],
+        axis=2,
+    )
+
+
 def _rates(totals: np.ndarray, block: int) -> dict[str, np.ndarray]:
     """Rates from resampled count totals (resamples x cells) for one decision's block."""
     out = {}
@@ -262,15 +292,9 @@ def run_audit(
     boot = PersonBootstrap(policy.n_bootstrap, seed=policy.seed, confidence=policy.confidence)
     boot.fit(frame["person"].to_numpy())
 
-    # One resampled total of every count statistic, for every decision and cell.
-    stats = np.column_stack(
-        [
-            COUNT_STATS[s](y, frame[d.column].to_numpy(dtype=int))
-            for d in inp.decisions
-            for s in _STATS
-        ]
+    totals = _count_totals(
+        boot, y, [frame[d.column].to_numpy(dtype=int) for d in inp.decisions], cells, n_cells
     )
-    totals = boot.totals(stats, cells, n_cells)
     boot_auc = {
         instrument: boot.auc(y, frame[column].to_numpy(dtype=float), cells, n_cells)
         for instrument, column in inp.scores.items()

@@ -17,17 +17,36 @@ import pandas as pd
 from fairlearn.metrics import MetricFrame
 from scipy.stats import rankdata
 
-# Count statistics per row: name -> how it is computed from the label y and decision d (0/1).
+# Every count statistic is a whole-number combination of four per-row terms of the label y and
+# the decision d (0/1): 1, y, d and y * d. Resampled totals of the terms give every statistic's
+# totals exactly (sums of whole numbers), so the bootstrap resamples four terms, not nine.
+COUNT_TERMS: tuple[str, ...] = ("one", "y", "d", "yd")
+COUNT_COEFFICIENTS: dict[str, tuple[int, int, int, int]] = {
+    "n": (1, 0, 0, 0),
+    "pos": (0, 1, 0, 0),
+    "neg": (1, -1, 0, 0),
+    "pp": (0, 0, 1, 0),
+    "pn": (1, 0, -1, 0),
+    "tp": (0, 0, 0, 1),
+    "fp": (0, 0, 1, -1),
+    "fn": (0, 1, 0, -1),
+    "tn": (1, -1, -1, 1),
+}
+
+
+def count_terms(y: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """The four terms of :data:`COUNT_TERMS` per row: shape (n_rows, 4)."""
+    return np.column_stack([np.ones_like(y), y, d, y * d])
+
+
+def _count_stat(y, d, *, coefficients: tuple[int, int, int, int]) -> np.ndarray:
+    return count_terms(np.asarray(y), np.asarray(d)) @ np.asarray(coefficients)
+
+
+# Count statistics per row: name -> its value from the label y and decision d (0/1).
 COUNT_STATS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "n": lambda y, d: np.ones_like(y),
-    "pos": lambda y, d: y,
-    "neg": lambda y, d: 1 - y,
-    "pp": lambda y, d: d,
-    "pn": lambda y, d: 1 - d,
-    "tp": lambda y, d: y * d,
-    "fp": lambda y, d: (1 - y) * d,
-    "fn": lambda y, d: y * (1 - d),
-    "tn": lambda y, d: (1 - y) * (1 - d),
+    name: partial(_count_stat, coefficients=coefficients)
+    for name, coefficients in COUNT_COEFFICIENTS.items()
 }
 
 # Each reported rate as numerator / denominator of count statistics.

@@ -14,6 +14,7 @@ import pytest
 from fairlearn.metrics import MetricFrame
 from sklearn.metrics import roc_auc_score
 
+from fairness.audit import _count_totals
 from fairness.bootstrap import NOT_FITTED, PersonBootstrap
 from fairness.disparities import DisparityRule, fnr_ratio, fpr_gap, outside_tolerance
 from fairness.groups import (
@@ -123,6 +124,18 @@ def test_bootstrap_totals_equal_metricframe_on_the_resampled_rows():
                 assert ours == pytest.approx(reference.loc[group, rate]), (b, group, rate)
             part = drawn[drawn["group"] == group]
             assert aucs[b, cell] == pytest.approx(roc_auc_score(part["y"], part["score"]))
+
+
+def test_audit_count_totals_from_four_terms_equal_each_statistics_own_totals():
+    frame = _random_table()
+    codes, labels = pd.factorize(frame["group"])
+    cells = np.column_stack([codes, np.where(frame["y"] == 1, len(labels), -1)])
+    boot = PersonBootstrap(n_resamples=20, seed=2).fit(frame["person"])
+    y = frame["y"].to_numpy()
+    decisions = [frame["d"].to_numpy(), (frame["score"] >= 0.3).to_numpy(dtype=int)]
+    stats = np.column_stack([COUNT_STATS[s](y, d) for d in decisions for s in COUNT_STATS])
+    direct = boot.totals(stats, cells, len(labels) + 1)
+    assert np.array_equal(_count_totals(boot, y, decisions, cells, len(labels) + 1), direct)
 
 
 def test_bootstrap_resamples_persons_not_rows_and_is_seeded():
