@@ -21,7 +21,7 @@ from ipvi.config import Config
 from ipvi.errors import IpviError
 from ipvi.tables.monitoring import issued_scores
 from ipvi.tables.serving import decisions
-from training.data import person_history
+from training.data import OFFENCE_MENTIONS, person_history
 from training.labels import first_reoffence, label_index
 from training.offences import assign_offences, person_events
 
@@ -198,7 +198,7 @@ def matured_outcomes(
     }
     persons = sorted(registry["person_id"].unique().tolist())
     with engine.connect() as connection:
-        history = person_history(connection, persons)
+        history = person_history(connection, persons, mention_columns=OFFENCE_MENTIONS)
     by_person = assign_offences(
         person_events(*history), window_days=training.offence_window_days
     ).to_frame()
