@@ -21,7 +21,7 @@ from ipvi.config import Config
 from ipvi.errors import IpviError
 from ipvi.tables.monitoring import issued_scores
 from ipvi.tables.serving import decisions
-from training.data import person_history
+from training.data import OFFENCE_MENTIONS, person_history
 from training.labels import first_reoffence, label_index
 from training.offences import assign_offences, person_events
 
@@ -98,35 +98,35 @@ def read_issued(
         )
     # The scores of each offence's earliest as-of date are chosen in the database, so only
     # those rows, and their stored inputs, are read: every list re-scores every offence, and
-    # a deployment's later scores outnumber them. (A window ranking every score by its issue
-    # time read each row's stored inputs to reach that column: seconds a million scores.)
-    version = issued_scores.c.model_version == str(model_version)
-    offence = [issued_scores.c.person_id, issued_scores.c.index_event_id]
+    # a deployment's later scores outnumber them. The offences come from the index on
+    # (model version, person, index event, as-of date) alone, in its order, and each first
+    # score is then found through it: the version is a join column, not a filter, so the
+    # database starts from the offences rather than from every score of the version.
+    offence = [
+        issued_scores.c.model_version,
+        issued_scores.c.person_id,
+        issued_scores.c.index_event_id,
+    ]
     firsts = (
         select(
             *offence,
             func.min(issued_scores.c.as_of).label("first_as_of"),
             func.count().label("times_scored"),
         )
-        .where(version)
+        .where(issued_scores.c.model_version == str(model_version))
         .where(issued_scores.c.as_of <= until_dt)
         .group_by(*offence)
         .subquery()
     )
-    query = (
-        select(
-            *(issued_scores.c[name] for name in ("issue_id", *ISSUED_READ)),
-            firsts.c.times_scored,
-        )
-        .join(
-            firsts,
-            and_(
-                issued_scores.c.person_id == firsts.c.person_id,
-                issued_scores.c.index_event_id == firsts.c.index_event_id,
-                issued_scores.c.as_of == firsts.c.first_as_of,
-            ),
-        )
-        .where(version)
+    query = select(
+        *(issued_scores.c[name] for name in ("issue_id", *ISSUED_READ)),
+        firsts.c.times_scored,
+    ).join(
+        firsts,
+        and_(
+            *(column == firsts.c[column.name] for column in offence),
+            issued_scores.c.as_of == firsts.c.first_as_of,
+        ),
     )
     result = session.execute(query)
     frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
@@ -198,7 +198,7 @@ def matured_outcomes(
     }
     persons = sorted(registry["person_id"].unique().tolist())
     with engine.connect() as connection:
-        history = person_history(connection, persons)
+        history = person_history(connection, persons, mention_columns=OFFENCE_MENTIONS)
     by_person = assign_offences(
         person_events(*history), window_days=training.offence_window_days
     ).to_frame()

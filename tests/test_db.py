@@ -1,5 +1,6 @@
 """The registry database: one alembic head, an upgrade from empty on both engines, and the
-ingest migration in step with the table definitions the code queries."""
+ingest migration in step with the table definitions the code queries, and the issued scores'
+indexes the monitor's reads rely on."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ipvi.db import alembic_config, make_engine, open_registry
 from ipvi.migrations.check import main as check_main
 from ipvi.tables import ingest as ingest_tables
 from ipvi.tables import metadata
+from ipvi.tables.monitoring import issued_scores
 
 
 def _script() -> ScriptDirectory:
@@ -51,6 +53,19 @@ def test_upgrade_from_empty_creates_the_ingest_tables_as_declared(db_url):
     # Opening it again is a no-op at the head.
     open_registry(db_url).dispose()
     engine.dispose()
+
+
+def test_issued_scores_are_migrated_with_the_indexes_declared(db_url):
+    # The monitor finds each offence's first score through ix_issued_scores_offence.
+    engine = open_registry(db_url)
+    migrated = {
+        index["name"]: index["column_names"]
+        for index in inspect(engine).get_indexes("issued_scores")
+    }
+    engine.dispose()
+    assert migrated == {
+        index.name: [c.name for c in index.columns] for index in issued_scores.indexes
+    }
 
 
 def _ingest_names() -> set[str]:

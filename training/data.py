@@ -37,6 +37,8 @@ from ipvi.tables.linkage import crosswalk as crosswalk_t
 SCORING_MENTIONS: tuple[str, ...] = ("record_id", "dob", "sex", "event_id", "role")
 # Training reads the agency person ids too, for the no-linkage baseline.
 MENTION_READ: tuple[str, ...] = (*SCORING_MENTIONS, "agency", "agency_person_id")
+# Offences and their labels read roles and links only (training.offences.person_events).
+OFFENCE_MENTIONS: tuple[str, ...] = ("record_id", "event_id", "role")
 CROSSWALK_READ: tuple[str, ...] = ("record_id", "person_id", "link_probability", "linkage_run_id")
 NOT_LINKED = "no linked persons: the crosswalk is empty (run `ipvi link` first)"
 
@@ -92,7 +94,7 @@ def read_history(
 
 
 @functools.cache
-def _history_queries() -> tuple:
+def _history_queries(mention_read: tuple[str, ...]) -> tuple:
     """The two queries of :func:`person_history`, built once: building a statement and its
     cache key cost more than running it on SQLite. ``person_ids`` is an expanding parameter."""
     their_events = (
@@ -101,7 +103,7 @@ def _history_queries() -> tuple:
         .where(crosswalk_t.c.person_id.in_(bindparam("person_ids", expanding=True)))
     )
     links = [crosswalk_t.c[c] for c in CROSSWALK_READ if c != "record_id"]
-    mention_columns = [*[mentions_t.c[c] for c in MENTION_READ], *links]
+    mention_columns = [*[mentions_t.c[c] for c in mention_read], *links]
     linked = (
         select(*[_raw(column) for column in mention_columns])
         .select_from(
@@ -121,8 +123,11 @@ def _history_queries() -> tuple:
 MAX_BOUND_PERSONS = 10_000
 
 
-def person_history(connection, person_ids: list[str]) -> tuple[Columns, Columns, Columns]:
-    """``events``, ``mentions`` and ``crosswalk`` of named persons, as :class:`Columns`.
+def person_history(
+    connection, person_ids: list[str], mention_columns: tuple[str, ...] = MENTION_READ
+) -> tuple[Columns, Columns, Columns]:
+    """``events``, ``mentions`` (``mention_columns``) and ``crosswalk`` of named persons, as
+    :class:`Columns`.
 
     Their mentions' events, every mention of those events (victims and partners included, for
     dual arrests) and the crosswalk rows of those mentions; dates as ``datetime64``. Up to
@@ -133,15 +138,15 @@ def person_history(connection, person_ids: list[str]) -> tuple[Columns, Columns,
     """
     person_ids = list(person_ids)
     if len(person_ids) > MAX_BOUND_PERSONS:
-        return _history_of_many(connection, person_ids)
-    (linked, mention_columns), (events, event_columns) = _history_queries()
+        return _history_of_many(connection, person_ids, mention_columns)
+    (linked, both_columns), (events, event_columns) = _history_queries(tuple(mention_columns))
     wanted = {"person_ids": person_ids}
     # Plain tuples: numpy probes a SQLAlchemy row for array interfaces, each probe a raised
     # and caught error inside SQLAlchemy (a millisecond a request).
     linked_rows = [tuple(row) for row in connection.execute(linked, wanted)]
     event_rows = [tuple(row) for row in connection.execute(events, wanted)]
-    both = _columns(linked_rows, mention_columns)
-    mentions = Columns({name: both[name] for name in MENTION_READ})
+    both = _columns(linked_rows, both_columns)
+    mentions = Columns({name: both[name] for name in mention_columns})
     linked = pd.notna(both["person_id"])
     crosswalk = Columns({name: both[name][linked] for name in CROSSWALK_READ})
     if not len(crosswalk):
@@ -149,10 +154,12 @@ def person_history(connection, person_ids: list[str]) -> tuple[Columns, Columns,
     return _columns(event_rows, event_columns), mentions, crosswalk
 
 
-def _history_of_many(connection, person_ids: list[str]) -> tuple[Columns, Columns, Columns]:
+def _history_of_many(
+    connection, person_ids: list[str], mention_columns: tuple[str, ...]
+) -> tuple[Columns, Columns, Columns]:
     """:func:`person_history` of many persons, from the whole tables (no bound ids)."""
     crosswalk = _read(connection, crosswalk_t, CROSSWALK_READ)
-    mentions = _read(connection, mentions_t, MENTION_READ)
+    mentions = _read(connection, mentions_t, mention_columns)
     events = _read(connection, events_t, EVENT_COLUMNS)
     link = pd.Index(crosswalk["record_id"]).get_indexer(mentions["record_id"])
     person = np.where(link >= 0, crosswalk["person_id"][link], None)

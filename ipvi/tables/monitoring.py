@@ -43,4 +43,6 @@ issued_scores = Table(
     Index("ix_issued_scores_person_id", "person_id"),
     Index("ix_issued_scores_model_version_as_of", "model_version", "as_of"),
     Index("ix_issued_scores_score_id", "score_id"),
+    # The monitor's offences and their first scores (migration ``0010``).
+    Index("ix_issued_scores_offence", "model_version", "person_id", "index_event_id", "as_of"),
 )
