@@ -112,6 +112,16 @@ def _oracle(table: pd.DataFrame, window: pd.PeriodIndex, zips: list[str], settin
     }
 
 
+def _quarters_to_detection(table: dict, windows: list, settings, seed: int) -> int | None:
+    """The number of windows after the change at whose end the monitor's run (every window so
+    far judged, the family-wise correction over them) first raises ``alarm``; None if none."""
+    for end in range(1, len(windows) + 1):
+        run = count_alarms(table, windows[:end], settings, seed=seed)["windows"]
+        if any(w["level"] == "alarm" for w in run):
+            return end
+    return None
+
+
 def run_seed(persons: int, seed: int, settings) -> dict:
     out = {}
     for drift in (None, "recording_shift"):
@@ -131,6 +141,9 @@ def run_seed(persons: int, seed: int, settings) -> dict:
             early = count_alarms(table, windows[:1], settings, seed=seed)["windows"]
             out[name][statistic] = {
                 "alarm": any(w["level"] == "alarm" for w in full),
+                "quarters_to_detection": _quarters_to_detection(table, windows, settings, seed)
+                if drift and statistic == "incidents"
+                else None,
                 "full_run_first_window": full[0]["level"] == "alarm",
                 "first_quarter_run": early[0]["level"] == "alarm",
                 "first_p": early[0].get("p_value", 1.0),
@@ -174,6 +187,9 @@ def main() -> int:
         "oracle_power": share("recording_shift", "oracle", "caught"),
         "true_rise": per_seed("recording_shift", "oracle", "rise"),
         "true_llr": per_seed("recording_shift", "oracle", "llr"),
+        "quarters_to_detection": [
+            r["recording_shift"]["incidents"]["quarters_to_detection"] for r in runs
+        ],
         "statistics": {
             statistic: {
                 "first_quarter_run": share("recording_shift", statistic, "first_quarter_run"),

@@ -17,7 +17,7 @@ from ipvi.config import (
     default_config_dict,
 )
 from ipvi.errors import ConfigError
-from monitoring.counts import count_alarms, monthly_counts, overdispersion, share_scan, windows_of
+from monitoring.counts import count_alarms, monthly_counts, overdispersion, span_scan, windows_of
 from monitoring.programme import (
     NO_MATURED_OUTCOMES,
     feedback_loop,
@@ -146,13 +146,53 @@ def test_the_scan_names_the_zips_whose_share_rose_and_ignores_a_city_wide_trend(
     rng = np.random.default_rng(3)
     means = rng.uniform(40, 80, 20)
     reference = rng.poisson(means[:, None], size=(20, 8))
-    trend = share_scan(rng.poisson(means * 1.4), reference, n_simulations=999, seed=1)
-    assert trend.p_value > 0.01
+
+    def scan(window):
+        blocks = np.column_stack([reference, window])
+        return span_scan(blocks, reference_blocks=8, spans=1, n_simulations=999, seed=1)
+
+    assert scan(rng.poisson(means * 1.4)).p_value > 0.01
     shifted = means.copy()
     shifted[[2, 5, 11, 17]] *= 1.6
-    found = share_scan(rng.poisson(shifted), reference, n_simulations=999, seed=1)
+    found = scan(rng.poisson(shifted))
     assert found.p_value <= 0.002
     assert {2, 5, 11, 17} <= set(found.zips)
+
+
+def _persistent_rise(seed: int, rise: float) -> np.ndarray:
+    """24 zips x 12 window-long blocks, 8 of reference and 4 after a rise of ``rise`` in the
+    first 5 zips' rate."""
+    rng = np.random.default_rng(seed)
+    means = rng.uniform(40, 80, 24)
+    lam = np.repeat(means[:, None], 12, axis=1)
+    lam[:5, 8:] *= 1.0 + rise
+    return rng.poisson(lam)
+
+
+def test_a_persistent_rise_too_small_for_one_window_adds_up_over_the_span():
+    blocks = _persistent_rise(seed=1, rise=0.3)
+    one = span_scan(blocks, reference_blocks=8, spans=1, n_simulations=999, seed=0)
+    four = span_scan(blocks, reference_blocks=8, spans=4, n_simulations=999, seed=0)
+    assert one.p_value > 0.05
+    assert four.p_value <= 0.002
+    assert four.span == 4
+    assert set(four.zips) & set(range(5))
+
+
+def test_the_span_scan_p_value_without_change_is_not_small():
+    p_values = [
+        span_scan(
+            _persistent_rise(seed, rise=0.0),
+            reference_blocks=8,
+            spans=4,
+            n_simulations=199,
+            seed=seed,
+        ).p_value
+        for seed in range(20)
+    ]
+    # Uniform on (0, 1]: 20 draws, none under 0.01 and about half under 0.5, by chance.
+    assert min(p_values) > 0.01
+    assert 4 <= sum(p < 0.5 for p in p_values) <= 16
 
 
 def test_overdispersion_is_one_for_poisson_blocks_and_grows_with_bursts():
