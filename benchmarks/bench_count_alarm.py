@@ -169,7 +169,17 @@ def main() -> int:
     persons, seeds = (5_000, 3) if args.quick else (args.persons, args.seeds)
     settings = load_config().monitoring.counts
     started = time.perf_counter()
-    runs = [run_seed(persons, seed, settings) for seed in range(seeds)]
+    runs = []
+    for seed in range(seeds):
+        runs.append(run_seed(persons, seed, settings))
+        progress = {"seed": seed, "seconds": round(time.perf_counter() - started, 1)}
+        progress |= {
+            "quarters_to_detection": runs[-1]["recording_shift"]["incidents"][
+                "quarters_to_detection"
+            ],
+            "false_alarm": runs[-1]["null"]["incidents"]["alarm"],
+        }
+        print(json.dumps(progress), file=sys.stderr, flush=True)
 
     def share(drift: str, statistic: str, key: str) -> float:
         return float(np.mean([r[drift][statistic][key] for r in runs]))
