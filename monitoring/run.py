@@ -267,6 +267,7 @@ def event_counts(
         },
         "reference_months": settings.reference_months,
         "window_months": settings.window_months,
+        "max_span_windows": settings.max_span_windows,
         "alpha_warn": settings.alpha_warn,
         "alpha_alarm": settings.alpha_alarm,
         **alarms,
