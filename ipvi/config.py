@@ -520,7 +520,7 @@ class CountAlarmConfig(StrictModel):
     reference_months: int = Field(24, ge=6, le=120)
     # The longest span of consecutive windows, ending with the window judged, whose events are
     # scanned together: a persistent change too small for one window adds up over a span.
-    max_span_windows: int = Field(4, ge=1, le=12)
+    max_span_windows: int = Field(8, ge=1, le=12)
     # Zips with fewer events over the reference are pooled into one "other" slice.
     min_zip_events: int = Field(20, ge=1)
     alpha_warn: float = 0.05

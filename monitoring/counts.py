@@ -137,25 +137,32 @@ class ScanResult:
     p_value: float
 
 
-def _kulldorff(window: np.ndarray, expected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of (draws x zips) counts, the largest log-likelihood ratio of "these zips' share
-    rose" over the zip sets ranked by observed over expected, and the size of that set.
-    ``expected`` (one row, or one per draw) gives each zip's share; each row's own total is
-    shared out by it; a zip expected to hold nothing ranks last and adds nothing."""
+def _kulldorff(window: np.ndarray, both: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of (draws x zips) counts in the window (or span) and in it and its reference
+    together (``both``, one row or one per draw), the largest log-likelihood ratio of "these
+    zips' share of the window rose" over the zip sets ranked by observed over expected, and
+    the size of that set. The ratio is that of the whole table, window and reference (the
+    space-time scan's: a set's reference events count as evidence as much as its window's),
+    so spans of different lengths are on one scale."""
     window = np.atleast_2d(window)
-    expected = np.broadcast_to(np.atleast_2d(expected), window.shape)
-    total = window.sum(axis=1, keepdims=True)
-    scaled = expected * (total / expected.sum(axis=1, keepdims=True))
+    both = np.broadcast_to(np.atleast_2d(both), window.shape)
+    total, grand = window.sum(axis=1, keepdims=True), both.sum(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rank = np.where(scaled > 0, window / scaled, -np.inf)
+        rank = np.where(both > 0, window / both, -np.inf)
     order = np.argsort(-rank, axis=1, kind="stable")
     a = np.cumsum(np.take_along_axis(window, order, axis=1), axis=1)[:, :-1]
-    e = np.cumsum(np.take_along_axis(scaled, order, axis=1), axis=1)[:, :-1]
+    b = np.cumsum(np.take_along_axis(both, order, axis=1), axis=1)[:, :-1]
+    e = b * total / grand
     rest, rest_expected = total - a, total - e
     with np.errstate(divide="ignore", invalid="ignore"):
-        llr = xlogy(a, a / e) + xlogy(rest, rest / rest_expected)
+        llr = (
+            xlogy(a, a / e)
+            + xlogy(rest, rest / rest_expected)
+            + xlogy(b - a, (b - a) / (b - e))
+            + xlogy(grand - b - rest, (grand - b - rest) / (grand - b - rest_expected))
+        )
         rose = (e > 0) & (rest_expected > 0) & (a / e > rest / rest_expected)
-    llr = np.where(rose, llr, 0.0)
+    llr = np.where(rose, np.nan_to_num(llr), 0.0)
     best = np.argmax(llr, axis=1)
     return llr[np.arange(len(llr)), best], best + 1
 
