@@ -219,7 +219,7 @@ def _tables(shift_from: str | None, seed: int) -> dict[str, pd.DataFrame]:
 
 
 def test_count_alarm_fires_in_the_first_window_after_a_change_and_is_quiet_without():
-    settings = CountAlarmConfig(n_simulations=999)
+    settings = CountAlarmConfig(n_simulations=999, max_span_windows=2)  # spans of 2: lean
     windows = windows_of(pd.Period("2023-01", "M"), pd.Period("2024-12", "M"), 3)
     quiet = count_alarms(_tables(None, 0), windows, settings, seed=0)
     assert all(w["level"] == "ok" for w in quiet["windows"])
@@ -227,6 +227,9 @@ def test_count_alarm_fires_in_the_first_window_after_a_change_and_is_quiet_witho
     first = next(w for w in shifted["windows"] if w["start"] == "2023-07")
     assert first["level"] == "alarm"
     assert {"27200", "27201", "27202", "27203", "27204"} & set(first["zips"])
+    # The next window's alarm names the span from the change on.
+    second = next(w for w in shifted["windows"] if w["start"] == "2023-10")
+    assert second["span_start"] == "2023-07" and second["level"] == "alarm"
     before = [w for w in shifted["windows"] if w["start"] < "2023-07"]
     assert all(w["level"] == "ok" for w in before)
 
@@ -252,7 +255,9 @@ def test_a_window_without_history_is_not_judged_and_not_counted_as_a_test():
     late = tables["incidents"].columns >= pd.Period("2022-10", "M")
     tables = {"incidents": tables["incidents"].loc[:, late]}
     windows = windows_of(pd.Period("2023-01", "M"), pd.Period("2024-12", "M"), 3)
-    result = count_alarms(tables, windows, CountAlarmConfig(n_simulations=999), seed=0)
+    result = count_alarms(
+        tables, windows, CountAlarmConfig(n_simulations=999, max_span_windows=2), seed=0
+    )
     unjudged = [w for w in result["windows"] if not w["judged"]]
     assert [w["start"] for w in unjudged] == ["2023-01"]
     assert all("too little history" in w["reason"] for w in unjudged)
