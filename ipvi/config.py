@@ -501,8 +501,10 @@ class CountAlarmConfig(StrictModel):
     Each kind of count in ``kinds`` (of :data:`COUNT_KINDS`), in each window of
     ``window_months`` in the monitored period, is compared with the
     ``reference_months`` before it: a zip's share of the window's events against its share of
-    the reference's. An alarm (warning) needs a family-wise p-value, over every window and
-    kind tested in one run, at or under ``alpha_alarm`` (``alpha_warn``).
+    the reference's; so is each span of up to ``max_span_windows`` windows ending with it,
+    against the ``reference_months`` before the span. An alarm (warning) needs a family-wise
+    p-value, over every window and kind tested in one run, at or under ``alpha_alarm``
+    (``alpha_warn``).
     """
 
     # The kinds of count the alarm tests (all four are counted and shown). Incidents are what a
@@ -516,6 +518,9 @@ class CountAlarmConfig(StrictModel):
     call_codes: list[str] = Field(default_factory=lambda: ["CFS-DOMESTIC"])
     window_months: int = Field(3, ge=1, le=12)
     reference_months: int = Field(24, ge=6, le=120)
+    # The longest span of consecutive windows, ending with the window judged, whose events are
+    # scanned together: a persistent change too small for one window adds up over a span.
+    max_span_windows: int = Field(8, ge=1, le=12)
     # Zips with fewer events over the reference are pooled into one "other" slice.
     min_zip_events: int = Field(20, ge=1)
     alpha_warn: float = 0.05

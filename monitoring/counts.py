@@ -5,15 +5,19 @@ Outcomes take more than a year to mature, so a recording change (a new policy, m
 some neighbourhoods) must show in the counts first. The model never reads a zip; monitoring
 does, only to slice these counts. An event's zip is its suspect's address on the record.
 
-The alarm (:func:`share_scan`) compares each zip's *share* of a window's events with its share
-over the reference months before it, so a city-wide rise or fall moves nothing. Among all sets
-of zips it finds the one whose share rose most convincingly (Kulldorff's scan statistic; the
-best set is among the zips ranked by observed over expected, so the search is linear). Its
-p-value comes from Monte Carlo draws of the window's counts under "no zip changed", with the
+The alarm (:func:`span_scan`) compares each zip's *share* of the events of a span of windows
+with its share over the reference months before the span, so a city-wide rise or fall moves
+nothing. Among all sets of zips it finds the one whose share rose most convincingly
+(Kulldorff's scan statistic; the best set is among the zips ranked by observed over expected,
+so the search is linear), and among the spans of 1, 2, ... ``max_span_windows`` windows ending
+with the window judged, the one where it did (the prospective space-time scan: a persistent
+change too small to see in one window adds up over the windows it lasts). Its p-value comes
+from Monte Carlo draws of every span's counts at once under "no zip changed", with the
 statistic divided by the over-dispersion the reference months themselves show (repeat
-offenders make counts burstier than Poisson). :func:`count_alarms` runs it for every window of
-the monitored period and every kind of count and corrects for the number of tests (Bonferroni),
-so ``alpha_alarm`` bounds the chance that one monitoring run raises a false alarm here.
+offenders make counts burstier than Poisson). :func:`count_alarms` runs it at the end of every
+window of the monitored period and for every kind of count and corrects for the number of
+tests (Bonferroni), so ``alpha_alarm`` bounds the chance that one monitoring run raises a false
+alarm here.
 """
 
 from __future__ import annotations
@@ -117,34 +121,48 @@ def monthly_counts(
 
 @dataclass
 class ScanResult:
-    """The most convincing rise of some zips' share of a window's events.
+    """The most convincing rise of some zips' share of the events of a span of windows.
 
-    ``zips``: the rows whose share rose; ``ratio``: their events in the window over the number
-    their reference share predicts; ``statistic``: the log-likelihood ratio divided by
-    ``dispersion``; ``p_value``: its Monte Carlo p-value (one test).
+    ``zips``: the rows whose share rose; ``span``: the number of windows in the chosen span (the
+    last ones); ``ratio``: the zips' events in the span over the number their reference share
+    predicts; ``statistic``: the log-likelihood ratio divided by ``dispersion``; ``p_value``: the
+    Monte Carlo p-value of the largest such statistic over the spans (one test).
     """
 
     zips: list[int]
+    span: int
     ratio: float
     statistic: float
     dispersion: float
     p_value: float
 
 
-def _kulldorff(window: np.ndarray, expected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of (draws x zips) counts, the largest log-likelihood ratio of "these zips' share
-    rose" over the zip sets ranked by observed over expected, and the size of that set.
-    ``expected`` gives each zip's share; each row's own total is shared out by it."""
-    total = window.sum(axis=1, keepdims=True)
-    scaled = expected[None, :] * (total / expected.sum())
-    order = np.argsort(-(window / expected), axis=1, kind="stable")
+def _kulldorff(window: np.ndarray, both: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of (draws x zips) counts in the window (or span) and in it and its reference
+    together (``both``, one row or one per draw), the largest log-likelihood ratio of "these
+    zips' share of the window rose" over the zip sets ranked by observed over expected, and
+    the size of that set. The ratio is that of the whole table, window and reference (the
+    space-time scan's: a set's reference events count as evidence as much as its window's),
+    so spans of different lengths are on one scale."""
+    window = np.atleast_2d(window)
+    both = np.broadcast_to(np.atleast_2d(both), window.shape)
+    total, grand = window.sum(axis=1, keepdims=True), both.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rank = np.where(both > 0, window / both, -np.inf)
+    order = np.argsort(-rank, axis=1, kind="stable")
     a = np.cumsum(np.take_along_axis(window, order, axis=1), axis=1)[:, :-1]
-    e = np.cumsum(np.take_along_axis(scaled, order, axis=1), axis=1)[:, :-1]
+    b = np.cumsum(np.take_along_axis(both, order, axis=1), axis=1)[:, :-1]
+    e = b * total / grand
     rest, rest_expected = total - a, total - e
     with np.errstate(divide="ignore", invalid="ignore"):
-        llr = xlogy(a, a / e) + xlogy(rest, rest / rest_expected)
-        rose = a / e > rest / rest_expected
-    llr = np.where(rose, llr, 0.0)
+        llr = (
+            xlogy(a, a / e)
+            + xlogy(rest, rest / rest_expected)
+            + xlogy(b - a, (b - a) / (b - e))
+            + xlogy(grand - b - rest, (grand - b - rest) / (grand - b - rest_expected))
+        )
+        rose = (e > 0) & (rest_expected > 0) & (a / e > rest / rest_expected)
+    llr = np.where(rose, np.nan_to_num(llr), 0.0)
     best = np.argmax(llr, axis=1)
     return llr[np.arange(len(llr)), best], best + 1
 
@@ -161,41 +179,82 @@ def overdispersion(reference: np.ndarray) -> float:
     return max(1.0, chi2 / ((rows - 1) * (blocks - 1)))
 
 
-def share_scan(
-    window: np.ndarray, reference: np.ndarray, *, n_simulations: int, seed: int
+def _span_llrs(
+    counts: np.ndarray, reference_blocks: int, spans: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """For (draws x zips x blocks) counts whose last ``spans`` blocks are the windows that may
+    have changed, per draw and span of the last 1 ... ``spans`` blocks: the scan's
+    log-likelihood ratio of the span against the ``reference_blocks`` before it (draws x spans),
+    and the size of its best set."""
+    blocks = counts.shape[2]
+    llrs, sizes = [], []
+    for span in range(1, spans + 1):
+        inside = counts[:, :, blocks - span :].sum(axis=2)
+        start = blocks - span - reference_blocks
+        both = inside + counts[:, :, start : blocks - span].sum(axis=2)
+        llr, size = _kulldorff(inside, both)
+        llrs.append(llr)
+        sizes.append(size)
+    return np.stack(llrs, axis=1), np.stack(sizes, axis=1)
+
+
+def span_scan(
+    blocks: np.ndarray,
+    *,
+    reference_blocks: int,
+    spans: int,
+    n_simulations: int,
+    seed: int,
 ) -> ScanResult:
-    """Scan the zips (rows) for a rise in their share of ``window`` (counts per zip) against
-    ``reference`` (counts per zip and block, blocks as long as the window).
+    """Scan the zips (rows) of ``blocks`` (counts per zip and window-long block, oldest first)
+    for a rise in their share of the last 1, 2, ... ``spans`` blocks (a span), each against the
+    ``reference_blocks`` blocks before it: the prospective space-time scan (Kulldorff 2001), so
+    a persistent change too small for one window adds up over the windows it lasts.
 
-    Under "no zip changed", a zip's window count given its window-plus-reference total is
-    binomial with the window's share of all events; the p-value counts the draws whose
-    statistic reaches the observed one over the over-dispersion of the reference blocks.
+    The statistic is the largest, over spans and zip sets (ranked by observed over expected),
+    of the log-likelihood ratio divided by the over-dispersion of that span's reference blocks
+    (repeat offenders make counts burstier than Poisson). Under "no zip changed" each zip keeps
+    its share in every block: given its total over all the blocks, its counts are multinomial
+    with the blocks' shares of all events. The Monte Carlo draws give every span at once, so
+    the p-value is that of the largest statistic over the spans, not one per span.
 
-    >>> ref = np.array([[100, 100], [100, 100], [100, 100]])
-    >>> share_scan(np.array([100, 100, 200]), ref, n_simulations=999, seed=0).zips
+    >>> ref = np.array([[100, 100, 100], [100, 100, 100], [100, 100, 200]])
+    >>> span_scan(ref, reference_blocks=2, spans=1, n_simulations=999, seed=0).zips
     [2]
     """
-    window = np.asarray(window, dtype=np.int64)
-    reference_total = np.asarray(reference, dtype=np.int64).sum(axis=1)
-    both = window + reference_total
-    share = window.sum() / both.sum()
-    expected = both * share
-    keep = expected > 0
-    observed, best = _kulldorff(window[None, keep].astype(float), expected[keep])
-    dispersion = overdispersion(np.asarray(reference)[keep])
-    statistic = float(observed[0]) / dispersion
+    blocks = np.asarray(blocks, dtype=np.int64)
+    spans = min(spans, blocks.shape[1] - reference_blocks)
+    keep = blocks.sum(axis=1) > 0
+    blocks = blocks[keep]
+    llr, size = _span_llrs(blocks[None].astype(float), reference_blocks, spans)
+    end = blocks.shape[1]
+    dispersion = np.array(
+        [
+            overdispersion(blocks[:, end - s - reference_blocks : end - s])
+            for s in range(1, spans + 1)
+        ]
+    )
+    divided = llr[0] / dispersion
+    chosen = int(np.argmax(divided))
+    statistic = float(divided[chosen])
     rng = np.random.default_rng(seed)
-    draws = rng.binomial(both[keep], share, size=(n_simulations, int(keep.sum())))
-    null, _ = _kulldorff(draws.astype(float), expected[keep])
-    p_value = (1 + int(np.sum(null >= statistic - 1e-9))) / (n_simulations + 1)
-    ranked = np.argsort(-(window[keep] / expected[keep]), kind="stable")[: int(best[0])]
+    time_share = blocks.sum(axis=0) / blocks.sum()
+    draws = rng.multinomial(blocks.sum(axis=1), time_share, size=(n_simulations, len(blocks)))
+    null, _ = _span_llrs(draws.astype(float), reference_blocks, spans)
+    p_value = (1 + int(np.sum(null.max(axis=1) >= statistic - 1e-9))) / (n_simulations + 1)
+    span = chosen + 1
+    inside = blocks[:, end - span :].sum(axis=1)
+    both = inside + blocks[:, end - span - reference_blocks : end - span].sum(axis=1)
+    expected = both * inside.sum() / both.sum()
+    ranked = np.argsort(-(inside / expected), kind="stable")[: int(size[0, chosen])]
     rows = np.flatnonzero(keep)[ranked]
-    ratio = float(window[rows].sum() / expected[rows].sum()) if statistic > 0 else 1.0
+    ratio = float(inside[ranked].sum() / expected[ranked].sum()) if statistic > 0 else 1.0
     return ScanResult(
         zips=sorted(rows.tolist()) if statistic > 0 else [],
+        span=span,
         ratio=ratio,
         statistic=statistic,
-        dispersion=dispersion,
+        dispersion=float(dispersion[chosen]),
         p_value=p_value,
     )
 
@@ -224,23 +283,28 @@ def count_alarms(
     *,
     seed: int,
 ) -> dict:
-    """Every window and kind scanned against the ``settings.reference_months`` before it.
+    """Every window and kind judged by :func:`span_scan` over the spans of windows ending with
+    it (up to ``settings.max_span_windows`` of the windows given, each span against the
+    ``settings.reference_months`` before its start).
 
     Returns ``n_tests`` (the windows and kinds judged), ``draws`` (Monte Carlo draws per test:
     enough for the smallest p-value the correction can need) and ``windows``: per window and
-    kind, the zips whose share rose, the rise, the p-value, the family-wise p-value (times
-    ``n_tests``, at most 1) and the level (``ok``, ``warn``, ``alarm``); a window whose
-    reference months hold events in fewer than two windows' worth of months, or in which
-    fewer than two zips hold ``settings.min_zip_events`` reference events, is ``judged:
-    false`` with a reason.
+    kind, the first month of the chosen span (``span_start``; the window's own ``start`` when
+    the window alone is most convincing) and its reference months (``span_reference``), the zips
+    whose share rose, the rise, the p-value, the family-wise p-value (times ``n_tests``, at most
+    1) and the level (``ok``, ``warn``, ``alarm``); a window whose reference months hold events
+    in fewer than two windows' worth of months, or in which fewer than two zips hold
+    ``settings.min_zip_events`` reference events, is ``judged: false`` with a reason.
     """
     block = settings.window_months
     blocks = settings.reference_months // block
     out, tests = [], []
     for w, window in enumerate(windows):
+        spans = min(settings.max_span_windows, w + 1)
         reference = pd.period_range(window[0] - blocks * block, window[0] - 1, freq="M")
+        months = pd.period_range(window[0] - (spans - 1 + blocks) * block, window[-1], freq="M")
         for k, kind in enumerate(tables):
-            table = tables[kind].reindex(columns=reference.append(window), fill_value=0)
+            table = tables[kind].reindex(columns=months, fill_value=0)
             entry = {
                 "start": str(window[0]),
                 "end": str(window[-1]),
@@ -258,15 +322,15 @@ def count_alarms(
             if len(pooled) < 2:
                 entry["reason"] = TOO_FEW_ZIPS.format(minimum=settings.min_zip_events)
                 continue
-            tests.append((entry, pooled, w, k))
+            tests.append((entry, pooled, spans, w, k))
     n_tests = max(1, len(tests))
     draws = max(settings.n_simulations, math.ceil(20 * n_tests / settings.alpha_alarm))
-    for entry, table, w, k in tests:
-        window = table.columns[-block:]
-        per_block = table.iloc[:, :-block].to_numpy().reshape(len(table), blocks, block).sum(2)
-        result = share_scan(
-            table[window].sum(axis=1).to_numpy(),
+    for entry, table, spans, w, k in tests:
+        per_block = table.to_numpy().reshape(len(table), -1, block).sum(axis=2)
+        result = span_scan(
             per_block,
+            reference_blocks=blocks,
+            spans=spans,
             n_simulations=draws,
             seed=seed + 7919 * w + k,
         )
@@ -278,8 +342,11 @@ def count_alarms(
             if family <= settings.alpha_warn
             else "ok"
         )
+        span_start = table.columns[-result.span * block]
         entry.update(
             judged=True,
+            span_start=str(span_start),
+            span_reference=[str(span_start - blocks * block), str(span_start - 1)],
             zips=[str(table.index[z]) for z in result.zips],
             rise=result.ratio - 1.0,
             statistic=result.statistic,

@@ -246,9 +246,10 @@ def event_counts(
         limit = settings.alpha_alarm if window["level"] == ALARM else settings.alpha_warn
         verdict.note(
             window["level"],
-            f"{window['start']} to {window['end']}: recorded {KIND_NAMES[window['kind']]} rose "
-            f"{window['rise']:+.0%} in zip(s) {', '.join(window['zips'])} against the rest of "
-            f"the city (their share of the {settings.reference_months} months before; "
+            f"{window['span_start']} to {window['end']}: recorded "
+            f"{KIND_NAMES[window['kind']]} rose {window['rise']:+.0%} in zip(s) "
+            f"{', '.join(window['zips'])} against the rest of the city (their share of the "
+            f"{settings.reference_months} months before {window['span_start']}; "
             f"family-wise p = {window['family_p_value']:.2g} <= {limit:g}): a change in "
             "recording or in offending there",
         )
@@ -266,6 +267,7 @@ def event_counts(
         },
         "reference_months": settings.reference_months,
         "window_months": settings.window_months,
+        "max_span_windows": settings.max_span_windows,
         "alpha_warn": settings.alpha_warn,
         "alpha_alarm": settings.alpha_alarm,
         **alarms,

@@ -17,7 +17,7 @@ from ipvi.config import (
     default_config_dict,
 )
 from ipvi.errors import ConfigError
-from monitoring.counts import count_alarms, monthly_counts, overdispersion, share_scan, windows_of
+from monitoring.counts import count_alarms, monthly_counts, overdispersion, span_scan, windows_of
 from monitoring.programme import (
     NO_MATURED_OUTCOMES,
     feedback_loop,
@@ -146,13 +146,53 @@ def test_the_scan_names_the_zips_whose_share_rose_and_ignores_a_city_wide_trend(
     rng = np.random.default_rng(3)
     means = rng.uniform(40, 80, 20)
     reference = rng.poisson(means[:, None], size=(20, 8))
-    trend = share_scan(rng.poisson(means * 1.4), reference, n_simulations=999, seed=1)
-    assert trend.p_value > 0.01
+
+    def scan(window):
+        blocks = np.column_stack([reference, window])
+        return span_scan(blocks, reference_blocks=8, spans=1, n_simulations=999, seed=1)
+
+    assert scan(rng.poisson(means * 1.4)).p_value > 0.01
     shifted = means.copy()
     shifted[[2, 5, 11, 17]] *= 1.6
-    found = share_scan(rng.poisson(shifted), reference, n_simulations=999, seed=1)
+    found = scan(rng.poisson(shifted))
     assert found.p_value <= 0.002
     assert {2, 5, 11, 17} <= set(found.zips)
+
+
+def _persistent_rise(seed: int, rise: float) -> np.ndarray:
+    """24 zips x 12 window-long blocks, 8 of reference and 4 after a rise of ``rise`` in the
+    first 5 zips' rate."""
+    rng = np.random.default_rng(seed)
+    means = rng.uniform(40, 80, 24)
+    lam = np.repeat(means[:, None], 12, axis=1)
+    lam[:5, 8:] *= 1.0 + rise
+    return rng.poisson(lam)
+
+
+def test_a_persistent_rise_too_small_for_one_window_adds_up_over_the_span():
+    blocks = _persistent_rise(seed=1, rise=0.3)
+    one = span_scan(blocks, reference_blocks=8, spans=1, n_simulations=999, seed=0)
+    four = span_scan(blocks, reference_blocks=8, spans=4, n_simulations=999, seed=0)
+    assert one.p_value > 0.05
+    assert four.p_value <= 0.002
+    assert four.span == 4
+    assert set(four.zips) & set(range(5))
+
+
+def test_the_span_scan_p_value_without_change_is_not_small():
+    p_values = [
+        span_scan(
+            _persistent_rise(seed, rise=0.0),
+            reference_blocks=8,
+            spans=4,
+            n_simulations=199,
+            seed=seed,
+        ).p_value
+        for seed in range(20)
+    ]
+    # Uniform on (0, 1]: 20 draws, none under 0.01 and about half under 0.5, by chance.
+    assert min(p_values) > 0.01
+    assert 4 <= sum(p < 0.5 for p in p_values) <= 16
 
 
 def test_overdispersion_is_one_for_poisson_blocks_and_grows_with_bursts():
@@ -179,7 +219,7 @@ def _tables(shift_from: str | None, seed: int) -> dict[str, pd.DataFrame]:
 
 
 def test_count_alarm_fires_in_the_first_window_after_a_change_and_is_quiet_without():
-    settings = CountAlarmConfig(n_simulations=999)
+    settings = CountAlarmConfig(n_simulations=999, max_span_windows=2)  # spans of 2: lean
     windows = windows_of(pd.Period("2023-01", "M"), pd.Period("2024-12", "M"), 3)
     quiet = count_alarms(_tables(None, 0), windows, settings, seed=0)
     assert all(w["level"] == "ok" for w in quiet["windows"])
@@ -187,6 +227,9 @@ def test_count_alarm_fires_in_the_first_window_after_a_change_and_is_quiet_witho
     first = next(w for w in shifted["windows"] if w["start"] == "2023-07")
     assert first["level"] == "alarm"
     assert {"27200", "27201", "27202", "27203", "27204"} & set(first["zips"])
+    # The next window's alarm names the span from the change on.
+    second = next(w for w in shifted["windows"] if w["start"] == "2023-10")
+    assert second["span_start"] == "2023-07" and second["level"] == "alarm"
     before = [w for w in shifted["windows"] if w["start"] < "2023-07"]
     assert all(w["level"] == "ok" for w in before)
 
@@ -212,7 +255,9 @@ def test_a_window_without_history_is_not_judged_and_not_counted_as_a_test():
     late = tables["incidents"].columns >= pd.Period("2022-10", "M")
     tables = {"incidents": tables["incidents"].loc[:, late]}
     windows = windows_of(pd.Period("2023-01", "M"), pd.Period("2024-12", "M"), 3)
-    result = count_alarms(tables, windows, CountAlarmConfig(n_simulations=999), seed=0)
+    result = count_alarms(
+        tables, windows, CountAlarmConfig(n_simulations=999, max_span_windows=2), seed=0
+    )
     unjudged = [w for w in result["windows"] if not w["judged"]]
     assert [w["start"] for w in unjudged] == ["2023-01"]
     assert all("too little history" in w["reason"] for w in unjudged)
