@@ -137,6 +137,25 @@ class ScanResult:
     p_value: float
 
 
+def _ranked(window: np.ndarray, both: np.ndarray) -> np.ndarray:
+    """The zips (last axis) in the order the scan grows its sets: by the window's events over
+    the window's and reference's together (observed over expected), zips with no events last."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rank = np.where(both > 0, window / both, -np.inf)
+    return np.argsort(-rank, axis=-1, kind="stable")
+
+
+def _span_counts(
+    counts: np.ndarray, reference_blocks: int, span: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per zip of (... x zips x blocks) counts: the events of the last ``span`` blocks, and of
+    those with the ``reference_blocks`` blocks before them."""
+    blocks = counts.shape[-1]
+    inside = counts[..., blocks - span :].sum(axis=-1)
+    start = blocks - span - reference_blocks
+    return inside, inside + counts[..., start : blocks - span].sum(axis=-1)
+
+
 def _kulldorff(window: np.ndarray, both: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row of (draws x zips) counts in the window (or span) and in it and its reference
     together (``both``, one row or one per draw), the largest log-likelihood ratio of "these
@@ -147,9 +166,7 @@ def _kulldorff(window: np.ndarray, both: np.ndarray) -> tuple[np.ndarray, np.nda
     window = np.atleast_2d(window)
     both = np.broadcast_to(np.atleast_2d(both), window.shape)
     total, grand = window.sum(axis=1, keepdims=True), both.sum(axis=1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rank = np.where(both > 0, window / both, -np.inf)
-    order = np.argsort(-rank, axis=1, kind="stable")
+    order = _ranked(window, both)
     a = np.cumsum(np.take_along_axis(window, order, axis=1), axis=1)[:, :-1]
     b = np.cumsum(np.take_along_axis(both, order, axis=1), axis=1)[:, :-1]
     e = b * total / grand
@@ -186,13 +203,9 @@ def _span_llrs(
     have changed, per draw and span of the last 1 ... ``spans`` blocks: the scan's
     log-likelihood ratio of the span against the ``reference_blocks`` before it (draws x spans),
     and the size of its best set."""
-    blocks = counts.shape[2]
     llrs, sizes = [], []
     for span in range(1, spans + 1):
-        inside = counts[:, :, blocks - span :].sum(axis=2)
-        start = blocks - span - reference_blocks
-        both = inside + counts[:, :, start : blocks - span].sum(axis=2)
-        llr, size = _kulldorff(inside, both)
+        llr, size = _kulldorff(*_span_counts(counts, reference_blocks, span))
         llrs.append(llr)
         sizes.append(size)
     return np.stack(llrs, axis=1), np.stack(sizes, axis=1)
@@ -243,10 +256,10 @@ def span_scan(
     null, _ = _span_llrs(draws.astype(float), reference_blocks, spans)
     p_value = (1 + int(np.sum(null.max(axis=1) >= statistic - 1e-9))) / (n_simulations + 1)
     span = chosen + 1
-    inside = blocks[:, end - span :].sum(axis=1)
-    both = inside + blocks[:, end - span - reference_blocks : end - span].sum(axis=1)
+    # The set the statistic was computed on: the chosen span's zips in the scan's own order.
+    inside, both = _span_counts(blocks, reference_blocks, span)
     expected = both * inside.sum() / both.sum()
-    ranked = np.argsort(-(inside / expected), kind="stable")[: int(size[0, chosen])]
+    ranked = _ranked(inside, both)[: int(size[0, chosen])]
     rows = np.flatnonzero(keep)[ranked]
     ratio = float(inside[ranked].sum() / expected[ranked].sum()) if statistic > 0 else 1.0
     return ScanResult(
