@@ -20,7 +20,6 @@ from scipy.stats import rankdata
 # Every count statistic is a whole-number combination of four per-row terms of the label y and
 # the decision d (0/1): 1, y, d and y * d. Resampled totals of the terms give every statistic's
 # totals exactly (sums of whole numbers), so the bootstrap resamples four terms, not nine.
-COUNT_TERMS: tuple[str, ...] = ("one", "y", "d", "yd")
 COUNT_COEFFICIENTS: dict[str, tuple[int, int, int, int]] = {
     "n": (1, 0, 0, 0),
     "pos": (0, 1, 0, 0),
@@ -35,7 +34,8 @@ COUNT_COEFFICIENTS: dict[str, tuple[int, int, int, int]] = {
 
 
 def count_terms(y: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """The four terms of :data:`COUNT_TERMS` per row: shape (n_rows, 4)."""
+    """The four terms per row, in :data:`COUNT_COEFFICIENTS`' order (1, y, d, y * d): shape
+    (n_rows, 4)."""
     return np.column_stack([np.ones_like(y), y, d, y * d])
 
 
