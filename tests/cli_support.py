@@ -39,6 +39,7 @@ def in_process(args: list[str], env: dict, monkeypatch, capsys) -> tuple[int, st
     :func:`ipvi`, for a command that leaves nothing behind in the process."""
     from ipvi.cli import main
 
+    capsys.readouterr()  # what ran before is not this command's output
     with monkeypatch.context() as patched:
         for key, value in env.items():
             patched.setenv(key, value)

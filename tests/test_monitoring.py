@@ -22,7 +22,6 @@ from sqlalchemy import func, select
 from fairness.audit import run_audit
 from fairness.model_version import build_input
 from fairness.policy import policy_changes, policy_hash
-from ipvi.cli import main
 from ipvi.config import load_config
 from ipvi.db import make_engine, session_scope
 from ipvi.tables.ingest import events
@@ -30,6 +29,7 @@ from ipvi.tables.monitoring import issued_scores
 from monitoring.outcomes import NO_MATURED
 from monitoring.programme import NO_FOLLOW_UP, NO_MATURED_OUTCOMES
 from serving.launch import CHROMIUM, launch_chromium
+from tests.cli_support import in_process
 from tests.pipeline_support import fresh_keys
 from training.data import SCORING_MENTIONS, read_history
 from training.features import persons_table
@@ -42,13 +42,6 @@ pytestmark = [pytest.mark.slow]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 KEYS = ("status", "reasons", "periods", "reaudit", "overrides", "notification_effect")
-
-
-def _ipvi(capsys, *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
@@ -110,9 +103,7 @@ def monitored(tmp_path_factory):
 
 
 def _monitor(pipeline, monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    for name, value in pipeline["env"].items():
-        monkeypatch.setenv(name, value)
-    return _ipvi(capsys, "monitor", *args)
+    return in_process(["monitor", *args], pipeline["env"], monkeypatch, capsys)
 
 
 def test_the_test_period_issued_again_gives_trainings_labels_auc_and_gate(
