@@ -29,9 +29,10 @@ no-drift seeds whose run at the extract date raises ``alarm`` anywhere.
 at whose run (every window so far judged, the family-wise correction over them) ``alarm`` is
 raised, in windows after the change; null if no run up to the extract date alarms. The alarm
 scans spans of up to ``max_span_windows`` windows ending at each window, so a persistent change
-adds up; ``first_quarter_run`` is the one-window run. At 100,000 persons, 20 seeds: all
-caught, after 1-6 quarters (median 2), no false alarm; 50,000 and 20,000 not yet measured
-(bench_count_span.py gives idealised figures). Progress, one line per seed, on stderr.
+adds up; ``first_quarter_run`` is the one-window run. 20 seeds: at 100,000 persons all
+caught, after 1-6 quarters (median 2); at 50,000, 19 after 2-9 (median 4); at 20,000, 3 after
+4-8; no false alarm at any size (bench_count_span.py gives idealised figures). Progress, one
+line per seed, on stderr.
 
 Per seed, where the power goes: ``true_rise`` (the true zips' share of the first window over
 their share of the reference months, minus 1) and ``true_llr`` (the log-likelihood ratio the

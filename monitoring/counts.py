@@ -119,6 +119,10 @@ def monthly_counts(
     return out
 
 
+# Monte Carlo draws made at a time, so a scan can stop once its p-value is known to be large.
+DRAW_BATCH = 500
+
+
 @dataclass
 class ScanResult:
     """The most convincing rise of some zips' share of the events of a span of windows.
@@ -126,7 +130,8 @@ class ScanResult:
     ``zips``: the rows whose share rose; ``span``: the number of windows in the chosen span (the
     last ones); ``ratio``: the zips' events in the span over the number their reference share
     predicts; ``statistic``: the log-likelihood ratio divided by ``dispersion``; ``p_value``: the
-    Monte Carlo p-value of the largest such statistic over the spans (one test).
+    Monte Carlo p-value of the largest such statistic over the spans (one test), from ``draws``
+    draws.
     """
 
     zips: list[int]
@@ -135,6 +140,7 @@ class ScanResult:
     statistic: float
     dispersion: float
     p_value: float
+    draws: int
 
 
 def _ranked(window: np.ndarray, both: np.ndarray) -> np.ndarray:
@@ -218,6 +224,7 @@ def span_scan(
     spans: int,
     n_simulations: int,
     seed: int,
+    stop_above: float | None = None,
 ) -> ScanResult:
     """Scan the zips (rows) of ``blocks`` (counts per zip and window-long block, oldest first)
     for a rise in their share of the last 1, 2, ... ``spans`` blocks (a span), each against the
@@ -230,6 +237,13 @@ def span_scan(
     its share in every block: given its total over all the blocks, its counts are multinomial
     with the blocks' shares of all events. The Monte Carlo draws give every span at once, so
     the p-value is that of the largest statistic over the spans, not one per span.
+
+    The draws come ``DRAW_BATCH`` at a time from one stream and stop once so many reach the
+    statistic that the p-value of all ``n_simulations`` draws, ``(1 + exceedances) / (1 +
+    n_simulations)``, is sure to exceed ``stop_above`` (a sequential Monte Carlo test, after
+    Besag and Clifford 1991). A p-value at or under ``stop_above`` is therefore exactly the one
+    all the draws give; one above it comes from the draws made, ``(1 + exceedances) / (1 +
+    draws)``; and a scan of unchanged zips stops after a few hundred draws instead of all.
 
     >>> ref = np.array([[100, 100, 100], [100, 100, 100], [100, 100, 200]])
     >>> span_scan(ref, reference_blocks=2, spans=1, n_simulations=999, seed=0).zips
@@ -251,10 +265,17 @@ def span_scan(
     chosen = int(np.argmax(divided))
     statistic = float(divided[chosen])
     rng = np.random.default_rng(seed)
-    time_share = blocks.sum(axis=0) / blocks.sum()
-    draws = rng.multinomial(blocks.sum(axis=1), time_share, size=(n_simulations, len(blocks)))
-    null, _ = _span_llrs(draws.astype(float), reference_blocks, spans)
-    p_value = (1 + int(np.sum(null.max(axis=1) >= statistic - 1e-9))) / (n_simulations + 1)
+    totals, time_share = blocks.sum(axis=1), blocks.sum(axis=0) / blocks.sum()
+    drawn = exceedances = 0
+    while drawn < n_simulations and (
+        stop_above is None or (1 + exceedances) / (1 + n_simulations) <= stop_above
+    ):
+        batch = min(DRAW_BATCH, n_simulations - drawn)
+        draws = rng.multinomial(totals, time_share, size=(batch, len(blocks)))
+        null, _ = _span_llrs(draws.astype(float), reference_blocks, spans)
+        exceedances += int(np.sum(null.max(axis=1) >= statistic - 1e-9))
+        drawn += batch
+    p_value = (1 + exceedances) / (1 + drawn)
     span = chosen + 1
     # The set the statistic was computed on: the chosen span's zips in the scan's own order.
     inside, both = _span_counts(blocks, reference_blocks, span)
@@ -269,6 +290,7 @@ def span_scan(
         statistic=statistic,
         dispersion=float(dispersion[chosen]),
         p_value=p_value,
+        draws=drawn,
     )
 
 
@@ -304,8 +326,10 @@ def count_alarms(
     enough for the smallest p-value the correction can need) and ``windows``: per window and
     kind, the first month of the chosen span (``span_start``; the window's own ``start`` when
     the window alone is most convincing) and its reference months (``span_reference``), the zips
-    whose share rose, the rise, the p-value, the family-wise p-value (times ``n_tests``, at most
-    1) and the level (``ok``, ``warn``, ``alarm``); a window whose reference months hold events
+    whose share rose, the rise, the p-value and the draws it came from (fewer than ``draws``
+    once it was sure to be above ``alpha_warn / n_tests``, so its level is decided), the
+    family-wise p-value (times ``n_tests``, at most 1) and the level (``ok``, ``warn``,
+    ``alarm``); a window whose reference months hold events
     in fewer than two windows' worth of months, or in which fewer than two zips hold
     ``settings.min_zip_events`` reference events, is ``judged: false`` with a reason.
     """
@@ -346,6 +370,7 @@ def count_alarms(
             spans=spans,
             n_simulations=draws,
             seed=seed + 7919 * w + k,
+            stop_above=settings.alpha_warn / n_tests,
         )
         family = min(1.0, result.p_value * n_tests)
         level = (
@@ -365,6 +390,7 @@ def count_alarms(
             statistic=result.statistic,
             dispersion=result.dispersion,
             p_value=result.p_value,
+            draws=result.draws,
             family_p_value=family,
             level=level,
         )
