@@ -195,6 +195,28 @@ def test_the_span_scan_p_value_without_change_is_not_small():
     assert 4 <= sum(p < 0.5 for p in p_values) <= 16
 
 
+def test_the_scan_stops_drawing_once_its_p_value_is_sure_to_be_large_and_no_sooner():
+    def scan(rise, stop_above):
+        return span_scan(
+            _persistent_rise(seed=2, rise=rise),
+            reference_blocks=8,
+            spans=4,
+            n_simulations=4999,
+            seed=0,
+            stop_above=stop_above,
+        )
+
+    # A p-value at or under the level is the one every draw gives, bit for bit.
+    changed, changed_all = scan(0.3, 0.01), scan(0.3, None)
+    assert changed.draws == changed_all.draws == 4999
+    assert changed.p_value == changed_all.p_value <= 0.01
+    # One above it stops early, still above the level.
+    quiet, quiet_all = scan(0.0, 0.01), scan(0.0, None)
+    assert quiet.draws < 4999 == quiet_all.draws
+    assert quiet.p_value > 0.01 and quiet_all.p_value > 0.01
+    assert quiet.p_value == pytest.approx(quiet_all.p_value, abs=0.1)
+
+
 def test_overdispersion_is_one_for_poisson_blocks_and_grows_with_bursts():
     rng = np.random.default_rng(0)
     poisson = rng.poisson(50, size=(30, 8))
@@ -240,6 +262,8 @@ def test_count_alarm_fires_in_the_first_window_after_a_change_and_is_quiet_witho
         ({"alpha_alarm": 0.7}, "alpha_alarm = 0.7 is out of range"),
         ({"alpha_alarm": 0.05, "alpha_warn": 0.01}, "must not exceed alpha_warn"),
         ({"window_months": 0}, "window_months"),
+        ({"max_span_windows": 13}, "max_span_windows"),
+        ({"max_span_windows": 0}, "max_span_windows"),
     ],
 )
 def test_a_count_alarm_threshold_out_of_range_is_a_clear_error(change, wording):
