@@ -8,7 +8,7 @@ only the monitor is timed:
   careers run on into 2026, the extract), about 1.4 million events and 1.8 million
   mentions, linked as generated (the crosswalk is the truth: linkage is not what is
   measured); each offender gets a race and an ethnicity on every mention of them, for the
-  group tables and the re-audit;
+  group tables and the re-audit, and a home zip (one of 40), for the count alarm's scan;
 - the champion: trained as ``ipvi train`` trains (:func:`training.run.train_from_registry`)
   with the extract date set to 2024-01-01: what was recorded by then, labels whose window
   closed by then; registered in MLflow, its run stored (training distribution, test
@@ -68,20 +68,28 @@ TRAINED_BY = "2024-01-01"
 LISTS = pd.date_range("2024-01-01", "2025-12-01", freq="MS")  # two years of monthly lists
 RACES = (["white", "black", "asian", "native_american", "other"], [0.55, 0.3, 0.06, 0.04, 0.05])
 ETHNICITIES = (["non_hispanic", "hispanic"], [0.8, 0.2])
+ZIPS = [str(27200 + k) for k in range(40)]
 OVERRIDE_REASONS = ["victim request", "new information", "officer judgement", "duplicate person"]
 
 
 def _attributes(mentions: pd.DataFrame, crosswalk: pd.DataFrame, rng) -> pd.DataFrame:
-    """One race and ethnicity per offender, on every mention of them (victims unknown)."""
+    """One race, ethnicity and home zip per offender, on every mention of them (victims
+    unknown). The zips (of unequal sizes) place each incident for the count alarm, which
+    scans them as it would a city's."""
     person = mentions["record_id"].map(crosswalk.set_index("record_id")["person_id"])
     offenders = pd.Index(person[~person.str.startswith("V")].unique())
     race = pd.Series(rng.choice(RACES[0], size=len(offenders), p=RACES[1]), index=offenders)
     ethnicity = pd.Series(
         rng.choice(ETHNICITIES[0], size=len(offenders), p=ETHNICITIES[1]), index=offenders
     )
+    zip_code = pd.Series(
+        rng.choice(ZIPS, size=len(offenders), p=rng.dirichlet(np.full(len(ZIPS), 2.0))),
+        index=offenders,
+    )
     return mentions.assign(
         race=person.map(race).fillna("unknown").to_numpy(),
         ethnicity=person.map(ethnicity).fillna("unknown").to_numpy(),
+        zip=person.map(zip_code).to_numpy(),
     )
 
 
