@@ -16,6 +16,8 @@ from ipvi.arrays import run_starts
 from training.features import PersonDates, expand
 from training.offences import LABEL_EVENT_TYPES
 
+# The person-event columns the label reads (custody spells, then new offences).
+LABEL_COLUMNS = ("person_id", "offence_id", "event_type", "ipv", "offense_date", "recorded_at")
 # Enough rounds for the custody-extended window to settle (each round adds custody days
 # that started inside the previous extension).
 _WINDOW_ROUNDS = 8
@@ -101,21 +103,21 @@ def _union(spells: pd.DataFrame) -> pd.DataFrame:
     return merged.reset_index(drop=True)
 
 
-def _custody_overlap(
-    index: pd.DataFrame, spells: pd.DataFrame, window_end: np.ndarray
-) -> np.ndarray:
-    """Days of custody between each row's ``as_of`` and ``window_end``."""
+def _spells_of(
+    index: pd.DataFrame, spells: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's custody spells from its ``as_of`` on: (row, start, end) per pair of an
+    ``index`` row and a spell of its person, the start no earlier than the row's as-of date."""
     if spells.empty:
-        return np.zeros(len(index))
+        empty = np.array([], dtype="datetime64[ns]")
+        return np.array([], dtype=np.intp), empty, empty
     spells = spells.sort_values(["person_id", "start"], kind="stable")
     lo, hi = PersonDates.of(spells["person_id"], spells["start"]).ranges(index["person_id"])
     owner, positions = expand(lo, hi)
     start = spells["start"].to_numpy(dtype="datetime64[ns]")[positions]
     end = spells["end"].to_numpy(dtype="datetime64[ns]")[positions]
-    low = np.maximum(start, index["as_of"].to_numpy(dtype="datetime64[ns]")[owner])
-    high = np.minimum(end, window_end[owner])
-    days = np.clip((high - low) / np.timedelta64(1, "D"), 0, None)
-    return np.bincount(owner, weights=days, minlength=len(index))
+    as_of = index["as_of"].to_numpy(dtype="datetime64[ns]")[owner]
+    return owner, np.maximum(start, as_of), end
 
 
 def label_index(
@@ -145,8 +147,11 @@ def label_index(
     spells = custody_spells(person_events, open_end=extract_date + pd.Timedelta(days=36500))
     as_of = index["as_of"].to_numpy()
     window_end = as_of + np.timedelta64(followup_days, "D")
+    owner, start, end = _spells_of(index, spells)
     for _ in range(_WINDOW_ROUNDS):
-        extra = _custody_overlap(index, spells, window_end)
+        # Days of custody between each row's as-of date and its window's current end.
+        days = (np.minimum(end, window_end[owner]) - start) / np.timedelta64(1, "D")
+        extra = np.bincount(owner, weights=np.clip(days, 0, None), minlength=len(index))
         window_end = as_of + ((followup_days + extra) * 86400).astype("timedelta64[s]")
     out = index.copy()
     out["window_end"] = window_end
