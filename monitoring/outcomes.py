@@ -1,11 +1,13 @@
 """Issued scores and their matured outcomes, with what staff decided.
 
 :func:`read_issued` reads the scores one model version issued up to the extract date (a
-score issued twice, same person, date and version, counts once). :func:`matured_outcomes`
-labels them with the one label definition (:func:`training.labels.label_index`): the issue
-date is the decision date T, and a score's outcome is known once its follow-up window and
-recording lag have passed by the extract date. :func:`join_decisions` adds the staff
-decisions taken while the window ran: notification, call-in, override and its reason.
+score issued twice, same person, date and version, counts once). :func:`label_issued`
+labels them with the one label definition (:func:`training.labels.label_index`) among the
+persons' offences (:func:`offences_of`: the scored persons' own histories in
+:func:`matured_outcomes`, the whole registry's in :func:`registry_offences`): the issue date is
+the decision date T, and a score's outcome is known once its follow-up window and recording lag
+have passed by the extract date. :func:`join_decisions` adds the staff decisions taken while
+the window ran: notification, call-in, override and its reason.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ import pandas as pd
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
+from ipvi.columns import Columns
 from ipvi.config import Config
+from ipvi.db import make_engine
 from ipvi.errors import IpviError
 from ipvi.tables.monitoring import issued_scores
 from ipvi.tables.serving import decisions
-from training.data import OFFENCE_MENTIONS, person_history
-from training.labels import first_reoffence, label_index
+from training.data import OFFENCE_MENTIONS, person_history, read_history
+from training.labels import LABEL_COLUMNS, first_reoffence, label_index
 from training.offences import assign_offences, person_events
 
 NO_ISSUED = (
@@ -61,41 +65,51 @@ ISSUED_READ = (
 )
 
 
-def read_issued(
+def served_version(
     session: Session, *, until: pd.Timestamp, model_version: str | None = None
-) -> tuple[pd.DataFrame, str]:
-    """The scores ``model_version`` issued with ``as_of`` up to ``until`` (default: the
-    version of the latest issued score): for each offence (person and index event), the first
-    score issued for it, and the number of later scores of the same offence.
-
-    A person is scored again and again while the same offence is their latest (every tier
-    list re-scores everyone); counting each offence once, when it was first scored, keeps
-    one outcome per offence and compares like with like against training, whose rows are
-    offences scored at their decision date.
+) -> str:
+    """``model_version``, checked to have issued a score with ``as_of`` up to ``until``; by
+    default the version of the latest such score.
 
     Raises
     ------
     IpviError
         When nothing was issued, or the version never served.
     """
-    until_dt = until.to_pydatetime()
     served = dict(
         session.execute(
             select(issued_scores.c.model_version, func.max(issued_scores.c.as_of))
-            .where(issued_scores.c.as_of <= until_dt)
+            .where(issued_scores.c.as_of <= until.to_pydatetime())
             .group_by(issued_scores.c.model_version)
         ).all()
     )
     if not served:
         raise IpviError(NO_ISSUED.format(date=until.date()))
     if model_version is None:
-        model_version = max(served, key=lambda v: (served[v], v))
-    elif str(model_version) not in served:
+        return max(served, key=lambda v: (served[v], v))
+    if str(model_version) not in served:
         raise IpviError(
             NEVER_SERVED.format(
                 version=str(model_version), date=until.date(), served=", ".join(sorted(served))
             )
         )
+    return str(model_version)
+
+
+def read_issued(
+    session: Session, *, until: pd.Timestamp, model_version: str | None = None
+) -> tuple[pd.DataFrame, str]:
+    """The scores ``model_version`` (:func:`served_version`) issued with ``as_of`` up to
+    ``until``: for each offence (person and index event), the first score issued for it, and
+    the number of later scores of the same offence.
+
+    A person is scored again and again while the same offence is their latest (every tier
+    list re-scores everyone); counting each offence once, when it was first scored, keeps
+    one outcome per offence and compares like with like against training, whose rows are
+    offences scored at their decision date.
+    """
+    until_dt = until.to_pydatetime()
+    model_version = served_version(session, until=until, model_version=model_version)
     # The scores of each offence's earliest as-of date are chosen in the database, so only
     # those rows, and their stored inputs, are read: every list re-scores every offence, and
     # a deployment's later scores outnumber them. The offences come from the index on
@@ -179,16 +193,55 @@ class Outcomes:
         return self.frame[self.frame["observed"]].reset_index(drop=True)
 
 
+def offences_of(history: tuple[Columns, Columns, Columns], config: Config) -> pd.DataFrame:
+    """Each person's events in ``history`` (events, mentions, crosswalk) with their offence
+    (:func:`training.offences.assign_offences`): the columns the label reads, and the event id
+    an issued score's index event is found by."""
+    by_person = assign_offences(
+        person_events(*history), window_days=config.training.offence_window_days
+    )
+    return pd.DataFrame({name: by_person[name] for name in ("event_id", *LABEL_COLUMNS)})
+
+
+def registry_offences(url: str, config: Config) -> pd.DataFrame:
+    """:func:`offences_of` every person of the registry at ``url``, its tables read whole.
+
+    ``ipvi monitor`` runs it in a second process while it reads the issued scores: the two
+    are independent, and each takes about a third of the monitor's time at 100,000 persons.
+    """
+    engine = make_engine(url)
+    try:
+        history = read_history(engine, OFFENCE_MENTIONS)
+    finally:
+        engine.dispose()
+    return offences_of(history, config)
+
+
 def matured_outcomes(
     engine, issued: pd.DataFrame, config: Config, *, extract_date: pd.Timestamp
 ) -> Outcomes:
+    """:func:`label_issued` with the offences of the issued scores' persons."""
+    registry = issued[issued["history"] == "registry"]
+    persons = sorted(registry["person_id"].unique().tolist())
+    with engine.connect() as connection:
+        history = person_history(connection, persons, mention_columns=OFFENCE_MENTIONS)
+    return label_issued(issued, offences_of(history, config), config, extract_date=extract_date)
+
+
+def label_issued(
+    issued: pd.DataFrame,
+    offences: pd.DataFrame,
+    config: Config,
+    *,
+    extract_date: pd.Timestamp,
+) -> Outcomes:
     """Label each issued registry score whose window has closed by ``extract_date``.
 
-    The score's index event is found among the person's offences as the registry holds them
-    now (:func:`training.offences.assign_offences`); its label is
-    :func:`training.labels.label_index` with T = the score's as-of date. Scores of inline
-    histories (the caller's ids, not the registry's) and scores whose person or index event
-    the registry no longer holds (purged, merged, split) are counted, not labelled.
+    The score's index event is found among the person's ``offences`` (:func:`offences_of`:
+    the registry as it is now); its label is :func:`training.labels.label_index` with T = the
+    score's as-of date. Scores of inline histories (the caller's ids, not the registry's) and
+    scores whose person or index event the registry no longer holds (purged, merged, split)
+    are counted, not labelled.
     """
     training = config.training
     registry = issued[issued["history"] == "registry"]
@@ -196,17 +249,10 @@ def matured_outcomes(
         "issued": int(len(issued)),
         "inline_history": int(len(issued) - len(registry)),
     }
-    persons = sorted(registry["person_id"].unique().tolist())
-    with engine.connect() as connection:
-        history = person_history(connection, persons, mention_columns=OFFENCE_MENTIONS)
-    by_person = assign_offences(
-        person_events(*history), window_days=training.offence_window_days
-    ).to_frame()
-    offences = by_person[["person_id", "event_id", "offence_id"]].drop_duplicates(
-        ["person_id", "event_id"]
-    )
-    index = registry.merge(
-        offences.rename(columns={"event_id": "index_event_id"}),
+    index = registry.merge(  # offences hold one row per person and event
+        offences[["person_id", "event_id", "offence_id"]].rename(
+            columns={"event_id": "index_event_id"}
+        ),
         on=["person_id", "index_event_id"],
         how="inner",
     )
@@ -218,12 +264,12 @@ def matured_outcomes(
         return Outcomes(empty, {**counts, "not_matured": 0, "matured": 0})
     labelled = label_index(
         index.reset_index(drop=True),
-        by_person,
+        offences,
         extract_date=extract_date,
         followup_days=training.followup_days,
         recording_days=training.recording_days,
     )
-    labelled["reoffence_at"] = first_reoffence(labelled, by_person)
+    labelled["reoffence_at"] = first_reoffence(labelled, offences)
     counts["not_matured"] = int((~labelled["observed"]).sum())
     counts["matured"] = int(labelled["observed"].sum())
     return Outcomes(labelled, counts)

@@ -46,6 +46,7 @@ def audit_matured(
     config: Config,
     version: str,
     *,
+    bands: list[dict] | None,
     source: dict | None = None,
 ) -> AuditResult:
     """The fairness audit of matured issued scores, as ``ipvi audit`` runs it on a version.
@@ -54,7 +55,9 @@ def audit_matured(
     ``probability``, ``band``, ``band_use``, ``tier``, ``scorecard_points``, ``features``
     and ``label``; each person's protected attributes are joined by the audit itself, from
     ``mentions`` (:func:`fairness.store.mention_attributes`).
-    ``source`` adds to the audit JSON's ``source`` (what was audited).
+    ``bands`` are the version's as frozen in MLflow (:func:`training.registry.frozen_bands`;
+    None: read off the scores). ``source`` adds to the audit JSON's ``source`` (what was
+    audited).
     """
     policy = config.fairness_policy
     # In person order: the same matured rows give the same audit, however they were issued.
@@ -71,7 +74,7 @@ def audit_matured(
         policy,
         model_version=version,
         model_name=config.mlflow.model_name,
-        bands=frozen_bands(config.tracking_uri, config.mlflow.model_name, version),
+        bands=bands,
     )
     inp.source.update({"kind": "issued_scores", **(source or {})})
     return run_audit(inp, policy, policy_digest=policy_hash(policy), changes=policy_changes(policy))
@@ -139,7 +142,8 @@ def audit_issued(
     audited = {"since": str(start.date()), "as_of": str(extract.date()), **outcomes.counts}
     with session_scope(engine) as session:
         mentions = mention_attributes(session, config.fairness_policy.attributes)
-    return audit_matured(matured, mentions, config, version, source=audited)
+    bands = frozen_bands(config.tracking_uri, config.mlflow.model_name, version)
+    return audit_matured(matured, mentions, config, version, bands=bands, source=audited)
 
 
 def record_reaudit(engine, config: Config, result: AuditResult) -> dict:

@@ -24,6 +24,8 @@ follow-up has ended (:mod:`monitoring.outcomes`), and returns the monitor's JSON
 from __future__ import annotations
 
 import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -52,16 +54,19 @@ from monitoring.linkage_health import linkage_health
 from monitoring.outcomes import (
     feature_frame,
     join_decisions,
-    matured_outcomes,
+    label_issued,
     no_matured_message,
     read_decisions,
     read_issued,
+    registry_offences,
+    served_version,
 )
 from monitoring.performance import bootstrap, group_table
 from monitoring.programme import feedback_loop, notification_effect, reoffence_curves
 from monitoring.reaudit import audit_matured
 from monitoring.reaudit import summary as reaudit_summary
 from monitoring.report import write_report
+from training.registry import frozen_bands
 
 OK, WARN, ALARM = "ok", "warn", "alarm"
 _SEVERITY = {OK: 0, WARN: 1, ALARM: 2}
@@ -326,9 +331,66 @@ def override_summary(
     return out
 
 
+def outcome_tables(frame: pd.DataFrame, config: Config, extract: pd.Timestamp) -> dict:
+    """Every table of the labelled scores and their staff decisions but the re-audit:
+    performance by period, protected group and band (``by_period``, ``groups``,
+    ``reliability``), ``overrides``, the ``notification_effect`` and the ``programme``'s
+    re-offence curves and feedback-loop check."""
+    settings = config.monitoring
+    protected = config.fairness_policy.attributes
+    bins, minimum = settings.calibration_bins, settings.min_outcomes
+    seed = config.fairness_policy.seed
+    matured = frame[frame["observed"]].reset_index(drop=True)
+    tables: dict = {"by_period": {}, "groups": {}, "reliability": {}}
+    if len(matured):
+        boot = bootstrap(matured, n_resamples=settings.n_bootstrap, seed=seed)
+        tables["by_period"] = group_table(matured, "period", boot, bins=bins, min_outcomes=minimum)
+        tables["groups"] = {
+            attribute: group_table(matured, attribute, boot, bins=bins, min_outcomes=minimum)
+            for attribute in protected
+        }
+        tables["reliability"] = group_table(matured, "band", boot, bins=bins, min_outcomes=1)
+    effect = notification_effect(
+        matured, settings.programme, n_resamples=settings.n_bootstrap, seed=seed
+    )
+    notified = matured["notified"] if len(matured) else pd.Series([], dtype=bool)
+    return {
+        **tables,
+        "overrides": override_summary(
+            frame, attributes=protected, n_resamples=settings.n_bootstrap, seed=seed
+        ),
+        "notification_effect": effect,
+        "programme": {
+            "reoffence": reoffence_curves(
+                frame,
+                extract=extract,
+                recording_days=config.training.recording_days,
+                horizon=config.training.followup_days,
+            ),
+            "feedback_loop": feedback_loop(
+                effect,
+                settings.programme.recording_uplifts,
+                positives=int(matured.loc[notified, "label"].sum()) if len(matured) else 0,
+            ),
+        },
+    }
+
+
+def _helper() -> ProcessPoolExecutor:
+    """One helper process, started fresh for each job (spawned, not forked: a fork copies this
+    process's threads' locks; one job each, so a job's memory leaves with its process)."""
+    return ProcessPoolExecutor(
+        max_workers=1, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1
+    )
+
+
 def monitor(engine, config: Config, *, as_of, model_version: str | None = None) -> dict:
     """The monitor's JSON for ``model_version`` (default: the latest that issued scores), with
     ``as_of`` the extract date: outcomes are known only up to it.
+
+    Two processes share the work: a helper derives the registry's offences while this one
+    reads the issued scores, and computes the tables of :func:`outcome_tables` while this one
+    re-audits.
 
     Raises
     ------
@@ -339,32 +401,57 @@ def monitor(engine, config: Config, *, as_of, model_version: str | None = None) 
     settings = config.monitoring
     extract = pd.Timestamp(as_of)
     verdict = Verdict(settings.thresholds)
-    with session_scope(engine) as session:
-        issued, version = read_issued(session, until=extract, model_version=model_version)
-        run = _training_run(session, version)
-        test = _test_predictions(session, version)
-        # The backlog is today's, in linkage's clock (datetime.now(), as its runs record).
-        linkage = linkage_health(session, now=datetime.now())
-    reference = (run or {}).get("feature_reference")
-    if not reference:
-        verdict.note(WARN, NO_TRAINING_RUN.format(version=version))
-    inputs = feature_frame(issued, list(reference), version) if reference else None
-    issued["period"] = period_of(issued["as_of"], settings.period)
-
-    outcomes = matured_outcomes(engine, issued, config, extract_date=extract)
-    notifying = {name for name, a in config.serving.decision_actions.items() if a.notifies_offender}
-    with session_scope(engine) as session:
-        staff = read_decisions(session, sorted(outcomes.frame["person_id"].unique().tolist()))
-    frame = join_decisions(outcomes.frame.reset_index(drop=True), staff, notifying)
-    # Protected attributes (the majority over each person's mentions) for the group tables
-    # only: the model never saw them.
     protected = config.fairness_policy.attributes
     with session_scope(engine) as session:
-        mentions = mention_attributes(session, protected)
-    attributes = person_attributes(mentions, protected)
-    frame = frame.join(attributes, on="person_id")
-    frame[protected] = frame[protected].fillna(UNKNOWN)
-    matured = frame[frame["observed"]].reset_index(drop=True)
+        version = served_version(session, until=extract, model_version=model_version)
+    with _helper() as helper:
+        registry = helper.submit(
+            registry_offences, engine.url.render_as_string(hide_password=False), config
+        )
+        with session_scope(engine) as session:
+            issued, _ = read_issued(session, until=extract, model_version=version)
+            run = _training_run(session, version)
+            test = _test_predictions(session, version)
+            # The backlog is today's, in linkage's clock (datetime.now(), as its runs record).
+            linkage = linkage_health(session, now=datetime.now())
+            staff = read_decisions(session, sorted(issued["person_id"].unique().tolist()))
+            mentions = mention_attributes(session, protected)
+        reference = (run or {}).get("feature_reference")
+        if not reference:
+            verdict.note(WARN, NO_TRAINING_RUN.format(version=version))
+        inputs = feature_frame(issued, list(reference), version) if reference else None
+        issued["period"] = period_of(issued["as_of"], settings.period)
+        counts = event_counts(
+            engine, config, verdict, first=issued["as_of"].min().to_period("M"), extract=extract
+        )
+        bands = frozen_bands(config.tracking_uri, config.mlflow.model_name, version)
+
+        outcomes = label_issued(issued, registry.result(), config, extract_date=extract)
+        del registry  # the future holds the offences: let them go
+        notifying = {
+            name for name, a in config.serving.decision_actions.items() if a.notifies_offender
+        }
+        frame = join_decisions(outcomes.frame.reset_index(drop=True), staff, notifying)
+        # Protected attributes (the majority over each person's mentions) for the group
+        # tables only: the model never saw them.
+        frame = frame.join(person_attributes(mentions, protected), on="person_id")
+        frame[protected] = frame[protected].fillna(UNKNOWN)
+        tables = helper.submit(outcome_tables, frame.drop(columns="features"), config, extract)
+        matured = frame[frame["observed"]].reset_index(drop=True)
+        reaudit, reaudit_reason = None, None
+        if len(matured) >= settings.min_outcomes:
+            try:
+                audited = audit_matured(matured, mentions, config, version, bands=bands)
+                reaudit = reaudit_summary(audited)
+            except IpviError as error:
+                reaudit_reason = f"the re-audit could not run: {error}"
+        else:
+            reaudit_reason = TOO_FEW_FOR_REAUDIT.format(
+                n=len(matured), minimum=settings.min_outcomes
+            )
+        tables = tables.result()
+    if not len(matured):
+        verdict.note(WARN, no_matured_message(outcomes, config, version, extract))
     training = (run or {}).get("summary") or {}
     training_figures = {
         "run_id": (run or {}).get("run_id"),
@@ -374,15 +461,6 @@ def monitor(engine, config: Config, *, as_of, model_version: str | None = None) 
         "n_train": training.get("n_train"),
         "n_test": training.get("n_test"),
     }
-    bins, minimum = settings.calibration_bins, settings.min_outcomes
-    seed = config.fairness_policy.seed
-    by_period = {}
-    if len(matured):
-        boot = bootstrap(matured, n_resamples=settings.n_bootstrap, seed=seed)
-        by_period = group_table(matured, "period", boot, bins=bins, min_outcomes=minimum)
-    else:
-        verdict.note(WARN, no_matured_message(outcomes, config, version, extract))
-
     periods = []
     for period, rows in issued.groupby("period", sort=True):
         where = f"period {period}"
@@ -397,7 +475,7 @@ def monitor(engine, config: Config, *, as_of, model_version: str | None = None) 
                 where,
                 min_scores=settings.min_scores,
             ),
-            "performance": by_period.get(period),
+            "performance": tables["by_period"].get(period),
         }
         performance = entry["performance"]
         if performance and performance["judged"]:
@@ -416,22 +494,6 @@ def monitor(engine, config: Config, *, as_of, model_version: str | None = None) 
             )
         periods.append(entry)
 
-    groups, reliability, reaudit, reaudit_reason = {}, {}, None, None
-    if len(matured):
-        for attribute in protected:
-            groups[attribute] = group_table(
-                matured, attribute, boot, bins=bins, min_outcomes=minimum
-            )
-        reliability = group_table(matured, "band", boot, bins=bins, min_outcomes=1)
-        if len(matured) >= minimum:
-            try:
-                reaudit = reaudit_summary(audit_matured(matured, mentions, config, version))
-            except IpviError as error:
-                reaudit_reason = f"the re-audit could not run: {error}"
-        else:
-            reaudit_reason = TOO_FEW_FOR_REAUDIT.format(n=len(matured), minimum=minimum)
-    else:
-        reaudit_reason = TOO_FEW_FOR_REAUDIT.format(n=0, minimum=minimum)
     if reaudit is not None:
         status = reaudit["gate"]["status"]
         if status == FAIL:
@@ -441,25 +503,6 @@ def monitor(engine, config: Config, *, as_of, model_version: str | None = None) 
     verdict.check(
         "review_backlog_days", linkage["review_backlog_oldest_days"], "linkage review backlog"
     )
-    effect = notification_effect(
-        matured, settings.programme, n_resamples=settings.n_bootstrap, seed=seed
-    )
-    programme = {
-        "reoffence": reoffence_curves(
-            frame,
-            extract=extract,
-            recording_days=config.training.recording_days,
-            horizon=config.training.followup_days,
-        ),
-        "feedback_loop": feedback_loop(
-            effect,
-            settings.programme.recording_uplifts,
-            positives=int(matured.loc[matured["notified"], "label"].sum()) if len(matured) else 0,
-        ),
-    }
-    counts = event_counts(
-        engine, config, verdict, first=issued["as_of"].min().to_period("M"), extract=extract
-    )
     return {
         "status": verdict.status,
         "reasons": verdict.reasons,
@@ -468,7 +511,7 @@ def monitor(engine, config: Config, *, as_of, model_version: str | None = None) 
         "model_name": config.mlflow.model_name,
         "model_version": version,
         "period_kind": settings.period,
-        "min_outcomes": minimum,
+        "min_outcomes": settings.min_outcomes,
         "min_scores": settings.min_scores,
         "thresholds": {k: v.model_dump() for k, v in settings.thresholds.items()},
         "counts": {
@@ -477,15 +520,13 @@ def monitor(engine, config: Config, *, as_of, model_version: str | None = None) 
         },
         "training": training_figures,
         "periods": periods,
-        "groups": groups,
-        "reliability": reliability,
+        "groups": tables["groups"],
+        "reliability": tables["reliability"],
         "reaudit": reaudit,
         "reaudit_reason": reaudit_reason,
-        "overrides": override_summary(
-            frame, attributes=protected, n_resamples=settings.n_bootstrap, seed=seed
-        ),
-        "notification_effect": effect,
-        "programme": programme,
+        "overrides": tables["overrides"],
+        "notification_effect": tables["notification_effect"],
+        "programme": tables["programme"],
         "event_counts": counts,
         "linkage": linkage,
     }

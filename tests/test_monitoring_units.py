@@ -16,7 +16,9 @@ from ipvi.columns import Columns
 from ipvi.config import config_from_dict, default_config_dict
 from ipvi.db import open_registry, session_scope
 from ipvi.errors import ConfigError, IpviError
-from ipvi.tables.linkage import persons
+from ipvi.tables.ingest import events as events_table
+from ipvi.tables.ingest import mentions as mentions_table
+from ipvi.tables.linkage import crosswalk, persons
 from ipvi.tables.monitoring import issued_scores
 from monitoring import drift
 from monitoring.outcomes import (
@@ -24,7 +26,10 @@ from monitoring.outcomes import (
     NO_ISSUED,
     feature_frame,
     join_decisions,
+    label_issued,
+    matured_outcomes,
     read_issued,
+    registry_offences,
 )
 from monitoring.run import Verdict, _period_drift, override_summary
 from training.issued import issued_rows, purge_step, score_id, store_issued, write_issued
@@ -250,6 +255,87 @@ def test_monitor_errors_name_what_is_missing(db_url):
     assert frame["a"].tolist() == [0.0, 1.0] and frame["b"].isna().all()
     with pytest.raises(IpviError, match=r"2 issued score\(s\) of model version 3 lack"):
         feature_frame(issued, ["a", "b", "prior_ipv_offences"], version)
+    engine.dispose()
+
+
+def _event(event_id: str, event_type: str, day: str, ipv: bool = True) -> dict:
+    when = datetime.fromisoformat(day)
+    return {
+        "event_id": event_id,
+        "agency": "police",
+        "event_type": event_type,
+        "offense_date": when,
+        "recorded_at": when,
+        "ipv": ipv,
+        "version": 1,
+        "ingest_run_id": 1,
+        "content_hash": event_id,
+    }
+
+
+def _mention(record_id: str, event_id: str, role: str) -> dict:
+    return {
+        "record_id": record_id,
+        "agency": "police",
+        "address_confidential": False,
+        "event_id": event_id,
+        "role": role,
+        "version": 1,
+        "ingest_run_id": 1,
+        "content_hash": record_id,
+    }
+
+
+def test_the_helpers_offences_label_as_the_persons_own_histories_do(db_url):
+    """``ipvi monitor`` derives the offences of the whole registry in a second process, from
+    the database URL alone (:func:`registry_offences`), and labels with them: the same labels
+    and first re-offence dates as the scored persons' own histories give."""
+    engine = _registry(db_url, ["P0", "P1", "P2"])
+    events = [
+        _event("E1", "incident", "2024-01-10"),  # P0's index offence
+        _event("E2", "custody_start", "2024-02-01", ipv=False),  # 30 days in custody
+        _event("E3", "custody_end", "2024-03-02", ipv=False),
+        _event("E4", "incident", "2025-01-20"),  # after 365 days, inside the extended window
+        _event("E5", "incident", "2024-03-01"),  # P1's index offence, nothing after it
+        _event("E6", "incident", "2024-04-01"),  # P2: not scored
+    ]
+    mentions = [
+        _mention("R1", "E1", "suspect"),
+        _mention("R2", "E2", "arrestee"),
+        _mention("R3", "E3", "arrestee"),
+        _mention("R4", "E4", "suspect"),
+        _mention("V1", "E1", "victim"),
+        _mention("R5", "E5", "suspect"),
+        _mention("R6", "E6", "suspect"),
+    ]
+    person_of = {"R1": "P0", "R2": "P0", "R3": "P0", "R4": "P0", "V1": "V", "R5": "P1"}
+    with session_scope(engine) as session:
+        session.execute(insert(events_table), events)
+        session.execute(insert(mentions_table), mentions)
+        session.execute(
+            insert(crosswalk),
+            [
+                {"record_id": r, "person_id": p, "link_probability": 1.0, "linkage_run_id": "r1"}
+                for r, p in {**person_of, "R6": "P2"}.items()
+            ],
+        )
+    issued = pd.DataFrame(
+        {
+            "person_id": ["P0", "P1"],
+            "history": "registry",
+            "as_of": pd.to_datetime(["2024-01-13", "2024-03-04"]),
+            "index_event_id": ["E1", "E5"],
+            "probability": [0.3, 0.2],
+        }
+    )
+    config = config_from_dict(default_config_dict())
+    extract = pd.Timestamp("2026-01-01")
+    helper = label_issued(issued, registry_offences(db_url, config), config, extract_date=extract)
+    own = matured_outcomes(engine, issued, config, extract_date=extract)
+    pd.testing.assert_frame_equal(helper.frame, own.frame)
+    assert helper.counts == own.counts
+    assert helper.frame["label"].tolist() == [1, 0]
+    assert helper.frame["reoffence_at"].tolist()[0] == pd.Timestamp("2025-01-20")
     engine.dispose()
 
 
