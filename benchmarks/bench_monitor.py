@@ -20,9 +20,11 @@ only the monitor is timed:
 - staff decisions: one for about a third of the offences, 10 % of them overriding the tier.
 
 The monitor runs as the command a site would schedule (``ipvi monitor --as-of EXTRACT --json
-F``), in its own process; its wall time and peak resident memory (``wait4``) are printed as
-one JSON line. Usage: ``python benchmarks/bench_monitor.py [--quick] [--keep DIR]``; a DIR
-built before is reused (its ``built.json``), so only the monitor runs and is timed again.
+F``), in its own process; its wall time, CPU seconds and the peak resident memory of its
+process tree (the monitor and its helper processes together, and each at its own peak) are
+printed as one JSON line. Usage: ``python benchmarks/bench_monitor.py [--quick] [--keep
+DIR]``; a DIR built before is reused (its ``built.json``), so only the monitor runs and is
+timed again.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench_foundation import PeakRss  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from fairness.promotion import set_champion  # noqa: E402
@@ -191,7 +194,9 @@ def build(folder: Path, *, persons: int, seed: int) -> dict:
 
 
 def run_monitor(folder: Path, built: dict) -> dict:
-    """``ipvi monitor`` in its own process: its wall time, peak RSS and JSON."""
+    """``ipvi monitor`` in its own process: its wall time, the peak resident memory of its
+    process tree (the monitor and its helper process, summed: :class:`PeakRss`), its CPU
+    seconds and its JSON."""
     out = folder / "monitor.json"
     command = [sys.executable, "-m", "ipvi.cli", "monitor", "--as-of", built["extract"]]
     started = time.perf_counter()
@@ -201,15 +206,20 @@ def run_monitor(folder: Path, built: dict) -> dict:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    _, status, usage = os.wait4(process.pid, 0)
+    with PeakRss(process.pid, every=0.1) as usage:
+        _, stderr = process.communicate()
     seconds = time.perf_counter() - started
-    code = os.waitstatus_to_exitcode(status)
-    if code not in (0, 1):  # 1 is an alarm, still a full report
-        raise SystemExit(f"ipvi monitor failed ({code}): {process.stderr.read().decode()[-2000:]}")
+    if process.returncode not in (0, 1):  # 1 is an alarm, still a full report
+        raise SystemExit(f"ipvi monitor failed ({process.returncode}): {stderr.decode()[-2000:]}")
     payload = json.loads(out.read_text())
     return {
         "monitor_seconds": round(seconds, 2),
-        "monitor_peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # Linux: kilobytes
+        "monitor_peak_rss_mb": round(usage.peak_mb, 1),
+        "monitor_peak_rss_mb_by_process": {
+            "monitor": round(usage.peak.get("driver", 0) / 2**20, 1),
+            "helper": round(usage.peak.get("workers", 0) / 2**20, 1),
+        },
+        "monitor_cpu_seconds": round(usage.cpu_seconds, 1),
         "monitor_status": payload["status"],
         "offences_monitored": payload["counts"]["issued"],
         "matured": payload["counts"]["matured"],
