@@ -132,24 +132,26 @@ def main() -> int:
     reference: float | None = None
     for size in sizes:
         mentions, truth = generate_mentions(size, seed=11)
+        n_mentions, truth = len(mentions), np.asarray(truth)
         with tempfile.TemporaryDirectory(prefix="bench-spark-") as name:
             folder = Path(name)
             data = folder / "mentions.parquet"
             mentions[["record_id", *IDENTIFIER_FIELDS]].to_parquet(data, index=False)
+            del mentions  # the commands read the file: this process keeps the truth only
             labels_of: dict[str, np.ndarray] = {}
             wall_of: dict[str, float] = {}
             for engine in args.engines:
                 if engine == "local" and size > args.local_up_to:
                     continue
                 figures, labels = run(engine, data, folder, args.master, args.driver_memory)
-                line = {"benchmark": "bench_spark", "engine": engine, "mentions": len(mentions)}
+                line = {"benchmark": "bench_spark", "engine": engine, "mentions": n_mentions}
                 if engine == "spark":
                     line["master"] = args.master
                     line["driver_memory"] = args.driver_memory
                 line |= figures
                 if "wall_seconds" in figures:
                     wall_of[engine] = figures["wall_seconds"]
-                    per_mention = figures["wall_seconds"] / len(mentions)
+                    per_mention = figures["wall_seconds"] / n_mentions
                     line["us_per_mention"] = round(per_mention * 1e6, 1)
                     if engine == "spark":
                         if "local" in wall_of:
@@ -160,9 +162,9 @@ def main() -> int:
                             line["us_per_mention_vs_1m"] = round(per_mention / reference, 3)
                 if labels is not None:
                     line["candidate_pairs_per_mention"] = round(
-                        figures["candidate_pairs"] / len(mentions), 3
+                        figures["candidate_pairs"] / n_mentions, 3
                     )
-                    line["pairwise_f1_truth"] = pairwise_f1(labels, np.asarray(truth))
+                    line["pairwise_f1_truth"] = pairwise_f1(labels, truth)
                     labels_of[engine] = labels
                     if engine != "local" and "local" in labels_of:
                         line["pairwise_f1_vs_local"] = pairwise_f1(labels, labels_of["local"])
