@@ -108,8 +108,13 @@ def read_issued(
     one outcome per offence and compares like with like against training, whose rows are
     offences scored at their decision date.
     """
-    until_dt = until.to_pydatetime()
     model_version = served_version(session, until=until, model_version=model_version)
+    return first_scores(session, until=until, model_version=model_version), model_version
+
+
+def first_scores(session: Session, *, until: pd.Timestamp, model_version: str) -> pd.DataFrame:
+    """:func:`read_issued`'s scores of a version :func:`served_version` has checked."""
+    until_dt = until.to_pydatetime()
     # The scores of each offence's earliest as-of date are chosen in the database, so only
     # those rows, and their stored inputs, are read: every list re-scores every offence, and
     # a deployment's later scores outnumber them. The offences come from the index on
@@ -150,7 +155,7 @@ def read_issued(
     frame = frame.sort_values(["as_of", "issued_at", "issue_id"], kind="stable")
     frame = frame.drop_duplicates(["person_id", "index_event_id"]).drop(columns="issue_id")
     frame = frame.sort_values(["as_of", "issued_at", "person_id", "index_event_id"])
-    return frame.reset_index(drop=True), str(model_version)
+    return frame.reset_index(drop=True)
 
 
 def feature_frame(issued: pd.DataFrame, features: list[str], model_version: str) -> pd.DataFrame:

@@ -53,11 +53,11 @@ from monitoring.counts import (
 from monitoring.linkage_health import linkage_health
 from monitoring.outcomes import (
     feature_frame,
+    first_scores,
     join_decisions,
     label_issued,
     no_matured_message,
     read_decisions,
-    read_issued,
     registry_offences,
     served_version,
 )
@@ -353,7 +353,7 @@ def outcome_tables(frame: pd.DataFrame, config: Config, extract: pd.Timestamp) -
     effect = notification_effect(
         matured, settings.programme, n_resamples=settings.n_bootstrap, seed=seed
     )
-    notified = matured["notified"] if len(matured) else pd.Series([], dtype=bool)
+    notified_positives = int(matured.loc[matured["notified"], "label"].sum()) if len(matured) else 0
     return {
         **tables,
         "overrides": override_summary(
@@ -370,7 +370,7 @@ def outcome_tables(frame: pd.DataFrame, config: Config, extract: pd.Timestamp) -
             "feedback_loop": feedback_loop(
                 effect,
                 settings.programme.recording_uplifts,
-                positives=int(matured.loc[notified, "label"].sum()) if len(matured) else 0,
+                positives=notified_positives,
             ),
         },
     }
@@ -409,7 +409,7 @@ def monitor(engine, config: Config, *, as_of, model_version: str | None = None) 
             registry_offences, engine.url.render_as_string(hide_password=False), config
         )
         with session_scope(engine) as session:
-            issued, _ = read_issued(session, until=extract, model_version=version)
+            issued = first_scores(session, until=extract, model_version=version)
             run = _training_run(session, version)
             test = _test_predictions(session, version)
             # The backlog is today's, in linkage's clock (datetime.now(), as its runs record).
